@@ -1,0 +1,128 @@
+package keyspace
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// DefaultCluster is Istio's default CLUSTER_ID.
+const DefaultCluster = "Kubernetes"
+
+// Root is the prefix of every meshrelay key.
+const Root = "/meshrelay/v1/"
+
+// Service identifies one service by namespace and name.
+type Service struct {
+	Namespace string
+	Name      string
+}
+
+// String returns "namespace/name", the form used in vips/ values and on
+// command lines.
+func (s Service) String() string { return s.Namespace + "/" + s.Name }
+
+// ParseService parses "namespace/name".
+func ParseService(s string) (Service, error) {
+	ns, name, ok := strings.Cut(s, "/")
+	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+		return Service{}, fmt.Errorf("service %q: want namespace/name", s)
+	}
+	return Service{Namespace: ns, Name: name}, nil
+}
+
+// Space is the keyspace of one cluster: every key lives under
+// /meshrelay/v1/<cluster>/.
+type Space struct {
+	prefix string
+}
+
+// New returns the keyspace of cluster. An empty cluster means DefaultCluster.
+func New(cluster string) Space {
+	if cluster == "" {
+		cluster = DefaultCluster
+	}
+	return Space{prefix: Root + cluster + "/"}
+}
+
+// Prefix is /meshrelay/v1/<cluster>/.
+func (s Space) Prefix() string { return s.prefix }
+
+// ServicesPrefix is the prefix of every service's keys.
+func (s Space) ServicesPrefix() string { return s.prefix + "services/" }
+
+// ServicePrefix is services/<ns>/<name>/ (with the trailing slash): one watch
+// on it sees everything about one service and nothing about another.
+func (s Space) ServicePrefix(svc Service) string {
+	return s.prefix + "services/" + svc.Namespace + "/" + svc.Name + "/"
+}
+
+// Spec is services/<ns>/<name>/spec.
+func (s Space) Spec(svc Service) string { return s.ServicePrefix(svc) + "spec" }
+
+// Slice is services/<ns>/<name>/endpoints/<i>.
+func (s Space) Slice(svc Service, i int) string {
+	return s.ServicePrefix(svc) + "endpoints/" + strconv.Itoa(i)
+}
+
+// VIPsPrefix is the prefix of the on-demand VIP index.
+func (s Space) VIPsPrefix() string { return s.prefix + "vips/" }
+
+// VIP is vips/<ip>; its value is "<namespace>/<name>".
+func (s Space) VIP(ip string) string { return s.prefix + "vips/" + ip }
+
+// SyncedPrefix is the prefix of the per-shard sync markers.
+func (s Space) SyncedPrefix() string { return s.prefix + "synced/" }
+
+// Synced is synced/<shard>.
+func (s Space) Synced(shard int) string { return s.prefix + "synced/" + strconv.Itoa(shard) }
+
+// Generation is the key holding the id of this etcd's incarnation.
+func (s Space) Generation() string { return s.prefix + "generation" }
+
+// RelaysPrefix is the prefix of the leased relay membership keys.
+func (s Space) RelaysPrefix() string { return s.prefix + "relays/" }
+
+// Relay is relays/<member>.
+func (s Space) Relay(member string) string { return s.prefix + "relays/" + member }
+
+// ShardElection is the concurrency.Election prefix of one shard.
+func (s Space) ShardElection(shard int) string {
+	return s.prefix + "shards/" + strconv.Itoa(shard) + "/"
+}
+
+// Kind says what a key under services/ holds.
+type Kind int
+
+const (
+	KindUnknown Kind = iota
+	KindSpec
+	KindSlice
+)
+
+// ServiceKey is a parsed key under services/.
+type ServiceKey struct {
+	Service Service
+	Kind    Kind
+	Slice   int // valid when Kind == KindSlice
+}
+
+// ParseServiceKey parses a key under ServicesPrefix. ok is false for any other key.
+func (s Space) ParseServiceKey(key string) (k ServiceKey, ok bool) {
+	rest, found := strings.CutPrefix(key, s.ServicesPrefix())
+	if !found {
+		return ServiceKey{}, false
+	}
+	parts := strings.Split(rest, "/")
+	switch {
+	case len(parts) == 3 && parts[2] == "spec":
+		return ServiceKey{Service: Service{parts[0], parts[1]}, Kind: KindSpec}, parts[0] != "" && parts[1] != ""
+	case len(parts) == 4 && parts[2] == "endpoints":
+		i, err := strconv.Atoi(parts[3])
+		if err != nil || i < 0 || parts[0] == "" || parts[1] == "" {
+			return ServiceKey{}, false
+		}
+		return ServiceKey{Service: Service{parts[0], parts[1]}, Kind: KindSlice, Slice: i}, true
+	}
+	return ServiceKey{}, false
+}
