@@ -1,0 +1,64 @@
+package etcddial
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+)
+
+// Options says how to reach etcd.
+type Options struct {
+	Endpoints []string
+	// CAFile, CertFile, KeyFile enable TLS when CAFile or CertFile is set.
+	CAFile, CertFile, KeyFile string
+	// DialTimeout bounds the first connection (default 5 s).
+	DialTimeout time.Duration
+	// MaxCallRecvMsgSize raises the client's receive limit (default 64 MiB)
+	// for large ranges.
+	MaxCallRecvMsgSize int
+	Logger             *slog.Logger
+}
+
+// Dial returns a client. It does not wait for etcd to answer: clientv3
+// reconnects by itself, and callers retry their requests with backoff.
+func Dial(opts Options) (*clientv3.Client, error) {
+	if len(opts.Endpoints) == 0 {
+		return nil, errors.New("dial etcd: no endpoints")
+	}
+	if opts.DialTimeout == 0 {
+		opts.DialTimeout = 5 * time.Second
+	}
+	if opts.MaxCallRecvMsgSize == 0 {
+		opts.MaxCallRecvMsgSize = 64 << 20
+	}
+	var tlsCfg *tls.Config
+	if opts.CAFile != "" || opts.CertFile != "" {
+		info := transport.TLSInfo{TrustedCAFile: opts.CAFile, CertFile: opts.CertFile, KeyFile: opts.KeyFile}
+		var err error
+		if tlsCfg, err = info.ClientConfig(); err != nil {
+			return nil, fmt.Errorf("etcd tls: %w", err)
+		}
+	}
+	c, err := clientv3.New(clientv3.Config{
+		Endpoints:          opts.Endpoints,
+		DialTimeout:        opts.DialTimeout,
+		TLS:                tlsCfg,
+		MaxCallRecvMsgSize: opts.MaxCallRecvMsgSize,
+		Logger:             zap.NewNop(),
+		DialOptions:        []grpc.DialOption{},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dial etcd %v: %w", opts.Endpoints, err)
+	}
+	if opts.Logger != nil {
+		opts.Logger.Info("etcd client", "endpoints", opts.Endpoints, "tls", tlsCfg != nil)
+	}
+	return c, nil
+}

@@ -1,0 +1,60 @@
+package opsserver
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestEndpoints(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "meshrelay_test_total", Help: "test"})
+	reg.MustRegister(c)
+	c.Add(3)
+	var ready atomic.Bool
+	s, err := Start(Options{Listen: "127.0.0.1:0", Gatherer: reg, Ready: func() (bool, string) { return ready.Load(), "first sync pending" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(context.Background()) })
+	base := "http://" + s.Addr()
+
+	if code, body := get(t, base+"/metrics"); code != 200 || !strings.Contains(body, "meshrelay_test_total 3") {
+		t.Fatalf("/metrics: %d %q", code, body)
+	}
+	if code, _ := get(t, base+"/healthz"); code != 200 {
+		t.Fatalf("/healthz: %d", code)
+	}
+	if code, body := get(t, base+"/readyz"); code != 503 || !strings.Contains(body, "first sync pending") {
+		t.Fatalf("/readyz before ready: %d %q", code, body)
+	}
+	ready.Store(true)
+	if code, _ := get(t, base+"/readyz"); code != 200 {
+		t.Fatalf("/readyz after ready: %d", code)
+	}
+	if code, _ := get(t, base+"/debug/pprof/"); code != 200 {
+		t.Fatalf("/debug/pprof/: %d", code)
+	}
+}
+
+func TestListenError(t *testing.T) {
+	if _, err := Start(Options{Listen: "127.0.0.1:notaport"}); err == nil {
+		t.Fatal("bad address accepted")
+	}
+}

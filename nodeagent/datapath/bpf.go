@@ -1,0 +1,374 @@
+package datapath
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+)
+
+// DefaultPinPath is where BPF pins its maps and links by default.
+const DefaultPinPath = "/sys/fs/bpf/meshrelay"
+
+// BPFOptions configure OpenBPF.
+type BPFOptions struct {
+	// PinPath is the bpffs directory for maps (in v<layout hash>/) and
+	// program links (in links/); default DefaultPinPath. The bpf
+	// filesystem is mounted at /sys/fs/bpf if the path is below it and
+	// nothing is mounted there.
+	PinPath string
+	// MaxEntries sizes the maps; see MaxEntries for the defaults. A change
+	// is a layout change (new maps, see layout.go).
+	MaxEntries MaxEntries
+	// BatchSize is the number of entries per batch syscall; default
+	// DefaultBatchSize.
+	BatchSize int
+	// NoBatch writes one entry per syscall (Map.Update/Delete). Without
+	// it, BPF falls back to that by itself on kernels without batch ops.
+	NoBatch bool
+	// Trace, if set, is called after every map write syscall.
+	Trace func(Write)
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+}
+
+// BPF is the Datapath in pinned kernel maps, written with batched
+// syscalls. Its maps are BPF_MAP_TYPE_HASH with BPF_F_NO_PREALLOC (memory
+// grows with the entries held), shared by name with the programs that
+// Programs loads.
+type BPF struct {
+	log      *slog.Logger
+	pinPath  string
+	dir      string // pinPath/v<hash>
+	spec     *ebpf.CollectionSpec
+	maps     map[string]*ebpf.Map // every pinned map of spec
+	stale    []string
+	mu       sync.Mutex // serialises Apply, Dump, counters
+	w        writer
+	fe       *bpfTable[FrontendKey, FrontendValue]
+	sl       *bpfTable[SlotKey, SlotValue]
+	be       *bpfTable[BackendKey, BackendValue]
+	counters [3]mapCounters
+	closed   bool
+}
+
+var _ Datapath = (*BPF)(nil)
+
+// OpenBPF opens the pinned maps of this layout under opts.PinPath,
+// creating and pinning the ones that do not exist. Existing pins keep
+// their entries. Directories of other layouts are left alone (see
+// StaleLayouts).
+func OpenBPF(opts BPFOptions) (*BPF, error) {
+	if opts.PinPath == "" {
+		opts.PinPath = DefaultPinPath
+	}
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = DefaultBatchSize
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	spec, err := datapathSpec(opts.MaxEntries.withDefaults())
+	if err != nil {
+		return nil, err
+	}
+	b := &BPF{
+		log:     opts.Logger,
+		pinPath: opts.PinPath,
+		dir:     filepath.Join(opts.PinPath, "v"+layoutHash(spec)),
+		spec:    spec,
+		maps:    make(map[string]*ebpf.Map),
+		w:       writer{batchSize: opts.BatchSize, batching: !opts.NoBatch, trace: opts.Trace, log: opts.Logger},
+	}
+	if err := ensureBPFFS(b.dir); err != nil {
+		return nil, err
+	}
+	for _, name := range pinnedMaps(spec) {
+		m, err := ebpf.NewMapWithOptions(spec.Maps[name], ebpf.MapOptions{PinPath: b.dir})
+		if err != nil {
+			b.closeMaps()
+			return nil, fmt.Errorf("open map %s in %s: %w", name, b.dir, err)
+		}
+		b.maps[name] = m
+	}
+	b.fe = newBPFTable[FrontendKey, FrontendValue](b.maps[MapFrontends], opts.BatchSize)
+	b.sl = newBPFTable[SlotKey, SlotValue](b.maps[MapSlots], opts.BatchSize)
+	b.be = newBPFTable[BackendKey, BackendValue](b.maps[MapBackends], opts.BatchSize)
+
+	entries, err := os.ReadDir(opts.PinPath)
+	if err != nil {
+		b.closeMaps()
+		return nil, fmt.Errorf("list %s: %w", opts.PinPath, err)
+	}
+	for _, e := range entries {
+		if p := filepath.Join(opts.PinPath, e.Name()); e.IsDir() && strings.HasPrefix(e.Name(), "v") && p != b.dir {
+			b.stale = append(b.stale, p)
+		}
+	}
+	if len(b.stale) > 0 {
+		b.log.Warn("maps of another layout are pinned; they serve traffic until the programs are switched",
+			"layout", b.dir, "stale", b.stale)
+	}
+	return b, nil
+}
+
+// PinDir returns the directory of this layout's maps.
+func (b *BPF) PinDir() string { return b.dir }
+
+// StaleLayouts returns the map directories of other layouts found by OpenBPF.
+func (b *BPF) StaleLayouts() []string { return append([]string(nil), b.stale...) }
+
+// RemoveStaleLayouts unpins the maps of other layouts. Call it after the
+// programs use this layout's maps (Programs.Install).
+func (b *BPF) RemoveStaleLayouts() error {
+	var errs []error
+	for _, dir := range b.stale {
+		if err := os.RemoveAll(dir); err != nil {
+			errs = append(errs, fmt.Errorf("remove stale layout: %w", err))
+		}
+	}
+	b.stale = nil
+	return errors.Join(errs...)
+}
+
+// Apply implements Datapath.
+func (b *BPF) Apply(ctx context.Context, cs ChangeSet) (ApplyStats, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return ApplyStats{}, errClosed
+	}
+	return b.w.apply(ctx, tables{frontends: b.fe, slots: b.sl, backends: b.be, counters: &b.counters}, cs)
+}
+
+// Dump implements Datapath.
+func (b *BPF) Dump(ctx context.Context) (State, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return State{}, errClosed
+	}
+	var s State
+	var err error
+	if s.Frontends, err = b.fe.dump(ctx, &b.counters[idxFrontends].ReadSyscalls); err != nil {
+		return State{}, fmt.Errorf("dump %s: %w", MapFrontends, err)
+	}
+	if s.Slots, err = b.sl.dump(ctx, &b.counters[idxSlots].ReadSyscalls); err != nil {
+		return State{}, fmt.Errorf("dump %s: %w", MapSlots, err)
+	}
+	if s.Backends, err = b.be.dump(ctx, &b.counters[idxBackends].ReadSyscalls); err != nil {
+		return State{}, fmt.Errorf("dump %s: %w", MapBackends, err)
+	}
+	return s, nil
+}
+
+// Stats implements Datapath. It reports every pinned map (the kernel-written
+// ones have no write counters); Entries are counted by iterating the map
+// (batch lookups, not counted in ReadSyscalls), MemlockBytes comes from the
+// kernel.
+func (b *BPF) Stats() Stats {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var st Stats
+	if b.closed {
+		return st
+	}
+	for _, name := range pinnedMaps(b.spec) {
+		m := b.maps[name]
+		ms := MapStats{Name: name, Entries: -1, MaxEntries: int(m.MaxEntries()), Flags: m.Flags()}
+		if info, err := m.Info(); err == nil {
+			ms.MemlockBytes, _ = info.Memlock()
+		}
+		switch name {
+		case MapFrontends:
+			ms.Entries = b.fe.count()
+		case MapSlots:
+			ms.Entries = b.sl.count()
+		case MapBackends:
+			ms.Entries = b.be.count()
+		}
+		for i, n := range agentMaps {
+			if n == name {
+				c := b.counters[i]
+				ms.Updates, ms.Deletes, ms.Syscalls, ms.Batches, ms.ReadSyscalls = c.Updates, c.Deletes, c.Syscalls, c.Batches, c.ReadSyscalls
+			}
+		}
+		st.Maps = append(st.Maps, ms)
+	}
+	return st
+}
+
+// SetServiceCIDRs makes prefixes the ranges in which a miss (a connect to
+// an address that is no frontend) is reported by the programs. It writes
+// only the difference to what the map holds.
+func (b *BPF) SetServiceCIDRs(prefixes []netip.Prefix) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return errClosed
+	}
+	m := b.maps["service_cidrs"]
+	want := make(map[meshrelayCidrKey]bool, len(prefixes))
+	for _, p := range prefixes {
+		want[cidrKey(p)] = true
+	}
+	var k meshrelayCidrKey
+	var stale []meshrelayCidrKey
+	it := m.Iterate()
+	var v uint8
+	for it.Next(&k, &v) {
+		if !want[k] {
+			stale = append(stale, k)
+		}
+		delete(want, k)
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("read service_cidrs: %w", err)
+	}
+	for _, k := range stale {
+		if err := m.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("delete service CIDR: %w", err)
+		}
+	}
+	for k := range want {
+		if err := m.Update(&k, uint8(1), ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("add service CIDR %s: %w", netip.PrefixFrom(netip.AddrFrom16(k.Addr), int(k.Prefixlen)), err)
+		}
+	}
+	return nil
+}
+
+// cidrKey returns the LPM key of p (IPv4 v4-mapped, prefix length + 96).
+func cidrKey(p netip.Prefix) meshrelayCidrKey {
+	p = p.Masked()
+	bitsLen := p.Bits()
+	if p.Addr().Is4() {
+		bitsLen += 96
+	}
+	return meshrelayCidrKey{Prefixlen: uint32(bitsLen), Addr: p.Addr().As16()}
+}
+
+// Close implements Datapath: it closes the map file descriptors and keeps
+// the pins.
+func (b *BPF) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	return b.closeMaps()
+}
+
+func (b *BPF) closeMaps() error {
+	var errs []error
+	for _, m := range b.maps {
+		errs = append(errs, m.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// bpfTable is one agent-written kernel map.
+type bpfTable[K comparable, V any] struct {
+	m    *ebpf.Map
+	keys []K // scratch for batch syscalls
+	vals []V
+}
+
+func newBPFTable[K comparable, V any](m *ebpf.Map, batchSize int) *bpfTable[K, V] {
+	return &bpfTable[K, V]{m: m, keys: make([]K, 0, batchSize), vals: make([]V, 0, batchSize)}
+}
+
+func (t *bpfTable[K, V]) batchUpdate(entries []Entry[K, V]) (int, error) {
+	t.keys, t.vals = t.keys[:0], t.vals[:0]
+	for _, e := range entries {
+		t.keys = append(t.keys, e.Key)
+		t.vals = append(t.vals, e.Value)
+	}
+	n, err := t.m.BatchUpdate(t.keys, t.vals, nil)
+	return n, mapFull(err)
+}
+
+func (t *bpfTable[K, V]) batchDelete(keys []K) (int, error) {
+	return t.m.BatchDelete(keys, nil)
+}
+
+func (t *bpfTable[K, V]) update(e Entry[K, V]) error {
+	return mapFull(t.m.Update(&e.Key, &e.Value, ebpf.UpdateAny))
+}
+
+func (t *bpfTable[K, V]) remove(k K) error { return t.m.Delete(&k) }
+
+// dump reads the map, adding the syscalls it made to *syscalls.
+func (t *bpfTable[K, V]) dump(ctx context.Context, syscalls *uint64) (map[K]V, error) {
+	out := make(map[K]V)
+	err := t.walk(ctx, syscalls, func(k K, v V) { out[k] = v })
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// count returns the number of entries, or -1 if the map cannot be read.
+func (t *bpfTable[K, V]) count() int {
+	var syscalls uint64
+	n := 0
+	if err := t.walk(context.Background(), &syscalls, func(K, V) { n++ }); err != nil {
+		return -1
+	}
+	return n
+}
+
+// walk calls fn for every entry, reading with batch lookups (or, without
+// them, by iterating) and adding the syscalls it made to *syscalls.
+func (t *bpfTable[K, V]) walk(ctx context.Context, syscalls *uint64, fn func(K, V)) error {
+	keys := make([]K, cap(t.keys))
+	vals := make([]V, cap(t.keys))
+	var cursor ebpf.MapBatchCursor
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n, err := t.m.BatchLookup(&cursor, keys, vals, nil)
+		if n == 0 && errors.Is(err, ebpf.ErrNotSupported) {
+			return t.iterate(syscalls, fn)
+		}
+		*syscalls++
+		for i := range n {
+			fn(keys[i], vals[i])
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (t *bpfTable[K, V]) iterate(syscalls *uint64, fn func(K, V)) error {
+	var k K
+	var v V
+	it := t.m.Iterate()
+	for it.Next(&k, &v) {
+		fn(k, v)
+		*syscalls += 2 // next key + lookup
+	}
+	*syscalls++
+	return it.Err()
+}
+
+func mapFull(err error) error {
+	if errors.Is(err, unix.E2BIG) {
+		return fmt.Errorf("%w: %w", ErrMapFull, err)
+	}
+	return err
+}

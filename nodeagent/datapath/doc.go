@@ -1,0 +1,21 @@
+// Package datapath is the node agent's eBPF datapath: the layouts of the
+// maps that translate service VIPs to backends (defined once in
+// bpf/meshrelay.h and generated into Go by bpf2go), the Datapath interface
+// the agent applies change sets through, and its implementations.
+//
+//   - BPF writes pinned kernel maps with batched syscalls
+//     (BPF_MAP_UPDATE_BATCH / BPF_MAP_DELETE_BATCH);
+//   - Memory keeps the same maps in Go maps with identical semantics and
+//     identical op and syscall accounting, for hosts without eBPF and for
+//     the scale harness (thousands of instances in one process);
+//   - Faulty wraps either to inject failed and partial batches in tests;
+//   - Programs loads and attaches the cgroup socket programs
+//     (bpf/meshrelay.c) that read the maps, and reports misses and usage.
+//
+// The agent computes the wanted State from etcd, diffs it against the
+// applied one with DiffStates and hands the ChangeSet to Apply, which
+// writes it make-before-break (see ChangeSet).
+//
+// Only the node agent imports this package. It is the only package of
+// meshrelay that imports github.com/cilium/ebpf.
+package datapath

@@ -1,0 +1,241 @@
+package etcdsource
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// control is what the control loop knows of generation and the synced
+// markers. Guarded by Source.mu.
+type control struct {
+	loaded     bool
+	generation string
+	rev        int64 // highest etcd revision the control loop has seen
+	markers    map[int]marker
+}
+
+// marker is one synced/<shard> marker.
+type marker struct {
+	generation string
+	rev        int64 // etcd mod revision of the marker
+}
+
+// markerValue is the part of the relay's synced/<shard> JSON the source uses.
+type markerValue struct {
+	Generation string `json:"generation"`
+}
+
+func parseMarker(kv *mvccpb.KeyValue) (marker, error) {
+	var v markerValue
+	if err := json.Unmarshal(kv.Value, &v); err != nil {
+		return marker{}, fmt.Errorf("decode %s: %w", kv.Key, err)
+	}
+	return marker{generation: v.Generation, rev: kv.ModRevision}, nil
+}
+
+// runControl follows generation and the synced markers until ctx is done.
+func (s *Source) runControl(ctx context.Context) {
+	var b backoff
+	for {
+		err := s.followControl(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			continue
+		}
+		s.log.Warn("generation/synced watch failed, reloading", "err", err)
+		if !b.wait(ctx) {
+			return
+		}
+	}
+}
+
+// followControl loads generation and every marker at one revision, then
+// watches both from the next revision and probes generation every
+// ProbeInterval. It returns nil when they must be loaded again.
+func (s *Source) followControl(ctx context.Context) error {
+	drain(s.probe)
+	syncedPrefix := s.space.SyncedPrefix()
+	resp, err := s.c.Txn(ctx).Then(
+		clientv3.OpGet(s.space.Generation()),
+		clientv3.OpGet(syncedPrefix, clientv3.WithPrefix()),
+	).Commit()
+	if err != nil {
+		return fmt.Errorf("load %s and %s: %w", s.space.Generation(), syncedPrefix, err)
+	}
+	rev := resp.Header.Revision
+	gen := ""
+	if kvs := resp.Responses[0].GetResponseRange().GetKvs(); len(kvs) > 0 {
+		gen = string(kvs[0].Value)
+	}
+	markers := map[int]marker{}
+	for _, kv := range resp.Responses[1].GetResponseRange().GetKvs() {
+		shard, m, err := s.markerOf(kv)
+		if err != nil {
+			s.log.Warn("ignoring bad synced marker", "err", err)
+			continue
+		}
+		markers[shard] = m
+	}
+	s.load(gen, markers, rev)
+
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s.stats.watchesOpen.Add(2)
+	defer s.stats.watchesOpen.Add(-2)
+	genc := s.c.Watch(wctx, s.space.Generation(), clientv3.WithRev(rev+1))
+	syncc := s.c.Watch(wctx, syncedPrefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
+	tick := time.NewTicker(s.opts.ProbeInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case resp, ok := <-genc:
+			if err := controlResponse(resp, ok, "generation"); err != nil || resp.CompactRevision != 0 {
+				return err
+			}
+			if len(resp.Events) > 0 {
+				return nil // reload: compares the generation and re-lists services if it changed
+			}
+		case resp, ok := <-syncc:
+			if err := controlResponse(resp, ok, "synced/"); err != nil || resp.CompactRevision != 0 {
+				return err
+			}
+			for _, ev := range resp.Events {
+				s.applyMarker(ev)
+			}
+		case <-tick.C:
+			if s.rebuilt(ctx) {
+				return nil
+			}
+		case <-s.probe:
+			if s.rebuilt(ctx) {
+				return nil
+			}
+		}
+	}
+}
+
+// controlResponse turns a closed or failed control watch into an error. A
+// compaction returns nil: the caller reloads.
+func controlResponse(resp clientv3.WatchResponse, ok bool, what string) error {
+	switch {
+	case !ok:
+		return fmt.Errorf("watch %s: channel closed", what)
+	case resp.CompactRevision != 0:
+		return nil
+	case resp.Err() != nil:
+		return fmt.Errorf("watch %s: %w", what, resp.Err())
+	}
+	return nil
+}
+
+// load installs a freshly read generation and marker set. When the
+// generation changed, or etcd's revision went backwards (etcd was wiped and
+// rebuilt), every watched service is re-listed. Otherwise deferred services
+// whose shard now has a current marker are.
+func (s *Source) load(gen string, markers map[int]marker, rev int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := &s.ctl
+	changed := c.loaded && (gen != c.generation || rev < c.rev)
+	if changed {
+		s.stats.generationChanges.Add(1)
+		s.log.Info("etcd generation changed, re-listing every watched service",
+			"from", c.generation, "to", gen, "revision", rev, "previous_revision", c.rev, "services", len(s.watches))
+	}
+	c.loaded, c.generation, c.rev, c.markers = true, gen, rev, markers
+	for _, w := range s.watches {
+		if changed || (w.deferred && c.current(w.shard)) {
+			kick(w.relist)
+		}
+	}
+}
+
+// current says whether shard has a marker of the current generation.
+// Caller holds Source.mu.
+func (c *control) current(shard int) bool {
+	m, ok := c.markers[shard]
+	return ok && c.generation != "" && m.generation == c.generation
+}
+
+// applyMarker applies one event under synced/ and re-lists the deferred
+// services of a shard that became synced in the current generation.
+func (s *Source) applyMarker(ev *clientv3.Event) {
+	shard, m, err := s.markerOf(ev.Kv)
+	if err != nil && ev.Type != mvccpb.DELETE {
+		s.log.Warn("ignoring bad synced marker", "err", err)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ctl.rev = max(s.ctl.rev, ev.Kv.ModRevision)
+	if ev.Type == mvccpb.DELETE {
+		delete(s.ctl.markers, shard)
+		return
+	}
+	s.ctl.markers[shard] = m
+	if !s.ctl.current(shard) {
+		return
+	}
+	s.log.Debug("shard synced", "shard", shard, "generation", m.generation, "revision", m.rev)
+	for _, w := range s.watches {
+		if w.shard == shard && w.deferred {
+			kick(w.relist)
+		}
+	}
+}
+
+// markerOf parses the shard from a synced/<shard> key and the marker from its value.
+func (s *Source) markerOf(kv *mvccpb.KeyValue) (int, marker, error) {
+	shard, err := strconv.Atoi(strings.TrimPrefix(string(kv.Key), s.space.SyncedPrefix()))
+	if err != nil {
+		return 0, marker{}, fmt.Errorf("synced key %s: %w", kv.Key, err)
+	}
+	m, err := parseMarker(kv)
+	return shard, m, err
+}
+
+// rebuilt reads generation once and reports whether it differs from the
+// loaded one or etcd's revision went backwards. Errors count as "no".
+func (s *Source) rebuilt(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, max(s.opts.ProbeInterval, time.Second))
+	defer cancel()
+	resp, err := s.c.Get(ctx, s.space.Generation())
+	s.stats.probes.Add(1)
+	if err != nil {
+		s.log.Debug("generation probe failed", "err", err)
+		return false
+	}
+	gen := ""
+	if len(resp.Kvs) > 0 {
+		gen = string(resp.Kvs[0].Value)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if gen != s.ctl.generation || resp.Header.Revision < s.ctl.rev {
+		return true
+	}
+	s.ctl.rev = resp.Header.Revision
+	return false
+}
+
+// noticeListing asks the control loop to probe now when a service list saw
+// a generation or revision it does not know: etcd may have been rebuilt.
+func (s *Source) noticeListing(l listing) {
+	s.mu.Lock()
+	stale := s.ctl.loaded && (l.generation != s.ctl.generation || l.rev < s.ctl.rev)
+	s.mu.Unlock()
+	if stale {
+		kick(s.probe)
+	}
+}

@@ -1,0 +1,53 @@
+// Package etcdsource is the node agent's view of the meshrelay etcd keyspace
+// (BRIEF §2.1): it watches only the services the node needs and hands
+// complete, consistent per-service states to the rest of the agent, which
+// diffs them against the BPF maps.
+//
+// Only the node agent imports it. It imports keyspace, model and the value
+// schema, never the relay.
+//
+// # What it reads
+//
+// One etcd watch per watched service on services/<ns>/<name>/ (trailing
+// slash), one on generation and one on the synced/ prefix, plus one Get of
+// vips/<ip> per unknown VIP asked for with Resolve (misses are cached for
+// Options.NegativeTTL). Nothing else under services/ is ever read. All
+// watches are opened with contexts that carry the same gRPC metadata, so
+// clientv3 multiplexes them on a single watch stream of the one connection.
+//
+// Each watched service is listed at a revision (one read-only Txn that also
+// reads generation and the service's synced/<shard> marker) and then watched
+// from that revision + 1. clientv3 resumes a broken watch by itself; events at
+// or below the revision already applied are ignored. A watch that fails with
+// ErrCompacted, or that must be re-checked, is replaced by a new list, whose
+// result replaces everything held for the service (mark and sweep).
+//
+// # What it emits
+//
+// A service is emitted only when it is complete: its spec and the slices
+// 0..endpoint_slices-1 are all present. An incomplete service is held (the
+// consumer keeps what it had). A removal (Event.State == nil) is emitted only
+// when a list shows the spec absent while the service's shard carries a
+// synced/<shard> marker of the current generation; before that the removal
+// is deferred, and re-checked when such a marker appears. A changed
+// generation, or an etcd whose revision went backwards (etcd was wiped and
+// rebuilt), re-lists every watched service; the datapath is never flushed.
+// Identical content (same content hashes at a new revision) emits nothing.
+//
+// Events are consumer-driven and latest-wins per service: Next returns the
+// pending events, and a service that changes again before Next takes it has
+// its pending event replaced. Memory is bounded by the number of watched
+// services, however slow the consumer.
+//
+// # Reaching etcd without the VIPs it translates
+//
+// The agent is what makes service VIPs work on its node, so its own etcd
+// connection must not depend on them: --etcd-endpoints are addresses outside
+// --service-cidrs (the etcd or etcd gRPC proxy pods' host-network IPs, a
+// hostPort or NodePort on the node's own IP, or a name resolving to those),
+// and the agent runs in the host network namespace. The datapath only
+// rewrites connects to addresses present in its service maps, so the agent's
+// sockets are never translated whichever cgroup they are in, and the agent
+// can reach etcd before its first sync and while its maps are empty. This
+// package takes an already dialled client (see internal/etcddial).
+package etcdsource

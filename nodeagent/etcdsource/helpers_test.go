@@ -1,0 +1,427 @@
+package etcdsource
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/meshrelay/meshrelay/internal/embedetcd"
+	"github.com/meshrelay/meshrelay/internal/keyspace"
+	"github.com/meshrelay/meshrelay/internal/model"
+	v1 "github.com/meshrelay/meshrelay/proto/meshrelay/v1"
+)
+
+const testCluster = "test"
+
+var space = keyspace.New(testCluster)
+
+// startEtcd starts an embedded etcd on loopback, stopped by the test. url
+// reuses a previous server's client URL ("" picks a free port).
+func startEtcd(t *testing.T, url string) *embedetcd.Server {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv, err := embedetcd.Start(ctx, embedetcd.Options{ClientURL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return srv
+}
+
+func newClient(t *testing.T, srv *embedetcd.Server) *clientv3.Client {
+	t.Helper()
+	c, err := embedetcd.NewClient(srv.Endpoints())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// runSource starts a Source on c; the test stops it and checks Run's result.
+func runSource(t *testing.T, c Client, opts Options) *Source {
+	t.Helper()
+	opts.Cluster = testCluster
+	opts.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	src := New(c, opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- src.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("Run returned %v, want context.Canceled", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Error("Run did not return after cancel")
+		}
+	})
+	return src
+}
+
+// countingClient records every key an etcd read or watch touches and can
+// hold back watches of service prefixes (a "broken" watch).
+type countingClient struct {
+	clientv3.KV
+	clientv3.Watcher
+
+	mu      sync.Mutex
+	reads   map[string]int // key or "key*" (prefix read) -> count
+	watched map[string]int
+	gate    chan struct{} // non-nil: service watches wait until it is closed
+	parked  int
+}
+
+func newCountingClient(c *clientv3.Client) *countingClient {
+	return &countingClient{KV: c.KV, Watcher: c.Watcher, reads: map[string]int{}, watched: map[string]int{}}
+}
+
+func opKey(op clientv3.Op) string {
+	if len(op.RangeBytes()) > 0 {
+		return string(op.KeyBytes()) + "*"
+	}
+	return string(op.KeyBytes())
+}
+
+func (c *countingClient) record(m map[string]int, key string) {
+	c.mu.Lock()
+	m[key]++
+	c.mu.Unlock()
+}
+
+func (c *countingClient) Get(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
+	c.record(c.reads, opKey(clientv3.OpGet(key, opts...)))
+	return c.KV.Get(ctx, key, opts...)
+}
+
+func (c *countingClient) Do(ctx context.Context, op clientv3.Op) (clientv3.OpResponse, error) {
+	c.record(c.reads, opKey(op))
+	return c.KV.Do(ctx, op)
+}
+
+func (c *countingClient) Txn(ctx context.Context) clientv3.Txn {
+	return countingTxn{Txn: c.KV.Txn(ctx), c: c}
+}
+
+func (c *countingClient) Watch(ctx context.Context, key string, opts ...clientv3.OpOption) clientv3.WatchChan {
+	c.record(c.watched, opKey(clientv3.OpGet(key, opts...)))
+	c.mu.Lock()
+	gate := c.gate
+	if !strings.HasPrefix(key, space.ServicesPrefix()) {
+		gate = nil
+	}
+	if gate != nil {
+		c.parked++
+	}
+	c.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+		}
+		c.mu.Lock()
+		c.parked--
+		c.mu.Unlock()
+	}
+	return c.Watcher.Watch(ctx, key, opts...)
+}
+
+// pauseServiceWatches makes new service watches wait; the returned func
+// lets them (and later ones) through.
+func (c *countingClient) pauseServiceWatches() (release func()) {
+	gate := make(chan struct{})
+	c.mu.Lock()
+	c.gate = gate
+	c.mu.Unlock()
+	return func() {
+		c.mu.Lock()
+		c.gate = nil
+		c.mu.Unlock()
+		close(gate)
+	}
+}
+
+func (c *countingClient) parkedWatches() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.parked
+}
+
+// count returns how often key was read.
+func (c *countingClient) count(key string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reads[key]
+}
+
+// servicesTouched returns every key under services/ that was read or
+// watched, with counts.
+func (c *countingClient) servicesTouched() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]int{}
+	for _, m := range []map[string]int{c.reads, c.watched} {
+		for k, n := range m {
+			if strings.HasPrefix(k, space.ServicesPrefix()) || strings.HasPrefix(space.ServicesPrefix(), strings.TrimSuffix(k, "*")) {
+				out[k] += n
+			}
+		}
+	}
+	return out
+}
+
+type countingTxn struct {
+	clientv3.Txn
+	c *countingClient
+}
+
+func (t countingTxn) If(cs ...clientv3.Cmp) clientv3.Txn {
+	return countingTxn{Txn: t.Txn.If(cs...), c: t.c}
+}
+
+func (t countingTxn) Then(ops ...clientv3.Op) clientv3.Txn {
+	for _, op := range ops {
+		t.c.record(t.c.reads, opKey(op))
+	}
+	return countingTxn{Txn: t.Txn.Then(ops...), c: t.c}
+}
+
+func (t countingTxn) Else(ops ...clientv3.Op) clientv3.Txn {
+	for _, op := range ops {
+		t.c.record(t.c.reads, opKey(op))
+	}
+	return countingTxn{Txn: t.Txn.Else(ops...), c: t.c}
+}
+
+// --- writing as the relay does -------------------------------------------
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// service builds a service with n endpoints on 127.0.0.x; base varies the
+// content.
+func service(svc keyspace.Service, n, base int) *model.Service {
+	spec := &v1.ServiceSpec{
+		Namespace: svc.Namespace, Name: svc.Name,
+		Hostname: svc.Name + "." + svc.Namespace + ".svc.cluster.local",
+		Vips:     []string{"127.77.0.1"},
+		Ports:    []*v1.ServicePort{{Port: 80, TargetPort: 8080, Protocol: v1.Protocol_TCP}},
+	}
+	eps := make([]*v1.Endpoint, n)
+	for i := range eps {
+		eps[i] = &v1.Endpoint{Address: fmt.Sprintf("127.0.0.%d", 1+i%250), Port: uint32(10000 + base + i), Weight: 1}
+	}
+	return model.NewService(spec, eps)
+}
+
+// writeService stores m in one transaction, stamping rev on every value,
+// and deletes slices the previous version had beyond m's.
+func writeService(t *testing.T, kv clientv3.KV, m *model.Service, rev uint64, oldSlices int) {
+	t.Helper()
+	now := time.Now().UnixNano()
+	m.Spec.Revision, m.Spec.ObservedUnixNano = rev, now
+	b, err := model.Marshal(m.Spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops := []clientv3.Op{clientv3.OpPut(space.Spec(m.Key), string(b))}
+	for i, sl := range m.Slices {
+		sl.Revision, sl.ObservedUnixNano = rev, now
+		if b, err = model.Marshal(sl); err != nil {
+			t.Fatal(err)
+		}
+		ops = append(ops, clientv3.OpPut(space.Slice(m.Key, i), string(b)))
+	}
+	for i := len(m.Slices); i < oldSlices; i++ {
+		ops = append(ops, clientv3.OpDelete(space.Slice(m.Key, i)))
+	}
+	if _, err := kv.Txn(ctxT(t)).Then(ops...).Commit(); err != nil {
+		t.Fatalf("write %s: %v", m.Key, err)
+	}
+}
+
+// deleteService deletes a service's keys in one transaction.
+func deleteService(t *testing.T, kv clientv3.KV, svc keyspace.Service) {
+	t.Helper()
+	if _, err := kv.Delete(ctxT(t), space.ServicePrefix(svc), clientv3.WithPrefix()); err != nil {
+		t.Fatalf("delete %s: %v", svc, err)
+	}
+}
+
+func put(t *testing.T, kv clientv3.KV, key, value string) {
+	t.Helper()
+	if _, err := kv.Put(ctxT(t), key, value); err != nil {
+		t.Fatalf("put %s: %v", key, err)
+	}
+}
+
+func putMarker(t *testing.T, kv clientv3.KV, shard int, generation string, services int) {
+	t.Helper()
+	b, _ := json.Marshal(map[string]any{
+		"shard": shard, "generation": generation, "relay": "relay-0",
+		"services": services, "time": time.Now().UTC().Format(time.RFC3339Nano),
+	})
+	put(t, kv, space.Synced(shard), string(b))
+}
+
+// servicesInShards returns n services of namespace ns, each in a different
+// shard among shards.
+func servicesInShards(ns string, n, shards int) []keyspace.Service {
+	var out []keyspace.Service
+	used := map[int]bool{}
+	for i := 0; len(out) < n && i < 10000; i++ {
+		svc := keyspace.Service{Namespace: ns, Name: fmt.Sprintf("svc-%d", i)}
+		if sh := keyspace.Shard(svc, shards); !used[sh] {
+			used[sh] = true
+			out = append(out, svc)
+		}
+	}
+	return out
+}
+
+// --- reading events ------------------------------------------------------
+
+// recorder pulls events from a Source and remembers them per service.
+type recorder struct {
+	t   *testing.T
+	src *Source
+	got map[keyspace.Service][]Event
+}
+
+func newRecorder(t *testing.T, src *Source) *recorder {
+	return &recorder{t: t, src: src, got: map[keyspace.Service][]Event{}}
+}
+
+func (r *recorder) add(evs []Event) {
+	for _, ev := range evs {
+		r.got[ev.Service] = append(r.got[ev.Service], ev)
+	}
+}
+
+// waitFor pulls events for up to 20 s until the latest event of svc
+// satisfies ok, and returns it.
+func (r *recorder) waitFor(svc keyspace.Service, what string, ok func(Event) bool) Event {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for {
+		if evs := r.got[svc]; len(evs) > 0 && ok(evs[len(evs)-1]) {
+			return evs[len(evs)-1]
+		}
+		evs, err := r.src.Next(ctx, 0)
+		if err != nil {
+			r.t.Fatalf("waiting for %s of %s: %v; got %v; stats %+v", what, svc, err, r.got[svc], r.src.Stats())
+		}
+		r.add(evs)
+	}
+}
+
+// poll takes whatever is pending without waiting.
+func (r *recorder) poll() {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	evs, _ := r.src.Next(ctx, 0)
+	r.add(evs)
+}
+
+func hasHash(m *model.Service) func(Event) bool {
+	h := m.Hash()
+	return func(ev Event) bool { return ev.State != nil && ev.State.Hash() == h }
+}
+
+func isRemoval(ev Event) bool { return ev.State == nil }
+
+// eventually polls cond for up to 20 s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// proxy forwards TCP connections to an etcd's client port, so a test can
+// break a client's connections (cut) without stopping etcd.
+type proxy struct {
+	l      net.Listener
+	target string
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	conns  map[net.Conn]bool
+}
+
+// startProxy forwards a loopback port to the etcd client URL target.
+func startProxy(t *testing.T, target string) *proxy {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{l: l, target: strings.TrimPrefix(target, "http://"), conns: map[net.Conn]bool{}}
+	p.wg.Go(p.serve)
+	t.Cleanup(func() {
+		p.stop()
+		p.wg.Wait()
+	})
+	return p
+}
+
+// stop refuses new connections and cuts the open ones.
+func (p *proxy) stop() {
+	p.l.Close()
+	p.cut()
+}
+
+func (p *proxy) url() string { return "http://" + p.l.Addr().String() }
+
+func (p *proxy) serve() {
+	for {
+		in, err := p.l.Accept()
+		if err != nil {
+			return
+		}
+		out, err := net.DialTimeout("tcp", p.target, time.Second)
+		if err != nil {
+			in.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.conns[in], p.conns[out] = true, true
+		p.mu.Unlock()
+		pipe := func(dst, src net.Conn) {
+			io.Copy(dst, src)
+			dst.Close()
+			src.Close()
+		}
+		p.wg.Go(func() { pipe(out, in) })
+		p.wg.Go(func() { pipe(in, out) })
+	}
+}
+
+// cut closes every forwarded connection.
+func (p *proxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		c.Close()
+	}
+	clear(p.conns)
+}

@@ -1,0 +1,206 @@
+package etcdsource
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/meshrelay/meshrelay/internal/keyspace"
+)
+
+// Client is the part of an etcd client the Source uses. *clientv3.Client
+// satisfies it.
+type Client interface {
+	clientv3.KV
+	clientv3.Watcher
+}
+
+// Options configure a Source. The zero value is usable.
+type Options struct {
+	// Cluster is the keyspace's cluster id. Default keyspace.DefaultCluster.
+	Cluster string
+	// Shards is the number of relay shards; it must match the relay's
+	// --shards. Default keyspace.DefaultShards.
+	Shards int
+	// NegativeTTL is how long Resolve remembers that a VIP is unknown.
+	// Default 5 s.
+	NegativeTTL time.Duration
+	// MaxNegative bounds the number of unknown VIPs remembered. When it is
+	// reached, further misses are not cached until entries expire.
+	// Default 65,536.
+	MaxNegative int
+	// ProbeInterval is how often the generation key is read to detect an
+	// etcd that was wiped and rebuilt: its revisions restart, so watches
+	// resumed at old revisions go silent instead of failing. Default 5 s.
+	ProbeInterval time.Duration
+	// Logger receives the Source's messages. Default: discarded.
+	Logger *slog.Logger
+}
+
+// Source watches the etcd keys of the services its caller asks for and
+// queues their complete states. Create it with New, start it with Run.
+type Source struct {
+	c     Client
+	space keyspace.Space
+	opts  Options
+	log   *slog.Logger
+	now   func() time.Time // replaced by tests
+
+	spawn chan struct{} // capacity 1: Watch registered a service for Run to start
+	probe chan struct{} // capacity 1: a list saw a generation or revision the control loop does not know
+
+	mu        sync.Mutex
+	running   bool
+	watches   map[keyspace.Service]*watch
+	unstarted []*watch // registered by Watch, goroutine not started yet
+	ctl       control
+	queue     queue
+
+	vips  vipCache
+	stats counters
+}
+
+// New returns a Source reading through c. It does nothing until Run.
+func New(c Client, opts Options) *Source {
+	if opts.Shards <= 0 {
+		opts.Shards = keyspace.DefaultShards
+	}
+	if opts.NegativeTTL <= 0 {
+		opts.NegativeTTL = 5 * time.Second
+	}
+	if opts.MaxNegative <= 0 {
+		opts.MaxNegative = 1 << 16
+	}
+	if opts.ProbeInterval <= 0 {
+		opts.ProbeInterval = 5 * time.Second
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Source{
+		c:       c,
+		space:   keyspace.New(opts.Cluster),
+		opts:    opts,
+		log:     log,
+		now:     time.Now,
+		spawn:   make(chan struct{}, 1),
+		probe:   make(chan struct{}, 1),
+		watches: map[keyspace.Service]*watch{},
+		ctl:     control{markers: map[int]marker{}},
+		queue:   newQueue(),
+		vips:    newVIPCache(),
+	}
+}
+
+// Run watches generation and the synced/ markers, and every service asked
+// for with Watch, until ctx is done; it then returns ctx.Err(). etcd errors
+// are logged and retried with backoff. Run may be called once.
+func (s *Source) Run(ctx context.Context) error {
+	s.mu.Lock()
+	if s.running {
+		s.mu.Unlock()
+		return errors.New("etcdsource: Run called twice")
+	}
+	s.running = true
+	s.mu.Unlock()
+
+	// Every watch is opened under this context (or one derived from it
+	// without new metadata), so clientv3 puts them all on one gRPC stream.
+	ctx = clientv3.WithRequireLeader(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { s.runControl(ctx) })
+	for {
+		s.startWatches(ctx, &wg)
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return ctx.Err()
+		case <-s.spawn:
+		}
+	}
+}
+
+// startWatches starts the goroutines of the services registered since the
+// last call.
+func (s *Source) startWatches(ctx context.Context, wg *sync.WaitGroup) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, w := range s.unstarted {
+		if s.watches[w.svc] != w {
+			continue // unwatched meanwhile
+		}
+		wctx, cancel := context.WithCancel(ctx)
+		w.cancel = cancel
+		wg.Go(func() { s.runWatch(wctx, w) })
+	}
+	s.unstarted = nil
+}
+
+// Watch starts watching svc: its current state, once complete, is queued,
+// then every change. Calling it for a watched service does nothing. It may
+// be called before Run.
+func (s *Source) Watch(svc keyspace.Service) {
+	s.mu.Lock()
+	if _, ok := s.watches[svc]; ok {
+		s.mu.Unlock()
+		return
+	}
+	w := newWatch(svc, keyspace.Shard(svc, s.opts.Shards))
+	s.watches[svc] = w
+	s.unstarted = append(s.unstarted, w)
+	s.mu.Unlock()
+	kick(s.spawn)
+}
+
+// Unwatch stops watching svc and forgets its pending event; it queues
+// nothing. The caller owns what it already installed for svc.
+func (s *Source) Unwatch(svc keyspace.Service) {
+	s.mu.Lock()
+	w, ok := s.watches[svc]
+	if !ok {
+		s.mu.Unlock()
+		return
+	}
+	delete(s.watches, svc)
+	s.queue.drop(svc)
+	cancel := w.cancel
+	s.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}
+
+// emit queues ev if w is still the watch registered for its service.
+func (s *Source) emit(w *watch, ev Event) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.watches[w.svc] != w {
+		return false
+	}
+	if s.queue.put(ev) {
+		s.stats.coalesced.Add(1)
+	}
+	s.stats.events.Add(1)
+	return true
+}
+
+// kick does a non-blocking send on a capacity-1 signal channel.
+func kick(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// drain empties a capacity-1 signal channel.
+func drain(c chan struct{}) {
+	select {
+	case <-c:
+	default:
+	}
+}

@@ -1,0 +1,224 @@
+package etcdsource
+
+import (
+	"context"
+	"fmt"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/meshrelay/meshrelay/internal/keyspace"
+)
+
+// watch is one watched service: a goroutine that lists the service's prefix
+// at a revision and then watches it from the next one.
+type watch struct {
+	svc    keyspace.Service
+	shard  int
+	relist chan struct{} // capacity 1: list again now
+
+	// Guarded by Source.mu.
+	cancel   context.CancelFunc // nil until Run starts the goroutine
+	deferred bool               // a removal waits for a synced marker
+
+	// Owned by the goroutine.
+	held    held
+	emitted string // hash of the last queued state; "" when nothing, or a removal, was queued
+	listed  bool
+}
+
+func newWatch(svc keyspace.Service, shard int) *watch {
+	return &watch{svc: svc, shard: shard, relist: make(chan struct{}, 1)}
+}
+
+// listing is what a list read besides the service's own keys.
+type listing struct {
+	rev        int64
+	generation string // "" when etcd has no generation yet
+	marker     marker // the service's synced/<shard>; zero when absent
+}
+
+// confirmed says whether the shard was completely synced in the current
+// generation, which is what makes a missing spec a real removal.
+func (l listing) confirmed() bool {
+	return l.generation != "" && l.marker.generation == l.generation
+}
+
+// runWatch lists and watches w until ctx is done (Unwatch or Run's end).
+func (s *Source) runWatch(ctx context.Context, w *watch) {
+	var b backoff
+	for {
+		l, err := s.list(ctx, w)
+		if err == nil {
+			err = s.follow(ctx, w, l.rev)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			continue // a re-list was asked for
+		}
+		s.log.Warn("service watch failed, re-listing", "service", w.svc, "err", err)
+		if !b.wait(ctx) {
+			return
+		}
+	}
+}
+
+// list reads the service's keys, the generation and the service's synced
+// marker in one read-only transaction (one revision), replaces what w held
+// (keys that vanished are swept) and queues what changed.
+func (s *Source) list(ctx context.Context, w *watch) (listing, error) {
+	drain(w.relist) // this list answers every request made so far
+	prefix := s.space.ServicePrefix(w.svc)
+	resp, err := s.c.Txn(ctx).Then(
+		clientv3.OpGet(s.space.Generation()),
+		clientv3.OpGet(s.space.Synced(w.shard)),
+		clientv3.OpGet(prefix, clientv3.WithPrefix()),
+	).Commit()
+	if err != nil {
+		return listing{}, fmt.Errorf("list %s: %w", prefix, err)
+	}
+	s.stats.lists.Add(1)
+	if w.listed {
+		s.stats.relists.Add(1)
+	}
+	w.listed = true
+
+	l := listing{rev: resp.Header.Revision}
+	if kvs := resp.Responses[0].GetResponseRange().GetKvs(); len(kvs) > 0 {
+		l.generation = string(kvs[0].Value)
+	}
+	if kvs := resp.Responses[1].GetResponseRange().GetKvs(); len(kvs) > 0 {
+		if l.marker, err = parseMarker(kvs[0]); err != nil {
+			s.log.Warn("ignoring bad synced marker", "err", err)
+		}
+	}
+	if err := w.held.reset(s.space, resp.Responses[2].GetResponseRange().GetKvs(), l.rev); err != nil {
+		s.log.Warn("undecodable value, holding the service", "service", w.svc, "err", err)
+	}
+	s.noticeListing(l)
+	s.reconcile(w, &l)
+	return l, nil
+}
+
+// follow watches the service from rev+1 and applies its events. It returns
+// nil when the service must be listed again (compaction, a request on
+// w.relist, a removal to confirm) and an error when the watch failed.
+func (s *Source) follow(ctx context.Context, w *watch, rev int64) error {
+	prefix := s.space.ServicePrefix(w.svc)
+	wctx, cancel := context.WithCancel(ctx) // same metadata: same gRPC stream
+	defer cancel()
+	s.stats.watchesOpen.Add(1)
+	defer s.stats.watchesOpen.Add(-1)
+	wch := s.c.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithFragment())
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-w.relist:
+			return nil
+		case resp, ok := <-wch:
+			if !ok {
+				return fmt.Errorf("watch %s: channel closed", prefix)
+			}
+			if resp.CompactRevision != 0 {
+				s.stats.compactions.Add(1)
+				s.log.Info("watch compacted, re-listing", "service", w.svc, "from", w.held.rev+1, "compacted", resp.CompactRevision)
+				return nil
+			}
+			if err := resp.Err(); err != nil {
+				return fmt.Errorf("watch %s: %w", prefix, err)
+			}
+			if s.applyResponse(w, resp) {
+				return nil
+			}
+		}
+	}
+}
+
+// applyResponse applies one watch response and queues what changed. It
+// reports whether a list must confirm a removal.
+func (s *Source) applyResponse(w *watch, resp clientv3.WatchResponse) (confirm bool) {
+	from := w.held.rev
+	last := from
+	for _, ev := range resp.Events {
+		// All keys of a service change in one transaction, so a response
+		// never leaves the service half-written. Events at or below what
+		// is held were already listed or applied (a resumed watch).
+		if ev.Kv.ModRevision <= from {
+			continue
+		}
+		s.stats.watchEvents.Add(1)
+		if err := w.held.apply(s.space, ev); err != nil {
+			s.log.Warn("undecodable value, holding the service", "service", w.svc, "err", err)
+		}
+		last = max(last, ev.Kv.ModRevision)
+	}
+	if last == from {
+		return false
+	}
+	w.held.rev = last
+	return s.reconcile(w, nil)
+}
+
+// reconcile queues the held state if it is complete and differs from what
+// was queued last. A missing spec is a removal only when l, a list, shows
+// the shard synced in the current generation; reconcile called after a
+// watch response (l == nil) asks for such a list instead.
+func (s *Source) reconcile(w *watch, l *listing) (confirm bool) {
+	state, c, missing := w.held.assemble(w.svc)
+	switch c {
+	case complete:
+		s.setDeferred(w, false)
+		if h := state.Hash(); h != w.emitted && s.emit(w, Event{Service: w.svc, State: state, Revision: w.held.rev}) {
+			w.emitted = h
+		}
+	case incomplete:
+		s.log.Debug("holding incomplete service", "service", w.svc, "slices", w.held.spec.EndpointSlices, "missing", missing, "revision", w.held.rev)
+	case absent:
+		switch {
+		case w.emitted == "":
+			s.setDeferred(w, false) // nothing queued, nothing to remove
+		case l == nil:
+			return !s.isDeferred(w) // a deferred removal waits for a marker instead
+		case l.confirmed():
+			s.setDeferred(w, false)
+			if s.emit(w, Event{Service: w.svc, Revision: l.rev}) {
+				w.emitted = ""
+			}
+		default:
+			s.deferRemoval(w, *l)
+		}
+	}
+	return false
+}
+
+func (s *Source) setDeferred(w *watch, d bool) {
+	s.mu.Lock()
+	w.deferred = d
+	s.mu.Unlock()
+}
+
+func (s *Source) isDeferred(w *watch) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return w.deferred
+}
+
+// deferRemoval marks w as waiting for a synced marker. The control loop
+// re-lists deferred watches when a marker of the current generation arrives
+// for their shard; if one arrived between the list and now, w re-lists at once.
+func (s *Source) deferRemoval(w *watch, l listing) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !w.deferred {
+		w.deferred = true
+		s.stats.deferredDeletes.Add(1)
+		s.log.Debug("service gone but its shard is not synced in this generation, keeping it",
+			"service", w.svc, "shard", w.shard, "generation", l.generation, "revision", l.rev)
+	}
+	m, ok := s.ctl.markers[w.shard]
+	if ok && l.generation != "" && s.ctl.generation == l.generation && m.generation == l.generation && m.rev > l.rev {
+		kick(w.relist)
+	}
+}

@@ -1,0 +1,31 @@
+// Package etcdsink writes the relay's desired state into etcd, in the
+// keyspace of BRIEF §2.1.
+//
+// The relay calls Set for every translated service that changed and Complete
+// whenever upstream state is complete (after the first full push and after
+// every resync). The Sink keeps the latest desired model.Service of every
+// service in memory: that map is the source of truth, and etcd is a cache
+// the Sink can rebuild from it at any time.
+//
+// Run is the single writer. It loads what etcd already holds (so a restart
+// against unchanged config writes nothing), then loops: take the coalesced
+// dirty services, compare each with what was written by content hash, and
+// write only the values that changed, every service's changes in one
+// transaction, several services packed per transaction, paced by a token
+// bucket. A failed transaction leaves its services dirty; they are retried
+// after a jittered exponential backoff with whatever is desired by then.
+//
+// Every transaction is guarded by the etcd generation id (and by
+// Options.Fence when set). When the generation vanishes or changes - etcd
+// was wiped or rebuilt - the Sink reloads and rewrites the whole desired
+// state.
+//
+// Limits: all values of one service change in one transaction, so a
+// service that needs more than MaxTxnOps operations (128 by default: the
+// spec, at most 126 endpoint slices of 1,000 endpoints and a VIP, about
+// 126,000 endpoints) cannot be written and is reported (Stats.Oversized),
+// not retried. A single service whose changed values exceed etcd's request
+// limit (1.5 MiB) is reported the same way.
+//
+// Only the relay imports this package.
+package etcdsink

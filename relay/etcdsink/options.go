@@ -1,0 +1,135 @@
+package etcdsink
+
+import (
+	"log/slog"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/meshrelay/meshrelay/internal/keyspace"
+	"github.com/meshrelay/meshrelay/relay/coalesce"
+)
+
+// Client is the part of an etcd client the Sink uses. *clientv3.Client
+// satisfies it.
+type Client interface {
+	clientv3.KV
+	clientv3.Watcher
+}
+
+// Defaults for Options.
+const (
+	DefaultOpsPerSecond            = 5_000
+	DefaultBootstrapOpsPerSecond   = 200_000
+	DefaultBurst                   = 1_000
+	DefaultMaxTxnOps               = 128     // etcd's default --max-txn-ops
+	DefaultMaxTxnBytes             = 1 << 20 // below etcd's 1.5 MiB request limit
+	DefaultRequestTimeout          = 5 * time.Second
+	DefaultGenerationCheckInterval = time.Second
+	DefaultRelayID                 = "relay"
+)
+
+// Options configure a Sink. Zero fields take the documented defaults.
+type Options struct {
+	// Cluster is the cluster id of the keyspace. Default keyspace.DefaultCluster.
+	Cluster string
+	// Shards is the number of shards synced/<shard> markers are written
+	// for. Default keyspace.DefaultShards.
+	Shards int
+	// RelayID names this relay in synced markers; stable across restarts
+	// (the pod name), or a restart rewrites every marker. Default "relay".
+	RelayID string
+
+	// Window and MaxDelay tune coalescing (coalesce.Options): defaults
+	// 100 ms and 1 s.
+	Window, MaxDelay time.Duration
+
+	// OpsPerSecond is the steady-state token bucket rate of etcd operations
+	// (puts + deletes). Default 5,000/s.
+	OpsPerSecond float64
+	// BootstrapOpsPerSecond is the rate until the first synced markers are
+	// written, and again after etcd was wiped. Default 200,000/s.
+	BootstrapOpsPerSecond float64
+	// Burst is the token bucket size; raised to MaxTxnOps if smaller.
+	// Default 1,000.
+	Burst int
+
+	// MaxTxnOps is the largest number of operations in one transaction.
+	// Default 128, etcd's limit.
+	MaxTxnOps int
+	// MaxTxnBytes bounds the keys and values of one transaction. Default
+	// 1 MiB. A single service larger than this is sent alone.
+	MaxTxnBytes int
+
+	// Backoff paces retries after a failed transaction.
+	Backoff Backoff
+	// RequestTimeout bounds every etcd request. Default 5 s.
+	RequestTimeout time.Duration
+	// GenerationCheckInterval is how often the generation key is read, on
+	// top of being watched: a watch cannot see an etcd that was replaced
+	// by an empty one at a lower revision. Default 1 s.
+	GenerationCheckInterval time.Duration
+
+	// Fence, when set, returns comparisons added to every transaction
+	// (e.g. "this relay still leads the shard"). A transaction whose fence
+	// fails is not applied and Run returns ErrFenced.
+	Fence func() []clientv3.Cmp
+
+	// Logger receives the Sink's logs. Default: discarded.
+	Logger *slog.Logger
+}
+
+// Backoff is a jittered exponential backoff: the n-th consecutive failure
+// waits a random duration in [d/2, d] with d = min(Initial·2ⁿ, Max).
+type Backoff struct {
+	Initial time.Duration // default 100 ms
+	Max     time.Duration // default 10 s
+}
+
+func (o Options) withDefaults() Options {
+	if o.Shards <= 0 {
+		o.Shards = keyspace.DefaultShards
+	}
+	if o.RelayID == "" {
+		o.RelayID = DefaultRelayID
+	}
+	if o.Window <= 0 {
+		o.Window = coalesce.DefaultWindow
+	}
+	if o.MaxDelay <= 0 {
+		o.MaxDelay = coalesce.DefaultMaxDelay
+	}
+	if o.OpsPerSecond <= 0 {
+		o.OpsPerSecond = DefaultOpsPerSecond
+	}
+	if o.BootstrapOpsPerSecond <= 0 {
+		o.BootstrapOpsPerSecond = DefaultBootstrapOpsPerSecond
+	}
+	if o.MaxTxnOps <= 0 {
+		o.MaxTxnOps = DefaultMaxTxnOps
+	}
+	if o.MaxTxnBytes <= 0 {
+		o.MaxTxnBytes = DefaultMaxTxnBytes
+	}
+	if o.Burst <= 0 {
+		o.Burst = DefaultBurst
+	}
+	o.Burst = max(o.Burst, o.MaxTxnOps)
+	if o.Backoff.Initial <= 0 {
+		o.Backoff.Initial = 100 * time.Millisecond
+	}
+	if o.Backoff.Max <= 0 {
+		o.Backoff.Max = 10 * time.Second
+	}
+	o.Backoff.Max = max(o.Backoff.Max, o.Backoff.Initial)
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = DefaultRequestTimeout
+	}
+	if o.GenerationCheckInterval <= 0 {
+		o.GenerationCheckInterval = DefaultGenerationCheckInterval
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}

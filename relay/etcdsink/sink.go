@@ -1,0 +1,360 @@
+package etcdsink
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/meshrelay/meshrelay/internal/keyspace"
+	"github.com/meshrelay/meshrelay/internal/model"
+	"github.com/meshrelay/meshrelay/relay/coalesce"
+)
+
+// ErrFenced is returned by Run when Options.Fence refused a transaction:
+// this relay must stop writing. The refused services stay dirty, so a later
+// Run (e.g. after winning the shard again) writes them.
+var ErrFenced = errors.New("etcdsink: fence comparison failed")
+
+// errGenerationChanged reports a transaction refused because etcd's
+// generation is no longer the one the Sink loaded: reload, then retry.
+var errGenerationChanged = errors.New("etcd generation changed")
+
+// Sink writes desired services into etcd. Create it with New; Set,
+// Complete, Synced and Stats may be called from any goroutine, Run from one.
+type Sink struct {
+	client  Client
+	opts    Options
+	space   keyspace.Space
+	log     *slog.Logger
+	queue   *coalesce.Queue[task]
+	limiter *rate.Limiter
+
+	mu sync.Mutex // guards the fields below up to the blank line
+	// desired is the latest desired state of every service; a nil svc
+	// means "delete", kept until the delete is written.
+	desired map[keyspace.Service]desiredState
+	// claims maps a VIP to the desired services listing it.
+	claims map[string]map[keyspace.Service]struct{}
+	// present is the service set of the latest Complete (nil before).
+	present map[keyspace.Service]struct{}
+
+	// Owned by the Run goroutine.
+	written  map[keyspace.Service]*writtenService
+	vipOwner map[string]keyspace.Service
+	markers  map[int]marker
+	// bootstrapping is true until synced markers are written for the
+	// current generation; the token bucket runs at the bootstrap rate.
+	bootstrapping bool
+
+	// genMu serialises reload with the generation checks of the watcher,
+	// so that a check never compares etcd's new generation with the old.
+	genMu        sync.Mutex
+	gen          atomic.Pointer[string]
+	running      atomic.Bool
+	reloadNeeded atomic.Bool
+
+	synced     chan struct{}
+	syncedOnce sync.Once
+	counters   counters
+}
+
+// desiredState is one Set.
+type desiredState struct {
+	svc      *model.Service // nil: delete the service
+	observed time.Time
+}
+
+// task is a unit of dirty state in the coalescing queue.
+type task struct {
+	kind taskKind
+	svc  keyspace.Service // kindService
+}
+
+type taskKind uint8
+
+const (
+	kindService taskKind = iota // write one service
+	kindMarkers                 // sweep after Complete, then write synced markers
+	kindWake                    // nothing to write; wakes Run to act on reloadNeeded
+)
+
+// New returns a Sink writing through c. Nothing happens until Run.
+func New(c Client, opts Options) *Sink {
+	opts = opts.withDefaults()
+	s := &Sink{
+		client:        c,
+		opts:          opts,
+		space:         keyspace.New(opts.Cluster),
+		log:           opts.Logger,
+		queue:         coalesce.New[task](coalesce.Options{Window: opts.Window, MaxDelay: opts.MaxDelay}),
+		limiter:       rate.NewLimiter(rate.Limit(opts.BootstrapOpsPerSecond), opts.Burst),
+		desired:       make(map[keyspace.Service]desiredState),
+		claims:        make(map[string]map[keyspace.Service]struct{}),
+		written:       make(map[keyspace.Service]*writtenService),
+		vipOwner:      make(map[string]keyspace.Service),
+		markers:       make(map[int]marker),
+		bootstrapping: true,
+		synced:        make(chan struct{}),
+	}
+	s.gen.Store(new(string))
+	return s
+}
+
+// Set records the desired state of svc: desired, or deletion when desired
+// is nil. observed is when the upstream push that produced it arrived (zero
+// means now). It never blocks on etcd; the latest Set of a service wins.
+// The Sink keeps desired and reads it later: the caller must not modify it
+// afterwards.
+func (s *Sink) Set(svc keyspace.Service, desired *model.Service, observed time.Time) {
+	if desired != nil && desired.Spec == nil {
+		s.log.Error("Set without a spec: ignored", "service", svc)
+		return
+	}
+	if observed.IsZero() {
+		observed = time.Now()
+	}
+	s.mu.Lock()
+	s.unclaimLocked(svc)
+	s.desired[svc] = desiredState{svc: desired, observed: observed}
+	s.claimLocked(svc)
+	s.mu.Unlock()
+	s.queue.Mark(task{svc: svc})
+}
+
+// Complete says upstream state is complete and present lists every service
+// in it. Every other service the Sink knows - desired, or found in etcd -
+// is deleted (this is the only way a service disappears without an explicit
+// Set(svc, nil): an upstream disconnect deletes nothing). Once everything
+// dirty at this point is written, synced/<shard> is written for every shard.
+func (s *Sink) Complete(present []keyspace.Service) {
+	set := make(map[keyspace.Service]struct{}, len(present))
+	for _, svc := range present {
+		set[svc] = struct{}{}
+	}
+	now := time.Now()
+	var gone []task
+	s.mu.Lock()
+	s.present = set
+	for svc, d := range s.desired {
+		if _, ok := set[svc]; !ok && d.svc != nil {
+			s.unclaimLocked(svc)
+			s.desired[svc] = desiredState{observed: now}
+			gone = append(gone, task{svc: svc})
+		}
+	}
+	s.mu.Unlock()
+	s.queue.MarkAll(gone)
+	// Services only found in etcd are swept by the writer, which owns
+	// the written cache, when it handles this task.
+	s.queue.Mark(task{kind: kindMarkers})
+}
+
+// Synced is closed once the first synced markers are in etcd (written, or
+// found already up to date): the relay's readiness.
+func (s *Sink) Synced() <-chan struct{} { return s.synced }
+
+func (s *Sink) generation() string { return *s.gen.Load() }
+
+// Run loads what etcd holds, makes sure it has a generation, then writes
+// dirty services until ctx is done. It returns ctx.Err(), or an error
+// wrapping ErrFenced when Options.Fence refused a write. Run may be called
+// again after it returned; it reloads etcd's state first.
+func (s *Sink) Run(ctx context.Context) error {
+	if !s.running.CompareAndSwap(false, true) {
+		return errors.New("etcdsink: Run is already running")
+	}
+	defer s.running.Store(false)
+
+	retry := retryDelay{cfg: s.opts.Backoff}
+	for {
+		err := s.reload(ctx)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		s.counters.recordError(err)
+		s.log.Warn("loading etcd state failed, retrying", "err", err)
+		if !retry.wait(ctx) {
+			return ctx.Err()
+		}
+	}
+	retry.reset()
+
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { s.watchGeneration(watchCtx) })
+	defer func() {
+		stopWatch()
+		wg.Wait()
+	}()
+
+	for {
+		tasks, err := s.queue.Next(ctx)
+		if err != nil {
+			return err
+		}
+		err = s.process(ctx, tasks)
+		switch {
+		case err == nil:
+			retry.reset()
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, ErrFenced):
+			s.counters.recordError(err)
+			s.log.Warn("fenced: stopping writes", "err", err)
+			return err
+		case errors.Is(err, errGenerationChanged):
+			// The next batch reloads; nothing to wait for.
+		default:
+			s.counters.recordError(err)
+			s.log.Warn("etcd write failed, retrying", "err", err, "queue", s.queue.Len())
+			if !retry.wait(ctx) {
+				return ctx.Err()
+			}
+		}
+	}
+}
+
+// process handles one batch from the queue. Whatever it could not write
+// is marked dirty again before it returns an error.
+func (s *Sink) process(ctx context.Context, tasks []task) error {
+	if s.reloadNeeded.Load() {
+		s.queue.MarkAll(tasks)
+		if err := s.reload(ctx); err != nil {
+			s.reloadNeeded.Store(true)
+			return err
+		}
+		s.limiter.SetLimit(rate.Limit(s.opts.BootstrapOpsPerSecond))
+		s.bootstrapping = true
+		return nil
+	}
+
+	var svcs []keyspace.Service
+	markers := false
+	for _, t := range tasks {
+		switch t.kind {
+		case kindService:
+			svcs = append(svcs, t.svc)
+		case kindMarkers:
+			markers = true
+		}
+	}
+	if markers {
+		svcs = append(svcs, s.sweepWritten()...)
+	}
+	slices.SortFunc(svcs, compareServices)
+	svcs = slices.Compact(svcs)
+
+	if err := s.writeServices(ctx, svcs); err != nil {
+		if markers {
+			s.queue.Mark(task{kind: kindMarkers})
+		}
+		return err
+	}
+	if markers {
+		if err := s.writeMarkers(ctx); err != nil {
+			s.queue.Mark(task{kind: kindMarkers})
+			return err
+		}
+	}
+	return nil
+}
+
+// sweepWritten turns every service etcd holds that is neither desired nor
+// in the latest Complete into a desired deletion, and returns them.
+func (s *Sink) sweepWritten() []keyspace.Service {
+	now := time.Now()
+	var gone []keyspace.Service
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.present == nil {
+		return nil
+	}
+	for svc := range s.written {
+		if _, ok := s.desired[svc]; ok {
+			continue
+		}
+		if _, ok := s.present[svc]; !ok {
+			s.desired[svc] = desiredState{observed: now}
+			gone = append(gone, svc)
+		}
+	}
+	return gone
+}
+
+// generationChanged asks Run to reload and rewrite everything.
+func (s *Sink) generationChanged(why string) {
+	if s.reloadNeeded.CompareAndSwap(false, true) {
+		s.counters.generationChanges.Add(1)
+		s.log.Warn("etcd generation changed: reloading and rewriting the desired state", "why", why)
+		s.queue.Mark(task{kind: kindWake})
+	}
+}
+
+// claimLocked records the VIPs of svc's desired state in s.claims.
+func (s *Sink) claimLocked(svc keyspace.Service) {
+	d := s.desired[svc].svc
+	if d == nil {
+		return
+	}
+	for _, ip := range d.Spec.GetVips() {
+		m := s.claims[ip]
+		if m == nil {
+			m = make(map[keyspace.Service]struct{})
+			s.claims[ip] = m
+		}
+		m[svc] = struct{}{}
+	}
+}
+
+// unclaimLocked removes the VIPs of svc's current desired state from s.claims.
+func (s *Sink) unclaimLocked(svc keyspace.Service) {
+	d := s.desired[svc].svc
+	if d == nil {
+		return
+	}
+	for _, ip := range d.Spec.GetVips() {
+		if m := s.claims[ip]; m != nil {
+			delete(m, svc)
+			if len(m) == 0 {
+				delete(s.claims, ip)
+			}
+		}
+	}
+}
+
+// claimant returns the first (by name) desired service other than not that
+// lists ip, if any.
+func (s *Sink) claimant(ip string, not keyspace.Service) (keyspace.Service, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var best keyspace.Service
+	found := false
+	for svc := range s.claims[ip] {
+		if svc != not && (!found || compareServices(svc, best) < 0) {
+			best, found = svc, true
+		}
+	}
+	return best, found
+}
+
+// claimed reports whether svc's desired state lists ip.
+func (s *Sink) claimed(ip string, svc keyspace.Service) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.claims[ip][svc]
+	return ok
+}
+
+func compareServices(a, b keyspace.Service) int {
+	return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+}

@@ -1,0 +1,197 @@
+package etcdsink
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/meshrelay/meshrelay/internal/keyspace"
+	"github.com/meshrelay/meshrelay/internal/model"
+)
+
+// writtenService is what etcd holds for one service, as far as the Sink
+// knows: content hashes, not values.
+type writtenService struct {
+	specHash string   // "" when etcd has no spec
+	slices   []string // content hash of endpoints/<i>; "" for a missing key
+	revision uint64   // highest revision among its values
+	vips     []string // VIP index entries pointing at this service
+}
+
+// loaded is etcd's state read by load.
+type loaded struct {
+	generation string // "" when absent
+	written    map[keyspace.Service]*writtenService
+	vipOwner   map[string]keyspace.Service
+	markers    map[int]marker
+	keys       int // keys under services/ and vips/
+}
+
+// loadPageSize is the number of keys per range request when loading.
+const loadPageSize = 1000
+
+// load reads the generation, every service value, the VIP index and the
+// synced markers, all at one revision.
+func (s *Sink) load(ctx context.Context) (*loaded, error) {
+	st := &loaded{
+		written:  make(map[keyspace.Service]*writtenService),
+		vipOwner: make(map[string]keyspace.Service),
+		markers:  make(map[int]marker),
+	}
+	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	resp, err := s.client.Get(rctx, s.space.Generation())
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", s.space.Generation(), err)
+	}
+	if len(resp.Kvs) > 0 {
+		st.generation = string(resp.Kvs[0].Value)
+	}
+	rev := resp.Header.Revision
+
+	err = s.rangePrefix(ctx, s.space.ServicesPrefix(), rev, func(key string, value []byte) {
+		st.keys++
+		k, ok := s.space.ParseServiceKey(key)
+		if !ok {
+			return // not ours; a service delete removes it with the prefix
+		}
+		w := st.service(k.Service)
+		switch k.Kind {
+		case keyspace.KindSpec:
+			spec, err := model.DecodeSpec(value)
+			if err != nil {
+				s.log.Warn("undecodable value: will rewrite it", "key", key, "err", err)
+				return
+			}
+			w.specHash = spec.GetContentHash()
+			w.revision = max(w.revision, spec.GetRevision())
+		case keyspace.KindSlice:
+			for len(w.slices) <= k.Slice {
+				w.slices = append(w.slices, "")
+			}
+			sl, err := model.DecodeSlice(value)
+			if err != nil {
+				s.log.Warn("undecodable value: will rewrite it", "key", key, "err", err)
+				// Keep a placeholder so that the key is overwritten
+				// or deleted.
+				w.slices[k.Slice] = "undecodable"
+				return
+			}
+			w.slices[k.Slice] = sl.GetContentHash()
+			w.revision = max(w.revision, sl.GetRevision())
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	err = s.rangePrefix(ctx, s.space.VIPsPrefix(), rev, func(key string, value []byte) {
+		st.keys++
+		ip := strings.TrimPrefix(key, s.space.VIPsPrefix())
+		svc, err := keyspace.ParseService(string(value))
+		if err != nil {
+			s.log.Warn("bad VIP index entry: ignoring it", "key", key, "err", err)
+			return
+		}
+		st.vipOwner[ip] = svc
+		w := st.service(svc)
+		w.vips = append(w.vips, ip)
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	err = s.rangePrefix(ctx, s.space.SyncedPrefix(), rev, func(key string, value []byte) {
+		shard, err := strconv.Atoi(strings.TrimPrefix(key, s.space.SyncedPrefix()))
+		var m marker
+		if err == nil {
+			err = json.Unmarshal(value, &m)
+		}
+		if err != nil {
+			s.log.Warn("bad synced marker: will rewrite it", "key", key, "err", err)
+			return
+		}
+		st.markers[shard] = m
+	})
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+func (st *loaded) service(svc keyspace.Service) *writtenService {
+	w := st.written[svc]
+	if w == nil {
+		w = &writtenService{}
+		st.written[svc] = w
+	}
+	return w
+}
+
+// rangePrefix calls fn for every key under prefix at revision rev, reading
+// loadPageSize keys per request.
+func (s *Sink) rangePrefix(ctx context.Context, prefix string, rev int64, fn func(key string, value []byte)) error {
+	end := clientv3.GetPrefixRangeEnd(prefix)
+	from := prefix
+	for {
+		rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+		resp, err := s.client.Get(rctx, from,
+			clientv3.WithRange(end), clientv3.WithRev(rev), clientv3.WithLimit(loadPageSize))
+		cancel()
+		if err != nil {
+			return fmt.Errorf("range %s: %w", prefix, err)
+		}
+		for _, kv := range resp.Kvs {
+			fn(string(kv.Key), kv.Value)
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			return nil
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+}
+
+// reload replaces the written cache by etcd's state, creating the
+// generation when etcd has none, and marks every desired service dirty so
+// that whatever etcd lacks is written.
+func (s *Sink) reload(ctx context.Context) error {
+	s.genMu.Lock()
+	defer s.genMu.Unlock()
+	s.reloadNeeded.Store(false)
+	st, err := s.load(ctx)
+	if err != nil {
+		return err
+	}
+	gen := st.generation
+	if gen == "" {
+		gen, err = s.createGeneration(ctx)
+		if err != nil {
+			return err
+		}
+		if st.keys == 0 {
+			s.log.Info("etcd is empty: created generation", "generation", gen)
+		} else {
+			s.log.Warn("etcd had no generation but holds meshrelay keys: created one", "generation", gen, "keys", st.keys)
+		}
+	} else {
+		s.log.Info("loaded etcd state", "generation", gen, "services", len(st.written), "keys", st.keys)
+	}
+	s.gen.Store(&gen)
+	s.written, s.vipOwner, s.markers = st.written, st.vipOwner, st.markers
+
+	s.mu.Lock()
+	dirty := make([]task, 0, len(s.desired)+1)
+	for svc := range s.desired {
+		dirty = append(dirty, task{svc: svc})
+	}
+	if s.present != nil {
+		dirty = append(dirty, task{kind: kindMarkers})
+	}
+	s.mu.Unlock()
+	s.queue.MarkAll(dirty)
+	return nil
+}

@@ -1,0 +1,200 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+
+	"github.com/meshrelay/meshrelay/internal/keyspace"
+	"github.com/meshrelay/meshrelay/relay/etcdsink"
+	"github.com/meshrelay/meshrelay/relay/translate"
+	"github.com/meshrelay/meshrelay/relay/xds/sotw"
+)
+
+// Options configures a Relay. Zero values take the documented defaults.
+type Options struct {
+	// Istiod is the upstream xDS address (host:port), e.g.
+	// istiod.istio-system.svc:15010.
+	Istiod string
+	// Node is the xDS node identity; nil means sotw.NodeFromEnv.
+	Node *corev3.Node
+	// DialOptions add to the upstream dial (TLS credentials, ...).
+	DialOptions []grpc.DialOption
+	// SyncTimeout bounds how long a stream waits for named EDS/RDS
+	// resources before its state counts as complete (default 5 s).
+	SyncTimeout time.Duration
+	// MaxRecvMsgSize is the upstream gRPC receive limit (default 256 MiB).
+	MaxRecvMsgSize int
+
+	// Cluster is the keyspace's cluster id (default keyspace.DefaultCluster).
+	Cluster string
+	// Shards is the number of shards (default keyspace.DefaultShards).
+	Shards int
+	// RelayID names this replica in synced/ markers (default "relay").
+	RelayID string
+	// Sink tunes the etcd writer; its Cluster, Shards, RelayID and Logger
+	// are taken from the fields above.
+	Sink etcdsink.Options
+
+	// Registerer receives the relay's metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+}
+
+// Relay mirrors one Istiod's configuration into etcd.
+type Relay struct {
+	opts   Options
+	log    *slog.Logger
+	sink   *etcdsink.Sink
+	client *sotw.Client
+
+	mu    sync.Mutex
+	index *translate.Index
+	// gated holds services changed before the first complete upstream
+	// sync. They are written all at once when the state is complete, so a
+	// restart against unchanged config never writes a half-synced service.
+	gated     map[keyspace.Service]time.Time
+	completes   int  // complete syncs seen (one per stream at most)
+	wasComplete bool // the previous update was complete
+	services  int
+}
+
+// New returns a relay that writes through etcd.
+func New(etcd etcdsink.Client, opts Options) (*Relay, error) {
+	if opts.Istiod == "" {
+		return nil, errors.New("relay: no Istiod address")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Cluster == "" {
+		opts.Cluster = keyspace.DefaultCluster
+	}
+	if opts.Shards <= 0 {
+		opts.Shards = keyspace.DefaultShards
+	}
+	if opts.RelayID == "" {
+		opts.RelayID = "relay"
+	}
+	r := &Relay{
+		opts:  opts,
+		log:   opts.Logger,
+		index: translate.NewIndex(),
+		gated: map[keyspace.Service]time.Time{},
+	}
+	so := opts.Sink
+	so.Cluster, so.Shards, so.RelayID, so.Logger = opts.Cluster, opts.Shards, opts.RelayID, opts.Logger.With("stage", "etcdsink")
+	r.sink = etcdsink.New(etcd, so)
+	node := opts.Node
+	if node == nil {
+		node = sotw.NodeFromEnv(osGetenv, opts.Cluster)
+	}
+	c, err := sotw.New(sotw.Options{
+		Address:        opts.Istiod,
+		Node:           node,
+		DialOptions:    opts.DialOptions,
+		MaxRecvMsgSize: opts.MaxRecvMsgSize,
+		SyncTimeout:    opts.SyncTimeout,
+		Logger:         opts.Logger.With("stage", "xds"),
+	}, r)
+	if err != nil {
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+	r.client = c
+	if opts.Registerer != nil {
+		if err := opts.Registerer.Register(newCollector(r)); err != nil {
+			return nil, fmt.Errorf("relay: register metrics: %w", err)
+		}
+	}
+	return r, nil
+}
+
+// Run runs the upstream client and the etcd writer until ctx is done or
+// one of them fails. It returns ctx's error on a normal stop.
+func (r *Relay) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return r.sink.Run(ctx) })
+	g.Go(func() error { return r.client.Run(ctx) })
+	return g.Wait()
+}
+
+// Synced is closed once the first complete upstream sync is in etcd,
+// synced/* markers included.
+func (r *Relay) Synced() <-chan struct{} { return r.sink.Synced() }
+
+// Ready reports readiness for /readyz: ready once the first complete sync
+// has been written.
+func (r *Relay) Ready() (bool, string) {
+	select {
+	case <-r.sink.Synced():
+		return true, ""
+	default:
+	}
+	if !r.client.Connected() {
+		return false, "not connected to Istiod " + r.opts.Istiod
+	}
+	return false, "first complete sync not yet written to etcd"
+}
+
+// OnUpdate implements sotw.Handler: it re-translates the services the
+// update touches and hands them to the sink.
+func (r *Relay) OnUpdate(ctx context.Context, u sotw.Update) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var dirty []keyspace.Service
+	if u.TypeURL != "" { // an update with no type only reports completeness
+		dirty = r.index.Apply(u.TypeURL, u.Upserted, u.Removed)
+	}
+	if r.completes == 0 {
+		for _, k := range dirty {
+			r.gated[k] = u.ReceivedAt
+		}
+	} else {
+		for _, k := range dirty {
+			r.set(k, u.ReceivedAt, u.Complete)
+		}
+	}
+	if !u.Complete {
+		return
+	}
+	if r.completes == 0 || !r.wasComplete {
+		// Newly complete (first sync, or a reconnected stream).
+		for k, t := range r.gated {
+			r.set(k, t, true)
+		}
+		clear(r.gated)
+		present := r.index.Services()
+		r.services = len(present)
+		r.completes++
+		r.log.Info("upstream state complete", "services", len(present), "sync", r.completes)
+		r.sink.Complete(present)
+	}
+	r.wasComplete = u.Complete
+}
+
+// set hands one service's current translation to the sink. A service that
+// no longer translates is deleted only when the upstream state is complete;
+// otherwise the sweep after the next complete sync removes it.
+func (r *Relay) set(k keyspace.Service, observed time.Time, complete bool) {
+	s, ok := r.index.Service(k)
+	switch {
+	case ok:
+		r.sink.Set(k, s, observed)
+	case complete:
+		r.sink.Set(k, nil, observed)
+	}
+}
+
+var osGetenv = os.Getenv
+
+// Stats returns the etcd writer's counters.
+func (r *Relay) Stats() etcdsink.Stats { return r.sink.Stats() }

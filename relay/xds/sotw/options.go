@@ -1,0 +1,125 @@
+package sotw
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/grpc"
+	grpcbackoff "google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// Defaults for Options.
+const (
+	// DefaultMaxRecvMsgSize is well above gRPC's 4 MiB default: Istiod sends
+	// larger responses in big clusters.
+	DefaultMaxRecvMsgSize = 256 << 20
+	// DefaultSyncTimeout bounds how long the client waits for EDS and RDS
+	// names Istiod may never answer before calling the state complete.
+	DefaultSyncTimeout = 5 * time.Second
+	// DefaultKeepaliveTime and DefaultKeepaliveTimeout are the gRPC client
+	// keepalive: ping after 30 s without activity, drop the connection when
+	// the ping is not answered in 10 s. Istiod permits pings every 15 s.
+	DefaultKeepaliveTime    = 30 * time.Second
+	DefaultKeepaliveTimeout = 10 * time.Second
+)
+
+// Options configure a Client. Zero values mean the documented defaults.
+type Options struct {
+	// Address is Istiod's xDS address as a gRPC target, e.g.
+	// "istiod.istio-system.svc:15010". Required.
+	Address string
+	// Node is the identity sent on every request; see NodeFromEnv. Required.
+	// The client works on a copy.
+	Node *corev3.Node
+	// NodeID, when set, replaces Node's id.
+	NodeID string
+	// NodeMetadata entries are set into Node's metadata, replacing entries
+	// of the same key. Values are anything structpb.NewValue accepts.
+	NodeMetadata map[string]any
+	// DialOptions are applied after the client's own (insecure transport,
+	// MaxRecvMsgSize, keepalive, connect backoff), so they win: pass
+	// grpc.WithTransportCredentials here for TLS on 15012.
+	DialOptions []grpc.DialOption
+	// MaxRecvMsgSize is the largest response accepted, in bytes. Default
+	// DefaultMaxRecvMsgSize (256 MiB).
+	MaxRecvMsgSize int
+	// Backoff bounds the delay between streams.
+	Backoff BackoffOptions
+	// SyncTimeout: a stream's state is complete when CDS and LDS were
+	// accepted and every subscribed EDS and RDS name was received, or, for
+	// names Istiod has nothing for, when SyncTimeout passed since the latest
+	// subscription change. Default DefaultSyncTimeout (5 s).
+	SyncTimeout time.Duration
+	// Logger receives connect/disconnect, NACK and subscription logs.
+	// Default: discard.
+	Logger *slog.Logger
+}
+
+// withDefaults returns o with defaults filled in and the node resolved.
+func (o Options) withDefaults() (Options, error) {
+	if o.Address == "" {
+		return o, errors.New("options: Address is required")
+	}
+	if o.Node == nil {
+		return o, errors.New("options: Node is required (see NodeFromEnv)")
+	}
+	node := proto.Clone(o.Node).(*corev3.Node)
+	if o.NodeID != "" {
+		node.Id = o.NodeID
+	}
+	if len(o.NodeMetadata) > 0 {
+		if node.Metadata == nil {
+			node.Metadata = &structpb.Struct{}
+		}
+		if node.Metadata.Fields == nil {
+			node.Metadata.Fields = map[string]*structpb.Value{}
+		}
+		for k, v := range o.NodeMetadata {
+			sv, err := structpb.NewValue(v)
+			if err != nil {
+				return o, fmt.Errorf("options: node metadata %q: %w", k, err)
+			}
+			node.Metadata.Fields[k] = sv
+		}
+	}
+	if err := ValidateNode(node); err != nil {
+		return o, fmt.Errorf("options: %w", err)
+	}
+	o.Node = node
+	if o.MaxRecvMsgSize <= 0 {
+		o.MaxRecvMsgSize = DefaultMaxRecvMsgSize
+	}
+	o.Backoff = o.Backoff.withDefaults()
+	if o.SyncTimeout <= 0 {
+		o.SyncTimeout = DefaultSyncTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o, nil
+}
+
+// dialOptions are the client's gRPC options followed by the caller's.
+func (o *Options) dialOptions() []grpc.DialOption {
+	own := []grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(o.MaxRecvMsgSize)),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: DefaultKeepaliveTime, Timeout: DefaultKeepaliveTimeout}),
+		// gRPC's own reconnect backoff (default up to 120 s) must not
+		// outlast ours.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff: grpcbackoff.Config{
+				BaseDelay: o.Backoff.Initial, Multiplier: 2, Jitter: 0.2, MaxDelay: o.Backoff.Max,
+			},
+			MinConnectTimeout: 5 * time.Second,
+		}),
+	}
+	return append(own, o.DialOptions...)
+}

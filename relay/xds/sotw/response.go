@@ -1,0 +1,140 @@
+package sotw
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	statuspb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+)
+
+// handleResponse validates one response, ACKs or NACKs it, applies it to the
+// state, updates the dependent subscription, and gives the resulting Updates
+// to the handler. An error means the stream is broken.
+func (c *Client) handleResponse(ctx context.Context, s *stream, resp *discoveryv3.DiscoveryResponse, at time.Time) error {
+	c.stats.responses.Add(1)
+	var size int
+	for _, a := range resp.GetResources() {
+		size += len(a.GetValue())
+	}
+	c.stats.bytes.Add(uint64(size))
+
+	typ := typeByURL(resp.GetTypeUrl())
+	if typ == nil {
+		c.log.Warn("xds response of a type never requested; ignored", "type", resp.GetTypeUrl(), "nonce", resp.GetNonce())
+		return nil
+	}
+	s.nonce[typ.url] = resp.GetNonce()
+	ca := c.caches[typ.url]
+
+	entries, err := ca.decode(resp)
+	if err != nil {
+		c.stats.nacks.Add(1)
+		c.stats.setError(fmt.Errorf("NACK %s version %q: %w", typ.short, resp.GetVersionInfo(), err), at)
+		c.log.Warn("xds NACK", "type", typ.short, "version", resp.GetVersionInfo(), "nonce", resp.GetNonce(),
+			"kept_version", s.version[typ.url], "reason", err)
+		return s.send(typ, c.names(typ), &statuspb.Status{Code: int32(codes.InvalidArgument), Message: err.Error()})
+	}
+
+	// Accepted: apply, then ACK with the full current names.
+	wasComplete := s.complete
+	u := Update{TypeURL: typ.url, ReceivedAt: at}
+	if typ.fullState {
+		u.Upserted, u.Removed = ca.replaceAll(entries)
+	} else {
+		sub := c.subs[typ.url]
+		u.Upserted = ca.merge(entries, sub)
+		for _, e := range entries {
+			if sub.has(e.name) {
+				s.received[typ.url].add(e.name)
+			}
+		}
+	}
+	s.version[typ.url] = resp.GetVersionInfo()
+	s.accepted[typ.url] = true
+	s.healthy = true
+	c.stats.acks.Add(1)
+	if err := s.send(typ, c.names(typ), nil); err != nil {
+		return err
+	}
+	var updates []Update
+	if !u.empty() {
+		updates = append(updates, u)
+	}
+
+	// Clusters and listeners define what EDS and RDS names to subscribe to.
+	if typ.dependent != "" {
+		dep := typeByURL(typ.dependent)
+		sub := c.subs[dep.url]
+		removed, changed := sub.replace(ca.references())
+		if changed {
+			s.subscriptionChanged(at, c.opts.SyncTimeout)
+			c.log.Info("xds subscription", "type", dep.short, "names", sub.len(), "unsubscribed", len(removed))
+			// Partial types lose a resource only here, when its name
+			// leaves the subscription.
+			if dropped := c.caches[dep.url].drop(removed); len(dropped) > 0 {
+				updates = append(updates, Update{TypeURL: dep.url, Removed: dropped, ReceivedAt: at})
+			}
+			if err := s.send(dep, sub.sorted(), nil); err != nil {
+				return err
+			}
+		}
+	}
+	c.publishSizes()
+
+	if c.checkComplete(s, time.Now()) && len(updates) == 0 {
+		updates = append(updates, Update{TypeURL: typ.url, ReceivedAt: at})
+	}
+	c.emit(ctx, s, updates, wasComplete)
+	return nil
+}
+
+// handleSyncTimeout reports completeness reached because SyncTimeout passed
+// since the latest subscription change.
+func (c *Client) handleSyncTimeout(ctx context.Context, s *stream, now time.Time) {
+	wasComplete := s.complete
+	if c.checkComplete(s, now) {
+		c.emit(ctx, s, []Update{{ReceivedAt: now}}, wasComplete)
+	}
+}
+
+// checkComplete marks the stream complete when it newly is and reports
+// whether it did. CDS and LDS must have been accepted on this stream (without
+// them nothing says what exists); EDS and RDS names that never arrived are
+// forgiven once SyncTimeout passed since the latest subscription change.
+func (c *Client) checkComplete(s *stream, now time.Time) bool {
+	if s.complete || !s.accepted[clusterType.url] || !s.accepted[listenerType.url] {
+		return false
+	}
+	missing := 0
+	for _, t := range []*resourceType{endpointType, routeType} {
+		for name := range c.subs[t.url].names {
+			if !s.received[t.url].has(name) {
+				missing++
+			}
+		}
+	}
+	timedOut := now.Sub(s.lastSubChange) >= c.opts.SyncTimeout
+	if missing > 0 && !timedOut {
+		return false
+	}
+	s.complete = true
+	s.syncTimer.Stop()
+	c.stats.complete.Store(true)
+	c.log.Info("xds state complete", "clusters", c.caches[clusterType.url].len(), "listeners", c.caches[listenerType.url].len(),
+		"assignments", c.caches[endpointType.url].len(), "routes", c.caches[routeType.url].len(), "never_received", missing)
+	return true
+}
+
+// emit gives updates to the handler in order. When the stream just became
+// complete, only the last update of the batch says so: the state is complete
+// once all of them are applied.
+func (c *Client) emit(ctx context.Context, s *stream, updates []Update, wasComplete bool) {
+	for i, u := range updates {
+		u.Complete = wasComplete || (s.complete && i == len(updates)-1)
+		c.stats.updates.Add(1)
+		c.handler.OnUpdate(ctx, u)
+	}
+}
