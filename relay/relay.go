@@ -62,10 +62,10 @@ type Relay struct {
 	// gated holds services changed before the first complete upstream
 	// sync. They are written all at once when the state is complete, so a
 	// restart against unchanged config never writes a half-synced service.
-	gated     map[keyspace.Service]time.Time
+	gated       map[keyspace.Service]time.Time
 	completes   int  // complete syncs seen (one per stream at most)
 	wasComplete bool // the previous update was complete
-	services  int
+	services    int
 }
 
 // New returns a relay that writes through etcd.

@@ -10,12 +10,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/meshrelay/meshrelay/internal/etcddial"
+
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
 )
 
 // Options configure an embedded etcd. The zero value is a usable default.
@@ -180,19 +181,7 @@ func (s *Server) Close() error {
 // (gRPC's default reconnect backoff grows to two minutes), which is what a
 // loopback etcd that restarts wants.
 func NewClient(endpoints []string) (*clientv3.Client, error) {
-	c, err := clientv3.New(clientv3.Config{
-		Endpoints:   endpoints,
-		DialTimeout: 5 * time.Second,
-		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
-			MinConnectTimeout: 5 * time.Second,
-		})},
-		Logger: zap.NewNop(), // retries while etcd is down are expected; callers log errors
-	})
-	if err != nil {
-		return nil, fmt.Errorf("etcd client %v: %w", endpoints, err)
-	}
-	return c, nil
+	return etcddial.Dial(etcddial.Options{Endpoints: endpoints})
 }
 
 // loopbackURL parses raw (empty means "http://127.0.0.1:0"), refuses a

@@ -11,6 +11,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 )
 
 // Options says how to reach etcd.
@@ -51,8 +52,13 @@ func Dial(opts Options) (*clientv3.Client, error) {
 		DialTimeout:        opts.DialTimeout,
 		TLS:                tlsCfg,
 		MaxCallRecvMsgSize: opts.MaxCallRecvMsgSize,
-		Logger:             zap.NewNop(),
-		DialOptions:        []grpc.DialOption{},
+		Logger:             zap.NewNop(), // retries while etcd is down are expected; callers log errors
+		// gRPC's default reconnect backoff grows to 2 minutes; an etcd
+		// that comes back must be used within a second.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: 5 * time.Second,
+		})},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("dial etcd %v: %w", opts.Endpoints, err)

@@ -22,7 +22,7 @@ type Options struct {
 	Gatherer prometheus.Gatherer
 	// Ready reports whether /readyz answers 200; nil means always ready.
 	// It returns a short reason when not ready.
-	Ready func() (bool, string)
+	Ready  func() (bool, string)
 	Logger *slog.Logger
 }
 

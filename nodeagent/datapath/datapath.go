@@ -67,7 +67,7 @@ func (s Stats) Map(name string) MapStats {
 // what BPF would need at best, ceil((n+1)/batch)).
 type MapStats struct {
 	Name         string
-	Entries      int // current number of entries (-1 if it could not be read)
+	Entries      int // current number of entries; -1 if unknown (kernel-written maps are not counted)
 	MaxEntries   int
 	Flags        uint32 // map flags (BPF_F_NO_PREALLOC = 1)
 	Updates      uint64
@@ -87,6 +87,8 @@ const (
 	MapSlots     = "slots"
 	MapBackends  = "backends"
 )
+
+var errClosed = errors.New("datapath closed")
 
 // ErrMapFull is returned (wrapped) when an upsert does not fit in a map's
 // MaxEntries.

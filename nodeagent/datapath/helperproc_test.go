@@ -36,7 +36,7 @@ func TestMain(m *testing.M) {
 }
 
 type helperCmd struct {
-	Op   string `json:"op"` // "tcp", "udp" or "bench"
+	Op   string `json:"op"` // "tcp", "tcp6", "udp" or "bench"
 	Addr string `json:"addr"`
 	N    int    `json:"n"`
 }
@@ -88,6 +88,19 @@ func runHelper(in io.Reader, out io.Writer) int {
 				c.(*net.TCPConn).SetLinger(0)
 				c.Close()
 			}
+		case "tcp6":
+			// An AF_INET6 socket connecting to a v4-mapped address:
+			// connect6 and getpeername6 (Go's net would use AF_INET).
+			ap := netip.MustParseAddrPort(cmd.Addr)
+			for i := 0; i < cmd.N && time.Now().Before(deadline); i++ {
+				backend, peer, err := dial6(ap)
+				if err != nil {
+					fail(err)
+					continue
+				}
+				res.Peers[peer.String()]++
+				res.Backends[backend]++
+			}
 		case "udp":
 			c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 			if err != nil {
@@ -131,6 +144,37 @@ func runHelper(in io.Reader, out io.Writer) int {
 		}
 	}
 	return 0
+}
+
+// dial6 connects an AF_INET6 TCP socket to ap, returns the first line the
+// peer sends and the peer address getpeername reports.
+func dial6(ap netip.AddrPort) (string, netip.AddrPort, error) {
+	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return "", netip.AddrPort{}, err
+	}
+	defer unix.Close(fd)
+	tv := unix.Timeval{Sec: 2}
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
+	unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+	if err := unix.Connect(fd, &unix.SockaddrInet6{Addr: ap.Addr().As16(), Port: int(ap.Port())}); err != nil {
+		return "", netip.AddrPort{}, fmt.Errorf("connect %s: %w", ap, err)
+	}
+	sa, err := unix.Getpeername(fd)
+	if err != nil {
+		return "", netip.AddrPort{}, err
+	}
+	sa6, ok := sa.(*unix.SockaddrInet6)
+	if !ok {
+		return "", netip.AddrPort{}, fmt.Errorf("getpeername returned %T", sa)
+	}
+	buf := make([]byte, 64)
+	n, err := unix.Read(fd, buf)
+	if err != nil {
+		return "", netip.AddrPort{}, err
+	}
+	return strings.TrimSpace(string(buf[:n])), netip.AddrPortFrom(netip.AddrFrom16(sa6.Addr), uint16(sa6.Port)), nil
 }
 
 // helper is a running helper process.

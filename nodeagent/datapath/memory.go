@@ -135,8 +135,6 @@ func roundUp8(n int) int { return (n + 7) &^ 7 }
 // flagNoPrealloc is BPF_F_NO_PREALLOC.
 const flagNoPrealloc = 1
 
-var errClosed = fmt.Errorf("datapath closed")
-
 // memTable is one map in a Go map with a kernel hash map's semantics.
 type memTable[K comparable, V any] struct {
 	m   map[K]V

@@ -3,6 +3,7 @@ package datapath
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -48,5 +49,23 @@ func TestWriterFallsBackWithoutBatchOps(t *testing.T) {
 	}
 	if as.Deletes != 2 || len(tbl.m) != 8 {
 		t.Errorf("single deletes: %+v, %d entries left", as, len(tbl.m))
+	}
+}
+
+// TestMemoryIsLean: the scale harness runs thousands of Memory datapaths.
+func TestMemoryIsLean(t *testing.T) {
+	const n = 2000
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	ms := make([]*Memory, n)
+	for i := range ms {
+		ms[i] = NewMemory(MemoryOptions{Logger: quietLogger()})
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(ms)
+	if per := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / n; per > 1024 {
+		t.Errorf("an empty Memory takes %d B of heap, want under 1 KiB", per)
 	}
 }

@@ -111,9 +111,9 @@ without it both ServiceSpec and EndpointSlice are tried.`,
 
 func newInspectCommand(stdout io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "inspect [namespace/name]",
-		Short: "Print a service's spec and endpoints (or every service) from etcd as JSON",
-		Args:  cobra.MaximumNArgs(1),
+		Use:           "inspect [namespace/name]",
+		Short:         "Print a service's spec and endpoints (or every service) from etcd as JSON",
+		Args:          cobra.MaximumNArgs(1),
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -139,4 +139,3 @@ func newInspectCommand(stdout io.Writer) *cobra.Command {
 	addCommonFlags(cmd.Flags())
 	return cmd
 }
-

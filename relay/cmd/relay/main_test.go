@@ -1,0 +1,180 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/meshrelay/meshrelay/internal/cliconfig"
+	"github.com/meshrelay/meshrelay/internal/istiodsim"
+	"github.com/meshrelay/meshrelay/internal/model"
+	v1 "github.com/meshrelay/meshrelay/proto/meshrelay/v1"
+)
+
+// syncBuffer is a bytes.Buffer safe to read while the command writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func execute(ctx context.Context, stdin string, args ...string) (stdout, stderr *syncBuffer, err error) {
+	stdout, stderr = &syncBuffer{}, &syncBuffer{}
+	cmd := newRootCommand(strings.NewReader(stdin), stdout, stderr)
+	cmd.SetArgs(args)
+	err = cmd.ExecuteContext(ctx)
+	return stdout, stderr, err
+}
+
+func TestBadValuesExit2(t *testing.T) {
+	for name, tc := range map[string]struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		"mode":         {args: []string{"--mode", "both"}, want: `invalid --mode "both": want one of sotw, workload`},
+		"workload":     {args: []string{"--mode", "workload"}, want: `invalid --mode "workload": the ambient workload API mode is not implemented yet`},
+		"shards":       {args: []string{"--shards", "0"}, want: `invalid --shards "0": want 1..4096`},
+		"istiod":       {args: []string{"--istiod", "istiod-without-port"}, want: `invalid --istiod "istiod-without-port": want host:port`},
+		"unknown flag": {args: []string{"--no-such-flag"}, want: "unknown flag: --no-such-flag"},
+		"flag type":    {args: []string{"--shards", "many"}, want: `invalid argument "many" for "--shards"`},
+		"env":          {env: map[string]string{"MESHRELAY_COALESCE_WINDOW": "soon"}, want: `invalid --coalesce-window "soon"`},
+		"log level":    {args: []string{"--log-level", "loud"}, want: `invalid --log-level "loud"`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			_, _, err := execute(context.Background(), "", tc.args...)
+			if cliconfig.ExitCode(err) != 2 || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v (exit %d), want exit 2 and %q", err, cliconfig.ExitCode(err), tc.want)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error is not one line: %q", err)
+			}
+		})
+	}
+}
+
+func TestDecodeCommand(t *testing.T) {
+	s := model.NewService(&v1.ServiceSpec{Namespace: "ns-0", Name: "svc-0", Hostname: "svc-0.ns-0.svc.cluster.local"},
+		[]*v1.Endpoint{{Address: "127.0.0.9", Port: 8080, Weight: 1}})
+	spec, _ := model.Marshal(s.Spec)
+	out, _, err := execute(context.Background(), string(spec)+"\n", "decode")
+	if err != nil || !strings.Contains(out.String(), `"svc-0.ns-0.svc.cluster.local"`) {
+		t.Fatalf("decode spec: %v\n%s", err, out)
+	}
+	slice, _ := model.Marshal(s.Slices[0])
+	out, _, err = execute(context.Background(), string(slice), "decode", "--key", "/meshrelay/v1/Kubernetes/services/ns-0/svc-0/endpoints/0")
+	if err != nil || !strings.Contains(out.String(), `"127.0.0.9"`) {
+		t.Fatalf("decode slice: %v\n%s", err, out)
+	}
+	if _, _, err := execute(context.Background(), "", "decode"); cliconfig.ExitCode(err) != 2 {
+		t.Fatalf("empty stdin: %v", err)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestRelayCommandEndToEnd runs `relay` on the embedded default against
+// the simulator, waits for /readyz, then reads a service back with
+// `relay inspect`.
+func TestRelayCommandEndToEnd(t *testing.T) {
+	sim, err := istiodsim.New(istiodsim.Options{Services: 5, EndpointsPerService: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sim.Stop)
+	metrics := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	go func() {
+		cmd := newRootCommand(strings.NewReader(""), stdout, stderr)
+		cmd.SetArgs([]string{"--istiod", sim.Addr(), "--metrics-listen", metrics, "--relay-id", "cmd-test"})
+		done <- cmd.ExecuteContext(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("relay: %v\n%s", err, stderr)
+			}
+		case <-time.After(20 * time.Second):
+			t.Error("relay did not stop")
+		}
+	})
+
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + metrics + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz not ready after 30 s; stderr:\n%s", stderr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	m := regexp.MustCompile(`listening on (http://127\.0\.0\.1:\d+)`).FindStringSubmatch(stdout.String())
+	if m == nil {
+		t.Fatalf("relay did not print the embedded etcd address:\n%s", stdout)
+	}
+	truth := sim.Truth()[2]
+	out, _, err := execute(context.Background(), "", "inspect", "--etcd-endpoints", m[1], truth.Namespace+"/"+truth.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{truth.Hostname, truth.VIPs[0], truth.Endpoints[0].Address} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("inspect output lacks %q:\n%s", want, out)
+		}
+	}
+	resp, err := http.Get("http://" + metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body bytes.Buffer
+	body.ReadFrom(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"meshrelay_relay_xds_acks_total", "meshrelay_relay_etcd_txns_total", fmt.Sprintf("meshrelay_relay_services %d", len(sim.Truth()))} {
+		if !strings.Contains(body.String(), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if _, _, err := execute(context.Background(), "", "inspect", "--etcd-endpoints", m[1], "ns-0/no-such-service"); err == nil {
+		t.Error("inspect of a missing service succeeded")
+	}
+}
