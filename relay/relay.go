@@ -27,6 +27,10 @@ type Options struct {
 	Istiod string
 	// Node is the xDS node identity; nil means sotw.NodeFromEnv.
 	Node *corev3.Node
+	// NodeID, when set, replaces the node's id; NodeMetadata entries are
+	// merged into its metadata (e.g. {"CLUSTER_ID": "east"}).
+	NodeID       string
+	NodeMetadata map[string]any
 	// DialOptions add to the upstream dial (TLS credentials, ...).
 	DialOptions []grpc.DialOption
 	// SyncTimeout bounds how long a stream waits for named EDS/RDS
@@ -101,6 +105,8 @@ func New(etcd etcdsink.Client, opts Options) (*Relay, error) {
 	c, err := sotw.New(sotw.Options{
 		Address:        opts.Istiod,
 		Node:           node,
+		NodeID:         opts.NodeID,
+		NodeMetadata:   opts.NodeMetadata,
 		DialOptions:    opts.DialOptions,
 		MaxRecvMsgSize: opts.MaxRecvMsgSize,
 		SyncTimeout:    opts.SyncTimeout,
@@ -163,22 +169,22 @@ func (r *Relay) OnUpdate(ctx context.Context, u sotw.Update) {
 			r.set(k, u.ReceivedAt, u.Complete)
 		}
 	}
-	if !u.Complete {
+	// Newly complete: the first sync, or the first complete update of a
+	// reconnected stream (whose earlier updates were incomplete).
+	newlyComplete := u.Complete && (r.completes == 0 || !r.wasComplete)
+	r.wasComplete = u.Complete
+	if !newlyComplete {
 		return
 	}
-	if r.completes == 0 || !r.wasComplete {
-		// Newly complete (first sync, or a reconnected stream).
-		for k, t := range r.gated {
-			r.set(k, t, true)
-		}
-		clear(r.gated)
-		present := r.index.Services()
-		r.services = len(present)
-		r.completes++
-		r.log.Info("upstream state complete", "services", len(present), "sync", r.completes)
-		r.sink.Complete(present)
+	for k, t := range r.gated {
+		r.set(k, t, true)
 	}
-	r.wasComplete = u.Complete
+	clear(r.gated)
+	present := r.index.Services()
+	r.services = len(present)
+	r.completes++
+	r.log.Info("upstream state complete", "services", len(present), "sync", r.completes)
+	r.sink.Complete(present)
 }
 
 // set hands one service's current translation to the sink. A service that

@@ -118,6 +118,32 @@ func (r *Reader) Strings(key string) []string {
 	return out
 }
 
+// StringMap returns key=value pairs (a flag's "k=v,k2=v2", or a YAML map).
+func (r *Reader) StringMap(key string) map[string]any {
+	raw := r.v.Get(key)
+	out := map[string]any{}
+	switch x := raw.(type) {
+	case map[string]string:
+		for k, v := range x {
+			out[k] = v
+		}
+	case map[string]any:
+		return x
+	case nil:
+	default:
+		s := strings.Trim(cast.ToString(raw), "[]")
+		for _, kv := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' }) {
+			k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+			if !ok || k == "" {
+				r.fail(key, raw, "want key=value pairs")
+				return nil
+			}
+			out[k] = v
+		}
+	}
+	return out
+}
+
 // Duration returns a Go duration ("250ms", "1m").
 func (r *Reader) Duration(key string) time.Duration {
 	raw := r.v.Get(key)

@@ -105,3 +105,31 @@ func TestConfigFileErrors(t *testing.T) {
 		t.Error("exit codes")
 	}
 }
+
+func TestStringMap(t *testing.T) {
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	fs.String(ConfigFlag, "", "")
+	fs.StringToString("meta", nil, "")
+	fs.Parse([]string{"--meta", "A=1,B=two"})
+	r, err := Load(fs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := r.StringMap("meta"); len(m) != 2 || m["A"] != "1" || m["B"] != "two" {
+		t.Fatalf("flag map: %v", m)
+	}
+	t.Setenv("MESHRELAY_META", "X=y")
+	fs2 := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	fs2.String(ConfigFlag, "", "")
+	fs2.StringToString("meta", nil, "")
+	fs2.Parse(nil)
+	r2, _ := Load(fs2)
+	if m := r2.StringMap("meta"); m["X"] != "y" {
+		t.Fatalf("env map: %v", m)
+	}
+	t.Setenv("MESHRELAY_META", "novalue")
+	r3, _ := Load(fs2)
+	if r3.StringMap("meta"); ExitCode(r3.Err()) != 2 {
+		t.Fatalf("bad map accepted: %v", r3.Err())
+	}
+}

@@ -67,6 +67,8 @@ func addRelayFlags(fs *pflag.FlagSet) {
 	fs.Int("shards", keyspace.DefaultShards, "number of keyspace shards")
 	fs.String("metrics-listen", "127.0.0.1:9464", "address of /metrics, /healthz, /readyz and /debug/pprof/ (empty disables)")
 	fs.String("relay-id", "", "this replica's id in synced/ markers (default $POD_NAME, else the host name)")
+	fs.String("node-id", "", "xDS node id (default sidecar~$POD_IP~$POD_NAME.$POD_NAMESPACE~$POD_NAMESPACE.svc.cluster.local)")
+	fs.StringToString("node-metadata", nil, "extra xDS node metadata, key=value,... (e.g. ISTIO_VERSION=1.28.0)")
 	fs.String("istiod-ca", "", "Istiod TLS: CA file (enables TLS)")
 	fs.String("istiod-cert", "", "Istiod TLS: client certificate file")
 	fs.String("istiod-key", "", "Istiod TLS: client key file")

@@ -44,6 +44,8 @@ func runRelay(ctx context.Context, r *cliconfig.Reader, stdout, stderr io.Writer
 		Shards:         shards,
 		RelayID:        r.String("relay-id"),
 		SyncTimeout:    r.Duration("sync-timeout"),
+		NodeID:         r.String("node-id"),
+		NodeMetadata:   r.StringMap("node-metadata"),
 		MaxRecvMsgSize: r.Int("max-recv-msg-size"),
 		Sink: etcdsink.Options{
 			Window:                r.Duration("coalesce-window"),

@@ -1,0 +1,355 @@
+package nodemodel
+
+import (
+	"net/netip"
+	"slices"
+
+	"github.com/meshrelay/meshrelay/internal/keyspace"
+	"github.com/meshrelay/meshrelay/nodeagent/datapath"
+)
+
+// Table is the content of one node's datapath maps, kept twice: Applied,
+// what the datapath holds as far as the agent knows, and Want, what it
+// should hold. Set and Remove change Want one service at a time and record
+// the keys they touch; Pending returns the difference of those keys only
+// (datapath.DiffStates of the touched part of both states), so the cost of
+// a change is proportional to the change, not to the table. After the
+// datapath applied it, Commit makes it part of Applied.
+//
+// Each frontend key belongs to at most one service. Frontends of the
+// initial (dumped) state that no service claimed yet are orphans: they stay
+// in Want, and so in the datapath, until SweepOrphans.
+//
+// A Table is not safe for concurrent use.
+type Table struct {
+	applied datapath.State
+	want    datapath.State
+	ids     *IDs
+
+	owner map[datapath.FrontendKey]keyspace.Service
+	owned map[keyspace.Service][]datapath.FrontendKey
+
+	// Keys touched since the last Commit. Slots of touched frontends are
+	// derived from the frontends' values in both states; touchedSlots
+	// holds slots touched on their own (stray ones).
+	touchedFrontends map[datapath.FrontendKey]struct{}
+	touchedSlots     map[datapath.SlotKey]struct{}
+	touchedBackends  map[uint32]struct{}
+	weight           int  // estimate of the entries Pending writes
+	full             bool // Applied is unreliable: Pending diffs everything
+}
+
+// NewTable returns a table whose Applied and Want are st (a dump of the
+// datapath, or datapath.NewState() for an empty one), with ids rebuilt from
+// it, so that claiming st's frontends again with identical content writes
+// nothing. Every frontend of st is an orphan until a service claims it.
+func NewTable(st datapath.State) *Table {
+	if st.Frontends == nil {
+		st = datapath.NewState()
+	}
+	return &Table{
+		applied:          st,
+		want:             st.Clone(),
+		ids:              RebuildIDs(st),
+		owner:            map[datapath.FrontendKey]keyspace.Service{},
+		owned:            map[keyspace.Service][]datapath.FrontendKey{},
+		touchedFrontends: map[datapath.FrontendKey]struct{}{},
+		touchedSlots:     map[datapath.SlotKey]struct{}{},
+		touchedBackends:  map[uint32]struct{}{},
+	}
+}
+
+// Set makes fes the frontends of svc: frontends svc had and fes lacks are
+// removed, the others are written with slot tables that keep as many of
+// their slots as possible (datapath.AssignSlots). A frontend key owned by
+// another service is left alone and returned in conflicts.
+func (t *Table) Set(svc keyspace.Service, fes []Frontend) (conflicts []datapath.FrontendKey) {
+	keep := make(map[datapath.FrontendKey]struct{}, len(fes))
+	keys := make([]datapath.FrontendKey, 0, len(fes))
+	for _, fe := range fes {
+		if o, ok := t.owner[fe.Key]; ok && o != svc {
+			conflicts = append(conflicts, fe.Key)
+			continue
+		}
+		if _, dup := keep[fe.Key]; dup {
+			continue
+		}
+		keep[fe.Key] = struct{}{}
+		keys = append(keys, fe.Key)
+		t.putFrontend(fe)
+		t.owner[fe.Key] = svc
+	}
+	for _, k := range t.owned[svc] {
+		if _, ok := keep[k]; !ok {
+			t.deleteFrontend(k)
+			delete(t.owner, k)
+		}
+	}
+	if len(keys) == 0 {
+		delete(t.owned, svc)
+	} else {
+		t.owned[svc] = keys
+	}
+	return conflicts
+}
+
+// Remove removes every frontend of svc.
+func (t *Table) Remove(svc keyspace.Service) {
+	for _, k := range t.owned[svc] {
+		t.deleteFrontend(k)
+		delete(t.owner, k)
+	}
+	delete(t.owned, svc)
+}
+
+// Frontends returns the frontend keys svc owns.
+func (t *Table) Frontends(svc keyspace.Service) []datapath.FrontendKey {
+	return slices.Clone(t.owned[svc])
+}
+
+// Owner returns the service that owns frontend key.
+func (t *Table) Owner(key datapath.FrontendKey) (keyspace.Service, bool) {
+	s, ok := t.owner[key]
+	return s, ok
+}
+
+// OwnerOfID returns the service that owns the frontend whose id is id (as
+// the programs' usage map reports it).
+func (t *Table) OwnerOfID(id uint32) (keyspace.Service, bool) {
+	k, ok := t.ids.FrontendKey(id)
+	if !ok {
+		return keyspace.Service{}, false
+	}
+	return t.Owner(k)
+}
+
+// Services returns the number of services that own frontends.
+func (t *Table) Services() int { return len(t.owned) }
+
+// Orphans returns the frontends of Want that no service owns, sorted.
+func (t *Table) Orphans() []datapath.FrontendKey {
+	var out []datapath.FrontendKey
+	for k := range t.want.Frontends {
+		if _, ok := t.owner[k]; !ok {
+			out = append(out, k)
+		}
+	}
+	slices.SortFunc(out, CompareKeys)
+	return out
+}
+
+// SweepOrphans removes from Want what no service owns: orphan frontends,
+// slots no frontend reaches, backends no slot uses.
+func (t *Table) SweepOrphans() {
+	for _, k := range t.Orphans() {
+		t.deleteFrontend(k)
+	}
+	for sk := range t.want.Slots {
+		v, ok := t.ids.FrontendKey(sk.FrontendId)
+		if ok {
+			if fv, ok := t.want.Frontends[v]; ok && fv.FrontendId == sk.FrontendId && sk.Slot < fv.SlotCount {
+				continue
+			}
+		}
+		delete(t.want.Slots, sk)
+		t.touchedSlots[sk] = struct{}{}
+		t.weight++
+	}
+	t.ids.ReleaseStray()
+	for _, id := range t.ids.DropUnreferenced() {
+		delete(t.want.Backends, datapath.BackendKey{BackendId: id})
+		t.touchBackend(id)
+	}
+}
+
+// Pending returns the change set that turns Applied into Want. Only keys
+// touched since the last Commit are compared (all of them after Reset).
+func (t *Table) Pending() datapath.ChangeSet {
+	if t.full {
+		return datapath.DiffStates(t.applied, t.want)
+	}
+	have, want := datapath.NewState(), datapath.NewState()
+	slotsOf := func(v datapath.FrontendValue, ok bool) {
+		if !ok {
+			return
+		}
+		for i := uint32(0); i < v.SlotCount; i++ {
+			t.copySlot(have, want, datapath.SlotKey{FrontendId: v.FrontendId, Slot: i})
+		}
+	}
+	for k := range t.touchedFrontends {
+		av, aok := t.applied.Frontends[k]
+		wv, wok := t.want.Frontends[k]
+		if aok {
+			have.Frontends[k] = av
+		}
+		if wok {
+			want.Frontends[k] = wv
+		}
+		slotsOf(av, aok)
+		slotsOf(wv, wok)
+	}
+	for sk := range t.touchedSlots {
+		t.copySlot(have, want, sk)
+	}
+	for id := range t.touchedBackends {
+		t.copyBackend(have, want, id)
+	}
+	return datapath.DiffStates(have, want)
+}
+
+// copySlot copies slot sk of both states, and the backends it points at,
+// into the sub-states have and want.
+func (t *Table) copySlot(have, want datapath.State, sk datapath.SlotKey) {
+	if v, ok := t.applied.Slots[sk]; ok {
+		have.Slots[sk] = v
+		t.copyBackend(have, want, v.BackendId)
+	}
+	if v, ok := t.want.Slots[sk]; ok {
+		want.Slots[sk] = v
+		t.copyBackend(have, want, v.BackendId)
+	}
+}
+
+func (t *Table) copyBackend(have, want datapath.State, id uint32) {
+	bk := datapath.BackendKey{BackendId: id}
+	if v, ok := t.applied.Backends[bk]; ok {
+		have.Backends[bk] = v
+	}
+	if v, ok := t.want.Backends[bk]; ok {
+		want.Backends[bk] = v
+	}
+}
+
+// PendingSize estimates the number of entries Pending would write (an
+// upper bound, without computing it).
+func (t *Table) PendingSize() int {
+	if t.full {
+		return t.applied.Len() + t.want.Len()
+	}
+	return t.weight
+}
+
+// Commit records that the datapath applied cs (which Pending returned):
+// Applied becomes Want for the touched keys, and the ids released since
+// the last Commit become reusable.
+func (t *Table) Commit(cs datapath.ChangeSet) {
+	cs.ApplyTo(t.applied)
+	t.ids.Recycle()
+	clear(t.touchedFrontends)
+	clear(t.touchedSlots)
+	clear(t.touchedBackends)
+	t.weight = 0
+	t.full = false
+}
+
+// Reset replaces Applied by st, a fresh dump of the datapath, after an
+// Apply failed part way: the next Pending compares the whole states. Ids
+// released meanwhile stay unusable until the next Commit.
+func (t *Table) Reset(st datapath.State) {
+	if st.Frontends == nil {
+		st = datapath.NewState()
+	}
+	t.applied = st
+	t.full = true
+}
+
+// Applied returns the state the datapath holds as far as the table knows.
+// It is the table's own: do not modify it.
+func (t *Table) Applied() datapath.State { return t.applied }
+
+// Want returns the state the datapath should hold. It is the table's own:
+// do not modify it.
+func (t *Table) Want() datapath.State { return t.want }
+
+// IDs returns the table's id allocator, for inspection.
+func (t *Table) IDs() *IDs { return t.ids }
+
+// putFrontend writes fe into Want: its id, its backends (one reference per
+// distinct backend in its slot table) and a slot table derived from the
+// one it has.
+func (t *Table) putFrontend(fe Frontend) {
+	id := t.ids.Frontend(fe.Key)
+	prev := t.want.SlotTable(fe.Key)
+	if old, ok := t.want.Frontends[fe.Key]; ok && old.FrontendId != id {
+		prev = nil // not this id's slots (cannot happen with a consistent state)
+	}
+	// One reference per distinct backend address.
+	wbs := make([]datapath.WeightedBackend, 0, len(fe.Backends))
+	seen := make(map[netip.AddrPort]struct{}, len(fe.Backends))
+	for _, b := range fe.Backends {
+		if _, dup := seen[b.Addr]; dup {
+			continue
+		}
+		seen[b.Addr] = struct{}{}
+		bid := t.ids.AcquireBackend(b.Addr)
+		wbs = append(wbs, datapath.WeightedBackend{ID: bid, Weight: b.Weight})
+		bk := datapath.BackendKey{BackendId: bid}
+		if _, ok := t.want.Backends[bk]; !ok {
+			t.want.PutBackend(bid, b.Addr)
+			t.touchBackend(bid)
+		}
+	}
+	table := datapath.AssignSlots(prev, wbs, 0)
+	if len(wbs) > len(table) {
+		// More backends than slots: those without a slot hold no reference.
+		in := make(map[uint32]struct{}, len(table))
+		for _, b := range table {
+			in[b] = struct{}{}
+		}
+		for _, b := range wbs {
+			if _, ok := in[b.ID]; !ok {
+				t.releaseBackend(b.ID)
+			}
+		}
+	}
+	old, had := t.want.Frontends[fe.Key]
+	t.want.PutFrontend(fe.Key, id, table)
+	for _, b := range distinct(prev) {
+		t.releaseBackend(b)
+	}
+	t.touchFrontend(fe.Key, old, had)
+}
+
+// deleteFrontend removes key and its slots from Want and releases its id
+// and backend references.
+func (t *Table) deleteFrontend(key datapath.FrontendKey) {
+	old, had := t.want.Frontends[key]
+	if !had {
+		return
+	}
+	prev := t.want.SlotTable(key)
+	t.want.DeleteFrontend(key)
+	for _, b := range distinct(prev) {
+		t.releaseBackend(b)
+	}
+	t.ids.ReleaseFrontend(key)
+	t.touchFrontend(key, old, had)
+}
+
+func (t *Table) releaseBackend(id uint32) {
+	if t.ids.ReleaseBackend(id) {
+		delete(t.want.Backends, datapath.BackendKey{BackendId: id})
+		t.touchBackend(id)
+	}
+}
+
+func (t *Table) touchFrontend(k datapath.FrontendKey, old datapath.FrontendValue, had bool) {
+	if _, ok := t.touchedFrontends[k]; !ok {
+		t.touchedFrontends[k] = struct{}{}
+		t.weight++
+		if had {
+			t.weight += int(old.SlotCount)
+		}
+	}
+	if v, ok := t.want.Frontends[k]; ok {
+		t.weight += int(v.SlotCount)
+	}
+}
+
+func (t *Table) touchBackend(id uint32) {
+	if _, ok := t.touchedBackends[id]; !ok {
+		t.touchedBackends[id] = struct{}{}
+		t.weight++
+	}
+}

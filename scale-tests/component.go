@@ -1,0 +1,286 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// readyPrefix starts the line a child prints on stdout once it serves.
+const readyPrefix = "READY "
+
+// readyInfo is what a child reports when it is ready.
+type readyInfo struct {
+	// Control is the child's control address (HTTP on loopback).
+	Control string `json:"control"`
+	// Addr is the role's service address: the simulator's xDS address or
+	// etcd's client URL.
+	Addr string `json:"addr,omitempty"`
+}
+
+// component is one child process: the harness binary re-executed with a
+// hidden --role flag, so that its CPU and memory are its own.
+type component struct {
+	name    string
+	pid     int
+	cmd     *exec.Cmd
+	ready   readyInfo
+	control *controlClient
+
+	// exited is closed when the process has exited; err is then its exit
+	// error (nil for status 0).
+	exited chan struct{}
+	err    error
+	// stdin stays open while the harness lives: the child exits on EOF.
+	stdin io.WriteCloser
+	// expected is set before the harness stops or kills the process on
+	// purpose, so that its exit is not reported as a failure.
+	expected atomic.Bool
+	tail     *lineRing
+}
+
+// launcher starts components and reports the ones that die unexpectedly.
+type launcher struct {
+	exe    string
+	logDir string
+	log    *slog.Logger
+
+	// died receives every component that exits without the harness asking
+	// it to. It is buffered for all of them; nobody has to read it.
+	died chan *component
+
+	mu   sync.Mutex
+	live map[int]*component
+}
+
+func newLauncher(exe, logDir string, log *slog.Logger) *launcher {
+	return &launcher{exe: exe, logDir: logDir, log: log, died: make(chan *component, 64), live: map[int]*component{}}
+}
+
+// start runs role as a child named name with the JSON of cfg as its
+// configuration, and waits until it reports ready (or exits, or ctx ends,
+// or 90 s pass).
+func (l *launcher) start(ctx context.Context, name, role string, cfg any) (*component, error) {
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%s config: %w", name, err)
+	}
+	logFile, err := os.Create(filepath.Join(l.logDir, name+".log"))
+	if err != nil {
+		return nil, fmt.Errorf("%s log: %w", name, err)
+	}
+	cmd := exec.Command(l.exe, "--role="+role, "--role-config="+string(raw))
+	cmd.SysProcAttr = childProcAttr()
+	cmd.Env = append(os.Environ(), "GOTRACEBACK=all")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		logFile.Close()
+		return nil, err
+	}
+	// The child watches its stdin: EOF means the harness is gone.
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		logFile.Close()
+		return nil, err
+	}
+	c := &component{name: name, cmd: cmd, stdin: stdin, exited: make(chan struct{}), tail: newLineRing(20)}
+	sink := &lockedWriter{w: logFile}
+	cmd.Stderr = io.MultiWriter(sink, c.tail)
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	c.pid = cmd.Process.Pid
+	l.mu.Lock()
+	l.live[c.pid] = c
+	l.mu.Unlock()
+
+	readyc := make(chan readyInfo, 1)
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		sent := false
+		for sc.Scan() {
+			line := sc.Text()
+			if !sent && strings.HasPrefix(line, readyPrefix) {
+				var ri readyInfo
+				if json.Unmarshal([]byte(line[len(readyPrefix):]), &ri) == nil {
+					readyc <- ri
+					sent = true
+					continue
+				}
+			}
+			fmt.Fprintln(sink, line)
+			fmt.Fprintln(c.tail, line)
+		}
+		_, _ = io.Copy(io.Discard, stdout) // after an over-long line: never block the child
+	}()
+	go func() {
+		<-copied // Wait closes stdout: read it to the end first
+		c.err = cmd.Wait()
+		logFile.Close()
+		l.mu.Lock()
+		delete(l.live, c.pid)
+		l.mu.Unlock()
+		close(c.exited)
+		if !c.expected.Load() {
+			l.died <- c
+		}
+	}()
+
+	timer := time.NewTimer(90 * time.Second)
+	defer timer.Stop()
+	select {
+	case ri := <-readyc:
+		c.ready = ri
+		c.control = newControlClient(ri.Control)
+		l.log.Debug("component ready", "name", name, "pid", c.pid, "control", ri.Control, "addr", ri.Addr)
+		return c, nil
+	case <-c.exited:
+		return nil, fmt.Errorf("%s (pid %d) exited before it was ready: %v\n%s", name, c.pid, c.err, c.tail.String())
+	case <-timer.C:
+		c.kill()
+		return nil, fmt.Errorf("%s (pid %d) not ready after 90 s\n%s", name, c.pid, c.tail.String())
+	case <-ctx.Done():
+		c.kill()
+		return nil, ctx.Err()
+	}
+}
+
+// failure describes an unexpected exit for the user.
+func (c *component) failure() error {
+	return fmt.Errorf("component %s (pid %d) died: %v; last output:\n%s", c.name, c.pid, c.err, c.tail.String())
+}
+
+// stop asks the process to exit (SIGTERM) and kills it (SIGKILL) if it has
+// not after grace. It returns once the process is gone.
+func (c *component) stop(grace time.Duration) {
+	c.expected.Store(true)
+	select {
+	case <-c.exited:
+		return
+	default:
+	}
+	_ = syscall.Kill(c.pid, syscall.SIGTERM)
+	select {
+	case <-c.exited:
+	case <-time.After(grace):
+		c.kill()
+	}
+}
+
+// kill kills the process (SIGKILL, by PID) and waits until it is gone.
+func (c *component) kill() {
+	c.expected.Store(true)
+	select {
+	case <-c.exited:
+		return
+	default:
+	}
+	_ = syscall.Kill(c.pid, syscall.SIGKILL)
+	<-c.exited
+}
+
+// alive reports whether the process still runs.
+func (c *component) alive() bool {
+	select {
+	case <-c.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// stopAll stops every live component, in parallel.
+func (l *launcher) stopAll(grace time.Duration) {
+	l.mu.Lock()
+	cs := make([]*component, 0, len(l.live))
+	for _, c := range l.live {
+		cs = append(cs, c)
+	}
+	l.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, c := range cs {
+		wg.Go(func() { c.stop(grace) })
+	}
+	wg.Wait()
+}
+
+// checkDied returns the failure of a component that died unexpectedly,
+// if any.
+func (l *launcher) checkDied() error {
+	select {
+	case c := <-l.died:
+		return c.failure()
+	default:
+		return nil
+	}
+}
+
+// lineRing keeps the last lines written to it.
+type lineRing struct {
+	mu    sync.Mutex
+	lines []string
+	max   int
+	part  string
+}
+
+func newLineRing(n int) *lineRing { return &lineRing{max: n} }
+
+func (r *lineRing) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.part + string(p)
+	parts := strings.Split(s, "\n")
+	r.part = parts[len(parts)-1]
+	for _, line := range parts[:len(parts)-1] {
+		r.lines = append(r.lines, line)
+		if len(r.lines) > r.max {
+			r.lines = r.lines[1:]
+		}
+	}
+	return len(p), nil
+}
+
+func (r *lineRing) String() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := strings.Join(r.lines, "\n")
+	if r.part != "" {
+		out += "\n" + r.part
+	}
+	if out == "" {
+		return "  (no output)"
+	}
+	return out
+}
+
+// lockedWriter serialises writes of stdout and stderr copies to one file.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (w *lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n, err := w.w.Write(p)
+	if errors.Is(err, os.ErrClosed) {
+		return len(p), nil
+	}
+	return n, err
+}
