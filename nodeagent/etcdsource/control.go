@@ -42,8 +42,9 @@ func parseMarker(kv *mvccpb.KeyValue) (marker, error) {
 
 // runControl follows generation and the synced markers until ctx is done.
 func (s *Source) runControl(ctx context.Context) {
-	var b backoff
+	b := newRetry()
 	for {
+		start := time.Now()
 		err := s.followControl(ctx)
 		if ctx.Err() != nil {
 			return
@@ -52,7 +53,10 @@ func (s *Source) runControl(ctx context.Context) {
 			continue
 		}
 		s.log.Warn("generation/synced watch failed, reloading", "err", err)
-		if !b.wait(ctx) {
+		if time.Since(start) > retryResetAfter {
+			b.Reset() // it worked for a while: start the delays over
+		}
+		if !b.Wait(ctx) {
 			return
 		}
 	}

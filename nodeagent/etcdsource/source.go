@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/meshrelay/meshrelay/internal/backoff"
+
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/meshrelay/meshrelay/internal/keyspace"
@@ -203,4 +205,13 @@ func drain(c chan struct{}) {
 	case <-c:
 	default:
 	}
+}
+
+// retryResetAfter: a watch that ran this long before failing retries from
+// the shortest delay again.
+const retryResetAfter = time.Minute
+
+// newRetry paces re-lists after etcd errors: 100 ms doubling to 5 s, jittered.
+func newRetry() *backoff.Backoff {
+	return backoff.New(backoff.Options{Initial: 100 * time.Millisecond, Max: 5 * time.Second})
 }

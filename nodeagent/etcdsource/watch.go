@@ -3,6 +3,7 @@ package etcdsource
 import (
 	"context"
 	"fmt"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -45,8 +46,9 @@ func (l listing) confirmed() bool {
 
 // runWatch lists and watches w until ctx is done (Unwatch or Run's end).
 func (s *Source) runWatch(ctx context.Context, w *watch) {
-	var b backoff
+	b := newRetry()
 	for {
+		start := time.Now()
 		l, err := s.list(ctx, w)
 		if err == nil {
 			err = s.follow(ctx, w, l.rev)
@@ -58,7 +60,10 @@ func (s *Source) runWatch(ctx context.Context, w *watch) {
 			continue // a re-list was asked for
 		}
 		s.log.Warn("service watch failed, re-listing", "service", w.svc, "err", err)
-		if !b.wait(ctx) {
+		if time.Since(start) > retryResetAfter {
+			b.Reset() // it worked for a while: start the delays over
+		}
+		if !b.Wait(ctx) {
 			return
 		}
 	}

@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/meshrelay/meshrelay/internal/backoff"
+
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/meshrelay/meshrelay/internal/keyspace"
@@ -79,12 +81,9 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// Backoff is a jittered exponential backoff: the n-th consecutive failure
-// waits a random duration in [d/2, d] with d = min(Initial·2ⁿ, Max).
-type Backoff struct {
-	Initial time.Duration // default 100 ms
-	Max     time.Duration // default 10 s
-}
+// Backoff paces the writer's retries: Initial after the first failed
+// transaction, doubling up to Max, jittered (see internal/backoff).
+type Backoff = backoff.Options
 
 func (o Options) withDefaults() Options {
 	if o.Shards <= 0 {

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/meshrelay/meshrelay/internal/backoff"
+
 	"golang.org/x/time/rate"
 
 	"github.com/meshrelay/meshrelay/internal/keyspace"
@@ -172,7 +174,7 @@ func (s *Sink) Run(ctx context.Context) error {
 	}
 	defer s.running.Store(false)
 
-	retry := retryDelay{cfg: s.opts.Backoff}
+	retry := backoff.New(s.opts.Backoff)
 	for {
 		err := s.reload(ctx)
 		if err == nil {
@@ -183,11 +185,11 @@ func (s *Sink) Run(ctx context.Context) error {
 		}
 		s.counters.recordError(err)
 		s.log.Warn("loading etcd state failed, retrying", "err", err)
-		if !retry.wait(ctx) {
+		if !retry.Wait(ctx) {
 			return ctx.Err()
 		}
 	}
-	retry.reset()
+	retry.Reset()
 
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -205,7 +207,7 @@ func (s *Sink) Run(ctx context.Context) error {
 		err = s.process(ctx, tasks)
 		switch {
 		case err == nil:
-			retry.reset()
+			retry.Reset()
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case errors.Is(err, ErrFenced):
@@ -217,7 +219,7 @@ func (s *Sink) Run(ctx context.Context) error {
 		default:
 			s.counters.recordError(err)
 			s.log.Warn("etcd write failed, retrying", "err", err, "queue", s.queue.Len())
-			if !retry.wait(ctx) {
+			if !retry.Wait(ctx) {
 				return ctx.Err()
 			}
 		}

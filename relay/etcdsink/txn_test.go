@@ -199,18 +199,3 @@ func TestValueCopiesEveryField(t *testing.T) {
 		t.Error("spec value lost content")
 	}
 }
-
-func TestBackoffBounds(t *testing.T) {
-	r := retryDelay{cfg: Backoff{Initial: 100 * time.Millisecond, Max: time.Second}}
-	for i := range 20 {
-		d := r.next()
-		ceiling := min(100*time.Millisecond<<i, time.Second)
-		if d < ceiling/2 || d > ceiling {
-			t.Fatalf("attempt %d: %s outside [%s, %s]", i, d, ceiling/2, ceiling)
-		}
-	}
-	r.reset()
-	if d := r.next(); d > 100*time.Millisecond {
-		t.Fatalf("after reset: %s", d)
-	}
-}

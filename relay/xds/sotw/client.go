@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/meshrelay/meshrelay/internal/backoff"
+
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc"
@@ -76,7 +78,7 @@ func (c *Client) Run(ctx context.Context) error {
 	defer conn.Close()
 	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
 
-	bo := newBackoff(c.opts.Backoff)
+	bo := backoff.New(c.opts.Backoff)
 	for {
 		opened := time.Now()
 		healthy, err := c.runStream(ctx, ads)
@@ -86,9 +88,9 @@ func (c *Client) Run(ctx context.Context) error {
 		// A stream that worked (or lived long) ended normally, e.g.
 		// Istiod's 30-minute GOAWAY: come back fast.
 		if healthy || time.Since(opened) >= c.opts.Backoff.Max {
-			bo.reset()
+			bo.Reset()
 		}
-		delay := bo.next()
+		delay := bo.Next()
 		c.stats.setError(err, time.Now())
 		level := slog.LevelWarn
 		if healthy {

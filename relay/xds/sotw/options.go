@@ -96,7 +96,7 @@ func (o Options) withDefaults() (Options, error) {
 	if o.MaxRecvMsgSize <= 0 {
 		o.MaxRecvMsgSize = DefaultMaxRecvMsgSize
 	}
-	o.Backoff = o.Backoff.withDefaults()
+	o.Backoff = o.Backoff.WithDefaults()
 	if o.SyncTimeout <= 0 {
 		o.SyncTimeout = DefaultSyncTimeout
 	}
