@@ -10,13 +10,13 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/meshrelay/meshrelay/internal/etcddial"
-
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
+
+	"github.com/meshrelay/meshrelay/internal/etcddial"
 )
 
 // Options configure an embedded etcd. The zero value is a usable default.

@@ -7,10 +7,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/meshrelay/meshrelay/internal/backoff"
-
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/meshrelay/meshrelay/internal/backoff"
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 )
 

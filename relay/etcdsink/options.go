@@ -4,10 +4,9 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/meshrelay/meshrelay/internal/backoff"
-
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/meshrelay/meshrelay/internal/backoff"
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 	"github.com/meshrelay/meshrelay/relay/coalesce"
 )

@@ -7,11 +7,11 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/meshrelay/meshrelay/internal/backoff"
-
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc"
+
+	"github.com/meshrelay/meshrelay/internal/backoff"
 )
 
 // Client keeps one ADS stream to Istiod open and reports changes to its
