@@ -1,0 +1,74 @@
+package cgroupclient
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+)
+
+// Backend is a TCP or UDP server that answers every connection (or
+// datagram) with its name and a newline.
+type Backend struct {
+	Addr netip.AddrPort
+	Name string
+	stop func() error
+	wg   sync.WaitGroup
+}
+
+// Close stops the backend and waits for it.
+func (b *Backend) Close() error {
+	err := b.stop()
+	b.wg.Wait()
+	return err
+}
+
+// ServeTCP listens on addr (a loopback address; port 0 picks one).
+func ServeTCP(addr netip.AddrPort, name string) (*Backend, error) {
+	if !addr.Addr().IsLoopback() {
+		return nil, fmt.Errorf("backend %s: not a loopback address", addr)
+	}
+	ln, err := net.ListenTCP("tcp4", net.TCPAddrFromAddrPort(addr))
+	if err != nil {
+		return nil, fmt.Errorf("backend %s: %w", addr, err)
+	}
+	b := &Backend{Addr: ln.Addr().(*net.TCPAddr).AddrPort(), Name: name, stop: ln.Close}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte(name + "\n"))
+			c.Close()
+		}
+	}()
+	return b, nil
+}
+
+// ServeUDP listens on addr (a loopback address; port 0 picks one).
+func ServeUDP(addr netip.AddrPort, name string) (*Backend, error) {
+	if !addr.Addr().IsLoopback() {
+		return nil, fmt.Errorf("backend %s: not a loopback address", addr)
+	}
+	c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(addr))
+	if err != nil {
+		return nil, fmt.Errorf("backend %s: %w", addr, err)
+	}
+	b := &Backend{Addr: c.LocalAddr().(*net.UDPAddr).AddrPort(), Name: name, stop: c.Close}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		buf := make([]byte, 256)
+		for {
+			_, from, err := c.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			c.WriteToUDPAddrPort([]byte(name+"\n"), from)
+		}
+	}()
+	return b, nil
+}

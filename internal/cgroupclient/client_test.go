@@ -1,0 +1,77 @@
+package cgroupclient
+
+import (
+	"net/netip"
+	"os"
+	"testing"
+)
+
+func TestMain(m *testing.M) {
+	RunIfChild()
+	os.Exit(m.Run())
+}
+
+const cgroupRoot = "/sys/fs/cgroup/unified"
+
+// TestClientInCgroup: the client runs inside the cgroup and reaches
+// backends (no programs attached: plain loopback).
+func TestClientInCgroup(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("creating a cgroup needs root")
+	}
+	if err := CheckCgroup2(cgroupRoot); err != nil {
+		t.Skipf("no cgroup v2 hierarchy: %v", err)
+	}
+	dir, err := NewCgroup(cgroupRoot, "meshrelay-cgroupclient-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := RemoveCgroup(dir); err != nil {
+			t.Error(err)
+		}
+	}()
+	tcp, err := ServeTCP(netip.MustParseAddrPort("127.0.0.1:0"), "alpha")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tcp.Close()
+	udp, err := ServeUDP(netip.MustParseAddrPort("127.0.0.1:0"), "beta")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udp.Close()
+
+	c, err := Start(dir, "-test.run=^$")
+	if err != nil {
+		t.Fatal(err)
+	}
+	procs, err := os.ReadFile(dir + "/cgroup.procs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(procs) == 0 {
+		t.Error("cgroup.procs is empty: the client is not in the cgroup")
+	}
+	res, err := c.Do(Request{Op: "tcp", Addr: tcp.Addr.String(), N: 3})
+	if err != nil || res.Backends["alpha"] != 3 || res.Peers[tcp.Addr.String()] != 3 {
+		t.Fatalf("tcp: %+v %v", res, err)
+	}
+	res, err = c.Do(Request{Op: "udp", Addr: udp.Addr.String(), N: 2})
+	if err != nil || res.Backends["beta"] != 2 {
+		t.Fatalf("udp: %+v %v", res, err)
+	}
+	res, err = c.Do(Request{Op: "tcp", Addr: "127.0.0.1:1", N: 2})
+	if err != nil || res.Errors != 2 || res.FirstErr == "" {
+		t.Fatalf("refused connects not counted: %+v %v", res, err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBackendRefusesNonLoopback(t *testing.T) {
+	if _, err := ServeTCP(netip.MustParseAddrPort("192.0.2.1:80"), "x"); err == nil {
+		t.Fatal("non-loopback backend accepted")
+	}
+}

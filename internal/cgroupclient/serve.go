@@ -1,0 +1,199 @@
+package cgroupclient
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// childEnv marks a re-executed client process.
+const childEnv = "MESHRELAY_CGROUP_CLIENT"
+
+// Request is one thing for a client to do.
+type Request struct {
+	// Op is "tcp" (connect, read the backend's first line, close), "tcp6"
+	// (the same over an AF_INET6 socket, for v4-mapped VIPs), "udp" (send
+	// "ping", read the answer) or "bench" (connect and close only).
+	Op   string `json:"op"`
+	Addr string `json:"addr"`
+	// N is the number of attempts.
+	N int `json:"n"`
+	// Interval spaces the attempts (default none).
+	Interval time.Duration `json:"interval,omitempty"`
+}
+
+// Result counts what happened.
+type Result struct {
+	// Backends counts the first line each answer carried (the backend's name).
+	Backends map[string]int `json:"backends"`
+	// Peers counts the peer address getpeername (tcp) or recvfrom (udp) gave.
+	Peers    map[string]int `json:"peers"`
+	Errors   int            `json:"errors"`
+	FirstErr string         `json:"first_err"`
+	// Nanos is the time all attempts took.
+	Nanos int64 `json:"nanos"`
+}
+
+// budget bounds one request, whatever the datapath does.
+const budget = 60 * time.Second
+
+// RunIfChild serves requests on stdin/stdout and exits when this process is
+// a re-executed client; otherwise it returns at once.
+func RunIfChild() {
+	if os.Getenv(childEnv) == "1" {
+		os.Exit(Serve(os.Stdin, os.Stdout))
+	}
+}
+
+// Serve answers requests from in on out until in closes. It returns the
+// process exit status.
+func Serve(in io.Reader, out io.Writer) int {
+	sc := bufio.NewScanner(in)
+	enc := json.NewEncoder(out)
+	for sc.Scan() {
+		var req Request
+		if err := json.Unmarshal(sc.Bytes(), &req); err != nil {
+			fmt.Fprintln(os.Stderr, "cgroupclient:", err)
+			return 2
+		}
+		if err := enc.Encode(do(req)); err != nil {
+			return 2
+		}
+	}
+	return 0
+}
+
+func do(req Request) Result {
+	res := Result{Backends: map[string]int{}, Peers: map[string]int{}}
+	fail := func(err error) {
+		if res.Errors == 0 {
+			res.FirstErr = err.Error()
+		}
+		res.Errors++
+	}
+	deadline := time.Now().Add(budget)
+	start := time.Now()
+	for i := 0; i < req.N && time.Now().Before(deadline); i++ {
+		if i > 0 && req.Interval > 0 {
+			time.Sleep(req.Interval)
+		}
+		switch req.Op {
+		case "tcp":
+			backend, peer, err := dialTCP(req.Addr, true)
+			if err != nil {
+				fail(err)
+				continue
+			}
+			res.Peers[peer]++
+			res.Backends[backend]++
+		case "bench":
+			if _, _, err := dialTCP(req.Addr, false); err != nil {
+				fail(err)
+			}
+		case "tcp6":
+			backend, peer, err := dial6(netip.MustParseAddrPort(req.Addr))
+			if err != nil {
+				fail(err)
+				continue
+			}
+			res.Peers[peer.String()]++
+			res.Backends[backend]++
+		case "udp":
+			backend, peer, err := exchangeUDP(req.Addr)
+			if err != nil {
+				fail(err)
+				continue
+			}
+			res.Peers[peer]++
+			res.Backends[backend]++
+		default:
+			fail(fmt.Errorf("unknown op %q", req.Op))
+			return res
+		}
+	}
+	res.Nanos = time.Since(start).Nanoseconds()
+	return res
+}
+
+// dialTCP connects to addr; with read it returns the first line the peer
+// sends and the address getpeername reports (Go fills RemoteAddr from it).
+func dialTCP(addr string, read bool) (backend, peer string, err error) {
+	c, err := net.DialTimeout("tcp4", addr, 2*time.Second)
+	if err != nil {
+		return "", "", err
+	}
+	defer func() {
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close()
+	}()
+	if !read {
+		return "", "", nil
+	}
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return "", "", fmt.Errorf("read from %s: %w", addr, err)
+	}
+	return strings.TrimSpace(line), c.RemoteAddr().String(), nil
+}
+
+// exchangeUDP sends "ping" to addr and returns the answer and its source
+// (after recvmsg4 restored the VIP).
+func exchangeUDP(addr string) (backend, peer string, err error) {
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return "", "", err
+	}
+	defer c.Close()
+	dst := net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr))
+	if _, err := c.WriteToUDP([]byte("ping"), dst); err != nil {
+		return "", "", err
+	}
+	c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 256)
+	n, from, err := c.ReadFromUDPAddrPort(buf)
+	if err != nil {
+		return "", "", err
+	}
+	return strings.TrimSpace(string(buf[:n])), from.String(), nil
+}
+
+// dial6 connects an AF_INET6 TCP socket to ap (connect6 and getpeername6,
+// which Go's net would not use for a v4-mapped address), returns the first
+// line the peer sends and the peer address getpeername reports.
+func dial6(ap netip.AddrPort) (string, netip.AddrPort, error) {
+	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return "", netip.AddrPort{}, err
+	}
+	defer unix.Close(fd)
+	tv := unix.Timeval{Sec: 2}
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
+	unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+	if err := unix.Connect(fd, &unix.SockaddrInet6{Addr: ap.Addr().As16(), Port: int(ap.Port())}); err != nil {
+		return "", netip.AddrPort{}, fmt.Errorf("connect %s: %w", ap, err)
+	}
+	sa, err := unix.Getpeername(fd)
+	if err != nil {
+		return "", netip.AddrPort{}, err
+	}
+	sa6, ok := sa.(*unix.SockaddrInet6)
+	if !ok {
+		return "", netip.AddrPort{}, fmt.Errorf("getpeername returned %T", sa)
+	}
+	buf := make([]byte, 64)
+	n, err := unix.Read(fd, buf)
+	if err != nil {
+		return "", netip.AddrPort{}, err
+	}
+	return strings.TrimSpace(string(buf[:n])), netip.AddrPortFrom(netip.AddrFrom16(sa6.Addr), uint16(sa6.Port)), nil
+}
