@@ -11,9 +11,12 @@ import (
 const module = "github.com/meshrelay/meshrelay"
 
 type pkg struct {
-	ImportPath string
-	Deps       []string
-	Imports    []string
+	ImportPath   string
+	Deps         []string
+	Imports      []string
+	GoFiles      []string
+	TestImports  []string
+	XTestImports []string
 }
 
 // listPackages runs `go list -deps=false -json ./...` from the module root.
@@ -64,7 +67,7 @@ type rule struct {
 
 var rules = []rule{
 	{from: module + "/relay", forbidden: []string{module + "/nodeagent", "github.com/cilium/ebpf"}},
-	{from: module + "/nodeagent", forbidden: []string{module + "/relay"}},
+	{from: module + "/nodeagent", forbidden: []string{module + "/relay"}, except: []string{nodeagentE2E}},
 	{from: module + "/internal", forbidden: []string{module + "/relay", module + "/nodeagent", "github.com/cilium/ebpf"},
 		except: []string{module + "/internal/archtest"}},
 	{from: module + "/proto", forbidden: []string{module + "/relay", module + "/nodeagent", module + "/internal"}},
@@ -105,6 +108,37 @@ func TestOnlyDatapathImportsEBPF(t *testing.T) {
 				t.Errorf("%s imports %s; only nodeagent/datapath may", p.ImportPath, imp)
 			}
 		}
+	}
+}
+
+// nodeagentE2E is the one package under nodeagent whose tests may import
+// the relay: the end-to-end tests wire simulator, relay, etcd and agents.
+const nodeagentE2E = module + "/nodeagent/e2e"
+
+// TestNodeAgentTestsDoNotImportRelay: the node agent's packages do not
+// import the relay even in their tests, except nodeagent/e2e, which holds
+// tests only (its one non-test file is doc.go).
+func TestNodeAgentTestsDoNotImportRelay(t *testing.T) {
+	found := false
+	for _, p := range listPackages(t) {
+		if p.ImportPath == nodeagentE2E {
+			found = true
+			if len(p.GoFiles) != 1 || p.GoFiles[0] != "doc.go" {
+				t.Errorf("%s has non-test files %v; it may only hold tests and doc.go", p.ImportPath, p.GoFiles)
+			}
+			continue
+		}
+		if !under(p.ImportPath, module+"/nodeagent") {
+			continue
+		}
+		for _, imp := range append(p.TestImports, p.XTestImports...) {
+			if under(imp, module+"/relay") {
+				t.Errorf("tests of %s import %s; only %s may", p.ImportPath, imp, nodeagentE2E)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("package %s not found", nodeagentE2E)
 	}
 }
 

@@ -70,14 +70,33 @@ func Load(fs *pflag.FlagSet) (*Reader, error) {
 			}
 		}
 	}
-	return &Reader{v: v}, nil
+	return &Reader{v: v, fs: fs}, nil
 }
 
 // Reader reads typed values and remembers the first invalid one, so a main
 // can read every setting and check Err once.
 type Reader struct {
 	v   *viper.Viper
+	fs  *pflag.FlagSet
 	err error
+}
+
+// Explicit reports whether key was given on the command line, in the
+// environment or in the config file, rather than left at its default.
+func (r *Reader) Explicit(key string) bool {
+	if f := r.fs.Lookup(key); f != nil && f.Changed {
+		return true
+	}
+	if _, ok := os.LookupEnv(EnvVar(key)); ok {
+		return true
+	}
+	return r.v.InConfig(key)
+}
+
+// EnvVar is the environment variable of a flag: MESHRELAY_ETCD_ENDPOINTS
+// for etcd-endpoints.
+func EnvVar(key string) string {
+	return EnvPrefix + "_" + strings.ToUpper(strings.ReplaceAll(key, "-", "_"))
 }
 
 // Err is the first invalid value read, as a *UsageError.

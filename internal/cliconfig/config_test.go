@@ -133,3 +133,19 @@ func TestStringMap(t *testing.T) {
 		t.Fatalf("bad map accepted: %v", r3.Err())
 	}
 }
+
+func TestExplicit(t *testing.T) {
+	cfg := writeConfig(t, "shards: 4\n")
+	t.Setenv("MESHRELAY_WINDOW", "1s")
+	fs := flags()
+	fs.Parse([]string{"--config", cfg, "--mode", "sotw"})
+	r, err := Load(fs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]bool{"mode": true, "shards": true, "window": true, "etcd-endpoints": false} {
+		if got := r.Explicit(key); got != want {
+			t.Errorf("Explicit(%q) = %v, want %v", key, got, want)
+		}
+	}
+}

@@ -169,12 +169,23 @@ func (t *Table) Pending() datapath.ChangeSet {
 		return datapath.DiffStates(t.applied, t.want)
 	}
 	have, want := datapath.NewState(), datapath.NewState()
-	slotsOf := func(v datapath.FrontendValue, ok bool) {
-		if !ok {
-			return
+	backends := make(map[uint32]struct{}, len(t.touchedBackends))
+	for id := range t.touchedBackends {
+		backends[id] = struct{}{}
+	}
+	copySlot := func(sk datapath.SlotKey) {
+		if v, ok := t.applied.Slots[sk]; ok {
+			have.Slots[sk] = v
+			backends[v.BackendId] = struct{}{}
 		}
-		for i := uint32(0); i < v.SlotCount; i++ {
-			t.copySlot(have, want, datapath.SlotKey{FrontendId: v.FrontendId, Slot: i})
+		if v, ok := t.want.Slots[sk]; ok {
+			want.Slots[sk] = v
+			backends[v.BackendId] = struct{}{}
+		}
+	}
+	slotsOf := func(v datapath.FrontendValue, ok bool) {
+		for i := uint32(0); ok && i < v.SlotCount; i++ {
+			copySlot(datapath.SlotKey{FrontendId: v.FrontendId, Slot: i})
 		}
 	}
 	for k := range t.touchedFrontends {
@@ -187,38 +198,23 @@ func (t *Table) Pending() datapath.ChangeSet {
 			want.Frontends[k] = wv
 		}
 		slotsOf(av, aok)
-		slotsOf(wv, wok)
+		if !aok || wv != av {
+			slotsOf(wv, wok) // the same slot keys when the value did not change
+		}
 	}
 	for sk := range t.touchedSlots {
-		t.copySlot(have, want, sk)
+		copySlot(sk)
 	}
-	for id := range t.touchedBackends {
-		t.copyBackend(have, want, id)
+	for id := range backends {
+		bk := datapath.BackendKey{BackendId: id}
+		if v, ok := t.applied.Backends[bk]; ok {
+			have.Backends[bk] = v
+		}
+		if v, ok := t.want.Backends[bk]; ok {
+			want.Backends[bk] = v
+		}
 	}
 	return datapath.DiffStates(have, want)
-}
-
-// copySlot copies slot sk of both states, and the backends it points at,
-// into the sub-states have and want.
-func (t *Table) copySlot(have, want datapath.State, sk datapath.SlotKey) {
-	if v, ok := t.applied.Slots[sk]; ok {
-		have.Slots[sk] = v
-		t.copyBackend(have, want, v.BackendId)
-	}
-	if v, ok := t.want.Slots[sk]; ok {
-		want.Slots[sk] = v
-		t.copyBackend(have, want, v.BackendId)
-	}
-}
-
-func (t *Table) copyBackend(have, want datapath.State, id uint32) {
-	bk := datapath.BackendKey{BackendId: id}
-	if v, ok := t.applied.Backends[bk]; ok {
-		have.Backends[bk] = v
-	}
-	if v, ok := t.want.Backends[bk]; ok {
-		want.Backends[bk] = v
-	}
 }
 
 // PendingSize estimates the number of entries Pending would write (an
@@ -236,9 +232,7 @@ func (t *Table) PendingSize() int {
 func (t *Table) Commit(cs datapath.ChangeSet) {
 	cs.ApplyTo(t.applied)
 	t.ids.Recycle()
-	clear(t.touchedFrontends)
-	clear(t.touchedSlots)
-	clear(t.touchedBackends)
+	t.resetTouched()
 	t.weight = 0
 	t.full = false
 }
@@ -304,11 +298,17 @@ func (t *Table) putFrontend(fe Frontend) {
 		}
 	}
 	old, had := t.want.Frontends[fe.Key]
-	t.want.PutFrontend(fe.Key, id, table)
+	unchanged := had && old.FrontendId == id && slices.Equal(prev, table)
+	if !unchanged {
+		t.want.PutFrontend(fe.Key, id, table)
+	}
 	for _, b := range distinct(prev) {
 		t.releaseBackend(b)
 	}
-	t.touchFrontend(fe.Key, old, had)
+	if !unchanged {
+		// An unchanged frontend is not touched: it costs Pending nothing.
+		t.touchFrontend(fe.Key, old, had)
+	}
 }
 
 // deleteFrontend removes key and its slots from Want and releases its id
@@ -331,6 +331,28 @@ func (t *Table) releaseBackend(id uint32) {
 	if t.ids.ReleaseBackend(id) {
 		delete(t.want.Backends, datapath.BackendKey{BackendId: id})
 		t.touchBackend(id)
+	}
+}
+
+// resetTouched forgets the touched keys. Maps that grew large (a restart,
+// a big flush) are replaced rather than cleared: iterating a cleared map
+// still costs its former size.
+func (t *Table) resetTouched() {
+	const small = 1024
+	if len(t.touchedFrontends) > small {
+		t.touchedFrontends = map[datapath.FrontendKey]struct{}{}
+	} else {
+		clear(t.touchedFrontends)
+	}
+	if len(t.touchedSlots) > small {
+		t.touchedSlots = map[datapath.SlotKey]struct{}{}
+	} else {
+		clear(t.touchedSlots)
+	}
+	if len(t.touchedBackends) > small {
+		t.touchedBackends = map[uint32]struct{}{}
+	} else {
+		clear(t.touchedBackends)
 	}
 }
 

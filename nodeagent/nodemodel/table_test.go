@@ -10,7 +10,9 @@ import (
 	"github.com/meshrelay/meshrelay/nodeagent/datapath"
 )
 
-func svcKey(i int) keyspace.Service { return keyspace.Service{Namespace: "ns", Name: fmt.Sprintf("svc-%d", i)} }
+func svcKey(i int) keyspace.Service {
+	return keyspace.Service{Namespace: "ns", Name: fmt.Sprintf("svc-%d", i)}
+}
 
 // frontend builds a frontend of key(k) with backends addr(b) for b in bs.
 func frontend(k int, bs ...int) Frontend {

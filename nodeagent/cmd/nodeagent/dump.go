@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/meshrelay/meshrelay/internal/cliconfig"
+	"github.com/meshrelay/meshrelay/nodeagent"
+	"github.com/meshrelay/meshrelay/nodeagent/datapath"
+)
+
+// runDump prints the pinned maps under --bpf-pin-path as JSON.
+func runDump(ctx context.Context, r *cliconfig.Reader, stdout, stderr io.Writer) error {
+	log := r.Logger(stderr)
+	kind := r.OneOf("datapath", "bpf", "memory")
+	pin := r.String("bpf-pin-path")
+	if err := r.Err(); err != nil {
+		return err
+	}
+	if kind == "memory" {
+		return cliconfig.Invalid("datapath", kind, "dump reads pinned BPF maps; the memory datapath lives inside the agent process (see its /metrics)")
+	}
+	before, err := layouts(pin)
+	if err != nil {
+		return err
+	}
+	if len(before) == 0 {
+		return fmt.Errorf("no maps pinned under %s (is an agent with --datapath=bpf running here?)", pin)
+	}
+	b, err := openBPF(pin, log)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	if !slices.Contains(before, b.PinDir()) {
+		// OpenBPF just created this layout's maps: they are not the agent's.
+		b.Close()
+		os.RemoveAll(b.PinDir())
+		return fmt.Errorf("the maps pinned under %s (%s) are of another layout than this binary's", pin, strings.Join(before, ", "))
+	}
+	st, err := b.Dump(ctx)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(nodeagent.NewView(st))
+}
+
+// layouts lists the map directories (v<layout>) pinned under pin.
+func layouts(pin string) ([]string, error) {
+	entries, err := os.ReadDir(pin)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", pin, err)
+	}
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() && strings.HasPrefix(e.Name(), "v") {
+			out = append(out, filepath.Join(pin, e.Name()))
+		}
+	}
+	return out, nil
+}
+
+// runUninstall detaches the programs and removes every pin under --bpf-pin-path.
+func runUninstall(r *cliconfig.Reader, stdout, stderr io.Writer) error {
+	r.Logger(stderr)
+	kind := r.OneOf("datapath", "bpf", "memory")
+	pin := r.String("bpf-pin-path")
+	if err := r.Err(); err != nil {
+		return err
+	}
+	if kind == "memory" {
+		return cliconfig.Invalid("datapath", kind, "the memory datapath installs nothing")
+	}
+	if _, err := os.Stat(pin); errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintf(stdout, "nothing pinned under %s\n", pin)
+		return nil
+	}
+	if err := datapath.Uninstall(pin); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "detached the socket programs and removed every pin under %s\n", pin)
+	return nil
+}

@@ -1,0 +1,526 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/meshrelay/meshrelay/internal/embedetcd"
+	"github.com/meshrelay/meshrelay/internal/istiodsim"
+	"github.com/meshrelay/meshrelay/internal/keyspace"
+	"github.com/meshrelay/meshrelay/nodeagent"
+	"github.com/meshrelay/meshrelay/nodeagent/datapath"
+	"github.com/meshrelay/meshrelay/relay"
+	"github.com/meshrelay/meshrelay/relay/etcdsink"
+)
+
+var space = keyspace.New("")
+
+func testLogger(t *testing.T, component string) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("c", component)
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// world is a simulator, an embedded etcd and a relay between them, all on
+// loopback and stopped by the test.
+type world struct {
+	t      *testing.T
+	sim    *istiodsim.Sim
+	etcd   *embedetcd.Server
+	url    string
+	client *clientv3.Client
+	relay  *relay.Relay
+}
+
+func newWorld(t *testing.T, so istiodsim.Options) *world {
+	t.Helper()
+	sim, err := istiodsim.New(so)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sim.Stop)
+	w := &world{t: t, sim: sim}
+	w.startEtcd("")
+	w.url = w.etcd.Endpoints()[0]
+	if w.client, err = embedetcd.NewClient(w.etcd.Endpoints()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.client.Close() })
+
+	r, err := relay.New(w.client, relay.Options{
+		Istiod:      sim.Addr(),
+		RelayID:     "relay-e2e",
+		SyncTimeout: 2 * time.Second,
+		Sink: etcdsink.Options{
+			Window: 10 * time.Millisecond, MaxDelay: 100 * time.Millisecond,
+			RequestTimeout: time.Second, GenerationCheckInterval: 200 * time.Millisecond,
+		},
+		Logger: testLogger(t, "relay"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.relay = r
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("relay.Run: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Error("relay did not stop within 20 s")
+		}
+	})
+	select {
+	case <-r.Synced():
+	case <-time.After(30 * time.Second):
+		t.Fatal("relay not synced within 30 s")
+	}
+	return w
+}
+
+// startEtcd starts an empty etcd (on url when set) in a fresh directory.
+func (w *world) startEtcd(url string) {
+	w.t.Helper()
+	srv, err := embedetcd.Start(context.Background(), embedetcd.Options{ClientURL: url, Dir: filepath.Join(w.t.TempDir(), "etcd")})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	w.etcd = srv
+	w.t.Cleanup(func() { srv.Close() })
+}
+
+// wipe replaces etcd by an empty one on the same address, as after the loss
+// of an ephemeral etcd: the relay rewrites it under a new generation.
+func (w *world) wipe() {
+	w.t.Helper()
+	if err := w.etcd.Close(); err != nil {
+		w.t.Fatal(err)
+	}
+	w.startEtcd(w.url)
+}
+
+// svcKey is the keyspace name of the simulator's service i.
+func (w *world) svcKey(i int) keyspace.Service {
+	for _, s := range w.sim.Truth() {
+		if s.Index == i {
+			return keyspace.Service{Namespace: s.Namespace, Name: s.Name}
+		}
+	}
+	w.t.Fatalf("no service %d in the simulator", i)
+	return keyspace.Service{}
+}
+
+// expected renders what the datapath must hold for the simulator's services
+// with the given indexes that still exist: per port a frontend
+// tcp/VIP:port with every endpoint at its target port for that port, and
+// its weight.
+func (w *world) expected(indexes ...int) map[string]map[string]uint32 {
+	out := map[string]map[string]uint32{}
+	for _, s := range w.sim.Truth() {
+		if !slices.Contains(indexes, s.Index) {
+			continue
+		}
+		for _, p := range s.Ports {
+			bs := map[string]uint32{}
+			for _, ep := range s.Endpoints {
+				bs[fmt.Sprintf("%s:%d", ep.Address, ep.TargetPorts[p.Port])] = ep.Weight
+			}
+			out[fmt.Sprintf("tcp/%s:%d", s.VIPs[0], p.Port)] = bs
+		}
+	}
+	return out
+}
+
+// compare checks that st holds exactly want: the same frontends, each with
+// the same backends, holding slots in proportion to their weights.
+func compare(st datapath.State, want map[string]map[string]uint32) error {
+	if err := st.Check(); err != nil {
+		return fmt.Errorf("inconsistent datapath: %w", err)
+	}
+	got := map[string]map[string]uint32{}
+	for k := range st.Frontends {
+		slots := map[string]uint32{}
+		for _, b := range st.SlotTable(k) {
+			slots[st.Backends[datapath.BackendKey{BackendId: b}].String()]++
+		}
+		got[k.String()] = slots
+	}
+	var errs []string
+	for fe, wb := range want {
+		gb, ok := got[fe]
+		if !ok {
+			errs = append(errs, "missing "+fe)
+			continue
+		}
+		if len(gb) != len(wb) {
+			errs = append(errs, fmt.Sprintf("%s: %d backends, want %d", fe, len(gb), len(wb)))
+			continue
+		}
+		var ref string
+		for a := range wb {
+			ref = a
+			break
+		}
+		for a, weight := range wb {
+			slots, ok := gb[a]
+			switch {
+			case !ok:
+				errs = append(errs, fmt.Sprintf("%s: backend %s missing", fe, a))
+			case uint64(slots)*uint64(wb[ref]) != uint64(gb[ref])*uint64(weight):
+				errs = append(errs, fmt.Sprintf("%s: %s has %d slots for weight %d, %s %d for %d", fe, a, slots, weight, ref, gb[ref], wb[ref]))
+			}
+		}
+	}
+	for fe := range got {
+		if _, ok := want[fe]; !ok {
+			errs = append(errs, "unexpected "+fe)
+		}
+	}
+	sort.Strings(errs)
+	if len(errs) > 0 {
+		if len(errs) > 5 {
+			errs = append(errs[:5], fmt.Sprintf("and %d more", len(errs)-5))
+		}
+		return errors.New(strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// converges waits until dp holds what the simulator's services indexes
+// should produce.
+func (w *world) converges(dp datapath.Datapath, indexes ...int) {
+	w.t.Helper()
+	eventually(w.t, "datapath matches the simulator", func() error {
+		st, err := dp.Dump(context.Background())
+		if err != nil {
+			return err
+		}
+		return compare(st, w.expected(indexes...))
+	})
+}
+
+// quiesce waits until the simulator's pushes are ACKed, the relay has
+// written them, and a little longer for the agents' flush windows.
+func (w *world) quiesce() {
+	w.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := w.sim.WaitAcked(ctx); err != nil {
+		w.t.Fatal(err)
+	}
+	eventually(w.t, "relay idle", func() error {
+		if d := w.relay.Stats().QueueDepth; d != 0 {
+			return fmt.Errorf("relay queue depth %d", d)
+		}
+		return nil
+	})
+	time.Sleep(300 * time.Millisecond) // relay MaxDelay + agent flush window
+}
+
+// agent is a node agent run by a test.
+type agent struct {
+	*nodeagent.Agent
+	stop func()
+}
+
+// startAgent runs a node agent over c and dp until stop or the test's end.
+func startAgent(t *testing.T, c etcdClient, dp datapath.Datapath, opts nodeagent.Options) *agent {
+	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = testLogger(t, "agent")
+	}
+	if opts.Source.ProbeInterval == 0 {
+		opts.Source.ProbeInterval = 200 * time.Millisecond
+	}
+	a, err := nodeagent.New(c, dp, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("agent Run returned %v, want context.Canceled", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Error("agent did not stop within 20 s")
+		}
+	}
+	t.Cleanup(stop)
+	return &agent{Agent: a, stop: stop}
+}
+
+type etcdClient interface {
+	clientv3.KV
+	clientv3.Watcher
+}
+
+// eventually polls cond every 10 ms for up to 30 s.
+func eventually(t *testing.T, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still failing after 30 s: %v", what, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func newMemory() *datapath.Memory {
+	return datapath.NewMemory(datapath.MemoryOptions{Logger: slog.New(slog.DiscardHandler)})
+}
+
+// recorder wraps a datapath and remembers every change set applied.
+type recorder struct {
+	datapath.Datapath
+	mu   sync.Mutex
+	sets []datapath.ChangeSet
+}
+
+func (r *recorder) Apply(ctx context.Context, cs datapath.ChangeSet) (datapath.ApplyStats, error) {
+	r.mu.Lock()
+	r.sets = append(r.sets, cs)
+	r.mu.Unlock()
+	return r.Datapath.Apply(ctx, cs)
+}
+
+// deletedFrontends returns every frontend key deleted so far ("tcp/VIP:port").
+func (r *recorder) deletedFrontends() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, cs := range r.sets {
+		for _, k := range cs.DeleteFrontends {
+			out = append(out, k.String())
+		}
+	}
+	return out
+}
+
+// entries returns the number of entries written so far.
+func (r *recorder) entries() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, cs := range r.sets {
+		n += cs.Len()
+	}
+	return n
+}
+
+// countingClient records the etcd keys and prefixes read or watched.
+type countingClient struct {
+	clientv3.KV
+	clientv3.Watcher
+
+	mu      sync.Mutex
+	reads   map[string]int // key, or "prefix*" for a range read
+	watched map[string]int
+}
+
+func newCountingClient(c *clientv3.Client) *countingClient {
+	return &countingClient{KV: c.KV, Watcher: c.Watcher, reads: map[string]int{}, watched: map[string]int{}}
+}
+
+func opKey(op clientv3.Op) string {
+	if len(op.RangeBytes()) > 0 {
+		return string(op.KeyBytes()) + "*"
+	}
+	return string(op.KeyBytes())
+}
+
+func (c *countingClient) record(m map[string]int, k string) {
+	c.mu.Lock()
+	m[k]++
+	c.mu.Unlock()
+}
+
+func (c *countingClient) Get(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
+	c.record(c.reads, opKey(clientv3.OpGet(key, opts...)))
+	return c.KV.Get(ctx, key, opts...)
+}
+
+func (c *countingClient) Do(ctx context.Context, op clientv3.Op) (clientv3.OpResponse, error) {
+	c.record(c.reads, opKey(op))
+	return c.KV.Do(ctx, op)
+}
+
+func (c *countingClient) Txn(ctx context.Context) clientv3.Txn {
+	return countingTxn{Txn: c.KV.Txn(ctx), c: c}
+}
+
+func (c *countingClient) Watch(ctx context.Context, key string, opts ...clientv3.OpOption) clientv3.WatchChan {
+	c.record(c.watched, opKey(clientv3.OpGet(key, opts...)))
+	return c.Watcher.Watch(ctx, key, opts...)
+}
+
+// reads returns how often key was read.
+func (c *countingClient) readCount(key string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reads[key]
+}
+
+// servicesTouched returns every key or prefix under services/ (or above
+// it) that was read or watched.
+func (c *countingClient) servicesTouched() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, m := range []map[string]int{c.reads, c.watched} {
+		for k := range m {
+			bare := strings.TrimSuffix(k, "*")
+			if strings.HasPrefix(bare, space.ServicesPrefix()) || strings.HasPrefix(space.ServicesPrefix(), bare) {
+				out = append(out, k)
+			}
+		}
+	}
+	sort.Strings(out)
+	return slices.Compact(out)
+}
+
+type countingTxn struct {
+	clientv3.Txn
+	c *countingClient
+}
+
+func (t countingTxn) If(cs ...clientv3.Cmp) clientv3.Txn {
+	return countingTxn{Txn: t.Txn.If(cs...), c: t.c}
+}
+
+func (t countingTxn) Then(ops ...clientv3.Op) clientv3.Txn {
+	for _, op := range ops {
+		t.c.record(t.c.reads, opKey(op))
+	}
+	return countingTxn{Txn: t.Txn.Then(ops...), c: t.c}
+}
+
+func (t countingTxn) Else(ops ...clientv3.Op) clientv3.Txn {
+	for _, op := range ops {
+		t.c.record(t.c.reads, opKey(op))
+	}
+	return countingTxn{Txn: t.Txn.Else(ops...), c: t.c}
+}
+
+// proxy forwards loopback TCP connections to etcd and can be cut off (the
+// agent is disconnected) and restored, on the same address.
+type proxy struct {
+	l      net.Listener
+	target string
+	wg     sync.WaitGroup
+
+	mu    sync.Mutex
+	down  bool
+	conns map[net.Conn]bool
+}
+
+func startProxy(t *testing.T, target string) *proxy {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{l: l, target: strings.TrimPrefix(target, "http://"), conns: map[net.Conn]bool{}}
+	p.wg.Go(p.serve)
+	t.Cleanup(func() {
+		l.Close()
+		p.setDown(true)
+		p.wg.Wait()
+	})
+	return p
+}
+
+func (p *proxy) url() string { return "http://" + p.l.Addr().String() }
+
+// setDown cuts every connection and refuses new ones (down) or forwards
+// again (up).
+func (p *proxy) setDown(down bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = down
+	if down {
+		for c := range p.conns {
+			c.Close()
+		}
+		clear(p.conns)
+	}
+}
+
+func (p *proxy) serve() {
+	for {
+		in, err := p.l.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		down := p.down
+		p.mu.Unlock()
+		if down {
+			in.Close()
+			continue
+		}
+		out, err := net.DialTimeout("tcp", p.target, time.Second)
+		if err != nil {
+			in.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.conns[in], p.conns[out] = true, true
+		p.mu.Unlock()
+		pipe := func(dst, src net.Conn) {
+			io.Copy(dst, src)
+			dst.Close()
+			src.Close()
+		}
+		p.wg.Go(func() { pipe(out, in) })
+		p.wg.Go(func() { pipe(in, out) })
+	}
+}
+
+// dialVia returns an etcd client that reaches etcd through url.
+func dialVia(t *testing.T, url string) *clientv3.Client {
+	t.Helper()
+	c, err := embedetcd.NewClient([]string{url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}

@@ -1,0 +1,15 @@
+package e2e
+
+import (
+	"os"
+	"testing"
+
+	"github.com/meshrelay/meshrelay/internal/cgroupclient"
+)
+
+// TestMain lets the bpf tests re-execute this binary as a socket client
+// inside a child cgroup (see internal/cgroupclient).
+func TestMain(m *testing.M) {
+	cgroupclient.RunIfChild()
+	os.Exit(m.Run())
+}

@@ -1,0 +1,133 @@
+package nodeagent
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshrelay/meshrelay/internal/keyspace"
+	"github.com/meshrelay/meshrelay/nodeagent/etcdsource"
+)
+
+// Defaults of Options.
+const (
+	DefaultIdleTimeout         = 30 * time.Minute
+	DefaultMaxServices         = 10_000
+	DefaultFlushWindow         = 20 * time.Millisecond
+	DefaultMaxMapOpsPerSecond  = 100_000
+	DefaultBurst               = 10_000
+	DefaultMaxAppliesPerSecond = 200
+)
+
+// Options configure an Agent. Zero fields take the documented defaults.
+type Options struct {
+	// Cluster is the keyspace's cluster id. Default keyspace.DefaultCluster.
+	Cluster string
+	// Shards is the number of relay shards; it must match the relay's
+	// --shards. Default keyspace.DefaultShards.
+	Shards int
+	// NodeName names the node in logs.
+	NodeName string
+
+	// Services are loaded at start and kept loaded.
+	Services []keyspace.Service
+	// Namespaces: every service of these namespaces is loaded and kept.
+	Namespaces []string
+	// OnDemand loads the service of a VIP that ReportMiss reports (the bpf
+	// programs report connects to unknown addresses inside ServiceCIDRs).
+	// The command's default is true.
+	OnDemand bool
+	// ServiceCIDRs are the ranges service VIPs are in. Misses outside them
+	// are ignored; with none, nothing is loaded on demand.
+	ServiceCIDRs []netip.Prefix
+	// IdleTimeout unloads an on-demand service unused this long. Default
+	// 30 m; negative never unloads.
+	IdleTimeout time.Duration
+	// MaxServices bounds the services loaded. Past it, a new on-demand
+	// service evicts the least recently used on-demand one, or is refused
+	// when there is none. Declared services are always loaded. Default
+	// 10,000.
+	MaxServices int
+
+	// FlushWindow is how long changes are coalesced before a flush.
+	// Default 20 ms; negative flushes at once.
+	FlushWindow time.Duration
+	// MaxMapOpsPerSecond is the token bucket rate of map entries written.
+	// Default 100,000.
+	MaxMapOpsPerSecond float64
+	// Burst is the token bucket size, and the size of the chunks a large
+	// flush is cut into. Default 10,000.
+	Burst int
+	// MaxAppliesPerSecond limits the change sets applied per second
+	// (each is at least one map syscall). Default 200.
+	MaxAppliesPerSecond float64
+
+	// Source tunes the etcd source; its Cluster, Shards and Logger are
+	// taken from the fields above.
+	Source etcdsource.Options
+
+	// Install, if set, is called once after the first complete reconcile
+	// has been applied (see Ready): the bpf main loads and attaches the
+	// socket programs there. The agent feeds the programs' misses to
+	// ReportMiss, uses their usage times for idle eviction, and closes
+	// them when Run returns (they stay attached).
+	Install func(ctx context.Context) (Programs, error)
+
+	// Registerer receives the agent's metrics; nil registers none (Stats
+	// has the same figures).
+	Registerer prometheus.Registerer
+	// Logger receives the agent's logs. Default: discarded.
+	Logger *slog.Logger
+	// Now is the clock of idle eviction and propagation lag. Default time.Now.
+	Now func() time.Time
+}
+
+// Programs are the datapath's socket programs as the agent uses them;
+// *datapath.Programs satisfies it.
+type Programs interface {
+	// Misses reports VIP:port a socket connected to that is no frontend
+	// but lies in the service CIDRs. It is closed by Close.
+	Misses() <-chan netip.AddrPort
+	// Usage returns, per frontend id, when a socket last used it.
+	Usage() (map[uint32]time.Time, error)
+	// Close stops reading misses; the programs stay attached.
+	Close() error
+}
+
+func (o Options) withDefaults() Options {
+	if o.Cluster == "" {
+		o.Cluster = keyspace.DefaultCluster
+	}
+	if o.Shards <= 0 {
+		o.Shards = keyspace.DefaultShards
+	}
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = DefaultIdleTimeout
+	}
+	if o.MaxServices <= 0 {
+		o.MaxServices = DefaultMaxServices
+	}
+	if o.FlushWindow == 0 {
+		o.FlushWindow = DefaultFlushWindow
+	}
+	if o.MaxMapOpsPerSecond <= 0 {
+		o.MaxMapOpsPerSecond = DefaultMaxMapOpsPerSecond
+	}
+	if o.Burst <= 0 {
+		o.Burst = DefaultBurst
+	}
+	if o.MaxAppliesPerSecond <= 0 {
+		o.MaxAppliesPerSecond = DefaultMaxAppliesPerSecond
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	o.Source.Cluster, o.Source.Shards, o.Source.Logger = o.Cluster, o.Shards, o.Logger.With("stage", "etcdsource")
+	return o
+}

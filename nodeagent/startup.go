@@ -1,0 +1,290 @@
+package nodeagent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/meshrelay/meshrelay/internal/keyspace"
+)
+
+// Timing of runStartup: how often it looks at what it waits for, how often
+// at most it reads etcd itself (only while something waits), and how long
+// it waits for the services of dumped frontends it loaded again.
+const (
+	startupPoll  = 100 * time.Millisecond
+	startupRead  = time.Second
+	adoptionWait = 30 * time.Second
+)
+
+// runStartup settles what the first reconcile cannot know from the watches
+// alone, then returns:
+//
+//   - a declared service that etcd does not have is never delivered by
+//     the source. Once etcd is completely synced (every shard has a
+//     synced marker of the current generation), each declared service not
+//     delivered yet is checked with one count-only read of its spec key;
+//     when absent it counts as delivered (nothing to install).
+//   - with on-demand loading, the VIPs of the orphan frontends found in the
+//     datapath at start are resolved once every declared service was
+//     delivered and etcd is completely synced, and the services found are
+//     loaded again (on demand). When they have been delivered (or after
+//     adoptionWait), the main loop sweeps what is still orphaned.
+func (a *Agent) runStartup(ctx context.Context) {
+	tick := time.NewTicker(startupPoll)
+	defer tick.Stop()
+	wait := func() bool {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+			return true
+		}
+	}
+	// Give the watches a moment before reading anything ourselves.
+	lastRead := time.Now().Add(startupPoll*5 - startupRead)
+	canRead := func() bool {
+		if time.Since(lastRead) < startupRead {
+			return false
+		}
+		lastRead = time.Now()
+		return true
+	}
+
+	// Every declared service delivered, or absent from a synced etcd.
+	for !a.initialDone() {
+		if waiting := a.undeliveredInitial(); len(waiting) > 0 && canRead() {
+			if err := a.settleAbsent(ctx, waiting); err != nil && ctx.Err() == nil {
+				a.log.Debug("startup check", "err", err)
+			}
+		}
+		if !wait() {
+			return
+		}
+	}
+
+	// The orphans' VIPs resolved against a synced etcd.
+	var loaded []keyspace.Service
+	for a.onDemandEnabled() {
+		orphans := a.pendingOrphanVIPs()
+		if len(orphans) == 0 {
+			break
+		}
+		if canRead() {
+			var done bool
+			var err error
+			if loaded, done, err = a.adopt(ctx, orphans); err != nil && ctx.Err() == nil {
+				a.log.Debug("resolving the VIPs of dumped frontends", "err", err)
+			}
+			if done {
+				break
+			}
+		}
+		if !wait() {
+			return
+		}
+	}
+
+	// The services loaded again delivered.
+	deadline := time.Now().Add(adoptionWait)
+	for !a.delivered(loaded) {
+		if time.Now().After(deadline) {
+			a.log.Warn("services of dumped frontends not delivered in time; sweeping without them", "services", len(loaded))
+			break
+		}
+		if !wait() {
+			return
+		}
+	}
+	a.finishAdoption(len(loaded))
+}
+
+// settleAbsent marks the services of waiting that a completely synced etcd
+// does not have as delivered.
+func (a *Agent) settleAbsent(ctx context.Context, waiting []keyspace.Service) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	complete, why, err := a.etcdComplete(ctx)
+	if err != nil {
+		return err
+	}
+	if !complete {
+		a.log.Debug("etcd not completely synced yet", "why", why)
+		return nil
+	}
+	for _, svc := range waiting {
+		key := a.space.Spec(svc)
+		resp, err := a.etcd.Get(ctx, key, clientv3.WithCountOnly())
+		if err != nil {
+			return fmt.Errorf("get %s: %w", key, err)
+		}
+		if resp.Count == 0 {
+			a.markAbsent(svc)
+		}
+	}
+	return nil
+}
+
+// adopt resolves the orphans' VIPs inside the service CIDRs, once etcd is
+// completely synced, and loads the services found. done is false when etcd
+// is not synced yet or a read failed.
+func (a *Agent) adopt(ctx context.Context, orphans []netip.Addr) (loaded []keyspace.Service, done bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	complete, why, err := a.etcdComplete(ctx)
+	if err != nil || !complete {
+		if err == nil {
+			a.log.Debug("etcd not completely synced yet", "why", why)
+		}
+		return nil, false, err
+	}
+	for _, ip := range orphans {
+		if !a.inServiceCIDRs(ip) {
+			continue // a frontend of a service no longer declared
+		}
+		svc, ok, err := a.src.Resolve(ctx, ip)
+		if err != nil {
+			return nil, false, err
+		}
+		if ok && !slices.Contains(loaded, svc) && a.load(svc, ip, "dumped frontend") {
+			loaded = append(loaded, svc)
+		}
+	}
+	return loaded, true, nil
+}
+
+// delivered says whether every service of svcs has been delivered, or is
+// no longer loaded.
+func (a *Agent) delivered(svcs []keyspace.Service) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, svc := range svcs {
+		if s := a.services[svc]; s != nil && s.watched && !s.delivered {
+			return false
+		}
+	}
+	return true
+}
+
+// etcdComplete reads generation and the synced markers at one revision and
+// reports whether every shard has a marker of the current generation.
+func (a *Agent) etcdComplete(ctx context.Context) (bool, string, error) {
+	resp, err := a.etcd.Txn(ctx).Then(
+		clientv3.OpGet(a.space.Generation()),
+		clientv3.OpGet(a.space.SyncedPrefix(), clientv3.WithPrefix()),
+	).Commit()
+	if err != nil {
+		return false, "", fmt.Errorf("read %s and %s: %w", a.space.Generation(), a.space.SyncedPrefix(), err)
+	}
+	kvs := resp.Responses[0].GetResponseRange().GetKvs()
+	if len(kvs) == 0 {
+		return false, "no generation", nil
+	}
+	gen := string(kvs[0].Value)
+	synced := map[string]bool{}
+	for _, kv := range resp.Responses[1].GetResponseRange().GetKvs() {
+		var m struct {
+			Generation string `json:"generation"`
+		}
+		if json.Unmarshal(kv.Value, &m) == nil && m.Generation == gen {
+			synced[string(kv.Key)] = true
+		}
+	}
+	for shard := range a.opts.Shards {
+		if !synced[a.space.Synced(shard)] {
+			return false, fmt.Sprintf("shard %d not synced in generation %s", shard, gen), nil
+		}
+	}
+	return true, "", nil
+}
+
+// undeliveredInitial returns the initial services not delivered yet.
+func (a *Agent) undeliveredInitial() []keyspace.Service {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []keyspace.Service
+	for _, s := range a.services {
+		if s.initial && !s.delivered && s.watched {
+			out = append(out, s.key)
+		}
+	}
+	return out
+}
+
+// initialDone says whether every namespace was listed and every initial
+// service delivered.
+func (a *Agent) initialDone() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.nsListed < len(a.opts.Namespaces) {
+		return false
+	}
+	for _, s := range a.services {
+		if s.initial && !s.delivered {
+			return false
+		}
+	}
+	return true
+}
+
+// pendingOrphanVIPs returns the orphans' VIPs until adoption is done.
+func (a *Agent) pendingOrphanVIPs() []netip.Addr {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.adopted {
+		return nil
+	}
+	return a.orphanIPs
+}
+
+// markAbsent records that a declared service is absent from a completely
+// synced etcd.
+func (a *Agent) markAbsent(svc keyspace.Service) {
+	a.mu.Lock()
+	if s := a.services[svc]; s != nil && !s.delivered {
+		s.delivered = true
+		a.log.Info("declared service is not in etcd", "service", svc)
+	}
+	a.mu.Unlock()
+	kick(a.wake)
+}
+
+func (a *Agent) finishAdoption(found int) {
+	a.mu.Lock()
+	done := a.adopted
+	a.adopted = true
+	a.mu.Unlock()
+	if !done && found > 0 {
+		a.log.Info("services of frontends found in the datapath loaded again", "services", found)
+	}
+	kick(a.wake)
+}
+
+// maybeSweep removes the orphans once the agent is ready and runStartup
+// is done with them.
+func (a *Agent) maybeSweep(ctx context.Context) error {
+	if a.swept {
+		return nil
+	}
+	a.mu.Lock()
+	settled := a.ready && a.adopted
+	a.mu.Unlock()
+	if !settled {
+		return nil
+	}
+	a.swept = true
+	if n := len(a.table.Orphans()); n > 0 {
+		a.log.Info("removing frontends of services no longer loaded", "frontends", n)
+	}
+	a.table.SweepOrphans() // also debris: stray slots, unused backends
+	if err := a.write(ctx); err != nil {
+		return err
+	}
+	a.publish()
+	return nil
+}
