@@ -1,8 +1,12 @@
 // Command demo runs meshrelay end to end on loopback: an embedded etcd, the
-// Istiod simulator with a few hundred services, and the relay. It shows
-// progress, prints the etcdctl and `relay inspect` commands that show the
-// result, pushes a change now and then, and runs until Ctrl-C or
-// DEMO_SECONDS.
+// Istiod simulator with a few hundred services, the relay and a node agent
+// that declares five services. It shows progress, prints the etcdctl and
+// `relay inspect` commands that show the result and the agent's datapath,
+// and pushes a change now and then, until Ctrl-C or DEMO_SECONDS.
+//
+// As root (bpf datapath) it also starts TCP backends on the endpoints'
+// loopback addresses, attaches the programs to a demo cgroup, connects to
+// service VIPs from inside it and prints which backend answered.
 //
 // Run it with `make demo`.
 package main
@@ -21,6 +25,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/meshrelay/meshrelay/internal/cgroupclient"
 	"github.com/meshrelay/meshrelay/internal/embedetcd"
 	"github.com/meshrelay/meshrelay/internal/etcddial"
 	"github.com/meshrelay/meshrelay/internal/istiodsim"
@@ -31,6 +36,7 @@ import (
 )
 
 func main() {
+	cgroupclient.RunIfChild() // the demo's connect client, re-executed in the cgroup
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Stdout); err != nil && !errors.Is(err, context.Canceled) {
@@ -130,7 +136,26 @@ Look at the result (while the demo runs):
 `, ep, space.Prefix(), space.Spec(keyspace.Service{Namespace: truth[0].Namespace, Name: truth[0].Name}),
 		space.VIP(truth[0].VIPs[0]), first, ops.Addr())
 
-	step("pushing an endpoint change every 2 s (Ctrl-C to stop)")
+	var declared []keyspace.Service
+	for _, s := range truth[:5] {
+		declared = append(declared, keyspace.Service{Namespace: s.Namespace, Name: s.Name})
+	}
+	node, err := startNode(ctx, out, client, declared, log)
+	if err != nil {
+		return err
+	}
+	defer node.close()
+	st := node.agent.Stats()
+	step("node agent ready: %d declared services of %d, %d etcd watches; %d frontends, %d slots, %d backends written in %d syscalls",
+		st.Declared, len(truth), st.Source.WatchesOpen, st.Frontends, st.Slots, st.Backends, st.Syscalls)
+	if err := node.printDump(ctx, out, 2); err != nil {
+		return err
+	}
+	if err := node.dialVIPs(out, append(truth[:5:5], truth[7])); err != nil {
+		return err
+	}
+
+	step("pushing an endpoint change every 2 s, alternating declared and other services (Ctrl-C to stop)")
 	churn := time.NewTicker(2 * time.Second)
 	defer churn.Stop()
 	for i := 0; ; i++ {
@@ -142,16 +167,24 @@ Look at the result (while the demo runs):
 			return fmt.Errorf("relay stopped: %w", err)
 		case <-churn.C:
 			svc := (i * 37) % len(truth)
+			if i%2 == 0 {
+				svc = (i / 2) % 5 // a declared service: the agent applies it
+			}
 			before := revision(ctx, client)
 			if err := sim.ChurnEndpoints(truth[svc].Index, 1); err != nil {
 				return err
 			}
 			time.Sleep(300 * time.Millisecond)
-			st := rl.Stats()
-			fmt.Fprintf(out, "    churned %s/%s: etcd revision %d → %d; relay totals: %d txns, %d puts, %d unchanged skipped\n",
-				truth[svc].Namespace, truth[svc].Name, before, revision(ctx, client), st.Txns, st.Puts, st.Skipped)
+			st, as := rl.Stats(), node.agent.Stats()
+			fmt.Fprintf(out, "    churned %s/%s: etcd revision %d → %d; relay: %d txns, %d puts; agent: %d map entries written in %d syscalls, push→map lag p50 %s p99 %s over %d changes\n",
+				truth[svc].Namespace, truth[svc].Name, before, revision(ctx, client), st.Txns, st.Puts,
+				as.Updates+as.Deletes, as.Syscalls, seconds(as.Lag.P50), seconds(as.Lag.P99), as.Lag.Count)
 		}
 	}
+}
+
+func seconds(s float64) time.Duration {
+	return time.Duration(s * float64(time.Second)).Round(100 * time.Microsecond)
 }
 
 func ready(r *relay.Relay) string {
