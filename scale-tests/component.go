@@ -70,20 +70,26 @@ func newLauncher(exe, logDir string, log *slog.Logger) *launcher {
 }
 
 // start runs role as a child named name with the JSON of cfg as its
-// configuration, and waits until it reports ready (or exits, or ctx ends,
-// or 90 s pass).
-func (l *launcher) start(ctx context.Context, name, role string, cfg any) (*component, error) {
+// configuration and env added to its environment, and waits until it
+// reports ready (or exits, or ctx ends, or 90 s pass).
+func (l *launcher) start(ctx context.Context, name, role string, cfg any, env ...string) (*component, error) {
 	raw, err := json.Marshal(cfg)
 	if err != nil {
+		return nil, fmt.Errorf("%s config: %w", name, err)
+	}
+	// The configuration goes in a file: a node pool's is larger than the
+	// kernel takes as one argument (128 KiB).
+	cfgPath := filepath.Join(l.logDir, name+".config.json")
+	if err := os.WriteFile(cfgPath, raw, 0o644); err != nil {
 		return nil, fmt.Errorf("%s config: %w", name, err)
 	}
 	logFile, err := os.Create(filepath.Join(l.logDir, name+".log"))
 	if err != nil {
 		return nil, fmt.Errorf("%s log: %w", name, err)
 	}
-	cmd := exec.Command(l.exe, "--role="+role, "--role-config="+string(raw))
+	cmd := exec.Command(l.exe, "--role="+role, "--role-config=@"+cfgPath)
 	cmd.SysProcAttr = childProcAttr()
-	cmd.Env = append(os.Environ(), "GOTRACEBACK=all")
+	cmd.Env = append(append(os.Environ(), "GOTRACEBACK=all"), env...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		logFile.Close()
@@ -195,16 +201,6 @@ func (c *component) kill() {
 	<-c.exited
 }
 
-// alive reports whether the process still runs.
-func (c *component) alive() bool {
-	select {
-	case <-c.exited:
-		return false
-	default:
-		return true
-	}
-}
-
 // stopAll stops every live component, in parallel.
 func (l *launcher) stopAll(grace time.Duration) {
 	l.mu.Lock()
@@ -218,17 +214,6 @@ func (l *launcher) stopAll(grace time.Duration) {
 		wg.Go(func() { c.stop(grace) })
 	}
 	wg.Wait()
-}
-
-// checkDied returns the failure of a component that died unexpectedly,
-// if any.
-func (l *launcher) checkDied() error {
-	select {
-	case c := <-l.died:
-		return c.failure()
-	default:
-		return nil
-	}
 }
 
 // lineRing keeps the last lines written to it.

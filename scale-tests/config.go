@@ -173,9 +173,6 @@ func (c *Config) validate() error {
 	return errors.Join(errs...)
 }
 
-// runs reports whether mode is among the modes to run.
-func (c *Config) runs(mode string) bool { return slices.Contains(c.Modes, mode) }
-
 // initialServices is the number of services the simulator starts with:
 // the target count, except for scale-up which grows to it in batches.
 func (c *Config) initialServices() int {

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestMain lets the test binary play the harness's components: the smoke
+// test runs the harness in-process, and the harness re-executes its own
+// binary (this test binary) with --role for every component.
+func TestMain(m *testing.M) {
+	for _, a := range os.Args[1:] {
+		if strings.HasPrefix(a, "--role=") {
+			os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+		}
+	}
+	os.Exit(m.Run())
+}
+
+// TestSmoke runs the whole harness at tiny sizes: every component in its
+// own process, both modes, two scenarios (one with -short, which still
+// runs the correctness gate). It fails on any correctness mismatch (the
+// harness exits non-zero), and checks the figures a broken harness would
+// get wrong. It asserts nothing about timing.
+func TestSmoke(t *testing.T) {
+	for _, tc := range []struct {
+		scenario string
+		extra    []string
+	}{
+		{scenario: scenarioRolling},
+		{scenario: scenarioEtcdWipe, extra: []string{"--on-demand"}},
+	} {
+		t.Run(tc.scenario, func(t *testing.T) {
+			if testing.Short() && tc.scenario != scenarioRolling {
+				t.Skip("-short: one scenario is enough")
+			}
+			out := filepath.Join(t.TempDir(), "results")
+			args := append([]string{
+				"--scenario", tc.scenario,
+				"--services", "300", "--endpoints-per-service", "3", "--nodes", "6", "--services-per-node", "4",
+				"--duration", "3s", "--churn-rate", "60", "--progress=false", "--out", out,
+			}, tc.extra...)
+			var stdout, stderr bytes.Buffer
+			if code := run(args, strings.NewReader(""), &stdout, &stderr); code != 0 {
+				t.Fatalf("harness exited %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+			}
+			var sum summary
+			b, err := os.ReadFile(filepath.Join(out, "summary.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(b, &sum); err != nil {
+				t.Fatal(err)
+			}
+			if !sum.OK || len(sum.Modes) != 2 {
+				t.Fatalf("summary: ok %v, %d modes, errors %v", sum.OK, len(sum.Modes), sum.Errors)
+			}
+			for _, m := range sum.Modes {
+				if !m.GateOK || m.Gate.Mismatched != 0 || m.Gate.Nodes != 6 {
+					t.Errorf("%s: gate %+v", m.Mode, m.Gate)
+				}
+				if m.Components[compNodes] == nil || m.Components[compNodes].MaxRSS == 0 {
+					t.Errorf("%s: node pool not sampled: %+v", m.Mode, m.Components)
+				}
+			}
+			relay := sum.Modes[0]
+			if relay.Mode != modeRelay || relay.Istiod.Streams != 1 {
+				t.Errorf("relay mode: %s with %d Istiod streams, want 1", relay.Mode, relay.Istiod.Streams)
+			}
+			if relay.Lag.Samples == 0 || relay.Writes.EndpointEvents == 0 {
+				t.Errorf("relay mode measured no propagation: lag %+v, writes %+v", relay.Lag, relay.Writes)
+			}
+			if tc.scenario == scenarioEtcdWipe {
+				if relay.Recovery["etcdRebuildSeconds"] <= 0 || relay.Recovery["mapDeletesDuringRecovery"] != 0 {
+					t.Errorf("etcd wipe: recovery %v", relay.Recovery)
+				}
+				if sum.Modes[1].Skipped == "" {
+					t.Error("direct mode ran the etcd-wipe scenario")
+				}
+			} else {
+				direct := sum.Modes[1]
+				if direct.Istiod.Streams != 6 || direct.Lag.Samples == 0 {
+					t.Errorf("direct mode: %d streams (want 6), %d lag samples", direct.Istiod.Streams, direct.Lag.Samples)
+				}
+			}
+			for _, f := range []string{"report.md", plotLag, plotCPU, plotMemory} {
+				if fi, err := os.Stat(filepath.Join(out, f)); err != nil || fi.Size() == 0 {
+					t.Errorf("%s: %v", f, err)
+				}
+			}
+		})
+	}
+}
+
+func TestBadFlagExits2(t *testing.T) {
+	for _, args := range [][]string{
+		{"--scenario", "nope"},
+		{"--zipf-s", "1"},
+		{"--etcd-endpoints", "http://192.0.2.1:2379"},
+		{"--modes", "both"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := run(args, strings.NewReader(""), &stdout, &stderr); code != 2 {
+			t.Errorf("%v: exit %d, want 2 (stderr %q)", args, code, stderr.String())
+		}
+		if lines := strings.Count(strings.TrimSpace(stderr.String()), "\n"); lines != 0 {
+			t.Errorf("%v: want one line, got %q", args, stderr.String())
+		}
+	}
+}
