@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -87,4 +88,29 @@ func (s *Server) Close(ctx context.Context) error {
 		err = serveErr
 	}
 	return err
+}
+
+// NewRegistry returns a registry holding the Go runtime and process
+// collectors (process metrics prefixed meshrelay_).
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{Namespace: "meshrelay"}))
+	return reg
+}
+
+// StartOrNone starts a Server unless opts.Listen is empty; the returned
+// stop function (never nil) shuts it down within 2 s.
+func StartOrNone(opts Options) (stop func(), err error) {
+	if opts.Listen == "" {
+		return func() {}, nil
+	}
+	s, err := Start(opts)
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		s.Close(ctx)
+	}, nil
 }

@@ -58,3 +58,19 @@ func TestListenError(t *testing.T) {
 		t.Fatal("bad address accepted")
 	}
 }
+
+func TestStartOrNone(t *testing.T) {
+	stop, err := StartOrNone(Options{})
+	if err != nil || stop == nil {
+		t.Fatalf("empty listen: %v", err)
+	}
+	stop()
+	stop, err = StartOrNone(Options{Listen: "127.0.0.1:0", Gatherer: NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if _, err := StartOrNone(Options{Listen: "127.0.0.1:notaport"}); err == nil {
+		t.Fatal("bad address accepted")
+	}
+}

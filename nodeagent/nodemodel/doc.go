@@ -19,7 +19,7 @@
 // The package is deterministic and does no I/O: no goroutines, clocks,
 // logging or locks. A Table belongs to one goroutine.
 //
-// Only the node agent (package nodeagent and its tests) imports it. It
-// imports internal/keyspace, internal/model, the value schema and
+// The node agent (package nodeagent) and the scale harness's direct-mode
+// nodes import it. It imports internal/keyspace, internal/model, the value schema and
 // nodeagent/datapath (for its types and AssignSlots, never its kernel I/O).
 package nodemodel

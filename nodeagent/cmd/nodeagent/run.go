@@ -9,10 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"strings"
-	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/meshrelay/meshrelay/internal/cliconfig"
 	"github.com/meshrelay/meshrelay/internal/etcddial"
@@ -56,24 +52,17 @@ func runAgent(ctx context.Context, r *cliconfig.Reader, stdout, stderr io.Writer
 	}
 	defer client.Close()
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{Namespace: "meshrelay"}))
+	reg := opsserver.NewRegistry()
 	opts.Registerer = reg
 	a, err := nodeagent.New(client, dp, opts)
 	if err != nil {
 		return err
 	}
-	if addr := r.String("metrics-listen"); addr != "" {
-		ops, err := opsserver.Start(opsserver.Options{Listen: addr, Gatherer: reg, Ready: a.Ready, Logger: log})
-		if err != nil {
-			return cliconfig.Invalid("metrics-listen", addr, err.Error())
-		}
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			ops.Close(sctx)
-		}()
+	stopOps, err := opsserver.StartOrNone(opsserver.Options{Listen: r.String("metrics-listen"), Gatherer: reg, Ready: a.Ready, Logger: log})
+	if err != nil {
+		return cliconfig.Invalid("metrics-listen", r.String("metrics-listen"), err.Error())
 	}
+	defer stopOps()
 	log.Info("node agent starting", "node", opts.NodeName, "datapath", kind, "cluster", opts.Cluster, "etcd", endpoints)
 	err = a.Run(ctx)
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"time"
@@ -12,13 +13,8 @@ import (
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 )
 
-// flagError turns cobra's flag parse errors into usage errors (exit 2).
-func flagError(_ *cobra.Command, err error) error {
-	return &cliconfig.UsageError{Msg: err.Error()}
-}
-
 func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
-	root := &cobra.Command{
+	root := cliconfig.Command(&cobra.Command{
 		Use:   "relay",
 		Short: "Relay Istiod's xDS into per-service etcd keys",
 		Long: `relay connects to Istiod as an xDS client, translates its pushes into one
@@ -29,35 +25,22 @@ With no --etcd-endpoints it starts an embedded, in-memory etcd on loopback.
 Every flag can also be set as MESHRELAY_<FLAG> (e.g. MESHRELAY_ETCD_ENDPOINTS)
 or as a key of the YAML file named by --config; flags win over the
 environment, which wins over the file.`,
-		Args:          cobra.NoArgs,
-		SilenceErrors: true,
-		SilenceUsage:  true,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			r, err := cliconfig.Load(cmd.Flags())
-			if err != nil {
-				return err
-			}
-			return runRelay(cmd.Context(), r, stdout, stderr)
-		},
-	}
+		Args: cobra.NoArgs,
+	}, func(ctx context.Context, r *cliconfig.Reader, _ []string) error {
+		return runRelay(ctx, r, stdout, stderr)
+	})
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.SetFlagErrorFunc(flagError)
 	addRelayFlags(root.Flags())
 	root.AddCommand(newDecodeCommand(stdin, stdout), newInspectCommand(stdout))
 	return root
 }
 
 func addCommonFlags(fs *pflag.FlagSet) {
-	fs.String(cliconfig.ConfigFlag, "", "YAML file of flag values (keys are flag names)")
-	fs.String("cluster", keyspace.DefaultCluster, "cluster id: keys live under /meshrelay/v1/<cluster>/")
-	fs.StringSlice("etcd-endpoints", nil, "etcd endpoints (comma-separated); empty starts an embedded in-memory etcd")
-	fs.String("etcd-ca", "", "etcd TLS: CA file")
-	fs.String("etcd-cert", "", "etcd TLS: client certificate file")
-	fs.String("etcd-key", "", "etcd TLS: client key file")
-	fs.String("log-level", "info", "debug, info, warn or error")
-	fs.String("log-format", "text", "text or json")
+	cliconfig.AddConfigFlag(fs)
+	cliconfig.AddEtcdFlags(fs, "etcd endpoints (comma-separated); empty starts an embedded in-memory etcd")
+	cliconfig.AddLogFlags(fs)
 }
 
 func addRelayFlags(fs *pflag.FlagSet) {
@@ -84,60 +67,48 @@ func addRelayFlags(fs *pflag.FlagSet) {
 }
 
 func newDecodeCommand(stdin io.Reader, stdout io.Writer) *cobra.Command {
-	cmd := &cobra.Command{
+	cmd := cliconfig.Command(&cobra.Command{
 		Use:   "decode",
 		Short: "Decode one etcd value from stdin and print it as JSON",
 		Long: `decode reads one value, as printed by
   etcdctl get KEY --print-value-only
 on standard input and prints it as JSON. --key says which kind of value it is;
 without it both ServiceSpec and EndpointSlice are tried.`,
-		Args:          cobra.NoArgs,
-		SilenceErrors: true,
-		SilenceUsage:  true,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			key, _ := cmd.Flags().GetString("key")
-			b, err := io.ReadAll(stdin)
-			if err != nil {
-				return fmt.Errorf("read stdin: %w", err)
-			}
-			if len(b) == 0 {
-				return &cliconfig.UsageError{Msg: "decode: no value on stdin"}
-			}
-			return decode(b, key, stdout)
-		},
-	}
-	cmd.SetFlagErrorFunc(flagError)
+		Args: cobra.NoArgs,
+	}, func(_ context.Context, r *cliconfig.Reader, _ []string) error {
+		b, err := io.ReadAll(stdin)
+		if err != nil {
+			return fmt.Errorf("read stdin: %w", err)
+		}
+		if len(b) == 0 {
+			return &cliconfig.UsageError{Msg: "decode: no value on stdin"}
+		}
+		return decode(b, r.String("key"), stdout)
+	})
+	cliconfig.AddConfigFlag(cmd.Flags())
 	cmd.Flags().String("key", "", "the etcd key the value was read from (decides spec vs slice)")
 	return cmd
 }
 
 func newInspectCommand(stdout io.Writer) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:           "inspect [namespace/name]",
-		Short:         "Print a service's spec and endpoints (or every service) from etcd as JSON",
-		Args:          cobra.MaximumNArgs(1),
-		SilenceErrors: true,
-		SilenceUsage:  true,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := cliconfig.Load(cmd.Flags())
+	cmd := cliconfig.Command(&cobra.Command{
+		Use:   "inspect [namespace/name]",
+		Short: "Print a service's spec and endpoints (or every service) from etcd as JSON",
+		Args:  cobra.MaximumNArgs(1),
+	}, func(ctx context.Context, r *cliconfig.Reader, args []string) error {
+		var svc *keyspace.Service
+		if len(args) == 1 {
+			s, err := keyspace.ParseService(args[0])
 			if err != nil {
-				return err
+				return &cliconfig.UsageError{Msg: "inspect: " + err.Error()}
 			}
-			var svc *keyspace.Service
-			if len(args) == 1 {
-				s, err := keyspace.ParseService(args[0])
-				if err != nil {
-					return &cliconfig.UsageError{Msg: "inspect: " + err.Error()}
-				}
-				svc = &s
-			}
-			if len(r.Strings("etcd-endpoints")) == 0 {
-				return &cliconfig.UsageError{Msg: "inspect: --etcd-endpoints is required (the relay prints it at start)"}
-			}
-			return runInspect(cmd.Context(), r, svc, stdout)
-		},
-	}
-	cmd.SetFlagErrorFunc(flagError)
+			svc = &s
+		}
+		if len(r.Strings("etcd-endpoints")) == 0 {
+			return &cliconfig.UsageError{Msg: "inspect: --etcd-endpoints is required (the relay prints it at start)"}
+		}
+		return runInspect(ctx, r, svc, stdout)
+	})
 	addCommonFlags(cmd.Flags())
 	return cmd
 }

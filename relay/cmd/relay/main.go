@@ -3,24 +3,11 @@
 package main
 
 import (
-	"context"
-	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/meshrelay/meshrelay/internal/cliconfig"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := newRootCommand(os.Stdin, os.Stdout, os.Stderr).ExecuteContext(ctx)
-	stop()
-	if err != nil && err != context.Canceled {
-		fmt.Fprintln(os.Stderr, "relay:", err)
-	}
-	if err == context.Canceled {
-		err = nil
-	}
-	os.Exit(cliconfig.ExitCode(err))
+	cliconfig.Main("relay", newRootCommand(os.Stdin, os.Stdout, os.Stderr))
 }

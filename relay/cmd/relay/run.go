@@ -12,8 +12,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -110,24 +108,17 @@ func runRelay(ctx context.Context, r *cliconfig.Reader, stdout, stderr io.Writer
 	}
 	defer client.Close()
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{Namespace: "meshrelay"}))
+	reg := opsserver.NewRegistry()
 	opts.Registerer = reg
 	rl, err := relay.New(client, opts)
 	if err != nil {
 		return err
 	}
-	if addr := r.String("metrics-listen"); addr != "" {
-		ops, err := opsserver.Start(opsserver.Options{Listen: addr, Gatherer: reg, Ready: rl.Ready, Logger: log})
-		if err != nil {
-			return cliconfig.Invalid("metrics-listen", addr, err.Error())
-		}
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			ops.Close(sctx)
-		}()
+	stopOps, err := opsserver.StartOrNone(opsserver.Options{Listen: r.String("metrics-listen"), Gatherer: reg, Ready: rl.Ready, Logger: log})
+	if err != nil {
+		return cliconfig.Invalid("metrics-listen", r.String("metrics-listen"), err.Error())
 	}
+	defer stopOps()
 	log.Info("relay starting", "istiod", opts.Istiod, "cluster", cluster, "shards", shards, "relay_id", opts.RelayID, "etcd", endpoints)
 	err = rl.Run(ctx)
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
