@@ -27,7 +27,7 @@ func TestDeclaredServicesConvergeAndChange(t *testing.T) {
 		e.write(m, 1)
 	}
 	e.markSynced()
-	dp := &recorder{Datapath: newMemory()}
+	dp := datapath.NewRecorder(newMemory())
 	reg := prometheus.NewRegistry()
 	ag := start(t, e.client, e.client, dp, Options{Services: []keyspace.Service{a0.Key, a1.Key}, Registerer: reg})
 	holds(t, dp, expected(a0, a1))
@@ -39,7 +39,7 @@ func TestDeclaredServicesConvergeAndChange(t *testing.T) {
 	})
 
 	// One endpoint replaced: a handful of entries.
-	before := dp.entries()
+	before := dp.Entries()
 	changed := testService("ns", 1, 3, 0)
 	changed.Spec.Revision = 0
 	eps := changed.Endpoints()
@@ -47,16 +47,16 @@ func TestDeclaredServicesConvergeAndChange(t *testing.T) {
 	changed = model.NewService(changed.Spec, eps)
 	e.write(changed, 2)
 	holds(t, dp, expected(changed, a1))
-	if n := dp.entries() - before; n > 6 || n == 0 {
+	if n := dp.Entries() - before; n > 6 || n == 0 {
 		t.Errorf("one endpoint replaced wrote %d entries, want 1..6", n)
 	}
 
 	// An identical rewrite (new revision, same content) writes nothing.
-	before = dp.entries()
+	before = dp.Entries()
 	applies := ag.Stats().Applies
 	e.write(testService("ns", 2, 2, 0), 3)
 	time.Sleep(200 * time.Millisecond)
-	if n := dp.entries() - before; n != 0 || ag.Stats().Applies != applies {
+	if n := dp.Entries() - before; n != 0 || ag.Stats().Applies != applies {
 		t.Errorf("identical rewrite wrote %d entries in %d applies", n, ag.Stats().Applies-applies)
 	}
 
@@ -106,7 +106,7 @@ func TestRestartWritesNothing(t *testing.T) {
 	holds(t, mem, expected(svcs...))
 	first.stop()
 
-	rec := &recorder{Datapath: mem}
+	rec := datapath.NewRecorder(mem)
 	second := start(t, e.client, e.client, rec, Options{Services: keys[:8], OnDemand: true, ServiceCIDRs: serviceCIDRs})
 	eventually(t, "second agent ready, orphans adopted", func() error {
 		st := second.Stats()
@@ -116,7 +116,7 @@ func TestRestartWritesNothing(t *testing.T) {
 		return nil
 	})
 	time.Sleep(100 * time.Millisecond)
-	if n := rec.entries(); n != 0 {
+	if n := rec.Entries(); n != 0 {
 		t.Fatalf("restart wrote %d entries", n)
 	}
 	holds(t, mem, expected(svcs...))
@@ -143,7 +143,7 @@ func TestOrphansSweptOnlyWhenKnown(t *testing.T) {
 	if _, err := e.client.Delete(e.ctx(), space.SyncedPrefix(), clientv3.WithPrefix()); err != nil {
 		t.Fatal(err)
 	}
-	rec := &recorder{Datapath: mem}
+	rec := datapath.NewRecorder(mem)
 	second := start(t, e.client, e.client, rec, Options{Services: []keyspace.Service{keep.Key}, OnDemand: true, ServiceCIDRs: serviceCIDRs})
 	eventually(t, "ready", func() error {
 		if ok, why := second.Ready(); !ok {
@@ -152,7 +152,7 @@ func TestOrphansSweptOnlyWhenKnown(t *testing.T) {
 		return nil
 	})
 	time.Sleep(1500 * time.Millisecond) // > startupRead: the startup goroutine has looked at etcd
-	if d := rec.deletedFrontends(); len(d) != 0 {
+	if d := rec.DeletedFrontends(); len(d) != 0 {
 		t.Fatalf("frontends deleted before etcd was synced: %v", d)
 	}
 	holds(t, mem, expected(keep, dropped, gone))
@@ -161,7 +161,7 @@ func TestOrphansSweptOnlyWhenKnown(t *testing.T) {
 	// demand), gone's is unknown (swept).
 	e.markSynced()
 	holds(t, mem, expected(keep, dropped))
-	if d := rec.deletedFrontends(); !slices.Equal(d, []string{"tcp/" + gone.Spec.Vips[0] + ":80"}) {
+	if d := rec.DeletedFrontends(); !slices.Equal(d, []string{"tcp/" + gone.Spec.Vips[0] + ":80"}) {
 		t.Fatalf("deleted %v, want only %s's frontend", d, gone.Key)
 	}
 	if st := second.Stats(); st.OnDemand != 1 || st.Orphans != 0 {

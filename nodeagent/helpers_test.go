@@ -11,7 +11,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -252,41 +251,4 @@ func holds(t *testing.T, dp datapath.Datapath, want []string) {
 
 func newMemory() *datapath.Memory {
 	return datapath.NewMemory(datapath.MemoryOptions{Logger: slog.New(slog.DiscardHandler)})
-}
-
-// recorder wraps a datapath and remembers every change set applied.
-type recorder struct {
-	datapath.Datapath
-	mu   sync.Mutex
-	sets []datapath.ChangeSet
-}
-
-func (r *recorder) Apply(ctx context.Context, cs datapath.ChangeSet) (datapath.ApplyStats, error) {
-	r.mu.Lock()
-	r.sets = append(r.sets, cs)
-	r.mu.Unlock()
-	return r.Datapath.Apply(ctx, cs)
-}
-
-// deletedFrontends returns every frontend key deleted so far.
-func (r *recorder) deletedFrontends() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []string
-	for _, cs := range r.sets {
-		for _, k := range cs.DeleteFrontends {
-			out = append(out, k.String())
-		}
-	}
-	return out
-}
-
-func (r *recorder) entries() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for _, cs := range r.sets {
-		n += cs.Len()
-	}
-	return n
 }

@@ -146,7 +146,7 @@ func TestBPFOnDemandAndRestart(t *testing.T) {
 	}
 	b2, install2 := env.open(t)
 	t.Cleanup(func() { b2.Close() })
-	rec := &recorder{Datapath: b2}
+	rec := datapath.NewRecorder(b2)
 	opts.Install = install2
 	second := startAgent(t, w.client, rec, opts)
 	eventually(t, "second agent ready, on-demand service adopted", func() error {
@@ -161,7 +161,7 @@ func TestBPFOnDemandAndRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := rec.entries(); n != 0 {
+	if n := rec.Entries(); n != 0 {
 		t.Fatalf("restart over the pinned maps wrote %d entries", n)
 	}
 }

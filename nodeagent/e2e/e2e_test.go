@@ -69,28 +69,28 @@ func TestDeclaredServicesConverge(t *testing.T) {
 func TestOneEndpointChangeAndRepush(t *testing.T) {
 	w := newWorld(t, istiodsim.Options{Services: 10, EndpointsPerService: 8})
 	keys := []keyspace.Service{w.svcKey(0), w.svcKey(1), w.svcKey(2)}
-	rec := &recorder{Datapath: newMemory()}
+	rec := datapath.NewRecorder(newMemory())
 	a := startAgent(t, w.client, rec, nodeagent.Options{Services: keys})
 	w.converges(rec, 0, 1, 2)
 	w.quiesce()
 
-	before, applies := rec.entries(), a.Stats().Applies
+	before, applies := rec.Entries(), a.Stats().Applies
 	if err := w.sim.ChurnEndpoints(1, 1); err != nil {
 		t.Fatal(err)
 	}
 	w.converges(rec, 0, 1, 2)
 	w.quiesce()
-	n := rec.entries() - before
+	n := rec.Entries() - before
 	t.Logf("one endpoint replaced: %d entries in %d change sets", n, a.Stats().Applies-applies)
 	if n == 0 || n > 6 {
 		t.Fatalf("one endpoint replaced wrote %d entries, want 1..6", n)
 	}
 
-	before, applies = rec.entries(), a.Stats().Applies
+	before, applies = rec.Entries(), a.Stats().Applies
 	syscalls := a.DatapathStats().Map(datapath.MapSlots).Syscalls
 	w.sim.Repush()
 	w.quiesce()
-	if d := rec.entries() - before; d != 0 || a.Stats().Applies != applies || a.DatapathStats().Map(datapath.MapSlots).Syscalls != syscalls {
+	if d := rec.Entries() - before; d != 0 || a.Stats().Applies != applies || a.DatapathStats().Map(datapath.MapSlots).Syscalls != syscalls {
 		t.Fatalf("identical re-push wrote %d entries in %d change sets", d, a.Stats().Applies-applies)
 	}
 }
@@ -148,7 +148,7 @@ func TestCompactionWhileDisconnected(t *testing.T) {
 	for _, i := range declared {
 		keys = append(keys, w.svcKey(i))
 	}
-	rec := &recorder{Datapath: newMemory()}
+	rec := datapath.NewRecorder(newMemory())
 	a := startAgent(t, c, rec, nodeagent.Options{Services: keys})
 	w.converges(rec, declared...)
 
@@ -180,7 +180,7 @@ func TestCompactionWhileDisconnected(t *testing.T) {
 	px.setDown(false)
 
 	w.converges(rec, declared...)
-	if d := rec.deletedFrontends(); !slices.Equal(d, []string{"tcp/" + goneVIP + ":80"}) {
+	if d := rec.DeletedFrontends(); !slices.Equal(d, []string{"tcp/" + goneVIP + ":80"}) {
 		t.Fatalf("frontends deleted %v, want only the deleted service's tcp/%s:80", d, goneVIP)
 	}
 	if st := a.Stats().Source; st.Compactions == 0 {
@@ -203,7 +203,7 @@ func TestEtcdRebuild(t *testing.T) {
 	for _, i := range declared {
 		keys = append(keys, w.svcKey(i))
 	}
-	rec := &recorder{Datapath: newMemory()}
+	rec := datapath.NewRecorder(newMemory())
 	a := startAgent(t, w.client, rec, nodeagent.Options{Services: keys, OnDemand: true, ServiceCIDRs: serviceCIDRs})
 	w.converges(rec, declared...)
 	w.quiesce()
@@ -221,7 +221,7 @@ func TestEtcdRebuild(t *testing.T) {
 	})
 	w.quiesce()
 	w.converges(rec, declared...)
-	if d := rec.deletedFrontends(); len(d) != 0 {
+	if d := rec.DeletedFrontends(); len(d) != 0 {
 		t.Fatalf("frontends deleted across the etcd rebuild: %v", d)
 	}
 	st := a.Stats().Source

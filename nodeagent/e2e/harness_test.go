@@ -307,44 +307,6 @@ func newMemory() *datapath.Memory {
 	return datapath.NewMemory(datapath.MemoryOptions{Logger: slog.New(slog.DiscardHandler)})
 }
 
-// recorder wraps a datapath and remembers every change set applied.
-type recorder struct {
-	datapath.Datapath
-	mu   sync.Mutex
-	sets []datapath.ChangeSet
-}
-
-func (r *recorder) Apply(ctx context.Context, cs datapath.ChangeSet) (datapath.ApplyStats, error) {
-	r.mu.Lock()
-	r.sets = append(r.sets, cs)
-	r.mu.Unlock()
-	return r.Datapath.Apply(ctx, cs)
-}
-
-// deletedFrontends returns every frontend key deleted so far ("tcp/VIP:port").
-func (r *recorder) deletedFrontends() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []string
-	for _, cs := range r.sets {
-		for _, k := range cs.DeleteFrontends {
-			out = append(out, k.String())
-		}
-	}
-	return out
-}
-
-// entries returns the number of entries written so far.
-func (r *recorder) entries() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for _, cs := range r.sets {
-		n += cs.Len()
-	}
-	return n
-}
-
 // countingClient records the etcd keys and prefixes read or watched.
 type countingClient struct {
 	clientv3.KV
