@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshrelay/meshrelay/internal/etcdcount"
 	"github.com/meshrelay/meshrelay/internal/istiodsim"
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 	"github.com/meshrelay/meshrelay/nodeagent"
@@ -27,7 +28,7 @@ func TestDeclaredServicesConverge(t *testing.T) {
 	for _, i := range declared {
 		keys = append(keys, w.svcKey(i))
 	}
-	cc := newCountingClient(w.client)
+	cc := etcdcount.New(w.client.KV, w.client.Watcher)
 	mem := newMemory()
 	a := startAgent(t, cc, mem, nodeagent.Options{Services: keys, OnDemand: true, ServiceCIDRs: serviceCIDRs})
 	w.converges(mem, declared...)
@@ -52,7 +53,7 @@ func TestDeclaredServicesConverge(t *testing.T) {
 		allowed[space.ServicePrefix(k)+"*"] = true
 		allowed[space.Spec(k)] = true // a count-only read while etcd is not known complete
 	}
-	for _, k := range cc.servicesTouched() {
+	for _, k := range cc.Touched(space.ServicesPrefix()) {
 		if !allowed[k] {
 			t.Errorf("the agent read or watched %s, which it does not need", k)
 		}
@@ -99,7 +100,7 @@ func TestOneEndpointChangeAndRepush(t *testing.T) {
 // of vips/<ip>; a miss for an unknown VIP is remembered.
 func TestOnDemand(t *testing.T) {
 	w := newWorld(t, istiodsim.Options{Services: 20, EndpointsPerService: 3})
-	cc := newCountingClient(w.client)
+	cc := etcdcount.New(w.client.KV, w.client.Watcher)
 	mem := newMemory()
 	a := startAgent(t, cc, mem, nodeagent.Options{OnDemand: true, ServiceCIDRs: serviceCIDRs})
 	var vip string
@@ -114,11 +115,11 @@ func TestOnDemand(t *testing.T) {
 		t.Fatalf("miss for %s: %v %v %v, want %s loaded", addr, svc, ok, err, w.svcKey(7))
 	}
 	w.converges(mem, 7)
-	if n := cc.readCount(space.VIP(vip)); n != 1 {
+	if n := cc.ReadCount(space.VIP(vip)); n != 1 {
 		t.Fatalf("%d reads of vips/%s, want 1", n, vip)
 	}
 	// A second miss for the loaded VIP (another port) reads nothing.
-	if _, ok, _ := a.ReportMiss(context.Background(), netip.AddrPortFrom(addr.Addr(), 81)); !ok || cc.readCount(space.VIP(vip)) != 1 {
+	if _, ok, _ := a.ReportMiss(context.Background(), netip.AddrPortFrom(addr.Addr(), 81)); !ok || cc.ReadCount(space.VIP(vip)) != 1 {
 		t.Fatal("a miss for a loaded VIP read etcd again")
 	}
 
@@ -128,7 +129,7 @@ func TestOnDemand(t *testing.T) {
 			t.Fatalf("miss for unknown %s: %v %v", unknown, ok, err)
 		}
 	}
-	if n := cc.readCount(space.VIP(unknown.Addr().String())); n != 1 {
+	if n := cc.ReadCount(space.VIP(unknown.Addr().String())); n != 1 {
 		t.Fatalf("%d reads of vips/%s for two misses, want 1 (negative cache)", n, unknown.Addr())
 	}
 	if st := a.Stats(); st.MissesLoaded != 1 || st.MissesKnown != 1 || st.MissesUnknown != 2 || st.Source.NegativeHits != 1 {

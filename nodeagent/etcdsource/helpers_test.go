@@ -16,6 +16,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/meshrelay/meshrelay/internal/embedetcd"
+	"github.com/meshrelay/meshrelay/internal/etcdcount"
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 	"github.com/meshrelay/meshrelay/internal/model"
 	v1 "github.com/meshrelay/meshrelay/proto/meshrelay/v1"
@@ -75,49 +76,21 @@ func runSource(t *testing.T, c Client, opts Options) *Source {
 // countingClient records every key an etcd read or watch touches and can
 // hold back watches of service prefixes (a "broken" watch).
 type countingClient struct {
-	clientv3.KV
-	clientv3.Watcher
+	*etcdcount.Client
 
-	mu      sync.Mutex
-	reads   map[string]int // key or "key*" (prefix read) -> count
-	watched map[string]int
-	gate    chan struct{} // non-nil: service watches wait until it is closed
-	parked  int
+	mu     sync.Mutex
+	gate   chan struct{} // non-nil: service watches wait until it is closed
+	parked int
 }
 
 func newCountingClient(c *clientv3.Client) *countingClient {
-	return &countingClient{KV: c.KV, Watcher: c.Watcher, reads: map[string]int{}, watched: map[string]int{}}
+	cc := &countingClient{Client: etcdcount.New(c.KV, c.Watcher)}
+	cc.BeforeWatch = cc.hold
+	return cc
 }
 
-func opKey(op clientv3.Op) string {
-	if len(op.RangeBytes()) > 0 {
-		return string(op.KeyBytes()) + "*"
-	}
-	return string(op.KeyBytes())
-}
-
-func (c *countingClient) record(m map[string]int, key string) {
-	c.mu.Lock()
-	m[key]++
-	c.mu.Unlock()
-}
-
-func (c *countingClient) Get(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
-	c.record(c.reads, opKey(clientv3.OpGet(key, opts...)))
-	return c.KV.Get(ctx, key, opts...)
-}
-
-func (c *countingClient) Do(ctx context.Context, op clientv3.Op) (clientv3.OpResponse, error) {
-	c.record(c.reads, opKey(op))
-	return c.KV.Do(ctx, op)
-}
-
-func (c *countingClient) Txn(ctx context.Context) clientv3.Txn {
-	return countingTxn{Txn: c.KV.Txn(ctx), c: c}
-}
-
-func (c *countingClient) Watch(ctx context.Context, key string, opts ...clientv3.OpOption) clientv3.WatchChan {
-	c.record(c.watched, opKey(clientv3.OpGet(key, opts...)))
+// hold parks a service watch while the gate is shut.
+func (c *countingClient) hold(ctx context.Context, key string) {
 	c.mu.Lock()
 	gate := c.gate
 	if !strings.HasPrefix(key, space.ServicesPrefix()) {
@@ -127,16 +100,16 @@ func (c *countingClient) Watch(ctx context.Context, key string, opts ...clientv3
 		c.parked++
 	}
 	c.mu.Unlock()
-	if gate != nil {
-		select {
-		case <-gate:
-		case <-ctx.Done():
-		}
-		c.mu.Lock()
-		c.parked--
-		c.mu.Unlock()
+	if gate == nil {
+		return
 	}
-	return c.Watcher.Watch(ctx, key, opts...)
+	select {
+	case <-gate:
+	case <-ctx.Done():
+	}
+	c.mu.Lock()
+	c.parked--
+	c.mu.Unlock()
 }
 
 // pauseServiceWatches makes new service watches wait; the returned func
@@ -158,52 +131,6 @@ func (c *countingClient) parkedWatches() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.parked
-}
-
-// count returns how often key was read.
-func (c *countingClient) count(key string) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.reads[key]
-}
-
-// servicesTouched returns every key under services/ that was read or
-// watched, with counts.
-func (c *countingClient) servicesTouched() map[string]int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := map[string]int{}
-	for _, m := range []map[string]int{c.reads, c.watched} {
-		for k, n := range m {
-			if strings.HasPrefix(k, space.ServicesPrefix()) || strings.HasPrefix(space.ServicesPrefix(), strings.TrimSuffix(k, "*")) {
-				out[k] += n
-			}
-		}
-	}
-	return out
-}
-
-type countingTxn struct {
-	clientv3.Txn
-	c *countingClient
-}
-
-func (t countingTxn) If(cs ...clientv3.Cmp) clientv3.Txn {
-	return countingTxn{Txn: t.Txn.If(cs...), c: t.c}
-}
-
-func (t countingTxn) Then(ops ...clientv3.Op) clientv3.Txn {
-	for _, op := range ops {
-		t.c.record(t.c.reads, opKey(op))
-	}
-	return countingTxn{Txn: t.Txn.Then(ops...), c: t.c}
-}
-
-func (t countingTxn) Else(ops ...clientv3.Op) clientv3.Txn {
-	for _, op := range ops {
-		t.c.record(t.c.reads, opKey(op))
-	}
-	return countingTxn{Txn: t.Txn.Else(ops...), c: t.c}
 }
 
 // --- writing as the relay does -------------------------------------------

@@ -51,7 +51,7 @@ func TestWatchReadsOnlyWatchedServices(t *testing.T) {
 	if got := rec.got[b]; len(got) != 0 {
 		t.Fatalf("events for unwatched %s: %v", b, got)
 	}
-	for key := range cc.servicesTouched() {
+	for _, key := range cc.Touched(space.ServicesPrefix()) {
 		if key != space.ServicePrefix(a)+"*" {
 			t.Errorf("read or watched %q; only %q* may be", key, space.ServicePrefix(a))
 		}
@@ -127,7 +127,7 @@ func TestResolveCachesMisses(t *testing.T) {
 			t.Fatalf("unknown VIP resolved: %v %v", ok, err)
 		}
 	}
-	if n := cc.count(space.VIP(unknown.String())); n != 1 {
+	if n := cc.ReadCount(space.VIP(unknown.String())); n != 1 {
 		t.Fatalf("20 lookups of an unknown VIP within the TTL read etcd %d times, want 1", n)
 	}
 	// A scan of other unknown addresses: one read each.
@@ -149,10 +149,10 @@ func TestResolveCachesMisses(t *testing.T) {
 	if svc, ok, err := src.Resolve(ctx, unknown); err != nil || !ok || svc.Name != "b" {
 		t.Fatalf("after the TTL: %v %v %v", svc, ok, err)
 	}
-	if n := cc.count(space.VIP(unknown.String())); n != 2 {
+	if n := cc.ReadCount(space.VIP(unknown.String())); n != 2 {
 		t.Fatalf("unknown VIP read %d times, want 2", n)
 	}
-	for key := range cc.servicesTouched() {
+	for _, key := range cc.Touched(space.ServicesPrefix()) {
 		t.Errorf("Resolve touched %s", key)
 	}
 }

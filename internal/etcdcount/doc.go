@@ -1,0 +1,6 @@
+// Package etcdcount wraps an etcd client and records every key and prefix
+// it reads or watches, so tests can assert that a node agent never touched
+// what it does not need.
+//
+// Tests of the node agent import it; it has no other user.
+package etcdcount
