@@ -143,7 +143,7 @@ func TestOnDemand(t *testing.T) {
 func TestCompactionWhileDisconnected(t *testing.T) {
 	w := newWorld(t, istiodsim.Options{Services: 12, EndpointsPerService: 3})
 	px := startProxy(t, w.url)
-	c := dialVia(t, px.url())
+	c := dialVia(t, px.URL())
 	declared := []int{0, 1, 2, 3, 4}
 	var keys []keyspace.Service
 	for _, i := range declared {
@@ -153,7 +153,7 @@ func TestCompactionWhileDisconnected(t *testing.T) {
 	a := startAgent(t, c, rec, nodeagent.Options{Services: keys})
 	w.converges(rec, declared...)
 
-	px.setDown(true)
+	px.SetDown(true)
 	for i := range 10 {
 		if err := w.sim.ChurnEndpoints(i%4, 1); err != nil {
 			t.Fatal(err)
@@ -178,7 +178,7 @@ func TestCompactionWhileDisconnected(t *testing.T) {
 	if _, err := w.client.Compact(context.Background(), resp.Header.Revision); err != nil {
 		t.Fatal(err)
 	}
-	px.setDown(false)
+	px.SetDown(false)
 
 	w.converges(rec, declared...)
 	if d := rec.DeletedFrontends(); !slices.Equal(d, []string{"tcp/" + goneVIP + ":80"}) {

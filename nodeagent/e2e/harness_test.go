@@ -4,15 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +18,7 @@ import (
 	"github.com/meshrelay/meshrelay/internal/embedetcd"
 	"github.com/meshrelay/meshrelay/internal/istiodsim"
 	"github.com/meshrelay/meshrelay/internal/keyspace"
+	"github.com/meshrelay/meshrelay/internal/tcpproxy"
 	"github.com/meshrelay/meshrelay/nodeagent"
 	"github.com/meshrelay/meshrelay/nodeagent/datapath"
 	"github.com/meshrelay/meshrelay/relay"
@@ -307,79 +305,15 @@ func newMemory() *datapath.Memory {
 	return datapath.NewMemory(datapath.MemoryOptions{Logger: slog.New(slog.DiscardHandler)})
 }
 
-// proxy forwards loopback TCP connections to etcd and can be cut off (the
-// agent is disconnected) and restored, on the same address.
-type proxy struct {
-	l      net.Listener
-	target string
-	wg     sync.WaitGroup
-
-	mu    sync.Mutex
-	down  bool
-	conns map[net.Conn]bool
-}
-
-func startProxy(t *testing.T, target string) *proxy {
+// startProxy forwards a loopback port to the etcd client URL target.
+func startProxy(t *testing.T, target string) *tcpproxy.Proxy {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := tcpproxy.Start(target)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proxy{l: l, target: strings.TrimPrefix(target, "http://"), conns: map[net.Conn]bool{}}
-	p.wg.Go(p.serve)
-	t.Cleanup(func() {
-		l.Close()
-		p.setDown(true)
-		p.wg.Wait()
-	})
+	t.Cleanup(func() { p.Close() })
 	return p
-}
-
-func (p *proxy) url() string { return "http://" + p.l.Addr().String() }
-
-// setDown cuts every connection and refuses new ones (down) or forwards
-// again (up).
-func (p *proxy) setDown(down bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = down
-	if down {
-		for c := range p.conns {
-			c.Close()
-		}
-		clear(p.conns)
-	}
-}
-
-func (p *proxy) serve() {
-	for {
-		in, err := p.l.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		down := p.down
-		p.mu.Unlock()
-		if down {
-			in.Close()
-			continue
-		}
-		out, err := net.DialTimeout("tcp", p.target, time.Second)
-		if err != nil {
-			in.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns[in], p.conns[out] = true, true
-		p.mu.Unlock()
-		pipe := func(dst, src net.Conn) {
-			io.Copy(dst, src)
-			dst.Close()
-			src.Close()
-		}
-		p.wg.Go(func() { pipe(out, in) })
-		p.wg.Go(func() { pipe(in, out) })
-	}
 }
 
 // dialVia returns an etcd client that reaches etcd through url.

@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +17,7 @@ import (
 	"github.com/meshrelay/meshrelay/internal/etcdcount"
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 	"github.com/meshrelay/meshrelay/internal/model"
+	"github.com/meshrelay/meshrelay/internal/tcpproxy"
 	v1 "github.com/meshrelay/meshrelay/proto/meshrelay/v1"
 )
 
@@ -285,70 +284,13 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// proxy forwards TCP connections to an etcd's client port, so a test can
-// break a client's connections (cut) without stopping etcd.
-type proxy struct {
-	l      net.Listener
-	target string
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	conns  map[net.Conn]bool
-}
-
 // startProxy forwards a loopback port to the etcd client URL target.
-func startProxy(t *testing.T, target string) *proxy {
+func startProxy(t *testing.T, target string) *tcpproxy.Proxy {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := tcpproxy.Start(target)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proxy{l: l, target: strings.TrimPrefix(target, "http://"), conns: map[net.Conn]bool{}}
-	p.wg.Go(p.serve)
-	t.Cleanup(func() {
-		p.stop()
-		p.wg.Wait()
-	})
+	t.Cleanup(func() { p.Close() })
 	return p
-}
-
-// stop refuses new connections and cuts the open ones.
-func (p *proxy) stop() {
-	p.l.Close()
-	p.cut()
-}
-
-func (p *proxy) url() string { return "http://" + p.l.Addr().String() }
-
-func (p *proxy) serve() {
-	for {
-		in, err := p.l.Accept()
-		if err != nil {
-			return
-		}
-		out, err := net.DialTimeout("tcp", p.target, time.Second)
-		if err != nil {
-			in.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns[in], p.conns[out] = true, true
-		p.mu.Unlock()
-		pipe := func(dst, src net.Conn) {
-			io.Copy(dst, src)
-			dst.Close()
-			src.Close()
-		}
-		p.wg.Go(func() { pipe(out, in) })
-		p.wg.Go(func() { pipe(in, out) })
-	}
-}
-
-// cut closes every forwarded connection.
-func (p *proxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for c := range p.conns {
-		c.Close()
-	}
-	clear(p.conns)
 }

@@ -406,7 +406,7 @@ func TestGenerationChangeAfterWipe(t *testing.T) {
 	// The source reaches etcd through a proxy, to break its connections
 	// when etcd goes (etcd's graceful stop would wait for its streams).
 	px := startProxy(t, url)
-	c, err := embedetcd.NewClient([]string{px.url()})
+	c, err := embedetcd.NewClient([]string{px.URL()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -420,12 +420,12 @@ func TestGenerationChangeAfterWipe(t *testing.T) {
 	events := src.Stats().Events
 
 	// Wipe: a new, empty etcd on the same address.
-	px.cut()
+	px.Cut()
 	if err := srv.Close(); err != nil {
 		t.Fatal(err)
 	}
 	writer = newClient(t, startEtcd(t, url))
-	t.Cleanup(px.stop) // before this etcd stops, so that it need not wait for the source's stream
+	t.Cleanup(func() { px.Close() }) // before this etcd stops, so that it need not wait for the source's stream
 	put(t, writer, space.Generation(), "g2")
 	writeService(t, writer, service(a, 3, 0), 1, 0) // identical
 	c2 := service(cs, 4, 0)

@@ -1,0 +1,99 @@
+package tcpproxy
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Proxy is a running forwarder.
+type Proxy struct {
+	l      net.Listener
+	target string
+	wg     sync.WaitGroup
+
+	mu    sync.Mutex
+	down  bool
+	conns map[net.Conn]bool
+}
+
+// Start listens on a free 127.0.0.1 port and forwards to target (host:port,
+// or a URL such as http://127.0.0.1:2379).
+func Start(target string) (*Proxy, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("proxy listen: %w", err)
+	}
+	target = strings.TrimPrefix(strings.TrimPrefix(target, "http://"), "https://")
+	p := &Proxy{l: l, target: target, conns: map[net.Conn]bool{}}
+	p.wg.Go(p.serve)
+	return p, nil
+}
+
+// URL is the proxy's address as an http URL (what etcd clients take).
+func (p *Proxy) URL() string { return "http://" + p.l.Addr().String() }
+
+// SetDown cuts every connection and refuses new ones (true), or forwards
+// again (false).
+func (p *Proxy) SetDown(down bool) {
+	p.mu.Lock()
+	p.down = down
+	p.mu.Unlock()
+	if down {
+		p.Cut()
+	}
+}
+
+// Cut closes every forwarded connection; new ones are still forwarded
+// unless the proxy is down.
+func (p *Proxy) Cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		c.Close()
+	}
+	clear(p.conns)
+}
+
+// Close stops listening, cuts every connection and waits for the
+// forwarding goroutines.
+func (p *Proxy) Close() error {
+	err := p.l.Close()
+	p.SetDown(true)
+	p.wg.Wait()
+	return err
+}
+
+func (p *Proxy) serve() {
+	for {
+		in, err := p.l.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		down := p.down
+		p.mu.Unlock()
+		if down {
+			in.Close()
+			continue
+		}
+		out, err := net.DialTimeout("tcp", p.target, time.Second)
+		if err != nil {
+			in.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.conns[in], p.conns[out] = true, true
+		p.mu.Unlock()
+		pipe := func(dst, src net.Conn) {
+			io.Copy(dst, src)
+			dst.Close()
+			src.Close()
+		}
+		p.wg.Go(func() { pipe(out, in) })
+		p.wg.Go(func() { pipe(in, out) })
+	}
+}
