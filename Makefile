@@ -39,7 +39,7 @@ tools:
 	@command -v $(PROTOC) >/dev/null && command -v clang >/dev/null && test -f /usr/include/bpf/bpf_helpers.h || \
 		{ echo "installing protoc, clang, libbpf-dev with apt-get"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq protobuf-compiler clang llvm libbpf-dev; }
 
-generate: generate-proto generate-bpf
+generate: tools generate-proto generate-bpf
 
 # protoc-gen-go is pinned in go.mod's tool block.
 generate-proto:
