@@ -42,6 +42,9 @@ type Agent struct {
 	installed bool
 	swept     bool
 	lagWait   []lagSample // services applied in the current chunk whose lag is observed at commit
+	// garbageSince is when unreferenced entries were first left in the
+	// datapath for a later change set (zero when none are).
+	garbageSince time.Time
 
 	mu         sync.Mutex
 	running    bool
@@ -227,9 +230,15 @@ func (a *Agent) loop(ctx context.Context) error {
 		defer t.Stop()
 		idle = t.C
 	}
+	gc := time.NewTimer(time.Hour)
+	defer gc.Stop()
 	for {
 		if err := a.step(ctx); err != nil {
 			return err
+		}
+		if !a.garbageSince.IsZero() {
+			// Unreferenced entries wait for a quiet moment.
+			gc.Reset(max(2*a.opts.FlushWindow, garbageDelay))
 		}
 		select {
 		case <-ctx.Done():
@@ -237,6 +246,14 @@ func (a *Agent) loop(ctx context.Context) error {
 		case <-a.wake:
 		case <-idle:
 			a.evictIdle()
+		case <-gc.C:
+			if a.garbageSince.IsZero() {
+				continue
+			}
+			if err := a.write(ctx); err != nil {
+				return err
+			}
+			a.publish()
 		}
 	}
 }

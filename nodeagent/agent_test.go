@@ -51,6 +51,17 @@ func TestDeclaredServicesConvergeAndChange(t *testing.T) {
 		t.Errorf("one endpoint replaced wrote %d entries, want 1..6", n)
 	}
 
+	// The replaced backend is deleted in a change set of its own.
+	eventually(t, "unreferenced entries deleted", func() error {
+		if g := ag.Stats().Garbage; g != 0 {
+			return fmt.Errorf("%d entries waiting", g)
+		}
+		return nil
+	})
+	if n := dp.Entries() - before; n > 6 {
+		t.Errorf("one endpoint replaced wrote %d entries, want ≤ 6", n)
+	}
+
 	// An identical rewrite (new revision, same content) writes nothing.
 	before = dp.Entries()
 	applies := ag.Stats().Applies

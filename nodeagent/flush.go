@@ -8,6 +8,7 @@ import (
 
 	"github.com/meshrelay/meshrelay/internal/backoff"
 	"github.com/meshrelay/meshrelay/internal/model"
+	"github.com/meshrelay/meshrelay/nodeagent/datapath"
 	"github.com/meshrelay/meshrelay/nodeagent/nodemodel"
 )
 
@@ -197,31 +198,34 @@ func (a *Agent) write(ctx context.Context) error {
 		cs := a.table.Pending()
 		if cs.Empty() {
 			a.table.Commit(cs)
+			a.garbageSince = time.Time{}
+			a.stats.garbage.Store(0)
 			a.observeLag()
 			return nil
 		}
-		n := cs.Len()
-		start := time.Now()
-		for left := n; left > 0; {
-			k := min(left, a.opts.Burst)
-			if err := a.entries.WaitN(ctx, k); err != nil {
-				return ctxErr(ctx, err)
-			}
-			left -= k
+		// Deletes of entries nothing references any more wait for a change
+		// set that does not also upsert into their map (at most
+		// maxGarbageAge, or a garbage-only one after a quiet moment), so
+		// that a change set writes each map with one syscall.
+		now, garbage := datapath.SplitGarbage(cs)
+		overdue := !a.garbageSince.IsZero() && a.opts.Now().Sub(a.garbageSince) >= maxGarbageAge
+		split := !garbage.Empty() && (garbage.Len() >= a.opts.Burst || overdue)
+		if split {
+			now, garbage = cs, datapath.ChangeSet{} // written as two change sets by apply
 		}
-		if err := a.applies.Wait(ctx); err != nil {
-			return ctxErr(ctx, err)
-		}
-		a.stats.throttledNanos.Add(int64(time.Since(start)))
-
-		st, err := a.dp.Apply(ctx, cs)
-		a.stats.applies.Add(1)
-		a.stats.updates.Add(int64(st.Updates))
-		a.stats.deletes.Add(int64(st.Deletes))
-		a.stats.syscalls.Add(int64(st.Syscalls))
-		a.batch.observe(float64(n))
+		err := a.apply(ctx, now, split)
 		if err == nil {
-			a.table.Commit(cs)
+			a.table.Commit(now)
+			a.stats.garbage.Store(int64(garbage.Len()))
+			switch {
+			case !garbage.Empty():
+				a.table.Retain(garbage)
+				if a.garbageSince.IsZero() {
+					a.garbageSince = a.opts.Now()
+				}
+			default:
+				a.garbageSince = time.Time{}
+			}
 			a.observeLag()
 			return nil
 		}
@@ -229,7 +233,7 @@ func (a *Agent) write(ctx context.Context) error {
 			return ctx.Err()
 		}
 		a.stats.applyErrors.Add(1)
-		a.log.Error("datapath apply failed; re-reading the datapath and retrying", "entries", n, "err", err)
+		a.log.Error("datapath apply failed; re-reading the datapath and retrying", "entries", now.Len(), "err", err)
 		if dump, derr := a.dp.Dump(ctx); derr == nil {
 			a.table.Reset(dump)
 		} else {
@@ -242,6 +246,46 @@ func (a *Agent) write(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// maxGarbageAge bounds how long unreferenced entries wait to be deleted;
+// garbageDelay is the quiet time after which they are deleted on their own.
+const (
+	maxGarbageAge = time.Second
+	garbageDelay  = 20 * time.Millisecond
+)
+
+// apply writes cs through the token buckets. With split, a change set
+// that both upserts into and deletes from one map is written as two: the
+// upserts (with the removals of frontends), then the unreferenced deletes.
+func (a *Agent) apply(ctx context.Context, cs datapath.ChangeSet, split bool) error {
+	if split {
+		now, garbage := datapath.SplitGarbage(cs)
+		if err := a.apply(ctx, now, false); err != nil {
+			return err
+		}
+		cs = garbage
+	}
+	n := cs.Len()
+	start := time.Now()
+	for left := n; left > 0; {
+		k := min(left, a.opts.Burst)
+		if err := a.entries.WaitN(ctx, k); err != nil {
+			return ctxErr(ctx, err)
+		}
+		left -= k
+	}
+	if err := a.applies.Wait(ctx); err != nil {
+		return ctxErr(ctx, err)
+	}
+	a.stats.throttledNanos.Add(int64(time.Since(start)))
+	st, err := a.dp.Apply(ctx, cs)
+	a.stats.applies.Add(1)
+	a.stats.updates.Add(int64(st.Updates))
+	a.stats.deletes.Add(int64(st.Deletes))
+	a.stats.syscalls.Add(int64(st.Syscalls))
+	a.batch.observe(float64(n))
+	return err
 }
 
 // observeLag records the propagation lag of the services just applied.

@@ -26,6 +26,9 @@ type Stats struct {
 	// QueueDepth is the number of services with a change waiting; it is
 	// bounded by the number of services loaded.
 	QueueDepth int
+	// Garbage is the number of unreferenced slots and backends left in the
+	// datapath for a later change set (deleted within about a second).
+	Garbage int
 	// Events counts states and removals taken from the source; Coalesced
 	// those that replaced a queued change of the same service.
 	Events, Coalesced int64
@@ -82,6 +85,7 @@ func (a *Agent) Stats() Stats {
 		Deletes:           a.stats.deletes.Load(),
 		Syscalls:          a.stats.syscalls.Load(),
 		Throttled:         time.Duration(a.stats.throttledNanos.Load()),
+		Garbage:           int(a.stats.garbage.Load()),
 		Removals:          a.stats.removals.Load(),
 		Misses:            a.stats.misses.Load(),
 		MissesIgnored:     a.stats.missesIgnored.Load(),
@@ -129,6 +133,7 @@ func (a *Agent) DatapathStats() datapath.Stats { return a.dp.Stats() }
 type counters struct {
 	events, coalesced, flushes, applies, applyErrors     atomic.Int64
 	updates, deletes, syscalls, throttledNanos, removals atomic.Int64
+	garbage                                              atomic.Int64
 	misses, missesIgnored, missesKnown, missesUnknown    atomic.Int64
 	missesLoaded, missErrors                             atomic.Int64
 	refused, evictedLRU, evictedIdle                     atomic.Int64

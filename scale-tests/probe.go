@@ -11,19 +11,23 @@ import (
 )
 
 // probe wraps a simulated node's datapath. It passes every call through
-// and notes, after each Apply, which backend addresses appeared in the maps
-// and which left them, with the time: the apply side of the propagation lag
-// (the simulator's recorder has the push side). Both modes use it, so its
-// small cost is the same in both.
+// and notes, after each Apply, which backend addresses became reachable
+// (some frontend's slot points at them) and which stopped being reachable,
+// with the time: the apply side of the propagation lag (the simulator's
+// recorder has the push side). Reachability, not the presence of a backend
+// entry, is what connections see: an unreferenced entry deleted later is
+// no longer a destination. Both modes use it, so its small cost is the
+// same in both.
 type probe struct {
 	inner datapath.Datapath
 	node  int32
 	log   *sampleLog
 
 	mu sync.Mutex
-	// backends maps the backend ids written to their addresses, to name
-	// the addresses of deleted ids.
-	backends map[uint32]netip.Addr
+	// state mirrors the node's maps; reachable counts the slots that
+	// point at each backend address from a frontend (in slot range).
+	state     datapath.State
+	reachable map[netip.Addr]int
 
 	applies   atomic.Int64
 	lastApply atomic.Int64
@@ -42,7 +46,7 @@ var _ datapath.Datapath = (*probe)(nil)
 // newProbe returns a probe for node; set its inner datapath before use
 // (the memory datapath takes the probe's trace as an option).
 func newProbe(node int32, log *sampleLog) *probe {
-	return &probe{node: node, log: log, backends: map[uint32]netip.Addr{}}
+	return &probe{node: node, log: log, state: datapath.NewState(), reachable: map[netip.Addr]int{}}
 }
 
 // trace is the memory datapath's Trace hook: one call per write syscall.
@@ -77,26 +81,25 @@ func (p *probe) Apply(ctx context.Context, cs datapath.ChangeSet) (datapath.Appl
 	var samples []applySample
 	record := p.log.enabled.Load()
 	p.mu.Lock()
-	for _, b := range cs.UpsertBackends {
-		addr := b.Value.AddrPort().Addr()
-		if old, ok := p.backends[b.Key.BackendId]; ok && old == addr {
-			continue
-		}
-		p.backends[b.Key.BackendId] = addr
-		if record {
-			samples = append(samples, applySample{Node: p.node, addr: addr, Added: true, At: now})
-		}
+	if err == nil {
+		cs.ApplyTo(p.state)
+	} else if dump, derr := p.inner.Dump(ctx); derr == nil {
+		p.state = dump // a partial apply: mirror what the maps hold
 	}
-	for _, keys := range [][]datapath.BackendKey{cs.DeleteBackends, cs.TrimBackends} {
-		for _, k := range keys {
-			if addr, ok := p.backends[k.BackendId]; ok {
-				delete(p.backends, k.BackendId)
-				if record {
-					samples = append(samples, applySample{Node: p.node, addr: addr, At: now})
-				}
+	reach := reachableAddrs(p.state)
+	if record {
+		for addr := range reach {
+			if p.reachable[addr] == 0 {
+				samples = append(samples, applySample{Node: p.node, addr: addr, Added: true, At: now})
+			}
+		}
+		for addr := range p.reachable {
+			if reach[addr] == 0 {
+				samples = append(samples, applySample{Node: p.node, addr: addr, At: now})
 			}
 		}
 	}
+	p.reachable = reach
 	p.mu.Unlock()
 	p.log.add(samples)
 	return st, err
@@ -152,4 +155,22 @@ func (l *sampleLog) from(from int) ([]applySample, int) {
 		out[i].Addr = out[i].addr.String()
 	}
 	return out, next
+}
+
+// reachableAddrs counts, per backend address, the slots within their
+// frontend's slot count that point at it.
+func reachableAddrs(st datapath.State) map[netip.Addr]int {
+	out := make(map[netip.Addr]int, len(st.Backends))
+	for _, fv := range st.Frontends {
+		for i := uint32(0); i < fv.SlotCount; i++ {
+			sv, ok := st.Slots[datapath.SlotKey{FrontendId: fv.FrontendId, Slot: i}]
+			if !ok {
+				continue
+			}
+			if bv, ok := st.Backends[datapath.BackendKey{BackendId: sv.BackendId}]; ok {
+				out[bv.AddrPort().Addr()]++
+			}
+		}
+	}
+	return out
 }

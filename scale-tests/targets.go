@@ -80,9 +80,9 @@ func checkTargets(cfg *Config, sum *summary) []targetCheck {
 		m := relay.PerNode.MaxSyscallsPerMapPerApply
 		why := ""
 		if m > 1 {
-			why = fmt.Sprintf("a flush that both removes and adds entries of one map writes it in up to 3 batches (make-before-break: removals, additions, then trims of what the old state still referenced); %.2f syscalls per flush on average over 3 maps", relay.PerNode.SyscallsPerApply)
+			why = fmt.Sprintf("a change set that both removes and adds entries of one map writes it in one update and one delete batch (one BPF syscall cannot do both); %.2f syscalls per change set on average over 3 maps", relay.PerNode.SyscallsPerApply)
 		}
-		add(sysTarget, fmt.Sprintf("at most %d per map per flush, %.2f per flush on average (direct: %s)", m, relay.PerNode.SyscallsPerApply, directSyscalls(direct)), m <= 1, why)
+		add(sysTarget, fmt.Sprintf("at most %d per map per change set written, %.2f per change set on average (direct: %s)", m, relay.PerNode.SyscallsPerApply, directSyscalls(direct)), m <= 1, why)
 	}
 
 	// Identical re-push.
@@ -173,5 +173,5 @@ func directSyscalls(direct *modeResult) string {
 	if direct == nil {
 		return "not run"
 	}
-	return fmt.Sprintf("%.2f per flush, one per entry", direct.PerNode.SyscallsPerApply)
+	return fmt.Sprintf("%.2f per change set, one per entry", direct.PerNode.SyscallsPerApply)
 }

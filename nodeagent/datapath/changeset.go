@@ -187,3 +187,23 @@ func compareSlotKeys(a, b SlotKey) int {
 }
 
 func compareBackendKeys(a, b BackendKey) int { return cmp.Compare(a.BackendId, b.BackendId) }
+
+// SplitGarbage splits cs into what to write now and garbage that may wait:
+// the deletes of slots and backends that nothing references once cs is
+// applied, for each of those two maps that cs also upserts into. Writing
+// the garbage in a later change set (one with no upserts into that map)
+// keeps every change set at one write syscall per map for a map that both
+// gains and loses entries; until then the unreferenced entries only take
+// room. Applying now and then garbage leaves the maps as applying cs would.
+func SplitGarbage(cs ChangeSet) (now, garbage ChangeSet) {
+	now = cs
+	if len(cs.UpsertSlots) > 0 && len(cs.DeleteSlots)+len(cs.TrimSlots) > 0 {
+		garbage.DeleteSlots, garbage.TrimSlots = cs.DeleteSlots, cs.TrimSlots
+		now.DeleteSlots, now.TrimSlots = nil, nil
+	}
+	if len(cs.UpsertBackends) > 0 && len(cs.DeleteBackends)+len(cs.TrimBackends) > 0 {
+		garbage.DeleteBackends, garbage.TrimBackends = cs.DeleteBackends, cs.TrimBackends
+		now.DeleteBackends, now.TrimBackends = nil, nil
+	}
+	return now, garbage
+}

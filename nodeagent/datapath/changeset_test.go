@@ -2,6 +2,7 @@ package datapath
 
 import (
 	"math/rand/v2"
+	"net/netip"
 	"reflect"
 	"testing"
 )
@@ -140,4 +141,46 @@ func uniqueServices(svcs []testService) []testService {
 		out = append(out, s)
 	}
 	return out
+}
+
+func TestSplitGarbage(t *testing.T) {
+	vipA := NewFrontendKey(netip.MustParseAddrPort("127.77.0.1:80"), TCP)
+	vipB := NewFrontendKey(netip.MustParseAddrPort("127.77.0.2:80"), TCP)
+	old := NewState()
+	for id := uint32(1); id <= 4; id++ {
+		old.PutBackend(id, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(8000+id)))
+	}
+	old.PutFrontend(vipA, 1, []uint32{1, 2, 3})
+	old.PutFrontend(vipB, 2, []uint32{4})
+	// A: backend 3 replaced by 5 and one slot fewer; B removed.
+	want := NewState()
+	for _, id := range []uint32{1, 2, 5} {
+		want.PutBackend(id, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(8000+id)))
+	}
+	want.PutFrontend(vipA, 1, []uint32{1, 5})
+	cs := DiffStates(old, want)
+	now, garbage := SplitGarbage(cs)
+	if len(now.DeleteSlots)+len(now.TrimSlots)+len(now.DeleteBackends)+len(now.TrimBackends) != 0 {
+		t.Fatalf("now still deletes slots or backends: %+v", now)
+	}
+	if garbage.Len() == 0 || len(garbage.UpsertBackends)+len(garbage.UpsertSlots)+len(garbage.UpsertFrontends)+len(garbage.DeleteFrontends) != 0 {
+		t.Fatalf("garbage must hold deletes of slots and backends only: %+v", garbage)
+	}
+	if now.Len()+garbage.Len() != cs.Len() {
+		t.Fatalf("split lost entries: %d + %d != %d", now.Len(), garbage.Len(), cs.Len())
+	}
+	st := old.Clone()
+	now.ApplyTo(st)
+	if err := st.Check(); err != nil {
+		t.Fatalf("after now, the state is inconsistent: %v", err)
+	}
+	garbage.ApplyTo(st)
+	if !st.Equal(want) {
+		t.Fatal("now then garbage did not reach want")
+	}
+	// Without upserts into a map, its deletes stay in now.
+	removeOnly := DiffStates(want, NewState())
+	if n, g := SplitGarbage(removeOnly); g.Len() != 0 || n.Len() != removeOnly.Len() {
+		t.Fatalf("a removal-only change set was split: %d garbage", g.Len())
+	}
 }

@@ -81,6 +81,12 @@ func TestOneEndpointChangeAndRepush(t *testing.T) {
 	}
 	w.converges(rec, 0, 1, 2)
 	w.quiesce()
+	eventually(t, "the replaced backend deleted", func() error {
+		if g := a.Stats().Garbage; g != 0 {
+			return fmt.Errorf("%d unreferenced entries waiting", g)
+		}
+		return nil
+	})
 	n := rec.Entries() - before
 	t.Logf("one endpoint replaced: %d entries in %d change sets", n, a.Stats().Applies-applies)
 	if n == 0 || n > 6 {

@@ -217,6 +217,25 @@ func (t *Table) Pending() datapath.ChangeSet {
 	return datapath.DiffStates(have, want)
 }
 
+// Retain keeps the keys of cs in the next Pending: a caller that applied
+// and committed only part of a Pending change set (see datapath.SplitGarbage)
+// retains the rest, whose entries are still in Applied and not in Want.
+func (t *Table) Retain(cs datapath.ChangeSet) {
+	for _, ks := range [][]datapath.SlotKey{cs.DeleteSlots, cs.TrimSlots} {
+		for _, k := range ks {
+			if _, ok := t.touchedSlots[k]; !ok {
+				t.touchedSlots[k] = struct{}{}
+				t.weight++
+			}
+		}
+	}
+	for _, ks := range [][]datapath.BackendKey{cs.DeleteBackends, cs.TrimBackends} {
+		for _, k := range ks {
+			t.touchBackend(k.BackendId)
+		}
+	}
+}
+
 // PendingSize estimates the number of entries Pending would write (an
 // upper bound, without computing it).
 func (t *Table) PendingSize() int {
