@@ -24,10 +24,9 @@ type probe struct {
 	log   *sampleLog
 
 	mu sync.Mutex
-	// state mirrors the node's maps; reachable counts the slots that
-	// point at each backend address from a frontend (in slot range).
-	state     datapath.State
-	reachable map[netip.Addr]int
+	// reach mirrors the node's maps and counts reachable slots per
+	// backend address.
+	reach *reachability
 
 	applies   atomic.Int64
 	lastApply atomic.Int64
@@ -46,7 +45,7 @@ var _ datapath.Datapath = (*probe)(nil)
 // newProbe returns a probe for node; set its inner datapath before use
 // (the memory datapath takes the probe's trace as an option).
 func newProbe(node int32, log *sampleLog) *probe {
-	return &probe{node: node, log: log, state: datapath.NewState(), reachable: map[netip.Addr]int{}}
+	return &probe{node: node, log: log, reach: newReachability()}
 }
 
 // trace is the memory datapath's Trace hook: one call per write syscall.
@@ -81,25 +80,20 @@ func (p *probe) Apply(ctx context.Context, cs datapath.ChangeSet) (datapath.Appl
 	var samples []applySample
 	record := p.log.enabled.Load()
 	p.mu.Lock()
+	var gained, lost []netip.Addr
 	if err == nil {
-		cs.ApplyTo(p.state)
+		gained, lost = p.reach.apply(cs)
 	} else if dump, derr := p.inner.Dump(ctx); derr == nil {
-		p.state = dump // a partial apply: mirror what the maps hold
+		gained, lost = p.reach.reset(dump) // a partial apply: mirror what the maps hold
 	}
-	reach := reachableAddrs(p.state)
 	if record {
-		for addr := range reach {
-			if p.reachable[addr] == 0 {
-				samples = append(samples, applySample{Node: p.node, addr: addr, Added: true, At: now})
-			}
+		for _, addr := range gained {
+			samples = append(samples, applySample{Node: p.node, addr: addr, Added: true, At: now})
 		}
-		for addr := range p.reachable {
-			if reach[addr] == 0 {
-				samples = append(samples, applySample{Node: p.node, addr: addr, At: now})
-			}
+		for _, addr := range lost {
+			samples = append(samples, applySample{Node: p.node, addr: addr, At: now})
 		}
 	}
-	p.reachable = reach
 	p.mu.Unlock()
 	p.log.add(samples)
 	return st, err
@@ -157,20 +151,3 @@ func (l *sampleLog) from(from int) ([]applySample, int) {
 	return out, next
 }
 
-// reachableAddrs counts, per backend address, the slots within their
-// frontend's slot count that point at it.
-func reachableAddrs(st datapath.State) map[netip.Addr]int {
-	out := make(map[netip.Addr]int, len(st.Backends))
-	for _, fv := range st.Frontends {
-		for i := uint32(0); i < fv.SlotCount; i++ {
-			sv, ok := st.Slots[datapath.SlotKey{FrontendId: fv.FrontendId, Slot: i}]
-			if !ok {
-				continue
-			}
-			if bv, ok := st.Backends[datapath.BackendKey{BackendId: sv.BackendId}]; ok {
-				out[bv.AddrPort().Addr()]++
-			}
-		}
-	}
-	return out
-}
