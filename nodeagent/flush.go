@@ -252,7 +252,7 @@ func (a *Agent) write(ctx context.Context) error {
 // garbageDelay is the quiet time after which they are deleted on their own.
 const (
 	maxGarbageAge = time.Second
-	garbageDelay  = 20 * time.Millisecond
+	garbageDelay  = 250 * time.Millisecond
 )
 
 // apply writes cs through the token buckets. With split, a change set
