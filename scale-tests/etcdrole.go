@@ -10,8 +10,8 @@ import (
 // etcdConfig configures the etcd role: an embedded etcd in its own
 // process, so that its CPU and memory are measured apart from the relay's.
 type etcdConfig struct {
-	// ClientURL is the loopback URL to serve clients on; the harness picks
-	// the port, so that a wiped etcd comes back at the same address.
+	// ClientURL is the loopback URL to serve clients on: empty for a free
+	// port (reported when ready), the previous etcd's after a wipe.
 	ClientURL string `json:"clientURL"`
 	// Dir is the data directory; the harness removes it.
 	Dir string `json:"dir"`

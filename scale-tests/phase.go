@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -202,21 +201,18 @@ func (p *phase) startEtcd(ctx context.Context) error {
 		p.etcdURL = p.cfg.EtcdEndpoints[0]
 		return nil
 	}
-	if p.etcdURL == "" {
-		port, err := freePort()
-		if err != nil {
-			return err
-		}
-		p.etcdURL = "http://127.0.0.1:" + strconv.Itoa(port)
-	}
+	// The first etcd picks its own free port (and retries if another
+	// process takes it first); a restarted one (etcd-wipe) comes back at
+	// the same address.
 	p.etcdGen++
 	p.etcdDir = filepath.Join(p.tmp, fmt.Sprintf("etcd-%s-%d", p.mode, p.etcdGen))
-	p.progress("%s: starting etcd at %s", p.mode, p.etcdURL)
 	c, err := p.start(ctx, compEtcd, roleEtcd, etcdConfig{ClientURL: p.etcdURL, Dir: p.etcdDir})
 	if err != nil {
 		return err
 	}
 	p.etcd = c
+	p.etcdURL = c.ready.Addr
+	p.progress("%s: etcd at %s", p.mode, p.etcdURL)
 	return nil
 }
 
@@ -588,16 +584,6 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
-}
-
-// freePort returns a loopback port that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // relayCarry records the counters of relay i's process that is being

@@ -2,12 +2,15 @@ package embedetcd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/url"
 	"os"
+	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -67,21 +70,13 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	clientURL, err := loopbackURL("client", opts.ClientURL)
-	if err != nil {
-		return nil, err
-	}
-	peerURL, err := loopbackURL("peer", opts.PeerURL)
-	if err != nil {
-		return nil, err
-	}
-
 	var level zapcore.Level
 	if err := level.Set(orDefault(opts.EtcdLogLevel, "error")); err != nil {
 		return nil, fmt.Errorf("etcd log level %q: %w", opts.EtcdLogLevel, err)
 	}
 
 	dir, removeDir := opts.Dir, false
+	var err error
 	if dir == "" {
 		dir, err = os.MkdirTemp(tempRoot(), "meshrelay-etcd-")
 		if err != nil {
@@ -90,6 +85,45 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		removeDir = true
 	}
 
+	var (
+		e                  *embed.Etcd
+		clientURL, peerURL *url.URL
+		closing            = new(atomic.Bool)
+		streams            = newStreamCanceller()
+	)
+	// A free port picked here can be taken by another process before etcd
+	// binds it: pick again (only ports this function picked).
+	for attempt := 1; ; attempt++ {
+		if clientURL, err = loopbackURL("client", opts.ClientURL); err != nil {
+			break
+		}
+		if peerURL, err = loopbackURL("peer", opts.PeerURL); err != nil {
+			break
+		}
+		e, err = embed.StartEtcd(etcdConfig(opts, dir, clientURL, peerURL, level, logger, closing, streams))
+		if err == nil || attempt == 5 || !addrInUse(err) || !(picksPort(opts.ClientURL) || picksPort(opts.PeerURL)) {
+			break
+		}
+		logger.Debug("etcd port taken meanwhile; picking another", "err", err)
+	}
+	if err != nil {
+		if removeDir {
+			os.RemoveAll(dir)
+		}
+		return nil, fmt.Errorf("start etcd (client %s, dir %s): %w", clientURL, dir, err)
+	}
+	s := &Server{etcd: e, dir: dir, removeDir: removeDir, logger: logger, closing: closing, streams: streams}
+	for _, l := range e.Clients {
+		s.endpoints = append(s.endpoints, "http://"+l.Addr().String())
+	}
+	if err := s.waitReady(ctx, e, opts.StartTimeout); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// etcdConfig is the embedded etcd's configuration.
+func etcdConfig(opts Options, dir string, clientURL, peerURL *url.URL, level zapcore.Level, logger *slog.Logger, closing *atomic.Bool, streams *streamCanceller) *embed.Config {
 	cfg := embed.NewConfig()
 	cfg.Name = orDefault(opts.Name, "meshrelay")
 	cfg.Dir = dir
@@ -104,8 +138,6 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	// instead of about a second.
 	cfg.TickMs = 10
 	cfg.ElectionMs = 100
-	closing := new(atomic.Bool)
-	streams := newStreamCanceller()
 	cfg.GRPCAdditionalServerOptions = []grpc.ServerOption{grpc.ChainStreamInterceptor(streams.intercept)}
 	cfg.LogLevel = level.String()
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.New(&slogCore{logger: logger, level: level, closing: closing}))
@@ -113,39 +145,44 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	// minutes of it. Watchers that fall further behind re-list (BRIEF §3).
 	cfg.AutoCompactionMode = embed.CompactorModePeriodic
 	cfg.AutoCompactionRetention = "5m"
+	return cfg
+}
 
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		if removeDir {
-			os.RemoveAll(dir)
-		}
-		return nil, fmt.Errorf("start etcd (client %s, dir %s): %w", clientURL, dir, err)
-	}
-	s := &Server{etcd: e, dir: dir, removeDir: removeDir, logger: logger, closing: closing, streams: streams}
-	for _, l := range e.Clients {
-		s.endpoints = append(s.endpoints, "http://"+l.Addr().String())
-	}
+// addrInUse reports whether err is a listener's "address already in use".
+func addrInUse(err error) bool {
+	return errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use")
+}
 
-	timeout := opts.StartTimeout
+// picksPort reports whether a URL option leaves the port to Start.
+func picksPort(raw string) bool {
+	if raw == "" {
+		return true
+	}
+	u, err := url.Parse(raw)
+	return err == nil && (u.Port() == "" || u.Port() == "0")
+}
+
+// waitReady waits until e serves clients; on failure it closes s.
+func (s *Server) waitReady(ctx context.Context, e *embed.Etcd, timeout time.Duration) error {
 	if timeout <= 0 {
 		timeout = 30 * time.Second
 	}
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
+	var err error
 	select {
 	case <-e.Server.ReadyNotify():
-	case err := <-e.Err():
-		s.Close()
-		return nil, fmt.Errorf("start etcd: %w", err)
+		s.logger.Info("embedded etcd ready", "endpoints", s.endpoints, "dir", s.dir)
+		return nil
+	case err = <-e.Err():
+		err = fmt.Errorf("start etcd: %w", err)
 	case <-timer.C:
-		s.Close()
-		return nil, fmt.Errorf("start etcd: not ready after %s", timeout)
+		err = fmt.Errorf("start etcd: not ready after %s", timeout)
 	case <-ctx.Done():
-		s.Close()
-		return nil, fmt.Errorf("start etcd: %w", ctx.Err())
+		err = fmt.Errorf("start etcd: %w", ctx.Err())
 	}
-	logger.Info("embedded etcd ready", "endpoints", s.endpoints, "dir", dir)
-	return s, nil
+	s.Close()
+	return err
 }
 
 // Endpoints are the client URLs, e.g. ["http://127.0.0.1:41234"]. The port

@@ -3,6 +3,7 @@ package embedetcd
 import (
 	"context"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"sync"
@@ -136,5 +137,22 @@ func TestEtcdLoggingGoesToLogger(t *testing.T) {
 	}
 	if _, err := Start(context.Background(), Options{EtcdLogLevel: "loud"}); err == nil {
 		t.Fatal("bad log level accepted")
+	}
+}
+
+// TestPortTaken: a fixed client port that is taken fails with an error
+// Start recognises (and, for ports it picked, would retry).
+func TestPortTaken(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, err = Start(context.Background(), Options{ClientURL: "http://" + ln.Addr().String(), Dir: t.TempDir()})
+	if err == nil || !addrInUse(err) {
+		t.Fatalf("Start on a taken port: %v, want address in use", err)
+	}
+	if !picksPort("") || !picksPort("http://127.0.0.1:0") || picksPort("http://"+ln.Addr().String()) {
+		t.Fatal("picksPort")
 	}
 }
