@@ -150,4 +150,3 @@ func (l *sampleLog) from(from int) ([]applySample, int) {
 	}
 	return out, next
 }
-
