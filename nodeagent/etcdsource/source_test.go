@@ -417,6 +417,7 @@ func TestGenerationChangeAfterWipe(t *testing.T) {
 		src.Watch(s)
 		rec.waitFor(s, "initial state", hasHash(service(s, 3, 0)))
 	}
+	eventually(t, "control loop loaded", func() bool { return src.Stats().WatchesOpen == int64(len(svcs)+2) })
 	events := src.Stats().Events
 
 	// Wipe: a new, empty etcd on the same address.
@@ -478,6 +479,9 @@ func TestGenerationChangeInPlace(t *testing.T) {
 		src.Watch(s)
 		rec.waitFor(s, "initial state", hasHash(service(s, 3, 0)))
 	}
+	// The control loop has loaded g1 (its two watches are open): otherwise
+	// it could first read g2 and rightly see no change.
+	eventually(t, "control loop loaded", func() bool { return src.Stats().WatchesOpen == int64(len(svcs)+2) })
 
 	if _, err := writer.Txn(ctxT(t)).Then(
 		clientv3.OpDelete(space.ServicesPrefix(), clientv3.WithPrefix()),
