@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/meshrelay/meshrelay/internal/etcddial"
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 )
 
@@ -64,4 +67,14 @@ func AddEtcdFlags(fs *pflag.FlagSet, endpointsHelp string) {
 	fs.String("etcd-ca", "", "etcd TLS: CA file")
 	fs.String("etcd-cert", "", "etcd TLS: client certificate file")
 	fs.String("etcd-key", "", "etcd TLS: client key file")
+}
+
+// EtcdDial opens an etcd client for endpoints with the TLS files of
+// AddEtcdFlags (--etcd-ca, --etcd-cert, --etcd-key).
+func (r *Reader) EtcdDial(endpoints []string, log *slog.Logger) (*clientv3.Client, error) {
+	return etcddial.Dial(etcddial.Options{
+		Endpoints: endpoints,
+		CAFile:    r.String("etcd-ca"), CertFile: r.String("etcd-cert"), KeyFile: r.String("etcd-key"),
+		Logger: log,
+	})
 }

@@ -11,7 +11,6 @@ import (
 	"strings"
 
 	"github.com/meshrelay/meshrelay/internal/cliconfig"
-	"github.com/meshrelay/meshrelay/internal/etcddial"
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 	"github.com/meshrelay/meshrelay/internal/opsserver"
 	"github.com/meshrelay/meshrelay/nodeagent"
@@ -42,11 +41,7 @@ func runAgent(ctx context.Context, r *cliconfig.Reader, stdout, stderr io.Writer
 	}
 	defer dp.Close()
 
-	client, err := etcddial.Dial(etcddial.Options{
-		Endpoints: endpoints,
-		CAFile:    r.String("etcd-ca"), CertFile: r.String("etcd-cert"), KeyFile: r.String("etcd-key"),
-		Logger: log,
-	})
+	client, err := r.EtcdDial(endpoints, log)
 	if err != nil {
 		return err
 	}

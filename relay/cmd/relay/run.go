@@ -18,7 +18,6 @@ import (
 
 	"github.com/meshrelay/meshrelay/internal/cliconfig"
 	"github.com/meshrelay/meshrelay/internal/embedetcd"
-	"github.com/meshrelay/meshrelay/internal/etcddial"
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 	"github.com/meshrelay/meshrelay/internal/opsserver"
 	"github.com/meshrelay/meshrelay/relay"
@@ -98,11 +97,7 @@ func runRelay(ctx context.Context, r *cliconfig.Reader, stdout, stderr io.Writer
 		fmt.Fprintf(stdout, "embedded etcd (in-memory) listening on %s\n  inspect: ETCDCTL_API=3 etcdctl --endpoints=%s get --prefix %s --keys-only\n  decode:  etcdctl --endpoints=%s get %s --print-value-only | relay decode\n",
 			endpoints[0], endpoints[0], keyspace.New(cluster).Prefix(), endpoints[0], keyspace.New(cluster).Spec(keyspace.Service{Namespace: "NAMESPACE", Name: "NAME"}))
 	}
-	client, err := etcddial.Dial(etcddial.Options{
-		Endpoints: endpoints,
-		CAFile:    r.String("etcd-ca"), CertFile: r.String("etcd-cert"), KeyFile: r.String("etcd-key"),
-		Logger: log,
-	})
+	client, err := r.EtcdDial(endpoints, log)
 	if err != nil {
 		return err
 	}
@@ -196,10 +191,7 @@ func runInspect(ctx context.Context, r *cliconfig.Reader, svc *keyspace.Service,
 	if err := r.Err(); err != nil {
 		return err
 	}
-	client, err := etcddial.Dial(etcddial.Options{
-		Endpoints: r.Strings("etcd-endpoints"),
-		CAFile:    r.String("etcd-ca"), CertFile: r.String("etcd-cert"), KeyFile: r.String("etcd-key"),
-	})
+	client, err := r.EtcdDial(r.Strings("etcd-endpoints"), nil)
 	if err != nil {
 		return err
 	}
