@@ -114,11 +114,16 @@ type MaxEntries struct {
 	Backends  int // default 4,194,304
 
 	// Kernel-written and CIDR maps; BPF only.
-	RevNAT       int // default 16,384 (LRU, preallocated)
-	Usage        int // default 16,384 (LRU, preallocated)
-	MissLimit    int // default 4,096 (LRU, preallocated)
+	// The LRU maps are preallocated by the kernel (about 120, 80 and 88
+	// bytes an entry): their defaults keep a node of 10 services under
+	// 1 MiB of memlock in all (README Performance). A node with more open
+	// translated sockets than RevNAT, or more services in use than Usage,
+	// should raise them.
+	RevNAT       int // default 2,048 (LRU, preallocated)
+	Usage        int // default 1,024 (LRU, preallocated)
+	MissLimit    int // default 256 (LRU, preallocated)
 	ServiceCIDRs int // default 64
-	MissReports  int // ring buffer bytes, power of 2 pages; default 65,536
+	MissReports  int // ring buffer bytes, power of 2 pages; default 16,384
 }
 
 // Default map sizes.
@@ -126,11 +131,11 @@ const (
 	DefaultMaxFrontends    = 1 << 20
 	DefaultMaxSlots        = 1 << 24
 	DefaultMaxBackends     = 1 << 22
-	DefaultMaxRevNAT       = 16384
-	DefaultMaxUsage        = 16384
-	DefaultMaxMissLimit    = 4096
+	DefaultMaxRevNAT       = 2048
+	DefaultMaxUsage        = 1024
+	DefaultMaxMissLimit    = 256
 	DefaultMaxServiceCIDRs = 64
-	DefaultMissReportBytes = 65536
+	DefaultMissReportBytes = 16384
 )
 
 // DefaultBatchSize is the number of entries per batch syscall.
