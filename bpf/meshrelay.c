@@ -28,35 +28,75 @@ const volatile __u64 miss_interval_ns = 10ULL * 1000 * 1000 * 1000;
 #define USAGE_REFRESH_NS (1000ULL * 1000 * 1000)
 
 /*
- * max_entries below are placeholders: the agent always sets them from its
- * options before creating a map (BPFOptions.MaxEntries).
+ * The agent-written maps are resizable: each is an inner hash map held in
+ * slot 0 of a one-entry BPF_MAP_TYPE_ARRAY_OF_MAPS. The agent grows or
+ * shrinks one by creating a new inner map, copying the entries into it and
+ * replacing slot 0 in one update, so a program run sees either the old map
+ * or the complete new one (see nodeagent/datapath/resize.go). The inner
+ * max_entries below are the default limits a map grows to; the agent
+ * creates every inner map itself, at the size it needs.
  */
-struct {
+/*
+ * clang writes only a forward declaration into BTF for a struct reached
+ * through the inner map templates below; this never-read constant makes
+ * the full layouts part of the object's BTF (the loader and bpf2go need
+ * them).
+ */
+const volatile struct {
+	struct frontend_value fv;
+	struct slot_key sk;
+	struct slot_value sv;
+	struct backend_key bk;
+	struct backend_value bv;
+} layout_anchor;
+
+struct frontends_inner {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 65536);
+	__uint(max_entries, 1048576);
 	__type(key, struct frontend_key);
 	__type(value, struct frontend_value);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} frontends SEC(".maps");
+};
 
-struct {
+struct slots_inner {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 262144);
+	__uint(max_entries, 16777216);
 	__type(key, struct slot_key);
 	__type(value, struct slot_value);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} slots SEC(".maps");
+};
 
-struct {
+struct backends_inner {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 262144);
+	__uint(max_entries, 4194304);
 	__type(key, struct backend_key);
 	__type(value, struct backend_value);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} backends SEC(".maps");
+	__array(values, struct frontends_inner);
+} frontends_outer SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__array(values, struct slots_inner);
+} slots_outer SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__array(values, struct backends_inner);
+} backends_outer SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -69,7 +109,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
+	__uint(max_entries, 2048);
 	__type(key, struct revnat_key);
 	__type(value, struct revnat_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -77,7 +117,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
+	__uint(max_entries, 256);
 	__type(key, struct miss_key);
 	__type(value, __u64);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -85,13 +125,13 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 65536);
+	__uint(max_entries, 16384);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } miss_reports SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
+	__uint(max_entries, 1024);
 	__type(key, struct usage_key);
 	__type(value, struct usage_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -225,7 +265,16 @@ pick_backend(const struct frontend_key *fk, __u8 family, __u32 *frontend_id)
 	struct backend_value *be;
 	__u32 count;
 
-	fe = bpf_map_lookup_elem(&frontends, fk);
+	__u32 zero = 0;
+	void *frontends, *slots, *backends;
+
+	frontends = bpf_map_lookup_elem(&frontends_outer, &zero);
+	slots = bpf_map_lookup_elem(&slots_outer, &zero);
+	backends = bpf_map_lookup_elem(&backends_outer, &zero);
+	if (!frontends || !slots || !backends)
+		return NULL;
+
+	fe = bpf_map_lookup_elem(frontends, fk);
 	if (!fe) {
 		report_miss(fk);
 		return NULL;
@@ -236,12 +285,12 @@ pick_backend(const struct frontend_key *fk, __u8 family, __u32 *frontend_id)
 
 	sk.frontend_id = fe->frontend_id;
 	sk.slot = bpf_get_prandom_u32() % count;
-	sv = bpf_map_lookup_elem(&slots, &sk);
+	sv = bpf_map_lookup_elem(slots, &sk);
 	if (!sv)
 		return NULL;
 
 	bk.backend_id = sv->backend_id;
-	be = bpf_map_lookup_elem(&backends, &bk);
+	be = bpf_map_lookup_elem(backends, &bk);
 	if (!be || be->family != family)
 		return NULL;
 

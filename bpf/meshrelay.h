@@ -25,12 +25,18 @@
 #define MR_AF_INET 2
 #define MR_AF_INET6 10
 
-/* Upper bound of slots per frontend; the agent never writes more. */
-#define MR_MAX_SLOTS 1024
+/*
+ * Upper bound of slots per frontend; the agent never writes more. A
+ * frontend of n backends has max(1024, 4n) slots at most (see
+ * nodeagent/datapath/slots.go), so every backend of a service of up to
+ * 262,144 backends has a slot.
+ */
+#define MR_MAX_SLOTS (1U << 20)
 
 /*
  * frontends: (service VIP, service port, protocol) -> frontend.
- * Agent-written, BPF_MAP_TYPE_HASH, BPF_F_NO_PREALLOC.
+ * Agent-written, BPF_MAP_TYPE_HASH, BPF_F_NO_PREALLOC, resizable (the
+ * inner map of a one-slot BPF_MAP_TYPE_ARRAY_OF_MAPS).
  */
 struct frontend_key {
 	__u8 addr[16]; /* VIP, IPv4 v4-mapped */
@@ -47,7 +53,8 @@ struct frontend_value {
 /*
  * slots: (frontend, slot) -> backend. A backend with weight w occupies a
  * number of slots proportional to w; the programs pick one slot uniformly.
- * Agent-written, BPF_MAP_TYPE_HASH, BPF_F_NO_PREALLOC.
+ * Agent-written, BPF_MAP_TYPE_HASH, BPF_F_NO_PREALLOC, resizable (the
+ * inner map of a one-slot BPF_MAP_TYPE_ARRAY_OF_MAPS).
  */
 struct slot_key {
 	__u32 frontend_id;
@@ -61,7 +68,8 @@ struct slot_value {
 /*
  * backends: backend id -> (address, target port). One id per distinct
  * (address, target port); frontends of different services may share it.
- * Agent-written, BPF_MAP_TYPE_HASH, BPF_F_NO_PREALLOC.
+ * Agent-written, BPF_MAP_TYPE_HASH, BPF_F_NO_PREALLOC, resizable (the
+ * inner map of a one-slot BPF_MAP_TYPE_ARRAY_OF_MAPS).
  */
 struct backend_key {
 	__u32 backend_id;

@@ -56,6 +56,7 @@ type BPF struct {
 	fe       *bpfTable[FrontendKey, FrontendValue]
 	sl       *bpfTable[SlotKey, SlotValue]
 	be       *bpfTable[BackendKey, BackendValue]
+	rs       [3]*resizable // indexed like agentMaps
 	counters [3]mapCounters
 	closed   bool
 }
@@ -92,16 +93,42 @@ func OpenBPF(opts BPFOptions) (*BPF, error) {
 		return nil, err
 	}
 	for _, name := range pinnedMaps(spec) {
-		m, err := ebpf.NewMapWithOptions(spec.Maps[name], ebpf.MapOptions{PinPath: b.dir})
+		ms := spec.Maps[name]
+		if ms.InnerMap != nil {
+			// The template the kernel checks inner maps against: its
+			// size does not matter for hash maps, so keep it small.
+			ms = ms.Copy()
+			ms.InnerMap.MaxEntries = minMapEntries
+		}
+		m, err := ebpf.NewMapWithOptions(ms, ebpf.MapOptions{PinPath: b.dir})
 		if err != nil {
 			b.closeMaps()
 			return nil, fmt.Errorf("open map %s in %s: %w", name, b.dir, err)
 		}
 		b.maps[name] = m
 	}
-	b.fe = newBPFTable[FrontendKey, FrontendValue](b.maps[MapFrontends], opts.BatchSize)
-	b.sl = newBPFTable[SlotKey, SlotValue](b.maps[MapSlots], opts.BatchSize)
-	b.be = newBPFTable[BackendKey, BackendValue](b.maps[MapBackends], opts.BatchSize)
+	sizes := opts.MaxEntries.withDefaults()
+	var inner [3]*ebpf.Map
+	for i, name := range agentMaps {
+		outer := outerName(name)
+		b.rs[i] = &resizable{
+			name: name, outer: b.maps[outer], inner: spec.Maps[outer].InnerMap,
+			pin: pinOf(b.dir, name), sizing: newSizing(sizes.byName(name)),
+		}
+		if inner[i], err = b.rs[i].openInner(); err != nil {
+			for _, m := range inner[:i] {
+				m.Close()
+			}
+			b.closeMaps()
+			return nil, fmt.Errorf("open map %s in %s: %w", name, b.dir, err)
+		}
+	}
+	b.fe = newBPFTable[FrontendKey, FrontendValue](inner[idxFrontends], opts.BatchSize)
+	b.sl = newBPFTable[SlotKey, SlotValue](inner[idxSlots], opts.BatchSize)
+	b.be = newBPFTable[BackendKey, BackendValue](inner[idxBackends], opts.BatchSize)
+	b.rs[idxFrontends].entries = b.fe.count()
+	b.rs[idxSlots].entries = b.sl.count()
+	b.rs[idxBackends].entries = b.be.count()
 
 	entries, err := os.ReadDir(opts.PinPath)
 	if err != nil {
@@ -146,7 +173,29 @@ func (b *BPF) Apply(ctx context.Context, cs ChangeSet) (ApplyStats, error) {
 	if b.closed {
 		return ApplyStats{}, errClosed
 	}
-	return b.w.apply(ctx, tables{frontends: b.fe, slots: b.sl, backends: b.be, counters: &b.counters}, cs)
+	ops := b.resizeOps()
+	if err := growMaps(ctx, ops, upsertCounts(cs)); err != nil {
+		return ApplyStats{}, err
+	}
+	before := b.counters
+	as, err := b.w.apply(ctx, tables{frontends: b.fe, slots: b.sl, backends: b.be, counters: &b.counters}, cs)
+	settle(ops, &before, &b.counters)
+	if err == nil {
+		if err := shrinkMaps(ctx, ops); err != nil {
+			b.log.Warn("shrinking a map failed; it keeps its size", "error", err)
+		}
+	}
+	return as, err
+}
+
+// resizeOps are the resize policy's handles on the maps, indexed like
+// agentMaps.
+func (b *BPF) resizeOps() [3]resizeOp {
+	return [3]resizeOp{
+		{&b.rs[idxFrontends].sizing, MapFrontends, b.fe.count, func(ctx context.Context, n int) error { return resizeTable(ctx, b.rs[idxFrontends], b.fe, n) }},
+		{&b.rs[idxSlots].sizing, MapSlots, b.sl.count, func(ctx context.Context, n int) error { return resizeTable(ctx, b.rs[idxSlots], b.sl, n) }},
+		{&b.rs[idxBackends].sizing, MapBackends, b.be.count, func(ctx context.Context, n int) error { return resizeTable(ctx, b.rs[idxBackends], b.be, n) }},
+	}
 }
 
 // Dump implements Datapath.
@@ -183,7 +232,18 @@ func (b *BPF) Stats() Stats {
 	}
 	for _, name := range pinnedMaps(b.spec) {
 		m := b.maps[name]
-		ms := MapStats{Name: name, Entries: -1, MaxEntries: int(m.MaxEntries()), Flags: m.Flags()}
+		if inner, ok := strings.CutSuffix(name, "_outer"); ok {
+			name = inner
+			switch name {
+			case MapFrontends:
+				m = b.fe.m
+			case MapSlots:
+				m = b.sl.m
+			case MapBackends:
+				m = b.be.m
+			}
+		}
+		ms := MapStats{Name: name, Entries: -1, MaxEntries: int(m.MaxEntries()), Limit: int(m.MaxEntries()), Flags: m.Flags()}
 		if info, err := m.Info(); err == nil {
 			ms.MemlockBytes, _ = info.Memlock()
 		}
@@ -199,6 +259,7 @@ func (b *BPF) Stats() Stats {
 			if n == name {
 				c := b.counters[i]
 				ms.Updates, ms.Deletes, ms.Syscalls, ms.Batches, ms.ReadSyscalls = c.Updates, c.Deletes, c.Syscalls, c.Batches, c.ReadSyscalls
+				ms.Limit, ms.Resizes, ms.CopySyscalls = b.rs[i].limit, b.rs[i].resizes, b.rs[i].copySyscalls
 			}
 		}
 		st.Maps = append(st.Maps, ms)
@@ -270,6 +331,9 @@ func (b *BPF) Close() error {
 
 func (b *BPF) closeMaps() error {
 	var errs []error
+	if b.fe != nil {
+		errs = append(errs, b.fe.close(), b.sl.close(), b.be.close())
+	}
 	for _, m := range b.maps {
 		errs = append(errs, m.Close())
 	}
@@ -306,6 +370,8 @@ func (t *bpfTable[K, V]) update(e Entry[K, V]) error {
 }
 
 func (t *bpfTable[K, V]) remove(k K) error { return t.m.Delete(&k) }
+
+func (t *bpfTable[K, V]) close() error { return t.m.Close() }
 
 // dump reads the map, adding the syscalls it made to *syscalls.
 func (t *bpfTable[K, V]) dump(ctx context.Context, syscalls *uint64) (map[K]V, error) {

@@ -66,9 +66,13 @@ func (s Stats) Map(name string) MapStats {
 // change sets and options. ReadSyscalls counts Dump's lookups (for Memory:
 // what BPF would need at best, ceil((n+1)/batch)).
 type MapStats struct {
-	Name         string
-	Entries      int // current number of entries; -1 if unknown (kernel-written maps are not counted)
+	Name    string
+	Entries int // current number of entries; -1 if unknown (kernel-written maps are not counted)
+	// MaxEntries is the map's current capacity. The agent-written maps
+	// grow and shrink with their entries (see resize.go) up to Limit, the
+	// configured MaxEntries; for the other maps Limit equals MaxEntries.
 	MaxEntries   int
+	Limit        int
 	Flags        uint32 // map flags (BPF_F_NO_PREALLOC = 1)
 	Updates      uint64
 	Deletes      uint64
@@ -79,6 +83,11 @@ type MapStats struct {
 	// (MapInfo.Memlock, accurate for hash maps on Linux >= 6.4); Memory
 	// models it with the kernel's formula for BPF_F_NO_PREALLOC hash maps.
 	MemlockBytes uint64
+	// Resizes counts the times the map was replaced by a larger or smaller
+	// one, CopySyscalls the batch lookups and updates those copies made
+	// (not part of Syscalls or ReadSyscalls).
+	Resizes      uint64
+	CopySyscalls uint64
 }
 
 // Names of the agent-written maps, as in meshrelay.c and MapStats.Name.
@@ -95,29 +104,38 @@ var errClosed = errors.New("datapath closed")
 var ErrMapFull = errors.New("map full")
 
 // MaxEntries sizes the maps. Zero fields take the defaults below.
+//
+// The agent-written maps (Frontends, Slots, Backends) start small and grow
+// and shrink with what they hold (see resize.go); their field is the most
+// they grow to, not memory reserved.
 type MaxEntries struct {
-	Frontends int // default 65,536
-	Slots     int // default 262,144
-	Backends  int // default 262,144
+	Frontends int // default 1,048,576
+	Slots     int // default 16,777,216
+	Backends  int // default 4,194,304
 
 	// Kernel-written and CIDR maps; BPF only.
-	RevNAT       int // default 16,384 (LRU, preallocated)
-	Usage        int // default 16,384 (LRU, preallocated)
-	MissLimit    int // default 4,096 (LRU, preallocated)
+	// The LRU maps are preallocated by the kernel (about 120, 80 and 88
+	// bytes an entry): their defaults keep a node of 10 services under
+	// 1 MiB of memlock in all (README Performance). A node with more open
+	// translated sockets than RevNAT, or more services in use than Usage,
+	// should raise them.
+	RevNAT       int // default 2,048 (LRU, preallocated)
+	Usage        int // default 1,024 (LRU, preallocated)
+	MissLimit    int // default 256 (LRU, preallocated)
 	ServiceCIDRs int // default 64
-	MissReports  int // ring buffer bytes, power of 2 pages; default 65,536
+	MissReports  int // ring buffer bytes, power of 2 pages; default 16,384
 }
 
 // Default map sizes.
 const (
-	DefaultMaxFrontends    = 65536
-	DefaultMaxSlots        = 262144
-	DefaultMaxBackends     = 262144
-	DefaultMaxRevNAT       = 16384
-	DefaultMaxUsage        = 16384
-	DefaultMaxMissLimit    = 4096
+	DefaultMaxFrontends    = 1 << 20
+	DefaultMaxSlots        = 1 << 24
+	DefaultMaxBackends     = 1 << 22
+	DefaultMaxRevNAT       = 2048
+	DefaultMaxUsage        = 1024
+	DefaultMaxMissLimit    = 256
 	DefaultMaxServiceCIDRs = 64
-	DefaultMissReportBytes = 65536
+	DefaultMissReportBytes = 16384
 )
 
 // DefaultBatchSize is the number of entries per batch syscall.

@@ -14,7 +14,8 @@ import (
 // Layout versioning.
 //
 // The maps live in <PinPath>/v<hash>/, where hash covers every map's type,
-// key and value size, flags, max entries and the BTF layout (member names,
+// key and value size, flags, max entries (for the resizable maps of
+// resize.go: their configured limit) and the BTF layout (member names,
 // offsets and types) of its key and value. A restart with the same binary
 // and options finds its pins and keeps their entries. A binary with a
 // different layout (or different MaxEntries) creates fresh, empty maps in
@@ -42,6 +43,14 @@ func datapathSpec(sizes MaxEntries) (*ebpf.CollectionSpec, error) {
 		return nil, err
 	}
 	for name, ms := range spec.Maps {
+		if inner, ok := strings.CutSuffix(name, "_outer"); ok && ms.InnerMap != nil {
+			// A resizable map (resize.go): the outer map is pinned, its
+			// inner maps are sized at run time. The configured limit is
+			// part of the layout through the template.
+			ms.InnerMap.MaxEntries = uint32(sizes.byName(inner))
+			ms.Pinning = ebpf.PinByName
+			continue
+		}
 		n := sizes.byName(name)
 		if n == 0 {
 			// .rodata and friends: not pinned, owned by each load.
@@ -83,9 +92,13 @@ func layoutString(name string, ms *ebpf.MapSpec) string {
 		b.WriteString(" k=")
 		writeLayout(&b, ms.Key, 0)
 	}
-	if ms.Value != nil {
+	if ms.Value != nil && ms.InnerMap == nil {
 		b.WriteString(" v=")
 		writeLayout(&b, ms.Value, 0)
+	}
+	if ms.InnerMap != nil {
+		b.WriteString(" inner=")
+		b.WriteString(strings.TrimSuffix(layoutString(name, ms.InnerMap), "\n"))
 	}
 	b.WriteString("\n")
 	return b.String()

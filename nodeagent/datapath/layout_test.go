@@ -8,6 +8,7 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 )
 
@@ -68,10 +69,11 @@ func TestMapSpecs(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{MapFrontends, MapSlots, MapBackends} {
-		ms := spec.Maps[name]
-		if ms == nil {
-			t.Fatalf("no map %s", name)
+		outer := spec.Maps[outerName(name)]
+		if outer == nil || outer.Type != ebpf.ArrayOfMaps || outer.MaxEntries != 1 || outer.Pinning != ebpf.PinByName {
+			t.Fatalf("map %s: no pinned one-slot outer map: %+v", name, outer)
 		}
+		ms := outer.InnerMap
 		if ms.Type.String() != "Hash" || ms.Flags&flagNoPrealloc == 0 {
 			t.Errorf("%s: type %s flags %#x, want a BPF_F_NO_PREALLOC hash", name, ms.Type, ms.Flags)
 		}
@@ -84,6 +86,9 @@ func TestMapSpecs(t *testing.T) {
 	}
 	def := MaxEntries{}.withDefaults()
 	for name, ms := range raw.Maps {
+		if inner, ok := strings.CutSuffix(name, "_outer"); ok {
+			name, ms = inner, ms.InnerMap
+		}
 		if n := def.byName(name); n != 0 && int(ms.MaxEntries) != n {
 			t.Errorf("%s: C max_entries %d, Go default %d", name, ms.MaxEntries, n)
 		}
@@ -101,7 +106,7 @@ func TestLayoutHash(t *testing.T) {
 		t.Error("different max entries, same hash")
 	}
 	// The hash covers the BTF layout, not just sizes.
-	desc := layoutString(MapFrontends, a.Maps[MapFrontends])
+	desc := layoutString(MapFrontends, a.Maps[outerName(MapFrontends)])
 	for _, want := range []string{"addr@0", "port@128", "proto@144", "frontend_id@0", "slot_count@32"} {
 		if !strings.Contains(desc, want) {
 			t.Errorf("layout %q lacks %q", desc, want)

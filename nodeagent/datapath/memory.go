@@ -40,6 +40,7 @@ type Memory struct {
 	sl       memTable[SlotKey, SlotValue]
 	be       memTable[BackendKey, BackendValue]
 	counters [3]mapCounters
+	sizes    [3]sizing // the sizes BPF's maps would have (resize.go)
 	closed   bool
 }
 
@@ -55,10 +56,22 @@ func NewMemory(opts MemoryOptions) *Memory {
 		opts.Logger = slog.Default()
 	}
 	return &Memory{
-		w:  writer{batchSize: opts.BatchSize, batching: !opts.NoBatch, trace: opts.Trace, log: opts.Logger},
-		fe: memTable[FrontendKey, FrontendValue]{max: sizes.Frontends},
-		sl: memTable[SlotKey, SlotValue]{max: sizes.Slots},
-		be: memTable[BackendKey, BackendValue]{max: sizes.Backends},
+		w:     writer{batchSize: opts.BatchSize, batching: !opts.NoBatch, trace: opts.Trace, log: opts.Logger},
+		fe:    memTable[FrontendKey, FrontendValue]{max: sizes.Frontends},
+		sl:    memTable[SlotKey, SlotValue]{max: sizes.Slots},
+		be:    memTable[BackendKey, BackendValue]{max: sizes.Backends},
+		sizes: [3]sizing{newSizing(sizes.Frontends), newSizing(sizes.Slots), newSizing(sizes.Backends)},
+	}
+}
+
+// resizeOps model BPF's resizes: the entries stay, only the modelled
+// capacity changes.
+func (m *Memory) resizeOps() [3]resizeOp {
+	nop := func(context.Context, int) error { return nil }
+	return [3]resizeOp{
+		{&m.sizes[idxFrontends], MapFrontends, func() int { return len(m.fe.m) }, nop},
+		{&m.sizes[idxSlots], MapSlots, func() int { return len(m.sl.m) }, nop},
+		{&m.sizes[idxBackends], MapBackends, func() int { return len(m.be.m) }, nop},
 	}
 }
 
@@ -69,7 +82,17 @@ func (m *Memory) Apply(ctx context.Context, cs ChangeSet) (ApplyStats, error) {
 	if m.closed {
 		return ApplyStats{}, errClosed
 	}
-	return m.w.apply(ctx, tables{frontends: &m.fe, slots: &m.sl, backends: &m.be, counters: &m.counters}, cs)
+	ops := m.resizeOps()
+	if err := growMaps(ctx, ops, upsertCounts(cs)); err != nil {
+		return ApplyStats{}, err
+	}
+	before := m.counters
+	as, err := m.w.apply(ctx, tables{frontends: &m.fe, slots: &m.sl, backends: &m.be, counters: &m.counters}, cs)
+	settle(ops, &before, &m.counters)
+	if err == nil {
+		_ = shrinkMaps(ctx, ops) // modelled resizes cannot fail
+	}
+	return as, err
 }
 
 // Dump implements Datapath.
@@ -95,16 +118,17 @@ func (m *Memory) Stats() Stats {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	st := Stats{Maps: make([]MapStats, 0, 3)}
-	for i, t := range [3]struct{ n, max, k, v int }{
-		{len(m.fe.m), m.fe.max, int(unsafe.Sizeof(FrontendKey{})), int(unsafe.Sizeof(FrontendValue{}))},
-		{len(m.sl.m), m.sl.max, int(unsafe.Sizeof(SlotKey{})), int(unsafe.Sizeof(SlotValue{}))},
-		{len(m.be.m), m.be.max, int(unsafe.Sizeof(BackendKey{})), int(unsafe.Sizeof(BackendValue{}))},
+	for i, t := range [3]struct{ n, k, v int }{
+		{len(m.fe.m), int(unsafe.Sizeof(FrontendKey{})), int(unsafe.Sizeof(FrontendValue{}))},
+		{len(m.sl.m), int(unsafe.Sizeof(SlotKey{})), int(unsafe.Sizeof(SlotValue{}))},
+		{len(m.be.m), int(unsafe.Sizeof(BackendKey{})), int(unsafe.Sizeof(BackendValue{}))},
 	} {
-		c := m.counters[i]
+		c, sz := m.counters[i], m.sizes[i]
 		st.Maps = append(st.Maps, MapStats{
-			Name: agentMaps[i], Entries: t.n, MaxEntries: t.max, Flags: flagNoPrealloc,
+			Name: agentMaps[i], Entries: t.n, MaxEntries: sz.size, Limit: sz.limit, Flags: flagNoPrealloc,
 			Updates: c.Updates, Deletes: c.Deletes, Syscalls: c.Syscalls, Batches: c.Batches,
-			ReadSyscalls: c.ReadSyscalls, MemlockBytes: modelMemlock(t.n, t.max, t.k, t.v),
+			ReadSyscalls: c.ReadSyscalls, MemlockBytes: modelMemlock(t.n, sz.size, t.k, t.v),
+			Resizes: sz.resizes,
 		})
 	}
 	return st

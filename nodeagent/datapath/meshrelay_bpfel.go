@@ -99,13 +99,13 @@ type meshrelayUsageValue struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	meshrelayMapBackends        = "backends"
-	meshrelayMapFrontends       = "frontends"
+	meshrelayMapBackendsOuter   = "backends_outer"
+	meshrelayMapFrontendsOuter  = "frontends_outer"
 	meshrelayMapMissLimit       = "miss_limit"
 	meshrelayMapMissReports     = "miss_reports"
 	meshrelayMapRevNat          = "rev_nat"
 	meshrelayMapServiceCidrs    = "service_cidrs"
-	meshrelayMapSlots           = "slots"
+	meshrelayMapSlotsOuter      = "slots_outer"
 	meshrelayMapUsage           = "usage"
 	meshrelayProgMrConnect4     = "mr_connect4"
 	meshrelayProgMrConnect6     = "mr_connect6"
@@ -115,6 +115,7 @@ const (
 	meshrelayProgMrRecvmsg6     = "mr_recvmsg6"
 	meshrelayProgMrSendmsg4     = "mr_sendmsg4"
 	meshrelayProgMrSendmsg6     = "mr_sendmsg6"
+	meshrelayVarLayoutAnchor    = "layout_anchor"
 	meshrelayVarMissIntervalNs  = "miss_interval_ns"
 )
 
@@ -174,20 +175,21 @@ type meshrelayProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type meshrelayMapSpecs struct {
-	Backends     *ebpf.MapSpec `ebpf:"backends"`
-	Frontends    *ebpf.MapSpec `ebpf:"frontends"`
-	MissLimit    *ebpf.MapSpec `ebpf:"miss_limit"`
-	MissReports  *ebpf.MapSpec `ebpf:"miss_reports"`
-	RevNat       *ebpf.MapSpec `ebpf:"rev_nat"`
-	ServiceCidrs *ebpf.MapSpec `ebpf:"service_cidrs"`
-	Slots        *ebpf.MapSpec `ebpf:"slots"`
-	Usage        *ebpf.MapSpec `ebpf:"usage"`
+	BackendsOuter  *ebpf.MapSpec `ebpf:"backends_outer"`
+	FrontendsOuter *ebpf.MapSpec `ebpf:"frontends_outer"`
+	MissLimit      *ebpf.MapSpec `ebpf:"miss_limit"`
+	MissReports    *ebpf.MapSpec `ebpf:"miss_reports"`
+	RevNat         *ebpf.MapSpec `ebpf:"rev_nat"`
+	ServiceCidrs   *ebpf.MapSpec `ebpf:"service_cidrs"`
+	SlotsOuter     *ebpf.MapSpec `ebpf:"slots_outer"`
+	Usage          *ebpf.MapSpec `ebpf:"usage"`
 }
 
 // meshrelayVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type meshrelayVariableSpecs struct {
+	LayoutAnchor   *ebpf.VariableSpec `ebpf:"layout_anchor"`
 	MissIntervalNs *ebpf.VariableSpec `ebpf:"miss_interval_ns"`
 }
 
@@ -211,25 +213,25 @@ func (o *meshrelayObjects) Close() error {
 //
 // It can be passed to loadMeshrelayObjects or ebpf.CollectionSpec.LoadAndAssign.
 type meshrelayMaps struct {
-	Backends     *ebpf.Map `ebpf:"backends"`
-	Frontends    *ebpf.Map `ebpf:"frontends"`
-	MissLimit    *ebpf.Map `ebpf:"miss_limit"`
-	MissReports  *ebpf.Map `ebpf:"miss_reports"`
-	RevNat       *ebpf.Map `ebpf:"rev_nat"`
-	ServiceCidrs *ebpf.Map `ebpf:"service_cidrs"`
-	Slots        *ebpf.Map `ebpf:"slots"`
-	Usage        *ebpf.Map `ebpf:"usage"`
+	BackendsOuter  *ebpf.Map `ebpf:"backends_outer"`
+	FrontendsOuter *ebpf.Map `ebpf:"frontends_outer"`
+	MissLimit      *ebpf.Map `ebpf:"miss_limit"`
+	MissReports    *ebpf.Map `ebpf:"miss_reports"`
+	RevNat         *ebpf.Map `ebpf:"rev_nat"`
+	ServiceCidrs   *ebpf.Map `ebpf:"service_cidrs"`
+	SlotsOuter     *ebpf.Map `ebpf:"slots_outer"`
+	Usage          *ebpf.Map `ebpf:"usage"`
 }
 
 func (m *meshrelayMaps) Close() error {
 	return _MeshrelayClose(
-		m.Backends,
-		m.Frontends,
+		m.BackendsOuter,
+		m.FrontendsOuter,
 		m.MissLimit,
 		m.MissReports,
 		m.RevNat,
 		m.ServiceCidrs,
-		m.Slots,
+		m.SlotsOuter,
 		m.Usage,
 	)
 }
@@ -238,6 +240,7 @@ func (m *meshrelayMaps) Close() error {
 //
 // It can be passed to loadMeshrelayObjects or ebpf.CollectionSpec.LoadAndAssign.
 type meshrelayVariables struct {
+	LayoutAnchor   *ebpf.Variable `ebpf:"layout_anchor"`
 	MissIntervalNs *ebpf.Variable `ebpf:"miss_interval_ns"`
 }
 

@@ -5,8 +5,22 @@ import (
 	"slices"
 )
 
-// MaxSlots is the most slots a frontend has (MR_MAX_SLOTS in meshrelay.h).
+// MaxSlots is the slot table size of a frontend of up to 1,024 backends:
+// their weights are represented exactly when their reduced sum fits, and
+// otherwise to within 1/MaxSlots.
 const MaxSlots = 1024
+
+// MaxTableSlots is the most slots any frontend has (MR_MAX_SLOTS in
+// meshrelay.h).
+const MaxTableSlots = 1 << 20
+
+// tableSlots returns the slot table size for n backends: MaxSlots, or four
+// slots a backend for larger frontends so that every backend has a slot
+// and weights keep a precision of a quarter of an average share; at most
+// MaxTableSlots.
+func tableSlots(n int) int {
+	return min(max(MaxSlots, 4*n), MaxTableSlots)
+}
 
 // WeightedBackend is a backend id and its load-balancing weight.
 type WeightedBackend struct {
@@ -31,16 +45,24 @@ type WeightedBackend struct {
 //     1/maxSlots, except that a backend whose share is below 1/maxSlots
 //     still gets one slot;
 //   - with more backends than maxSlots, only the maxSlots lowest ids get a
-//     slot (one each).
+//     slot (one each); with the default size this happens only beyond
+//     MaxTableSlots/4 backends.
+//
+// maxSlots <= 0 means the default size for the number of backends:
+// MaxSlots up to 1,024 backends (small services keep their precision),
+// four slots a backend above, so a service of 65,536 backends has 262,144
+// slots and every backend gets traffic in proportion to its weight.
+// maxSlots above MaxTableSlots means MaxTableSlots.
 //
 // Stability: a backend keeps the slots it held in prev, up to its new
 // count; freed slots and slots beyond the new length are refilled with the
 // backends that need more, so removing one of n equal backends rewrites one
-// slot and drops the last. maxSlots <= 0 or above MaxSlots means MaxSlots.
+// slot and drops the last.
 func AssignSlots(prev []uint32, backends []WeightedBackend, maxSlots int) []uint32 {
-	if maxSlots <= 0 || maxSlots > MaxSlots {
-		maxSlots = MaxSlots
+	if maxSlots <= 0 {
+		maxSlots = tableSlots(len(backends))
 	}
+	maxSlots = min(maxSlots, MaxTableSlots)
 	bs := slices.Clone(backends)
 	slices.SortFunc(bs, func(a, b WeightedBackend) int { return cmp.Compare(a.ID, b.ID) })
 	bs = slices.CompactFunc(bs, func(a, b WeightedBackend) bool { return a.ID == b.ID })

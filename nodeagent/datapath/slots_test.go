@@ -63,8 +63,48 @@ func TestAssignSlotsRounding(t *testing.T) {
 	for i := range many {
 		many[i] = WeightedBackend{ID: uint32(i), Weight: 1}
 	}
-	if n := len(AssignSlots(nil, many, 0)); n != MaxSlots {
+	// An explicit table size still caps the table.
+	if n := len(AssignSlots(nil, many, MaxSlots)); n != MaxSlots {
 		t.Errorf("%d backends: %d slots, want %d", len(many), n, MaxSlots)
+	}
+	// The default size has no per-service cap: every backend gets a slot.
+	if c := countSlots(AssignSlots(nil, many, 0)); len(c) != len(many) {
+		t.Errorf("%d backends: %d have a slot, want all", len(many), len(c))
+	}
+}
+
+// TestAssignSlotsLarge: a service of 65,536 backends of weights 1..4 gets
+// every backend a share within a quarter of an average share of its weight.
+func TestAssignSlotsLarge(t *testing.T) {
+	const n = 65536
+	bs := make([]WeightedBackend, n)
+	var total float64
+	for i := range bs {
+		bs[i] = WeightedBackend{ID: uint32(i + 1), Weight: uint32(i%4 + 1)}
+		total += float64(bs[i].Weight)
+	}
+	table := AssignSlots(nil, bs, 0)
+	if len(table) > 4*n || len(table) > MaxTableSlots {
+		t.Fatalf("%d slots for %d backends", len(table), n)
+	}
+	c := countSlots(table)
+	if len(c) != n {
+		t.Fatalf("%d of %d backends have a slot", len(c), n)
+	}
+	for _, b := range bs {
+		share := float64(c[b.ID]) / float64(len(table))
+		want := float64(b.Weight) / total
+		if math.Abs(share-want) > 0.25/float64(n) {
+			t.Fatalf("backend %d (weight %d): share %.3g, want %.3g", b.ID, b.Weight, share, want)
+		}
+	}
+	s := NewState()
+	for _, b := range bs {
+		s.PutBackend(b.ID, backendAddr(b.ID))
+	}
+	s.PutFrontend(NewFrontendKey(vip(1, 80), TCP), 1, table)
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
 	}
 }
 

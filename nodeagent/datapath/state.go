@@ -101,7 +101,7 @@ func (s State) SlotTable(key FrontendKey) []uint32 {
 
 // Check returns an error describing the first inconsistencies of s: a
 // frontend slot or a slot's backend that is missing, a slot count above
-// MaxSlots, or two frontends sharing one frontend id. Unreferenced slots
+// MaxTableSlots, or two frontends sharing one frontend id. Unreferenced slots
 // and backends are allowed.
 func (s State) Check() error {
 	var errs []error
@@ -111,8 +111,8 @@ func (s State) Check() error {
 			errs = append(errs, fmt.Errorf("frontends %s and %s share id %d", k, other, v.FrontendId))
 		}
 		ids[v.FrontendId] = k
-		if v.SlotCount > MaxSlots {
-			errs = append(errs, fmt.Errorf("frontend %s: %d slots, more than %d", k, v.SlotCount, MaxSlots))
+		if v.SlotCount > MaxTableSlots {
+			errs = append(errs, fmt.Errorf("frontend %s: %d slots, more than %d", k, v.SlotCount, MaxTableSlots))
 			continue
 		}
 		for i := uint32(0); i < v.SlotCount; i++ {

@@ -203,3 +203,9 @@ func (w *writer) apply(ctx context.Context, t tables, cs ChangeSet) (ApplyStats,
 	}
 	return as, nil
 }
+
+// upsertCounts returns the number of upserts of cs per map, indexed like
+// agentMaps.
+func upsertCounts(cs ChangeSet) [3]int {
+	return [3]int{len(cs.UpsertFrontends), len(cs.UpsertSlots), len(cs.UpsertBackends)}
+}
