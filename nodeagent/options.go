@@ -1,7 +1,6 @@
 package nodeagent
 
 import (
-	"context"
 	"log/slog"
 	"net/netip"
 	"time"
@@ -69,32 +68,14 @@ type Options struct {
 	// taken from the fields above.
 	Source etcdsource.Options
 
-	// Install, if set, is called once after the first complete reconcile
-	// has been applied (see Ready): the bpf main loads and attaches the
-	// socket programs there. The agent feeds the programs' misses to
-	// ReportMiss, uses their usage times for idle eviction, and closes
-	// them when Run returns (they stay attached).
-	Install func(ctx context.Context) (Programs, error)
-
-	// Registerer receives the agent's metrics; nil registers none (Stats
-	// has the same figures).
+	// Registerer receives the agent's metrics (its own collectors, the
+	// source's and the datapath's per-map figures); nil registers none
+	// (Stats reads the same collectors).
 	Registerer prometheus.Registerer
 	// Logger receives the agent's logs. Default: discarded.
 	Logger *slog.Logger
 	// Now is the clock of idle eviction and propagation lag. Default time.Now.
 	Now func() time.Time
-}
-
-// Programs are the datapath's socket programs as the agent uses them;
-// *datapath.Programs satisfies it.
-type Programs interface {
-	// Misses reports VIP:port a socket connected to that is no frontend
-	// but lies in the service CIDRs. It is closed by Close.
-	Misses() <-chan netip.AddrPort
-	// Usage returns, per frontend id, when a socket last used it.
-	Usage() (map[uint32]time.Time, error)
-	// Close stops reading misses; the programs stay attached.
-	Close() error
 }
 
 func (o Options) withDefaults() Options {

@@ -36,6 +36,12 @@ type BPFOptions struct {
 	NoBatch bool
 	// Trace, if set, is called after every map write syscall.
 	Trace func(Write)
+	// ReadOnly opens the pinned maps of this layout read-only, for Dump and
+	// Stats, and fails when they are not pinned: nothing is created or
+	// mounted. Apply and Attach fail.
+	ReadOnly bool
+	// Programs configure the socket programs that Attach installs.
+	Programs ProgramsOptions
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 }
@@ -58,6 +64,7 @@ type BPF struct {
 	be       *bpfTable[BackendKey, BackendValue]
 	counters [3]mapCounters
 	closed   bool
+	attached attachment
 }
 
 var _ Datapath = (*BPF)(nil)
@@ -81,12 +88,19 @@ func OpenBPF(opts BPFOptions) (*BPF, error) {
 		return nil, err
 	}
 	b := &BPF{
-		log:     opts.Logger,
-		pinPath: opts.PinPath,
-		dir:     filepath.Join(opts.PinPath, "v"+layoutHash(spec)),
-		spec:    spec,
-		maps:    make(map[string]*ebpf.Map),
-		w:       writer{batchSize: opts.BatchSize, batching: !opts.NoBatch, trace: opts.Trace, log: opts.Logger},
+		log:      opts.Logger,
+		pinPath:  opts.PinPath,
+		dir:      filepath.Join(opts.PinPath, "v"+layoutHash(spec)),
+		spec:     spec,
+		maps:     make(map[string]*ebpf.Map),
+		w:        writer{batchSize: opts.BatchSize, batching: !opts.NoBatch, trace: opts.Trace, log: opts.Logger},
+		attached: attachment{opts: opts.Programs, readOnly: opts.ReadOnly},
+	}
+	if opts.ReadOnly {
+		if err := b.loadPinned(); err != nil {
+			return nil, err
+		}
+		return b, nil
 	}
 	if err := ensureBPFFS(b.dir); err != nil {
 		return nil, err
@@ -99,9 +113,7 @@ func OpenBPF(opts BPFOptions) (*BPF, error) {
 		}
 		b.maps[name] = m
 	}
-	b.fe = newBPFTable[FrontendKey, FrontendValue](b.maps[MapFrontends], opts.BatchSize)
-	b.sl = newBPFTable[SlotKey, SlotValue](b.maps[MapSlots], opts.BatchSize)
-	b.be = newBPFTable[BackendKey, BackendValue](b.maps[MapBackends], opts.BatchSize)
+	b.tables(opts.BatchSize)
 
 	entries, err := os.ReadDir(opts.PinPath)
 	if err != nil {
@@ -265,7 +277,7 @@ func (b *BPF) Close() error {
 		return nil
 	}
 	b.closed = true
-	return b.closeMaps()
+	return errors.Join(b.attached.close(), b.closeMaps())
 }
 
 func (b *BPF) closeMaps() error {

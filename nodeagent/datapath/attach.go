@@ -1,0 +1,105 @@
+package datapath
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+
+	"github.com/cilium/ebpf"
+)
+
+// attachment is what Attach installed on a BPF datapath. Guarded by BPF.mu.
+type attachment struct {
+	opts     ProgramsOptions
+	readOnly bool
+	progs    *Programs
+}
+
+func (a *attachment) close() error {
+	if a.progs == nil {
+		return nil
+	}
+	return a.progs.Close()
+}
+
+// Attach implements Datapath: it makes cidrs the service CIDRs the
+// programs report misses in and, on the first call, loads the socket
+// programs with this datapath's maps and attaches them as configured by
+// BPFOptions.Programs (Install), then removes the maps of older layouts.
+// Later calls only update the CIDRs and return the same Programs. Close
+// closes them (they stay attached through their pinned links).
+func (b *BPF) Attach(ctx context.Context, cidrs []netip.Prefix) (*Programs, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	closed, readOnly, progs, opts := b.closed, b.attached.readOnly, b.attached.progs, b.attached.opts
+	b.mu.Unlock()
+	switch {
+	case closed:
+		return nil, errClosed
+	case readOnly:
+		return nil, errors.New("attach programs: maps opened read-only")
+	}
+	if err := b.SetServiceCIDRs(cidrs); err != nil {
+		return nil, err
+	}
+	if progs != nil {
+		return progs, nil
+	}
+	if opts.Logger == nil {
+		opts.Logger = b.log
+	}
+	progs, err := Install(b, opts)
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	b.attached.progs = progs
+	b.mu.Unlock()
+	if err := b.RemoveStaleLayouts(); err != nil {
+		b.log.Warn("removing maps of an older layout", "err", err)
+	}
+	return progs, nil
+}
+
+// Attach implements Datapath: the memory datapath has no programs; it
+// returns nil Programs and no error.
+func (m *Memory) Attach(ctx context.Context, cidrs []netip.Prefix) (*Programs, error) {
+	return nil, ctx.Err()
+}
+
+// Attach implements Datapath by attaching the wrapped datapath.
+func (f *Faulty) Attach(ctx context.Context, cidrs []netip.Prefix) (*Programs, error) {
+	return f.dp.Attach(ctx, cidrs)
+}
+
+// loadPinned opens this layout's pinned maps read-only, checking each
+// against the layout's spec.
+func (b *BPF) loadPinned() error {
+	for _, name := range pinnedMaps(b.spec) {
+		path := filepath.Join(b.dir, name)
+		m, err := ebpf.LoadPinnedMap(path, &ebpf.LoadPinOptions{ReadOnly: true})
+		if err == nil {
+			if err = b.spec.Maps[name].Compatible(m); err != nil {
+				m.Close()
+			}
+		}
+		if err != nil {
+			b.closeMaps()
+			return fmt.Errorf("open pinned map %s: %w", path, err)
+		}
+		b.maps[name] = m
+	}
+	b.tables(DefaultBatchSize)
+	return nil
+}
+
+// tables wraps the agent-written maps.
+func (b *BPF) tables(batchSize int) {
+	b.fe = newBPFTable[FrontendKey, FrontendValue](b.maps[MapFrontends], batchSize)
+	b.sl = newBPFTable[SlotKey, SlotValue](b.maps[MapSlots], batchSize)
+	b.be = newBPFTable[BackendKey, BackendValue](b.maps[MapBackends], batchSize)
+}
