@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -63,22 +62,10 @@ func New(c etcdsource.Client, dp datapath.Datapath, opts Options) (*Agent, error
 	if c == nil || dp == nil {
 		return nil, errors.New("nodeagent: nil etcd client or datapath")
 	}
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("nodeagent: %w", err)
+	}
 	opts = opts.withDefaults()
-	for _, ns := range opts.Namespaces {
-		if ns == "" || strings.Contains(ns, "/") {
-			return nil, fmt.Errorf("nodeagent: namespace %q: want a name without '/'", ns)
-		}
-	}
-	for _, p := range opts.ServiceCIDRs {
-		if !p.IsValid() {
-			return nil, fmt.Errorf("nodeagent: invalid service CIDR %v", p)
-		}
-	}
-	for _, svc := range opts.Services {
-		if svc.Namespace == "" || svc.Name == "" {
-			return nil, fmt.Errorf("nodeagent: service %q: want namespace/name", svc)
-		}
-	}
 	idle := opts.IdleTimeout
 	if !opts.OnDemand || len(opts.ServiceCIDRs) == 0 {
 		idle = -1 // nothing is loaded on demand

@@ -1,8 +1,10 @@
 package nodeagent
 
 import (
+	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -76,6 +78,28 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock of idle eviction and propagation lag. Default time.Now.
 	Now func() time.Time
+}
+
+// Validate reports the first invalid field: a namespace that is empty or
+// holds '/', an invalid service CIDR, a service without namespace or name.
+// Zero values are valid (they take the defaults).
+func (o Options) Validate() error {
+	for _, ns := range o.Namespaces {
+		if ns == "" || strings.Contains(ns, "/") {
+			return fmt.Errorf("namespace %q: want a name without '/'", ns)
+		}
+	}
+	for _, p := range o.ServiceCIDRs {
+		if !p.IsValid() {
+			return fmt.Errorf("invalid service CIDR %v", p)
+		}
+	}
+	for _, svc := range o.Services {
+		if svc.Namespace == "" || svc.Name == "" {
+			return fmt.Errorf("service %q: want namespace/name", svc)
+		}
+	}
+	return nil
 }
 
 func (o Options) withDefaults() Options {
