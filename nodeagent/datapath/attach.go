@@ -10,6 +10,9 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+// errReadOnly is returned by the writes of a BPF opened read-only.
+var errReadOnly = errors.New("maps opened read-only")
+
 // attachment is what Attach installed on a BPF datapath. Guarded by BPF.mu.
 type attachment struct {
 	opts     ProgramsOptions
@@ -41,7 +44,7 @@ func (b *BPF) Attach(ctx context.Context, cidrs []netip.Prefix) (*Programs, erro
 	case closed:
 		return nil, errClosed
 	case readOnly:
-		return nil, errors.New("attach programs: maps opened read-only")
+		return nil, fmt.Errorf("attach programs: %w", errReadOnly)
 	}
 	if err := b.SetServiceCIDRs(cidrs); err != nil {
 		return nil, err

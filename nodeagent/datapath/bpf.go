@@ -158,6 +158,9 @@ func (b *BPF) Apply(ctx context.Context, cs ChangeSet) (ApplyStats, error) {
 	if b.closed {
 		return ApplyStats{}, errClosed
 	}
+	if b.attached.readOnly {
+		return ApplyStats{}, errReadOnly
+	}
 	return b.w.apply(ctx, tables{frontends: b.fe, slots: b.sl, backends: b.be, counters: &b.counters}, cs)
 }
 
