@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"sync"
 
 	"github.com/cilium/ebpf"
 )
@@ -13,8 +14,10 @@ import (
 // errReadOnly is returned by the writes of a BPF opened read-only.
 var errReadOnly = errors.New("maps opened read-only")
 
-// attachment is what Attach installed on a BPF datapath. Guarded by BPF.mu.
+// attachment is what Attach installed on a BPF datapath. Its fields but mu
+// are guarded by BPF.mu; mu serialises Attach calls.
 type attachment struct {
+	mu       sync.Mutex
 	opts     ProgramsOptions
 	readOnly bool
 	progs    *Programs
@@ -37,6 +40,8 @@ func (b *BPF) Attach(ctx context.Context, cidrs []netip.Prefix) (*Programs, erro
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	b.attached.mu.Lock()
+	defer b.attached.mu.Unlock()
 	b.mu.Lock()
 	closed, readOnly, progs, opts := b.closed, b.attached.readOnly, b.attached.progs, b.attached.opts
 	b.mu.Unlock()
@@ -60,6 +65,11 @@ func (b *BPF) Attach(ctx context.Context, cidrs []netip.Prefix) (*Programs, erro
 		return nil, err
 	}
 	b.mu.Lock()
+	if b.closed { // closed meanwhile
+		b.mu.Unlock()
+		progs.Close()
+		return nil, errClosed
+	}
 	b.attached.progs = progs
 	b.mu.Unlock()
 	if err := b.RemoveStaleLayouts(); err != nil {
