@@ -34,7 +34,8 @@ func ParseService(s string) (Service, error) {
 // Space is the keyspace of one cluster: every key lives under
 // /meshrelay/v1/<cluster>/.
 type Space struct {
-	prefix string
+	cluster string
+	prefix  string
 }
 
 // New returns the keyspace of cluster. An empty cluster means DefaultCluster.
@@ -42,8 +43,11 @@ func New(cluster string) Space {
 	if cluster == "" {
 		cluster = DefaultCluster
 	}
-	return Space{prefix: Root + cluster + "/"}
+	return Space{cluster: cluster, prefix: Root + cluster + "/"}
 }
+
+// Cluster is the cluster id of the keyspace.
+func (s Space) Cluster() string { return s.cluster }
 
 // Prefix is /meshrelay/v1/<cluster>/.
 func (s Space) Prefix() string { return s.prefix }

@@ -49,7 +49,7 @@ type Sink struct {
 	// Owned by the Run goroutine.
 	written  map[keyspace.Service]*writtenService
 	vipOwner map[string]keyspace.Service
-	markers  map[int]marker
+	markers  map[int]keyspace.Marker
 	// bootstrapping is true until synced markers are written for the
 	// current generation; the token bucket runs at the bootstrap rate.
 	bootstrapping bool
@@ -57,6 +57,7 @@ type Sink struct {
 	// genMu serialises reload with the generation checks of the watcher,
 	// so that a check never compares etcd's new generation with the old.
 	genMu        sync.Mutex
+	incarnation  keyspace.Incarnation // guarded by genMu
 	gen          atomic.Pointer[string]
 	running      atomic.Bool
 	reloadNeeded atomic.Bool
@@ -100,7 +101,7 @@ func New(c Client, opts Options) *Sink {
 		claims:        make(map[string]map[keyspace.Service]struct{}),
 		written:       make(map[keyspace.Service]*writtenService),
 		vipOwner:      make(map[string]keyspace.Service),
-		markers:       make(map[int]marker),
+		markers:       make(map[int]keyspace.Marker),
 		bootstrapping: true,
 		synced:        make(chan struct{}),
 	}

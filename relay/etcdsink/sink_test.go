@@ -2,7 +2,6 @@ package etcdsink
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"testing"
 	"time"
@@ -159,6 +158,36 @@ func TestSliceCountShrinkDeletesExtraKeys(t *testing.T) {
 	}
 }
 
+// TestLoadIgnoresForeignSliceKeys: keys that are not canonical, bounded
+// slice keys are not the relay's: loading them allocates nothing by their
+// index, and a reload deletes the stale canonical slice beyond the desired
+// count but leaves the foreign keys to the service's prefix delete.
+func TestLoadIgnoresForeignSliceKeys(t *testing.T) {
+	srv := startEtcd(t, embedetcd.Options{})
+	c := newClient(t, srv)
+	key := svcName(4)
+	huge := space.ServicePrefix(key) + "endpoints/100000000"
+	padded := space.ServicePrefix(key) + "endpoints/010"
+	stale := space.Slice(key, 5)
+	for _, k := range []string{huge, padded, stale} {
+		if _, err := c.Put(context.Background(), k, "x"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := New(c, testOptions())
+	runSink(t, s)
+	s.Set(key, newService(key, nil, 10, 0), time.Now())
+	waitFor(t, "stale slice deleted", func() bool { return get(t, c, space.Slice(key, 0)) != nil && get(t, c, stale) == nil })
+	if get(t, c, huge) == nil || get(t, c, padded) == nil {
+		t.Error("a key the relay does not own was deleted by a slice delete")
+	}
+	if st := s.Stats(); st.Generation == "" {
+		t.Errorf("stats: %+v", st)
+	}
+	s.Set(key, nil, time.Now())
+	waitFor(t, "service deleted with its prefix", func() bool { return countPrefix(t, c, space.ServicePrefix(key)) == 0 })
+}
+
 func TestVIPIndex(t *testing.T) {
 	f := newFixture(t, testOptions())
 	a, b := svcName(10), svcName(11)
@@ -293,11 +322,12 @@ func TestCompleteSweepsAndWritesMarkers(t *testing.T) {
 		if v == nil {
 			t.Fatalf("no synced/%d", shard)
 		}
-		var m marker
-		if err := json.Unmarshal(v.value, &m); err != nil {
+		m, err := keyspace.ParseMarker(v.value)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if m.Shard != shard || m.Relay != "relay-0" || m.Generation != s.Stats().Generation {
+		if m.Shard != shard || m.Shards != opts.Shards || m.Cluster != space.Cluster() || m.HeldDeletions ||
+			m.Relay != "relay-0" || m.Generation != s.Stats().Generation {
 			t.Errorf("synced/%d = %s", shard, v.value)
 		}
 		if _, err := time.Parse(time.RFC3339, m.Time); err != nil {
@@ -413,8 +443,7 @@ func TestEtcdWiped(t *testing.T) {
 	if st := s.Stats(); st.GenerationChanges == 0 || st.Generation == gen {
 		t.Errorf("stats after wipe: %+v", st)
 	}
-	var m marker
-	if err := json.Unmarshal(get(t, c, space.Synced(0)).value, &m); err != nil || m.Generation == gen {
+	if m, err := keyspace.ParseMarker(get(t, c, space.Synced(0)).value); err != nil || m.Generation == gen {
 		t.Errorf("synced/0 after wipe: %+v %v", m, err)
 	}
 }
