@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,10 +44,12 @@ type Options struct {
 	Cluster string
 	// Shards is the number of shards (default keyspace.DefaultShards).
 	Shards int
-	// RelayID names this replica in synced/ markers (default "relay").
+	// RelayID names this replica in synced/ markers (default
+	// etcdsink.DefaultRelayID).
 	RelayID string
-	// Sink tunes the etcd writer; its Cluster, Shards, RelayID and Logger
-	// are taken from the fields above.
+	// Sink tunes the etcd writer. Its Cluster, Shards, RelayID and Logger
+	// must be left zero: the relay sets them from the fields above
+	// (Validate refuses them rather than overwrite them).
 	Sink etcdsink.Options
 
 	// Registerer receives the relay's metrics; nil registers nothing.
@@ -72,10 +75,31 @@ type Relay struct {
 	services    int
 }
 
+// Validate reports the first invalid field. Zero fields are valid: they
+// take the defaults.
+func (o Options) Validate() error {
+	switch {
+	case o.Istiod == "":
+		return errors.New("relay: no Istiod address")
+	case strings.Contains(o.Cluster, "/"):
+		return fmt.Errorf("relay: Cluster %q contains '/'", o.Cluster)
+	case o.Shards < 0 || o.Shards > keyspace.MaxShards:
+		return fmt.Errorf("relay: Shards %d: want 1..%d", o.Shards, keyspace.MaxShards)
+	case o.SyncTimeout < 0 || o.MaxRecvMsgSize < 0:
+		return fmt.Errorf("relay: SyncTimeout %v, MaxRecvMsgSize %d: want >= 0", o.SyncTimeout, o.MaxRecvMsgSize)
+	case o.Sink.Cluster != "" || o.Sink.Shards != 0 || o.Sink.RelayID != "" || o.Sink.Logger != nil:
+		return errors.New("relay: set Cluster, Shards, RelayID and Logger on relay.Options, not on Options.Sink")
+	}
+	if err := o.Sink.Validate(); err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
+	return nil
+}
+
 // New returns a relay that writes through etcd.
 func New(etcd etcdsink.Client, opts Options) (*Relay, error) {
-	if opts.Istiod == "" {
-		return nil, errors.New("relay: no Istiod address")
+	if err := opts.Validate(); err != nil {
+		return nil, err
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -87,7 +111,7 @@ func New(etcd etcdsink.Client, opts Options) (*Relay, error) {
 		opts.Shards = keyspace.DefaultShards
 	}
 	if opts.RelayID == "" {
-		opts.RelayID = "relay"
+		opts.RelayID = etcdsink.DefaultRelayID
 	}
 	r := &Relay{
 		opts:  opts,

@@ -87,7 +87,9 @@ const (
 	kindWake                    // nothing to write; wakes Run to act on reloadNeeded
 )
 
-// New returns a Sink writing through c. Nothing happens until Run.
+// New returns a Sink writing through c. Nothing happens until Run. Check
+// opts with Options.Validate first: New fills zero fields with defaults
+// and does not report out-of-range ones.
 func New(c Client, opts Options) *Sink {
 	opts = opts.withDefaults()
 	s := &Sink{
