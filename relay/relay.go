@@ -141,8 +141,10 @@ func New(etcd etcdsink.Client, opts Options) (*Relay, error) {
 	}
 	r.client = c
 	if opts.Registerer != nil {
-		if err := opts.Registerer.Register(newCollector(r)); err != nil {
-			return nil, fmt.Errorf("relay: register metrics: %w", err)
+		for _, c := range r.metrics() {
+			if err := opts.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("relay: register metrics: %w", err)
+			}
 		}
 	}
 	return r, nil

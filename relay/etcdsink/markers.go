@@ -39,7 +39,7 @@ func (s *Sink) writeMarkers(ctx context.Context) error {
 		for _, m := range pending {
 			s.markers[m.Shard] = m
 		}
-		s.counters.puts.Add(uint64(len(ops)))
+		s.metrics.puts.Add(float64(len(ops)))
 		ops, bytes, pending = ops[:0], 0, pending[:0]
 		return nil
 	}

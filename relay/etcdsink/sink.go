@@ -29,6 +29,7 @@ var errGenerationChanged = errors.New("etcd generation changed")
 
 // Sink writes desired services into etcd. Create it with New; Set,
 // Complete, Synced and Stats may be called from any goroutine, Run from one.
+// Metrics returns its Prometheus collectors.
 type Sink struct {
 	client  Client
 	opts    Options
@@ -64,7 +65,7 @@ type Sink struct {
 
 	synced     chan struct{}
 	syncedOnce sync.Once
-	counters   counters
+	metrics    *metrics
 }
 
 // desiredState is one Set.
@@ -107,6 +108,7 @@ func New(c Client, opts Options) *Sink {
 		bootstrapping: true,
 		synced:        make(chan struct{}),
 	}
+	s.metrics = newMetrics(s.queue.Len)
 	s.gen.Store(new(string))
 	return s
 }
@@ -185,7 +187,7 @@ func (s *Sink) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		s.counters.recordError(err)
+		s.metrics.recordError(err)
 		s.log.Warn("loading etcd state failed, retrying", "err", err)
 		if !retry.Wait(ctx) {
 			return ctx.Err()
@@ -213,13 +215,13 @@ func (s *Sink) Run(ctx context.Context) error {
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case errors.Is(err, ErrFenced):
-			s.counters.recordError(err)
+			s.metrics.recordError(err)
 			s.log.Warn("fenced: stopping writes", "err", err)
 			return err
 		case errors.Is(err, errGenerationChanged):
 			// The next batch reloads; nothing to wait for.
 		default:
-			s.counters.recordError(err)
+			s.metrics.recordError(err)
 			s.log.Warn("etcd write failed, retrying", "err", err, "queue", s.queue.Len())
 			if !retry.Wait(ctx) {
 				return ctx.Err()
@@ -298,7 +300,7 @@ func (s *Sink) sweepWritten() []keyspace.Service {
 // generationChanged asks Run to reload and rewrite everything.
 func (s *Sink) generationChanged(why string) {
 	if s.reloadNeeded.CompareAndSwap(false, true) {
-		s.counters.generationChanges.Add(1)
+		s.metrics.generationChanges.Add(1)
 		s.log.Warn("etcd generation changed: reloading and rewriting the desired state", "why", why)
 		s.queue.Mark(task{kind: kindWake})
 	}

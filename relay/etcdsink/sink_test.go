@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/meshrelay/meshrelay/internal/embedetcd"
@@ -80,6 +81,54 @@ func TestInitialWrite(t *testing.T) {
 	if g := get(t, f.c, space.Generation()); g == nil || string(g.value) != f.sink.Stats().Generation {
 		t.Errorf("generation %v, sink says %q", g, f.sink.Stats().Generation)
 	}
+	checkMetricsMatchStats(t, f.sink)
+}
+
+// checkMetricsMatchStats gathers the sink's collectors and compares them
+// with its Stats snapshot: one storage, two views.
+func checkMetricsMatchStats(t *testing.T, s *Sink) {
+	t.Helper()
+	f := gatherSink(t, s)
+	st := s.Stats()
+	if st.Txns == 0 {
+		t.Fatal("no transactions counted")
+	}
+	for name, want := range map[string]float64{
+		"meshrelay_relay_etcd_txns_total":          float64(st.Txns),
+		"meshrelay_relay_etcd_puts_total":          float64(st.Puts),
+		"meshrelay_relay_etcd_written_bytes_total": float64(st.Bytes),
+	} {
+		if got := f[name]; got != want {
+			t.Errorf("%s = %v, Stats says %v", name, got, want)
+		}
+	}
+	if got := f["meshrelay_relay_etcd_txn_duration_seconds"]; got != float64(st.Txns) {
+		t.Errorf("txn duration histogram holds %v samples, want one per transaction (%d)", got, st.Txns)
+	}
+}
+
+// gatherSink registers s's metrics in a fresh registry and returns
+// each metric's value (a histogram's sample count).
+func gatherSink(t *testing.T, s *Sink) map[string]float64 {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(s.Metrics()...)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		m := mf.GetMetric()[0]
+		switch {
+		case m.Counter != nil:
+			out[mf.GetName()] = m.Counter.GetValue()
+		case m.Histogram != nil:
+			out[mf.GetName()] = float64(m.Histogram.GetSampleCount())
+		case m.Gauge != nil:
+			out[mf.GetName()] = m.Gauge.GetValue()
+		}
+	}
+	return out
 }
 
 func TestIdenticalSetWritesNothing(t *testing.T) {
