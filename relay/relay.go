@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -81,19 +80,26 @@ func (o Options) Validate() error {
 	switch {
 	case o.Istiod == "":
 		return errors.New("relay: no Istiod address")
-	case strings.Contains(o.Cluster, "/"):
-		return fmt.Errorf("relay: Cluster %q contains '/'", o.Cluster)
-	case o.Shards < 0 || o.Shards > keyspace.MaxShards:
-		return fmt.Errorf("relay: Shards %d: want 1..%d", o.Shards, keyspace.MaxShards)
 	case o.SyncTimeout < 0 || o.MaxRecvMsgSize < 0:
 		return fmt.Errorf("relay: SyncTimeout %v, MaxRecvMsgSize %d: want >= 0", o.SyncTimeout, o.MaxRecvMsgSize)
 	case o.Sink.Cluster != "" || o.Sink.Shards != 0 || o.Sink.RelayID != "" || o.Sink.Logger != nil:
 		return errors.New("relay: set Cluster, Shards, RelayID and Logger on relay.Options, not on Options.Sink")
 	}
-	if err := o.Sink.Validate(); err != nil {
+	if err := o.sinkOptions().Validate(); err != nil {
 		return fmt.Errorf("relay: %w", err)
 	}
 	return nil
+}
+
+// sinkOptions are the etcd writer's options: Sink with the relay's
+// keyspace, identity and logger.
+func (o Options) sinkOptions() etcdsink.Options {
+	so := o.Sink
+	so.Cluster, so.Shards, so.RelayID = o.Cluster, o.Shards, o.RelayID
+	if o.Logger != nil {
+		so.Logger = o.Logger.With("stage", "etcdsink")
+	}
+	return so
 }
 
 // New returns a relay that writes through etcd.
@@ -119,9 +125,7 @@ func New(etcd etcdsink.Client, opts Options) (*Relay, error) {
 		index: translate.NewIndex(),
 		gated: map[keyspace.Service]time.Time{},
 	}
-	so := opts.Sink
-	so.Cluster, so.Shards, so.RelayID, so.Logger = opts.Cluster, opts.Shards, opts.RelayID, opts.Logger.With("stage", "etcdsink")
-	r.sink = etcdsink.New(etcd, so)
+	r.sink = etcdsink.New(etcd, opts.sinkOptions())
 	node := opts.Node
 	if node == nil {
 		node = sotw.NodeFromEnv(osGetenv, opts.Cluster)
