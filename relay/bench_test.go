@@ -13,7 +13,7 @@ import (
 // BenchmarkRelayInitialSync10k measures the whole relay path for 10,000
 // services × 5 endpoints: a fresh relay connects to the simulator, receives
 // CDS/LDS/EDS/RDS, translates, and writes every key into a fresh embedded
-// etcd until its synced/* markers are written. Target (BRIEF §5): ≤ 2 s.
+// etcd until its synced/* markers are written. Target: ≤ 2 s.
 //
 //	go test -run '^$' -bench RelayInitialSync10k -benchtime 3x ./relay
 func BenchmarkRelayInitialSync10k(b *testing.B) {

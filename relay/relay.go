@@ -43,10 +43,12 @@ type Options struct {
 	Cluster string
 	// Shards is the number of shards (default keyspace.DefaultShards).
 	Shards int
-	// RelayID names this replica in synced/ markers (default "relay").
+	// RelayID names this replica in synced/ markers (default
+	// etcdsink.DefaultRelayID).
 	RelayID string
-	// Sink tunes the etcd writer; its Cluster, Shards, RelayID and Logger
-	// are taken from the fields above.
+	// Sink tunes the etcd writer. Its Cluster, Shards, RelayID and Logger
+	// must be left zero: the relay sets them from the fields above
+	// (Validate refuses them rather than overwrite them).
 	Sink etcdsink.Options
 
 	// Registerer receives the relay's metrics; nil registers nothing.
@@ -72,10 +74,38 @@ type Relay struct {
 	services    int
 }
 
+// Validate reports the first invalid field. Zero fields are valid: they
+// take the defaults.
+func (o Options) Validate() error {
+	switch {
+	case o.Istiod == "":
+		return errors.New("relay: no Istiod address")
+	case o.SyncTimeout < 0 || o.MaxRecvMsgSize < 0:
+		return fmt.Errorf("relay: SyncTimeout %v, MaxRecvMsgSize %d: want >= 0", o.SyncTimeout, o.MaxRecvMsgSize)
+	case o.Sink.Cluster != "" || o.Sink.Shards != 0 || o.Sink.RelayID != "" || o.Sink.Logger != nil:
+		return errors.New("relay: set Cluster, Shards, RelayID and Logger on relay.Options, not on Options.Sink")
+	}
+	if err := o.sinkOptions().Validate(); err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
+	return nil
+}
+
+// sinkOptions are the etcd writer's options: Sink with the relay's
+// keyspace, identity and logger.
+func (o Options) sinkOptions() etcdsink.Options {
+	so := o.Sink
+	so.Cluster, so.Shards, so.RelayID = o.Cluster, o.Shards, o.RelayID
+	if o.Logger != nil {
+		so.Logger = o.Logger.With("stage", "etcdsink")
+	}
+	return so
+}
+
 // New returns a relay that writes through etcd.
 func New(etcd etcdsink.Client, opts Options) (*Relay, error) {
-	if opts.Istiod == "" {
-		return nil, errors.New("relay: no Istiod address")
+	if err := opts.Validate(); err != nil {
+		return nil, err
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -87,7 +117,7 @@ func New(etcd etcdsink.Client, opts Options) (*Relay, error) {
 		opts.Shards = keyspace.DefaultShards
 	}
 	if opts.RelayID == "" {
-		opts.RelayID = "relay"
+		opts.RelayID = etcdsink.DefaultRelayID
 	}
 	r := &Relay{
 		opts:  opts,
@@ -95,9 +125,7 @@ func New(etcd etcdsink.Client, opts Options) (*Relay, error) {
 		index: translate.NewIndex(),
 		gated: map[keyspace.Service]time.Time{},
 	}
-	so := opts.Sink
-	so.Cluster, so.Shards, so.RelayID, so.Logger = opts.Cluster, opts.Shards, opts.RelayID, opts.Logger.With("stage", "etcdsink")
-	r.sink = etcdsink.New(etcd, so)
+	r.sink = etcdsink.New(etcd, opts.sinkOptions())
 	node := opts.Node
 	if node == nil {
 		node = sotw.NodeFromEnv(osGetenv, opts.Cluster)
@@ -117,8 +145,10 @@ func New(etcd etcdsink.Client, opts Options) (*Relay, error) {
 	}
 	r.client = c
 	if opts.Registerer != nil {
-		if err := opts.Registerer.Register(newCollector(r)); err != nil {
-			return nil, fmt.Errorf("relay: register metrics: %w", err)
+		for _, c := range r.metrics() {
+			if err := opts.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("relay: register metrics: %w", err)
+			}
 		}
 	}
 	return r, nil

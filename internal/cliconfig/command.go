@@ -12,9 +12,6 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	clientv3 "go.etcd.io/etcd/client/v3"
-
-	"github.com/meshrelay/meshrelay/internal/etcddial"
-	"github.com/meshrelay/meshrelay/internal/keyspace"
 )
 
 // Command returns a cobra command whose flag errors are usage errors (exit
@@ -49,32 +46,19 @@ func Main(name string, root *cobra.Command) {
 	os.Exit(ExitCode(err))
 }
 
-// AddConfigFlag adds --config.
-func AddConfigFlag(fs *pflag.FlagSet) {
-	fs.String(ConfigFlag, "", "YAML file of flag values (keys are flag names)")
-}
+// AddConfigFlag adds --config (ConfigFile, for Reader users).
+func AddConfigFlag(fs *pflag.FlagSet) { new(ConfigFile).Bind(fs) }
 
-// AddLogFlags adds --log-level and --log-format, read by Reader.Logger.
-func AddLogFlags(fs *pflag.FlagSet) {
-	fs.String("log-level", "info", "debug, info, warn or error")
-	fs.String("log-format", "text", "text or json")
-}
+// AddLogFlags adds --log-level and --log-format (Log), read by Reader.Logger.
+func AddLogFlags(fs *pflag.FlagSet) { new(Log).Bind(fs) }
 
-// AddEtcdFlags adds --cluster, --etcd-endpoints and the etcd TLS flags.
-func AddEtcdFlags(fs *pflag.FlagSet, endpointsHelp string) {
-	fs.String("cluster", keyspace.DefaultCluster, "cluster id: keys live under /meshrelay/v1/<cluster>/")
-	fs.StringSlice("etcd-endpoints", nil, endpointsHelp)
-	fs.String("etcd-ca", "", "etcd TLS: CA file")
-	fs.String("etcd-cert", "", "etcd TLS: client certificate file")
-	fs.String("etcd-key", "", "etcd TLS: client key file")
-}
+// AddEtcdFlags adds --cluster, --etcd-endpoints and the etcd TLS flags
+// (Etcd), read by Reader.EtcdDial.
+func AddEtcdFlags(fs *pflag.FlagSet, endpointsHelp string) { new(Etcd).Bind(fs, endpointsHelp) }
 
 // EtcdDial opens an etcd client for endpoints with the TLS files of
 // AddEtcdFlags (--etcd-ca, --etcd-cert, --etcd-key).
 func (r *Reader) EtcdDial(endpoints []string, log *slog.Logger) (*clientv3.Client, error) {
-	return etcddial.Dial(etcddial.Options{
-		Endpoints: endpoints,
-		CAFile:    r.String("etcd-ca"), CertFile: r.String("etcd-cert"), KeyFile: r.String("etcd-key"),
-		Logger: log,
-	})
+	e := Etcd{CAFile: r.String("etcd-ca"), CertFile: r.String("etcd-cert"), KeyFile: r.String("etcd-key")}
+	return e.Dial(endpoints, log)
 }

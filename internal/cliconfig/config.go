@@ -55,19 +55,8 @@ func Load(fs *pflag.FlagSet) (*Reader, error) {
 		return nil, fmt.Errorf("bind flags: %w", err)
 	}
 	if path := v.GetString(ConfigFlag); path != "" {
-		f, err := os.Open(path)
-		if err != nil {
-			return nil, &UsageError{Msg: fmt.Sprintf("invalid --%s %q: %v", ConfigFlag, path, err)}
-		}
-		defer f.Close()
-		v.SetConfigType("yaml")
-		if err := v.ReadConfig(f); err != nil {
-			return nil, &UsageError{Msg: fmt.Sprintf("invalid --%s %q: %v", ConfigFlag, path, oneLine(err))}
-		}
-		for _, k := range v.AllKeys() {
-			if fs.Lookup(k) == nil && v.InConfig(k) {
-				return nil, &UsageError{Msg: fmt.Sprintf("invalid --%s %q: unknown key %q", ConfigFlag, path, k)}
-			}
+		if err := readConfig(v, fs, path); err != nil {
+			return nil, err
 		}
 	}
 	return &Reader{v: v, fs: fs}, nil

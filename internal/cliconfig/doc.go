@@ -1,6 +1,12 @@
-// Package cliconfig loads a binary's configuration with viper: command-line
-// flags, MESHRELAY_* environment variables and a --config YAML file, and
-// turns a bad value into a one-line usage error (exit status 2).
+// Package cliconfig loads a binary's configuration: command-line flags,
+// MESHRELAY_* environment variables and a --config YAML file (read with
+// viper), and turns a bad value into a one-line usage error (exit status 2).
+//
+// A main declares one config struct, binds its fields to flags (Bind, with
+// the shared groups Etcd, Log and ConfigFile), and runs through Bound:
+// Overlay sets the flags not given on the command line from the environment
+// and the file, then the struct's Validate names the bad flag. Reader, the
+// older string-keyed access, stays until every main uses Bound.
 //
 // Precedence, highest first: flag set on the command line, environment
 // variable, config file, flag default. The environment variable of a flag is
@@ -8,5 +14,6 @@
 // (--etcd-endpoints → MESHRELAY_ETCD_ENDPOINTS); config file keys are the
 // flag names.
 //
-// The relay's and the node agent's mains import it.
+// The relay's and the node agent's mains import it. It imports
+// internal/etcddial and internal/keyspace.
 package cliconfig

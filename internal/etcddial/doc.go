@@ -5,6 +5,6 @@
 // endpoints that do not depend on the service VIPs it translates itself
 // (node IPs, host-network etcd or proxy addresses): see nodeagent's docs.
 //
-// The relay's and the node agent's mains, the demo and the scale harness
-// import it.
+// internal/cliconfig (and through it the relay's and the node agent's
+// mains), internal/embedetcd, the demo and the scale harness import it.
 package etcddial

@@ -34,7 +34,8 @@ func ParseService(s string) (Service, error) {
 // Space is the keyspace of one cluster: every key lives under
 // /meshrelay/v1/<cluster>/.
 type Space struct {
-	prefix string
+	cluster string
+	prefix  string
 }
 
 // New returns the keyspace of cluster. An empty cluster means DefaultCluster.
@@ -42,8 +43,11 @@ func New(cluster string) Space {
 	if cluster == "" {
 		cluster = DefaultCluster
 	}
-	return Space{prefix: Root + cluster + "/"}
+	return Space{cluster: cluster, prefix: Root + cluster + "/"}
 }
+
+// Cluster is the cluster id of the keyspace.
+func (s Space) Cluster() string { return s.cluster }
 
 // Prefix is /meshrelay/v1/<cluster>/.
 func (s Space) Prefix() string { return s.prefix }
@@ -100,29 +104,79 @@ const (
 	KindSlice
 )
 
+// MaxSlices bounds the slice index of an endpoints/<i> key: a key with a
+// larger index is not meshrelay's and is rejected by ParseServiceKey, so
+// that no reader sizes anything by a number found in a key. At most 1,000
+// endpoints per slice, it allows tens of millions of endpoints per service.
+const MaxSlices = 1 << 16
+
+// MaxShards bounds the shard count (--shards) and the <shard> of
+// synced/<shard> and shards/<shard>/ keys.
+const MaxShards = 4096
+
 // ServiceKey is a parsed key under services/.
 type ServiceKey struct {
 	Service Service
 	Kind    Kind
-	Slice   int // valid when Kind == KindSlice
+	Slice   int // valid when Kind == KindSlice; 0 <= Slice < MaxSlices
 }
 
-// ParseServiceKey parses a key under ServicesPrefix. ok is false for any other key.
+// ParseServiceKey parses a key under ServicesPrefix strictly: exactly
+// services/<ns>/<name>/spec or services/<ns>/<name>/endpoints/<i> with
+// non-empty segments and i in canonical decimal form (no sign, no leading
+// zero) below MaxSlices. ok is false for any other key. A parsed key
+// round-trips: Spec or Slice of the result returns key.
 func (s Space) ParseServiceKey(key string) (k ServiceKey, ok bool) {
 	rest, found := strings.CutPrefix(key, s.ServicesPrefix())
 	if !found {
 		return ServiceKey{}, false
 	}
-	parts := strings.Split(rest, "/")
-	switch {
-	case len(parts) == 3 && parts[2] == "spec":
-		return ServiceKey{Service: Service{parts[0], parts[1]}, Kind: KindSpec}, parts[0] != "" && parts[1] != ""
-	case len(parts) == 4 && parts[2] == "endpoints":
-		i, err := strconv.Atoi(parts[3])
-		if err != nil || i < 0 || parts[0] == "" || parts[1] == "" {
-			return ServiceKey{}, false
-		}
-		return ServiceKey{Service: Service{parts[0], parts[1]}, Kind: KindSlice, Slice: i}, true
+	ns, rest, _ := strings.Cut(rest, "/")
+	name, rest, _ := strings.Cut(rest, "/")
+	if ns == "" || name == "" {
+		return ServiceKey{}, false
 	}
-	return ServiceKey{}, false
+	svc := Service{Namespace: ns, Name: name}
+	if rest == "spec" {
+		return ServiceKey{Service: svc, Kind: KindSpec}, true
+	}
+	idx, found := strings.CutPrefix(rest, "endpoints/")
+	if !found {
+		return ServiceKey{}, false
+	}
+	i, ok := parseIndex(idx, MaxSlices)
+	if !ok {
+		return ServiceKey{}, false
+	}
+	return ServiceKey{Service: svc, Kind: KindSlice, Slice: i}, true
+}
+
+// ParseSynced parses a synced/<shard> key strictly (canonical decimal,
+// below MaxShards). ok is false for any other key.
+func (s Space) ParseSynced(key string) (shard int, ok bool) {
+	rest, found := strings.CutPrefix(key, s.SyncedPrefix())
+	if !found {
+		return 0, false
+	}
+	return parseIndex(rest, MaxShards)
+}
+
+// parseIndex parses a canonical decimal index in [0, bound): digits only,
+// no leading zero except "0" itself. It never allocates.
+func parseIndex(s string, bound int) (int, bool) {
+	if s == "" || len(s) > 1 && s[0] == '0' {
+		return 0, false
+	}
+	n := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+		if n >= bound {
+			return 0, false
+		}
+	}
+	return n, true
 }

@@ -43,9 +43,53 @@ func TestParseServiceKey(t *testing.T) {
 		s.ServicePrefix(svc) + "other",
 		New("c2").Spec(svc),
 		s.ServicesPrefix() + "/a/spec",
+		s.ServicesPrefix() + "ns//spec",
+		s.ServicesPrefix() + "ns/a/spec/",
+		s.ServicesPrefix() + "ns/a/spec/x",
+		s.ServicesPrefix() + "ns/a/b/spec",
+		s.ServicePrefix(svc) + "endpoints/010",
+		s.ServicePrefix(svc) + "endpoints/00",
+		s.ServicePrefix(svc) + "endpoints/+1",
+		s.ServicePrefix(svc) + "endpoints/-1",
+		s.ServicePrefix(svc) + "endpoints/",
+		s.ServicePrefix(svc) + "endpoints/1/x",
+		s.ServicePrefix(svc) + "endpoints/100000000",
+		s.ServicePrefix(svc) + "endpoints/99999999999999999999999",
+		s.ServicePrefix(svc) + "endpoints/65536",
 	} {
 		if _, ok := s.ParseServiceKey(bad); ok {
 			t.Errorf("parsed %q", bad)
+		}
+	}
+}
+
+func TestParseServiceKeyBounds(t *testing.T) {
+	s := New("c1")
+	svc := Service{"ns", "a"}
+	for _, i := range []int{0, 9, 10, MaxSlices - 1} {
+		k, ok := s.ParseServiceKey(s.Slice(svc, i))
+		if !ok || k.Slice != i {
+			t.Errorf("slice %d: %+v %v", i, k, ok)
+		}
+	}
+	if _, ok := s.ParseServiceKey(s.Slice(svc, MaxSlices)); ok {
+		t.Errorf("slice %d (MaxSlices) parsed", MaxSlices)
+	}
+}
+
+func TestParseSynced(t *testing.T) {
+	s := New("c1")
+	for _, i := range []int{0, 7, MaxShards - 1} {
+		if got, ok := s.ParseSynced(s.Synced(i)); !ok || got != i {
+			t.Errorf("synced %d: %d %v", i, got, ok)
+		}
+	}
+	for _, bad := range []string{
+		s.SyncedPrefix(), s.SyncedPrefix() + "07", s.SyncedPrefix() + "-1", s.SyncedPrefix() + "1/",
+		s.SyncedPrefix() + "x", s.Synced(MaxShards), New("c2").Synced(1), s.Generation(),
+	} {
+		if got, ok := s.ParseSynced(bad); ok {
+			t.Errorf("parsed %q as %d", bad, got)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 // Package opsserver serves the operational HTTP endpoints both binaries expose
-// on --metrics-listen (BRIEF §2.3): Prometheus /metrics, /healthz, /readyz and
-// /debug/pprof/.
+// on --metrics-listen (docs/contract.md): Prometheus /metrics, /healthz,
+// /readyz and /debug/pprof/.
 //
-// The relay and the node agent import it; it imports nothing of meshrelay's.
+// The relay's and the node agent's mains and the demo import it (package
+// relay's tests too); it imports nothing of meshrelay's.
 package opsserver

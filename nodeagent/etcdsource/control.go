@@ -2,42 +2,38 @@ package etcdsource
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/meshrelay/meshrelay/internal/keyspace"
 )
 
 // control is what the control loop knows of generation and the synced
 // markers. Guarded by Source.mu.
 type control struct {
-	loaded     bool
-	generation string
-	rev        int64 // highest etcd revision the control loop has seen
-	markers    map[int]marker
+	// incarnation detects a wiped or replaced etcd (a changed generation,
+	// or a revision gone backwards); it is shared with the relay's sink.
+	incarnation keyspace.Incarnation
+	generation  string // the generation loaded; "" when absent
+	markers     map[int]marker
 }
 
-// marker is one synced/<shard> marker.
+// marker is what the source uses of one synced/<shard> marker.
 type marker struct {
 	generation string
 	rev        int64 // etcd mod revision of the marker
 }
 
-// markerValue is the part of the relay's synced/<shard> JSON the source uses.
-type markerValue struct {
-	Generation string `json:"generation"`
-}
-
+// parseMarker decodes a synced/<shard> value with keyspace.ParseMarker.
 func parseMarker(kv *mvccpb.KeyValue) (marker, error) {
-	var v markerValue
-	if err := json.Unmarshal(kv.Value, &v); err != nil {
-		return marker{}, fmt.Errorf("decode %s: %w", kv.Key, err)
+	m, err := keyspace.ParseMarker(kv.Value)
+	if err != nil {
+		return marker{}, fmt.Errorf("%s: %w", kv.Key, err)
 	}
-	return marker{generation: v.Generation, rev: kv.ModRevision}, nil
+	return marker{generation: m.Generation, rev: kv.ModRevision}, nil
 }
 
 // runControl follows generation and the synced markers until ctx is done.
@@ -151,13 +147,14 @@ func (s *Source) load(gen string, markers map[int]marker, rev int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := &s.ctl
-	changed := c.loaded && (gen != c.generation || rev < c.rev)
+	previous := c.incarnation.Revision()
+	changed, why := c.incarnation.Observe(gen, gen != "", rev)
 	if changed {
 		s.stats.generationChanges.Add(1)
-		s.log.Info("etcd generation changed, re-listing every watched service",
-			"from", c.generation, "to", gen, "revision", rev, "previous_revision", c.rev, "services", len(s.watches))
+		s.log.Info("etcd generation changed, re-listing every watched service", "why", why,
+			"from", c.generation, "to", gen, "revision", rev, "previous_revision", previous, "services", len(s.watches))
 	}
-	c.loaded, c.generation, c.rev, c.markers = true, gen, rev, markers
+	c.generation, c.markers = gen, markers
 	for _, w := range s.watches {
 		if changed || (w.deferred && c.current(w.shard)) {
 			kick(w.relist)
@@ -175,14 +172,22 @@ func (c *control) current(shard int) bool {
 // applyMarker applies one event under synced/ and re-lists the deferred
 // services of a shard that became synced in the current generation.
 func (s *Source) applyMarker(ev *clientv3.Event) {
-	shard, m, err := s.markerOf(ev.Kv)
-	if err != nil && ev.Type != mvccpb.DELETE {
-		s.log.Warn("ignoring bad synced marker", "err", err)
+	shard, ok := s.space.ParseSynced(string(ev.Kv.Key))
+	if !ok {
+		s.log.Warn("ignoring a key under synced/ that is not a marker", "key", string(ev.Kv.Key))
 		return
+	}
+	var m marker
+	if ev.Type != mvccpb.DELETE {
+		var err error
+		if m, err = parseMarker(ev.Kv); err != nil {
+			s.log.Warn("ignoring bad synced marker", "err", err)
+			return
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.ctl.rev = max(s.ctl.rev, ev.Kv.ModRevision)
+	s.ctl.incarnation.Advance(ev.Kv.ModRevision)
 	if ev.Type == mvccpb.DELETE {
 		delete(s.ctl.markers, shard)
 		return
@@ -199,11 +204,12 @@ func (s *Source) applyMarker(ev *clientv3.Event) {
 	}
 }
 
-// markerOf parses the shard from a synced/<shard> key and the marker from its value.
+// markerOf parses the shard from a synced/<shard> key (strictly, with
+// keyspace.Space.ParseSynced) and the marker from its value.
 func (s *Source) markerOf(kv *mvccpb.KeyValue) (int, marker, error) {
-	shard, err := strconv.Atoi(strings.TrimPrefix(string(kv.Key), s.space.SyncedPrefix()))
-	if err != nil {
-		return 0, marker{}, fmt.Errorf("synced key %s: %w", kv.Key, err)
+	shard, ok := s.space.ParseSynced(string(kv.Key))
+	if !ok {
+		return 0, marker{}, fmt.Errorf("%s: not a synced/<shard> key", kv.Key)
 	}
 	m, err := parseMarker(kv)
 	return shard, m, err
@@ -226,10 +232,10 @@ func (s *Source) rebuilt(ctx context.Context) bool {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if gen != s.ctl.generation || resp.Header.Revision < s.ctl.rev {
+	if rebuilt, _ := s.ctl.incarnation.Differs(gen, gen != "", resp.Header.Revision); rebuilt {
 		return true
 	}
-	s.ctl.rev = resp.Header.Revision
+	s.ctl.incarnation.Advance(resp.Header.Revision)
 	return false
 }
 
@@ -237,7 +243,7 @@ func (s *Source) rebuilt(ctx context.Context) bool {
 // a generation or revision it does not know: etcd may have been rebuilt.
 func (s *Source) noticeListing(l listing) {
 	s.mu.Lock()
-	stale := s.ctl.loaded && (l.generation != s.ctl.generation || l.rev < s.ctl.rev)
+	stale, _ := s.ctl.incarnation.Differs(l.generation, l.generation != "", l.rev)
 	s.mu.Unlock()
 	if stale {
 		kick(s.probe)

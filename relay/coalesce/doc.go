@@ -11,5 +11,5 @@
 // first: the relay turns a burst of upstream pushes into one write per key
 // while bounding the added latency.
 //
-// Any relay package may import it. It imports nothing of meshrelay's.
+// relay/etcdsink imports it. It imports nothing of meshrelay's.
 package coalesce

@@ -25,7 +25,7 @@ func benchServices(n int) ([]keyspace.Service, []*model.Service) {
 
 // BenchmarkInitialSync10k: 10,000 services × 5 endpoints from Set to
 // Synced into a fresh embedded etcd, with default options (100 ms window,
-// bootstrap rate). Target ≤ 2 s/op (BRIEF §5).
+// bootstrap rate). Target ≤ 2 s/op.
 func BenchmarkInitialSync10k(b *testing.B) {
 	keys, svcs := benchServices(10_000)
 	var keysWritten uint64

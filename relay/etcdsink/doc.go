@@ -1,5 +1,5 @@
 // Package etcdsink writes the relay's desired state into etcd, in the
-// keyspace of BRIEF §2.1.
+// keyspace of docs/contract.md (declared in internal/keyspace).
 //
 // The relay calls Set for every translated service that changed and Complete
 // whenever upstream state is complete (after the first full push and after
@@ -16,9 +16,9 @@
 // after a jittered exponential backoff with whatever is desired by then.
 //
 // Every transaction is guarded by the etcd generation id (and by
-// Options.Fence when set). When the generation vanishes or changes - etcd
-// was wiped or rebuilt - the Sink reloads and rewrites the whole desired
-// state.
+// Options.Fence when set). When keyspace.Incarnation says etcd was wiped or
+// rebuilt - the generation vanished or changed, or etcd's revision went
+// backwards - the Sink reloads and rewrites the whole desired state.
 //
 // Limits: all values of one service change in one transaction, so a
 // service that needs more than MaxTxnOps operations (128 by default: the
@@ -27,5 +27,8 @@
 // not retried. A single service whose changed values exceed etcd's request
 // limit (1.5 MiB) is reported the same way.
 //
-// Only the relay imports this package.
+// Package relay creates the Sink; the relay's main, the scale harness and
+// the node agent's end-to-end tests import this package for its Options
+// and Stats. It imports internal/keyspace, internal/model, relay/coalesce,
+// internal/backoff and internal/promvalue.
 package etcdsink

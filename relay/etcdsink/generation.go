@@ -2,20 +2,18 @@ package etcdsink
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/meshrelay/meshrelay/internal/keyspace"
 )
 
 // createGeneration puts a fresh random generation id unless another relay
 // created one first, and returns the id etcd holds.
 func (s *Sink) createGeneration(ctx context.Context) (string, error) {
-	var b [16]byte
-	rand.Read(b[:])
-	id := hex.EncodeToString(b[:])
+	id := keyspace.NewGeneration()
 	key := s.space.Generation()
 
 	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
@@ -38,9 +36,10 @@ func (s *Sink) createGeneration(ctx context.Context) (string, error) {
 	return string(kvs[0].Value), nil
 }
 
-// watchGeneration calls generationChanged when the generation key is
-// deleted or replaced. It watches the key and, because a watch cannot see
-// an etcd replaced by an empty one (its revision starts over below the
+// watchGeneration calls generationChanged when keyspace.Incarnation says
+// etcd was rebuilt: the generation key deleted or replaced, or etcd's
+// revision gone backwards. It watches the key and, because a watch cannot
+// see an etcd replaced by an empty one (its revision starts over below the
 // watch's), also reads it every GenerationCheckInterval. It returns when
 // ctx is done.
 func (s *Sink) watchGeneration(ctx context.Context) {
@@ -61,11 +60,9 @@ func (s *Sink) watchGeneration(ctx context.Context) {
 				}
 				s.genMu.Lock()
 				for _, ev := range resp.Events {
-					if ev.Type == clientv3.EventTypeDelete {
-						s.generationChanged("generation key deleted")
-					} else if string(ev.Kv.Value) != s.generation() {
-						s.generationChanged("generation key replaced")
-					}
+					// Revision 0: an event may be older than the
+					// revision of the latest check.
+					s.observeGeneration(string(ev.Kv.Value), ev.Type != clientv3.EventTypeDelete, 0)
 				}
 				s.genMu.Unlock()
 			case <-ticker.C:
@@ -92,12 +89,20 @@ func (s *Sink) checkGeneration(ctx context.Context) {
 	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
 	resp, err := s.client.Get(rctx, s.space.Generation())
 	cancel()
-	switch {
-	case err != nil:
+	if err != nil {
 		return
-	case len(resp.Kvs) == 0:
-		s.generationChanged("generation key missing")
-	case string(resp.Kvs[0].Value) != s.generation():
-		s.generationChanged("generation key replaced")
+	}
+	if len(resp.Kvs) == 0 {
+		s.observeGeneration("", false, resp.Header.Revision)
+	} else {
+		s.observeGeneration(string(resp.Kvs[0].Value), true, resp.Header.Revision)
+	}
+}
+
+// observeGeneration feeds one read of the generation key to the detector
+// and asks for a reload when it says etcd was rebuilt. Caller holds genMu.
+func (s *Sink) observeGeneration(gen string, present bool, rev int64) {
+	if rebuilt, why := s.incarnation.Observe(gen, present, rev); rebuilt {
+		s.generationChanged(why)
 	}
 }

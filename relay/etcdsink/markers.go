@@ -2,7 +2,6 @@ package etcdsink
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -11,21 +10,6 @@ import (
 
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 )
-
-// marker is the JSON value of synced/<shard>.
-type marker struct {
-	Shard      int    `json:"shard"`
-	Generation string `json:"generation"`
-	Relay      string `json:"relay"`
-	Services   int    `json:"services"`
-	Time       string `json:"time"` // RFC 3339
-}
-
-// sameAs compares everything but the time: a marker that differs only by
-// its time is not rewritten.
-func (m marker) sameAs(o marker) bool {
-	return m.Shard == o.Shard && m.Generation == o.Generation && m.Relay == o.Relay && m.Services == o.Services
-}
 
 // writeMarkers writes synced/<shard> for every shard whose marker is not
 // already up to date, then closes Synced and leaves the bootstrap rate.
@@ -39,11 +23,11 @@ func (s *Sink) writeMarkers(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 
-	now := time.Now().UTC().Format(time.RFC3339)
+	now := keyspace.MarkerTime(time.Now())
 	var (
 		ops     []clientv3.Op
 		bytes   int
-		pending []marker
+		pending []keyspace.Marker
 	)
 	flush := func() error {
 		if len(ops) == 0 {
@@ -55,18 +39,21 @@ func (s *Sink) writeMarkers(ctx context.Context) error {
 		for _, m := range pending {
 			s.markers[m.Shard] = m
 		}
-		s.counters.puts.Add(uint64(len(ops)))
+		s.metrics.puts.Add(float64(len(ops)))
 		ops, bytes, pending = ops[:0], 0, pending[:0]
 		return nil
 	}
 	for shard, n := range counts {
-		m := marker{Shard: shard, Generation: s.generation(), Relay: s.opts.RelayID, Services: n, Time: now}
-		if old, ok := s.markers[shard]; ok && old.sameAs(m) {
+		m := keyspace.Marker{
+			Shard: shard, Shards: s.opts.Shards, Cluster: s.space.Cluster(),
+			Generation: s.generation(), Relay: s.opts.RelayID, Services: n, Time: now,
+		}
+		if old, ok := s.markers[shard]; ok && old.SameAs(m) {
 			continue
 		}
-		b, err := json.Marshal(m)
+		b, err := keyspace.EncodeMarker(m)
 		if err != nil {
-			return fmt.Errorf("encode synced marker: %w", err)
+			return err
 		}
 		key := s.space.Synced(shard)
 		ops = append(ops, clientv3.OpPut(key, string(b)))

@@ -1,7 +1,9 @@
 package etcdsink
 
 import (
+	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -27,7 +29,9 @@ const (
 	DefaultMaxTxnBytes             = 1 << 20 // below etcd's 1.5 MiB request limit
 	DefaultRequestTimeout          = 5 * time.Second
 	DefaultGenerationCheckInterval = time.Second
-	DefaultRelayID                 = "relay"
+	// DefaultRelayID is the relay id of a relay given none: the only
+	// definition of it.
+	DefaultRelayID = "relay"
 )
 
 // Options configure a Sink. Zero fields take the documented defaults.
@@ -38,7 +42,8 @@ type Options struct {
 	// for. Default keyspace.DefaultShards.
 	Shards int
 	// RelayID names this relay in synced markers; stable across restarts
-	// (the pod name), or a restart rewrites every marker. Default "relay".
+	// (the pod name), or a restart rewrites every marker. Default
+	// DefaultRelayID.
 	RelayID string
 
 	// Window and MaxDelay tune coalescing (coalesce.Options): defaults
@@ -78,6 +83,30 @@ type Options struct {
 
 	// Logger receives the Sink's logs. Default: discarded.
 	Logger *slog.Logger
+}
+
+// Validate reports the first field that is out of range. Zero fields are
+// valid: they take the defaults.
+func (o Options) Validate() error {
+	switch {
+	case strings.Contains(o.Cluster, "/"):
+		return fmt.Errorf("etcdsink: Cluster %q contains '/'", o.Cluster)
+	case o.Shards < 0 || o.Shards > keyspace.MaxShards:
+		return fmt.Errorf("etcdsink: Shards %d: want 1..%d", o.Shards, keyspace.MaxShards)
+	case o.Window < 0 || o.MaxDelay < 0:
+		return fmt.Errorf("etcdsink: Window %v, MaxDelay %v: want >= 0", o.Window, o.MaxDelay)
+	case o.Window > 0 && o.MaxDelay > 0 && o.MaxDelay < o.Window:
+		return fmt.Errorf("etcdsink: MaxDelay %v below Window %v", o.MaxDelay, o.Window)
+	case o.OpsPerSecond < 0 || o.BootstrapOpsPerSecond < 0:
+		return fmt.Errorf("etcdsink: OpsPerSecond %v, BootstrapOpsPerSecond %v: want >= 0", o.OpsPerSecond, o.BootstrapOpsPerSecond)
+	case o.Burst < 0 || o.MaxTxnOps < 0 || o.MaxTxnBytes < 0:
+		return fmt.Errorf("etcdsink: Burst %d, MaxTxnOps %d, MaxTxnBytes %d: want >= 0", o.Burst, o.MaxTxnOps, o.MaxTxnBytes)
+	case o.RequestTimeout < 0 || o.GenerationCheckInterval < 0:
+		return fmt.Errorf("etcdsink: RequestTimeout %v, GenerationCheckInterval %v: want >= 0", o.RequestTimeout, o.GenerationCheckInterval)
+	case o.Backoff.Initial < 0 || o.Backoff.Max < 0:
+		return fmt.Errorf("etcdsink: Backoff %+v: want >= 0", o.Backoff)
+	}
+	return nil
 }
 
 // Backoff paces the writer's retries: Initial after the first failed

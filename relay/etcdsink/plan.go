@@ -2,6 +2,7 @@ package etcdsink
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -89,11 +90,14 @@ func (s *Sink) planService(svc keyspace.Service, d desiredState, owner ownerFunc
 		next.revision = rev
 	}
 
-	next.slices = make([]string, len(d.svc.Slices))
+	if len(d.svc.Slices) > keyspace.MaxSlices {
+		return nil, fmt.Errorf("service %s: %d endpoint slices, more than the keyspace allows (%d)", svc, len(d.svc.Slices), keyspace.MaxSlices)
+	}
+	next.slices = make(map[int]string, len(d.svc.Slices))
 	for i, sl := range d.svc.Slices {
 		h := sliceHash(sl)
 		next.slices[i] = h
-		if i < len(old.slices) && old.slices[i] == h {
+		if oh, ok := old.slices[i]; ok && oh == h {
 			continue
 		}
 		v, err := sliceValue(sl, h, rev, observed)
@@ -103,8 +107,8 @@ func (s *Sink) planService(svc keyspace.Service, d desiredState, owner ownerFunc
 		p.put(s.space.Slice(svc, i), v)
 		next.revision = rev
 	}
-	for i := len(d.svc.Slices); i < len(old.slices); i++ {
-		if old.slices[i] != "" {
+	for _, i := range slices.Sorted(maps.Keys(old.slices)) {
+		if i >= len(d.svc.Slices) {
 			p.del(s.space.Slice(svc, i))
 		}
 	}

@@ -29,6 +29,7 @@ var errGenerationChanged = errors.New("etcd generation changed")
 
 // Sink writes desired services into etcd. Create it with New; Set,
 // Complete, Synced and Stats may be called from any goroutine, Run from one.
+// Metrics returns its Prometheus collectors.
 type Sink struct {
 	client  Client
 	opts    Options
@@ -49,7 +50,7 @@ type Sink struct {
 	// Owned by the Run goroutine.
 	written  map[keyspace.Service]*writtenService
 	vipOwner map[string]keyspace.Service
-	markers  map[int]marker
+	markers  map[int]keyspace.Marker
 	// bootstrapping is true until synced markers are written for the
 	// current generation; the token bucket runs at the bootstrap rate.
 	bootstrapping bool
@@ -57,13 +58,14 @@ type Sink struct {
 	// genMu serialises reload with the generation checks of the watcher,
 	// so that a check never compares etcd's new generation with the old.
 	genMu        sync.Mutex
+	incarnation  keyspace.Incarnation // guarded by genMu
 	gen          atomic.Pointer[string]
 	running      atomic.Bool
 	reloadNeeded atomic.Bool
 
 	synced     chan struct{}
 	syncedOnce sync.Once
-	counters   counters
+	metrics    *metrics
 }
 
 // desiredState is one Set.
@@ -86,7 +88,9 @@ const (
 	kindWake                    // nothing to write; wakes Run to act on reloadNeeded
 )
 
-// New returns a Sink writing through c. Nothing happens until Run.
+// New returns a Sink writing through c. Nothing happens until Run. Check
+// opts with Options.Validate first: New fills zero fields with defaults
+// and does not report out-of-range ones.
 func New(c Client, opts Options) *Sink {
 	opts = opts.withDefaults()
 	s := &Sink{
@@ -100,10 +104,11 @@ func New(c Client, opts Options) *Sink {
 		claims:        make(map[string]map[keyspace.Service]struct{}),
 		written:       make(map[keyspace.Service]*writtenService),
 		vipOwner:      make(map[string]keyspace.Service),
-		markers:       make(map[int]marker),
+		markers:       make(map[int]keyspace.Marker),
 		bootstrapping: true,
 		synced:        make(chan struct{}),
 	}
+	s.metrics = newMetrics(s.queue.Len)
 	s.gen.Store(new(string))
 	return s
 }
@@ -182,7 +187,7 @@ func (s *Sink) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		s.counters.recordError(err)
+		s.metrics.recordError(err)
 		s.log.Warn("loading etcd state failed, retrying", "err", err)
 		if !retry.Wait(ctx) {
 			return ctx.Err()
@@ -210,13 +215,13 @@ func (s *Sink) Run(ctx context.Context) error {
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case errors.Is(err, ErrFenced):
-			s.counters.recordError(err)
+			s.metrics.recordError(err)
 			s.log.Warn("fenced: stopping writes", "err", err)
 			return err
 		case errors.Is(err, errGenerationChanged):
 			// The next batch reloads; nothing to wait for.
 		default:
-			s.counters.recordError(err)
+			s.metrics.recordError(err)
 			s.log.Warn("etcd write failed, retrying", "err", err, "queue", s.queue.Len())
 			if !retry.Wait(ctx) {
 				return ctx.Err()
@@ -295,7 +300,7 @@ func (s *Sink) sweepWritten() []keyspace.Service {
 // generationChanged asks Run to reload and rewrite everything.
 func (s *Sink) generationChanged(why string) {
 	if s.reloadNeeded.CompareAndSwap(false, true) {
-		s.counters.generationChanges.Add(1)
+		s.metrics.generationChanges.Add(1)
 		s.log.Warn("etcd generation changed: reloading and rewriting the desired state", "why", why)
 		s.queue.Mark(task{kind: kindWake})
 	}

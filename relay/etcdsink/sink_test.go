@@ -2,11 +2,12 @@ package etcdsink
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/meshrelay/meshrelay/internal/embedetcd"
@@ -81,6 +82,54 @@ func TestInitialWrite(t *testing.T) {
 	if g := get(t, f.c, space.Generation()); g == nil || string(g.value) != f.sink.Stats().Generation {
 		t.Errorf("generation %v, sink says %q", g, f.sink.Stats().Generation)
 	}
+	checkMetricsMatchStats(t, f.sink)
+}
+
+// checkMetricsMatchStats gathers the sink's collectors and compares them
+// with its Stats snapshot: one storage, two views.
+func checkMetricsMatchStats(t *testing.T, s *Sink) {
+	t.Helper()
+	f := gatherSink(t, s)
+	st := s.Stats()
+	if st.Txns == 0 {
+		t.Fatal("no transactions counted")
+	}
+	for name, want := range map[string]float64{
+		"meshrelay_relay_etcd_txns_total":          float64(st.Txns),
+		"meshrelay_relay_etcd_puts_total":          float64(st.Puts),
+		"meshrelay_relay_etcd_written_bytes_total": float64(st.Bytes),
+	} {
+		if got := f[name]; got != want {
+			t.Errorf("%s = %v, Stats says %v", name, got, want)
+		}
+	}
+	if got := f["meshrelay_relay_etcd_txn_duration_seconds"]; got != float64(st.Txns) {
+		t.Errorf("txn duration histogram holds %v samples, want one per transaction (%d)", got, st.Txns)
+	}
+}
+
+// gatherSink registers s's metrics in a fresh registry and returns
+// each metric's value (a histogram's sample count).
+func gatherSink(t *testing.T, s *Sink) map[string]float64 {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(s.Metrics()...)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		m := mf.GetMetric()[0]
+		switch {
+		case m.Counter != nil:
+			out[mf.GetName()] = m.Counter.GetValue()
+		case m.Histogram != nil:
+			out[mf.GetName()] = float64(m.Histogram.GetSampleCount())
+		case m.Gauge != nil:
+			out[mf.GetName()] = m.Gauge.GetValue()
+		}
+	}
+	return out
 }
 
 func TestIdenticalSetWritesNothing(t *testing.T) {
@@ -157,6 +206,36 @@ func TestSliceCountShrinkDeletesExtraKeys(t *testing.T) {
 	if sl := decodeSlice(t, f.c, key, 0); len(sl.GetEndpoints()) != 10 || sl.GetRevision() != 2 {
 		t.Errorf("slice 0: %d endpoints revision %d", len(sl.GetEndpoints()), sl.GetRevision())
 	}
+}
+
+// TestLoadIgnoresForeignSliceKeys: keys that are not canonical, bounded
+// slice keys are not the relay's: loading them allocates nothing by their
+// index, and a reload deletes the stale canonical slice beyond the desired
+// count but leaves the foreign keys to the service's prefix delete.
+func TestLoadIgnoresForeignSliceKeys(t *testing.T) {
+	srv := startEtcd(t, embedetcd.Options{})
+	c := newClient(t, srv)
+	key := svcName(4)
+	huge := space.ServicePrefix(key) + "endpoints/100000000"
+	padded := space.ServicePrefix(key) + "endpoints/010"
+	stale := space.Slice(key, 5)
+	for _, k := range []string{huge, padded, stale} {
+		if _, err := c.Put(context.Background(), k, "x"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := New(c, testOptions())
+	runSink(t, s)
+	s.Set(key, newService(key, nil, 10, 0), time.Now())
+	waitFor(t, "stale slice deleted", func() bool { return get(t, c, space.Slice(key, 0)) != nil && get(t, c, stale) == nil })
+	if get(t, c, huge) == nil || get(t, c, padded) == nil {
+		t.Error("a key the relay does not own was deleted by a slice delete")
+	}
+	if st := s.Stats(); st.Generation == "" {
+		t.Errorf("stats: %+v", st)
+	}
+	s.Set(key, nil, time.Now())
+	waitFor(t, "service deleted with its prefix", func() bool { return countPrefix(t, c, space.ServicePrefix(key)) == 0 })
 }
 
 func TestVIPIndex(t *testing.T) {
@@ -293,11 +372,12 @@ func TestCompleteSweepsAndWritesMarkers(t *testing.T) {
 		if v == nil {
 			t.Fatalf("no synced/%d", shard)
 		}
-		var m marker
-		if err := json.Unmarshal(v.value, &m); err != nil {
+		m, err := keyspace.ParseMarker(v.value)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if m.Shard != shard || m.Relay != "relay-0" || m.Generation != s.Stats().Generation {
+		if m.Shard != shard || m.Shards != opts.Shards || m.Cluster != space.Cluster() || m.HeldDeletions ||
+			m.Relay != "relay-0" || m.Generation != s.Stats().Generation {
 			t.Errorf("synced/%d = %s", shard, v.value)
 		}
 		if _, err := time.Parse(time.RFC3339, m.Time); err != nil {
@@ -413,9 +493,61 @@ func TestEtcdWiped(t *testing.T) {
 	if st := s.Stats(); st.GenerationChanges == 0 || st.Generation == gen {
 		t.Errorf("stats after wipe: %+v", st)
 	}
-	var m marker
-	if err := json.Unmarshal(get(t, c, space.Synced(0)).value, &m); err != nil || m.Generation == gen {
+	if m, err := keyspace.ParseMarker(get(t, c, space.Synced(0)).value); err != nil || m.Generation == gen {
 		t.Errorf("synced/0 after wipe: %+v %v", m, err)
+	}
+}
+
+// TestEtcdRestoredFromOlderCopy: an etcd restored from an older copy of its
+// data keeps the generation id, but its revision is below what the sink
+// has seen; keyspace.Incarnation reports it and the sink rewrites what the
+// older copy lacks.
+func TestEtcdRestoredFromOlderCopy(t *testing.T) {
+	const gen = "restored-generation"
+	putGen := func(c clientv3.KV) {
+		t.Helper()
+		if _, err := c.Put(context.Background(), space.Generation(), gen); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The older copy: the generation and nothing else, at revision 2.
+	oldDir := shmDir(t)
+	older := startEtcd(t, embedetcd.Options{Dir: oldDir})
+	putGen(newClient(t, older))
+	older.Close()
+
+	srv := startEtcd(t, embedetcd.Options{})
+	ep := srv.Endpoints()[0]
+	c := newClient(t, srv)
+	putGen(c)
+	s := New(c, testOptions())
+	runSink(t, s)
+	const n = 20
+	present := make([]keyspace.Service, n)
+	for i := range n {
+		present[i] = svcName(i)
+		s.Set(present[i], newService(present[i], []string{vip(i)}, 2, 0), time.Now())
+	}
+	s.Complete(present)
+	waitSynced(t, s)
+	for i := range 50 { // raise the revision well above the older copy's
+		if _, err := c.Put(context.Background(), "/unrelated/key", fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rev := headerRevision(t, c)
+	waitFor(t, "a generation check at the current revision", func() bool {
+		s.genMu.Lock()
+		defer s.genMu.Unlock()
+		return s.incarnation.Revision() >= rev
+	})
+	keys := countPrefix(t, c, space.ServicesPrefix())
+
+	srv.Close()
+	startEtcd(t, embedetcd.Options{ClientURL: ep, Dir: oldDir})
+	waitFor(t, "rewrite after restore", func() bool { return countPrefix(t, c, space.ServicesPrefix()) == keys })
+	if st := s.Stats(); st.GenerationChanges == 0 || st.Generation != gen {
+		t.Errorf("stats after restore: %+v", st)
 	}
 }
 

@@ -2,11 +2,16 @@ package etcdsink
 
 import (
 	"sync"
-	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshrelay/meshrelay/internal/promvalue"
 )
 
-// Stats are the Sink's counters since New, for metrics and tests.
+// Stats is a snapshot of the Sink's metrics since New, for callers and
+// tests; the metrics themselves live only in the Prometheus collectors
+// (see metrics).
 type Stats struct {
 	Txns    uint64 // committed transactions
 	Puts    uint64 // keys put (values, VIP index entries, synced markers)
@@ -39,45 +44,85 @@ type Stats struct {
 	LastErrorTime time.Time
 }
 
-// counters is the live form of Stats.
-type counters struct {
-	txns, puts, deletes, bytes atomic.Uint64
-	skipped, retries           atomic.Uint64
-	oversized, fenceFailures   atomic.Uint64
-	generationChanges          atomic.Uint64
-	throttled                  atomic.Int64 // nanoseconds
+// metrics are the Sink's Prometheus collectors, one set per Sink: the only
+// storage of its counters.
+type metrics struct {
+	txns, puts, deletes, bytes prometheus.Counter
+	skipped, retries           prometheus.Counter
+	oversized, fenceFailures   prometheus.Counter
+	generationChanges          prometheus.Counter
+	throttled                  prometheus.Counter // seconds
+	txnSeconds                 prometheus.Histogram
+	queueDepth                 prometheus.GaugeFunc
 
-	mu            sync.Mutex
+	mu            sync.Mutex // guards the latest error, which is not a metric
 	lastError     string
 	lastErrorTime time.Time
 }
 
-func (c *counters) recordError(err error) {
-	c.mu.Lock()
-	c.lastError = err.Error()
-	c.lastErrorTime = time.Now()
-	c.mu.Unlock()
+func newMetrics(queueLen func() int) *metrics {
+	c := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "meshrelay", Subsystem: "relay_etcd", Name: name, Help: help})
+	}
+	return &metrics{
+		txns:              c("txns_total", "etcd transactions committed."),
+		puts:              c("puts_total", "etcd keys put (values, VIP index entries, synced markers)."),
+		deletes:           c("deletes_total", "etcd delete operations."),
+		bytes:             c("written_bytes_total", "Bytes of keys and values in committed transactions."),
+		skipped:           c("skipped_unchanged_total", "Services processed with nothing to write (identical content)."),
+		retries:           c("retries_total", "Failed transactions retried with backoff."),
+		oversized:         c("oversized_services_total", "Services too large for one transaction (not written)."),
+		fenceFailures:     c("fence_failures_total", "Transactions refused by the shard fence."),
+		generationChanges: c("generation_changes_total", "Reloads after etcd's generation vanished or changed."),
+		throttled:         c("throttled_seconds_total", "Time spent waiting for the write rate limit."),
+		txnSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "meshrelay", Subsystem: "relay_etcd", Name: "txn_duration_seconds",
+			Help:    "Round trip of etcd write transactions (committed or refused), rate limiting excluded.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14), // 0.5 ms .. 4 s
+		}),
+		queueDepth: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "meshrelay", Subsystem: "relay_etcd", Name: "queue_depth",
+			Help: "Dirty services waiting for the writer.",
+		}, func() float64 { return float64(queueLen()) }),
+	}
 }
 
-// Stats returns a snapshot of the counters.
+func (m *metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.txns, m.puts, m.deletes, m.bytes, m.skipped, m.retries, m.oversized,
+		m.fenceFailures, m.generationChanges, m.throttled, m.txnSeconds, m.queueDepth}
+}
+
+func (m *metrics) recordError(err error) {
+	m.mu.Lock()
+	m.lastError = err.Error()
+	m.lastErrorTime = time.Now()
+	m.mu.Unlock()
+}
+
+// Metrics returns the Sink's Prometheus collectors
+// (meshrelay_relay_etcd_*), for the caller to register.
+func (s *Sink) Metrics() []prometheus.Collector { return s.metrics.collectors() }
+
+// Stats returns a snapshot of the metrics.
 func (s *Sink) Stats() Stats {
-	c := &s.counters
+	m := s.metrics
+	n := func(c prometheus.Counter) uint64 { return uint64(promvalue.Of(c)) }
 	st := Stats{
-		Txns:              c.txns.Load(),
-		Puts:              c.puts.Load(),
-		Deletes:           c.deletes.Load(),
-		Bytes:             c.bytes.Load(),
-		Skipped:           c.skipped.Load(),
-		Retries:           c.retries.Load(),
-		Oversized:         c.oversized.Load(),
-		FenceFailures:     c.fenceFailures.Load(),
-		GenerationChanges: c.generationChanges.Load(),
+		Txns:              n(m.txns),
+		Puts:              n(m.puts),
+		Deletes:           n(m.deletes),
+		Bytes:             n(m.bytes),
+		Skipped:           n(m.skipped),
+		Retries:           n(m.retries),
+		Oversized:         n(m.oversized),
+		FenceFailures:     n(m.fenceFailures),
+		GenerationChanges: n(m.generationChanges),
 		QueueDepth:        s.queue.Len(),
-		Throttled:         time.Duration(c.throttled.Load()),
+		Throttled:         time.Duration(promvalue.Of(m.throttled) * float64(time.Second)),
 		Generation:        s.generation(),
 	}
-	c.mu.Lock()
-	st.LastError, st.LastErrorTime = c.lastError, c.lastErrorTime
-	c.mu.Unlock()
+	m.mu.Lock()
+	st.LastError, st.LastErrorTime = m.lastError, m.lastErrorTime
+	m.mu.Unlock()
 	return st
 }

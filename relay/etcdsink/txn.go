@@ -90,15 +90,15 @@ func (s *Sink) writeServices(ctx context.Context, svcs []keyspace.Service) error
 			for _, p := range t.plans {
 				s.apply(p)
 			}
-			s.counters.puts.Add(uint64(sumPlans(t.plans, func(p *plan) int { return p.puts })))
-			s.counters.deletes.Add(uint64(sumPlans(t.plans, func(p *plan) int { return p.deletes })))
+			s.metrics.puts.Add(float64(sumPlans(t.plans, func(p *plan) int { return p.puts })))
+			s.metrics.deletes.Add(float64(sumPlans(t.plans, func(p *plan) int { return p.deletes })))
 		case len(t.plans) == 1 && tooLarge(err):
-			s.counters.oversized.Add(1)
-			s.counters.recordError(err)
+			s.metrics.oversized.Add(1)
+			s.metrics.recordError(err)
 			s.log.Error("service too large for one etcd request: not written",
 				"service", t.plans[0].svc, "ops", t.ops, "bytes", t.bytes, "err", err)
 		default:
-			s.counters.retries.Add(1)
+			s.metrics.retries.Add(1)
 			dirty := make([]task, 0, len(t.plans)+len(rest))
 			for _, p := range t.plans {
 				dirty = append(dirty, task{svc: p.svc})
@@ -122,21 +122,21 @@ func (s *Sink) writeServices(ctx context.Context, svcs []keyspace.Service) error
 		}
 		p, err := s.planService(svc, d, owner)
 		if err != nil {
-			s.counters.recordError(err)
+			s.metrics.recordError(err)
 			s.log.Error("cannot encode service", "service", svc, "err", err)
 			continue
 		}
 		if len(p.ops) == 0 {
-			s.counters.skipped.Add(1)
+			s.metrics.skipped.Add(1)
 			if d.svc == nil {
 				s.forgetDeleted(svc)
 			}
 			continue
 		}
 		if len(p.ops) > s.opts.MaxTxnOps {
-			s.counters.oversized.Add(1)
+			s.metrics.oversized.Add(1)
 			err := fmt.Errorf("service %s needs %d operations in one transaction, more than %d", svc, len(p.ops), s.opts.MaxTxnOps)
-			s.counters.recordError(err)
+			s.metrics.recordError(err)
 			s.log.Error("service too large: not written", "service", svc, "ops", len(p.ops), "slices", len(d.svc.Slices))
 			continue
 		}
@@ -159,7 +159,7 @@ func (s *Sink) commit(ctx context.Context, ops []clientv3.Op, bytes int) error {
 	if err := s.limiter.WaitN(ctx, len(ops)); err != nil {
 		return fmt.Errorf("rate limiter: %w", err)
 	}
-	s.counters.throttled.Add(int64(time.Since(start)))
+	s.metrics.throttled.Add(time.Since(start).Seconds())
 
 	genKey := s.space.Generation()
 	gen := s.generation()
@@ -168,8 +168,12 @@ func (s *Sink) commit(ctx context.Context, ops []clientv3.Op, bytes int) error {
 		cmps = append(cmps, s.opts.Fence()...)
 	}
 	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	sent := time.Now()
 	resp, err := s.client.Txn(rctx).If(cmps...).Then(ops...).Else(clientv3.OpGet(genKey)).Commit()
 	cancel()
+	if err == nil {
+		s.metrics.txnSeconds.Observe(time.Since(sent).Seconds())
+	}
 	if err != nil {
 		return fmt.Errorf("txn of %d ops, %d bytes: %w", len(ops), bytes, err)
 	}
@@ -179,11 +183,11 @@ func (s *Sink) commit(ctx context.Context, ops []clientv3.Op, bytes int) error {
 			s.generationChanged("transaction refused: generation differs")
 			return errGenerationChanged
 		}
-		s.counters.fenceFailures.Add(1)
+		s.metrics.fenceFailures.Add(1)
 		return fmt.Errorf("txn of %d ops: %w", len(ops), ErrFenced)
 	}
-	s.counters.txns.Add(1)
-	s.counters.bytes.Add(uint64(bytes))
+	s.metrics.txns.Add(1)
+	s.metrics.bytes.Add(float64(bytes))
 	return nil
 }
 

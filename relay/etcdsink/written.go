@@ -2,9 +2,7 @@ package etcdsink
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"strconv"
 	"strings"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -16,8 +14,11 @@ import (
 // writtenService is what etcd holds for one service, as far as the Sink
 // knows: content hashes, not values.
 type writtenService struct {
-	specHash string   // "" when etcd has no spec
-	slices   []string // content hash of endpoints/<i>; "" for a missing key
+	specHash string // "" when etcd has no spec
+	// slices maps the index of every endpoints/<i> key etcd holds to
+	// its content hash. A map, not a slice: an index read from etcd
+	// sizes nothing.
+	slices   map[int]string
 	revision uint64   // highest revision among its values
 	vips     []string // VIP index entries pointing at this service
 }
@@ -25,9 +26,10 @@ type writtenService struct {
 // loaded is etcd's state read by load.
 type loaded struct {
 	generation string // "" when absent
+	rev        int64  // etcd revision of the load
 	written    map[keyspace.Service]*writtenService
 	vipOwner   map[string]keyspace.Service
-	markers    map[int]marker
+	markers    map[int]keyspace.Marker
 	keys       int // keys under services/ and vips/
 }
 
@@ -40,7 +42,7 @@ func (s *Sink) load(ctx context.Context) (*loaded, error) {
 	st := &loaded{
 		written:  make(map[keyspace.Service]*writtenService),
 		vipOwner: make(map[string]keyspace.Service),
-		markers:  make(map[int]marker),
+		markers:  make(map[int]keyspace.Marker),
 	}
 	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
 	resp, err := s.client.Get(rctx, s.space.Generation())
@@ -52,6 +54,7 @@ func (s *Sink) load(ctx context.Context) (*loaded, error) {
 		st.generation = string(resp.Kvs[0].Value)
 	}
 	rev := resp.Header.Revision
+	st.rev = rev
 
 	err = s.rangePrefix(ctx, s.space.ServicesPrefix(), rev, func(key string, value []byte) {
 		st.keys++
@@ -70,8 +73,8 @@ func (s *Sink) load(ctx context.Context) (*loaded, error) {
 			w.specHash = spec.GetContentHash()
 			w.revision = max(w.revision, spec.GetRevision())
 		case keyspace.KindSlice:
-			for len(w.slices) <= k.Slice {
-				w.slices = append(w.slices, "")
+			if w.slices == nil {
+				w.slices = make(map[int]string)
 			}
 			sl, err := model.DecodeSlice(value)
 			if err != nil {
@@ -106,11 +109,12 @@ func (s *Sink) load(ctx context.Context) (*loaded, error) {
 	}
 
 	err = s.rangePrefix(ctx, s.space.SyncedPrefix(), rev, func(key string, value []byte) {
-		shard, err := strconv.Atoi(strings.TrimPrefix(key, s.space.SyncedPrefix()))
-		var m marker
-		if err == nil {
-			err = json.Unmarshal(value, &m)
+		shard, ok := s.space.ParseSynced(key)
+		if !ok {
+			s.log.Warn("not a synced marker key: ignoring it", "key", key)
+			return
 		}
+		m, err := keyspace.ParseMarker(value)
 		if err != nil {
 			s.log.Warn("bad synced marker: will rewrite it", "key", key, "err", err)
 			return
@@ -181,6 +185,8 @@ func (s *Sink) reload(ctx context.Context) error {
 		s.log.Info("loaded etcd state", "generation", gen, "services", len(st.written), "keys", st.keys)
 	}
 	s.gen.Store(&gen)
+	s.incarnation.Reset()
+	s.incarnation.Observe(gen, true, st.rev)
 	s.written, s.vipOwner, s.markers = st.written, st.vipOwner, st.markers
 
 	s.mu.Lock()

@@ -2,5 +2,6 @@
 // value (`relay decode`) and assembles a service's spec and endpoint slices
 // from etcd (`relay inspect`), printing protojson.
 //
-// The relay's main imports it. It reads etcd through clientv3.KV only.
+// The relay's main (relay decode, relay inspect) and package relay's tests
+// import it. It reads etcd through clientv3.KV only.
 package inspect

@@ -4,8 +4,9 @@
 // model: one model.Service per Kubernetes service or ServiceEntry host.
 //
 // The package is pure: deterministic, no I/O, no goroutines, no clocks, no
-// logging. Problems are returned in a Report. Only the relay imports it; it
-// imports internal/keyspace, internal/model and the generated value schema.
+// logging. Problems are returned in a Report. Package relay and the scale
+// harness import it; it imports internal/keyspace, internal/model and the
+// generated value schema.
 //
 // # Which clusters are services
 //

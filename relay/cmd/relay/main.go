@@ -1,5 +1,5 @@
 // Command relay runs the meshrelay relay: Istiod xDS in, per-service etcd
-// keys out. See the README for flags and the etcd keyspace.
+// keys out. docs/contract.md lists its flags and the etcd keyspace.
 package main
 
 import (

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -176,5 +178,41 @@ func TestRelayCommandEndToEnd(t *testing.T) {
 	}
 	if _, _, err := execute(context.Background(), "", "inspect", "--etcd-endpoints", m[1], "ns-0/no-such-service"); err == nil {
 		t.Error("inspect of a missing service succeeded")
+	}
+}
+
+// TestConfigSources checks flag > environment > file > default through the
+// values each source gives --shards (all out of range, so the command stops
+// at validation and names the winning value).
+func TestConfigSources(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "relay.yaml")
+	if err := os.WriteFile(file, []byte("shards: 9000\ncluster: from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct {
+		env  string
+		args []string
+		want string
+	}{
+		"file":          {args: []string{"--config", file}, want: `invalid --shards "9000"`},
+		"env over file": {env: "0", args: []string{"--config", file}, want: `invalid --shards "0"`},
+		"flag over env": {env: "0", args: []string{"--config", file, "--shards", "5000"}, want: `invalid --shards "5000"`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if tc.env != "" {
+				t.Setenv("MESHRELAY_SHARDS", tc.env)
+			}
+			_, _, err := execute(context.Background(), "", tc.args...)
+			if cliconfig.ExitCode(err) != 2 || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want exit 2 and %q", err, tc.want)
+			}
+		})
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("shards: 4\nsharts: 4\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := execute(context.Background(), "", "--config", bad); cliconfig.ExitCode(err) != 2 || !strings.Contains(err.Error(), `unknown key "sharts"`) {
+		t.Fatalf("unknown file key: %v", err)
 	}
 }

@@ -28,7 +28,7 @@ type Client struct {
 	subs   map[string]*subscription // by type URL, EDS and RDS only
 
 	running chan struct{} // holds a token while Run runs
-	stats   counters
+	stats   *metrics
 }
 
 // New checks opts and returns a Client that reports to h. It does not
@@ -49,6 +49,7 @@ func New(opts Options, h Handler) (*Client, error) {
 		caches:  map[string]*cache{},
 		subs:    map[string]*subscription{},
 		running: make(chan struct{}, 1),
+		stats:   newMetrics(),
 	}
 	for _, t := range resourceTypes {
 		c.caches[t.url] = newCache(t)

@@ -3,7 +3,7 @@
 // clusters (CDS), listeners (LDS), endpoint assignments (EDS) and route
 // configurations (RDS) and reports what changed to a Handler.
 //
-// It speaks the protocol the way Istiod expects it (BRIEF §3):
+// It speaks the protocol the way Istiod expects it:
 //
 //   - CDS and LDS are wildcard, full-state subscriptions: a name missing from
 //     a response is a delete.
@@ -23,7 +23,10 @@
 // Client.Run; Update.Complete tells it when the state of the current stream is
 // complete enough for a mark-and-sweep downstream.
 //
-// Only the relay imports this package (its translator consumes Updates). It
-// imports go-control-plane's protos and grpc, and nothing of meshrelay's. Its
-// sibling relay/xds/delta has the same shape for the delta workload API.
+// Package relay imports it (its translator consumes Updates), and the scale
+// harness for its node identity helpers. It imports go-control-plane's
+// protos, grpc and the Prometheus client; of meshrelay's, only
+// internal/backoff and internal/promvalue. Its metrics
+// (meshrelay_relay_xds_*) are Prometheus collectors returned by
+// Client.Metrics, one set per Client.
 package sotw

@@ -62,13 +62,27 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// Validate reports missing required fields and out-of-range values. The
+// node itself is checked by ValidateNode once NodeID and NodeMetadata are
+// applied (New does).
+func (o Options) Validate() error {
+	switch {
+	case o.Address == "":
+		return errors.New("options: Address is required")
+	case o.Node == nil:
+		return errors.New("options: Node is required (see NodeFromEnv)")
+	case o.MaxRecvMsgSize < 0:
+		return fmt.Errorf("options: MaxRecvMsgSize %d: want >= 0", o.MaxRecvMsgSize)
+	case o.SyncTimeout < 0:
+		return fmt.Errorf("options: SyncTimeout %v: want >= 0", o.SyncTimeout)
+	}
+	return nil
+}
+
 // withDefaults returns o with defaults filled in and the node resolved.
 func (o Options) withDefaults() (Options, error) {
-	if o.Address == "" {
-		return o, errors.New("options: Address is required")
-	}
-	if o.Node == nil {
-		return o, errors.New("options: Node is required (see NodeFromEnv)")
+	if err := o.Validate(); err != nil {
+		return o, err
 	}
 	node := proto.Clone(o.Node).(*corev3.Node)
 	if o.NodeID != "" {

@@ -19,7 +19,7 @@ func (c *Client) handleResponse(ctx context.Context, s *stream, resp *discoveryv
 	for _, a := range resp.GetResources() {
 		size += len(a.GetValue())
 	}
-	c.stats.bytes.Add(uint64(size))
+	c.stats.bytes.Add(float64(size))
 
 	typ := typeByURL(resp.GetTypeUrl())
 	if typ == nil {
