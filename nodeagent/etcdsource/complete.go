@@ -26,14 +26,14 @@ func (s *Source) Complete(ctx context.Context) (complete bool, why string, err e
 		return false, "no generation", nil
 	}
 	gen := string(kvs[0].Value)
-	synced := map[string]bool{}
+	synced := map[int]bool{}
 	for _, kv := range resp.Responses[1].GetResponseRange().GetKvs() {
-		if m, err := parseMarker(kv); err == nil && m.generation == gen {
-			synced[string(kv.Key)] = true
+		if shard, m, err := s.markerOf(kv); err == nil && m.generation == gen {
+			synced[shard] = true
 		}
 	}
 	for shard := range s.opts.Shards {
-		if !synced[s.space.Synced(shard)] {
+		if !synced[shard] {
 			return false, fmt.Sprintf("shard %d not synced in generation %s", shard, gen), nil
 		}
 	}
