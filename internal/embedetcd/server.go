@@ -142,7 +142,7 @@ func etcdConfig(opts Options, dir string, clientURL, peerURL *url.URL, level zap
 	cfg.LogLevel = level.String()
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.New(&slogCore{logger: logger, level: level, closing: closing}))
 	// A cache that churns must not keep its whole history: keep five
-	// minutes of it. Watchers that fall further behind re-list (BRIEF §3).
+	// minutes of it. Watchers that fall further behind re-list (docs/contract.md).
 	cfg.AutoCompactionMode = embed.CompactorModePeriodic
 	cfg.AutoCompactionRetention = "5m"
 	return cfg

@@ -5,7 +5,7 @@
 // ns-<i>, services svc-<i>, clusters outbound|<port>||<hostname>, listeners
 // <vip>_<port>, route configuration "80") and serves it over real gRPC on a
 // loopback listener as State-of-the-World ADS, reproducing the behaviours of
-// Istiod that meshrelay's relay must cope with (BRIEF §3):
+// Istiod that meshrelay's relay must cope with (docs/contract.md, section 5):
 //
 //   - CDS and LDS are wildcard and always carry the full state;
 //   - EDS and RDS are named subscriptions; an EDS or RDS request with an

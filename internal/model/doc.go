@@ -1,5 +1,5 @@
 // Package model is the service model meshrelay stores in etcd: one
-// ServiceSpec plus its EndpointSlices per service (BRIEF §2.2), and the
+// ServiceSpec plus its EndpointSlices per service (docs/contract.md), and the
 // content hashing that decides whether a value changed.
 //
 // It is pure (no I/O). The relay's translator produces model.Service values,

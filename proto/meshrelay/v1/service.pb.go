@@ -1,4 +1,4 @@
-// Value schema of the meshrelay etcd keyspace (BRIEF §2.2).
+// Value schema of the meshrelay etcd keyspace (docs/contract.md).
 //
 // Every value stored under /meshrelay/v1/<cluster>/services/ is one of the
 // messages below, marshalled with deterministic protobuf encoding. The three
