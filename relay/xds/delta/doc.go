@@ -4,7 +4,7 @@
 // and istio.security.Authorization, keeps the last good resources and reports
 // what changed to a Handler. Istiod serves these types over delta ADS only.
 //
-// It speaks the protocol the way Istiod expects it (ARCHITECTURE.md):
+// It speaks the protocol the way Istiod serves it:
 //
 //   - Each type is subscribed once per stream with the wildcard "*". A
 //     response carries resources added or changed and names removed.
