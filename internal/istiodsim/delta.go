@@ -1,9 +1,7 @@
 package istiodsim
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"slices"
 
@@ -90,44 +88,11 @@ func (s *Sim) serveDelta(ss grpc.BidiStreamingServer[discoveryv3.DeltaDiscoveryR
 		s.mu.Unlock()
 	}()
 
-	ctx := ss.Context()
-	reqs := make(chan *discoveryv3.DeltaDiscoveryRequest)
-	recvErr := make(chan error, 1)
-	go func() {
-		for {
-			req := new(discoveryv3.DeltaDiscoveryRequest)
-			if err := ss.RecvMsg(req); err != nil {
-				recvErr <- err
-				return
-			}
-			select {
-			case reqs <- req:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-
-	for {
-		var err error
-		select {
-		case <-ctx.Done():
-			return status.FromContextError(ctx.Err()).Err()
-		case err = <-recvErr:
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			return err
-		case req := <-reqs:
-			err = st.handle(req)
-		case <-st.wake:
-			err = st.drain()
-		}
-		if err != nil {
-			s.log.Debug("istiodsim delta stream ends", "stream", st.id, "node", st.node, "err", err)
-			return err
-		}
+	err := serveLoop(ss.Context(), ss.Recv, st.wake, st.handle, st.drain)
+	if err != nil {
+		s.log.Debug("istiodsim delta stream ends", "stream", st.id, "node", st.node, "err", err)
 	}
+	return err
 }
 
 // handle answers one request: a subscription gets the state, a NACK is

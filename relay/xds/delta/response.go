@@ -47,7 +47,7 @@ func (c *Client) handleResponse(ctx context.Context, s *stream, resp *discoveryv
 	}
 	c.publishSizes()
 	newly := c.checkComplete(s, time.Now())
-	if u.empty() && !newly {
+	if len(u.Upserted) == 0 && len(u.Removed) == 0 && !newly {
 		return nil
 	}
 	c.emit(ctx, s, u, wasComplete)

@@ -2,14 +2,14 @@ package delta
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
+
+	"github.com/meshrelay/meshrelay/relay/xds/reconnect"
 )
 
 // wildcard is the explicit wildcard subscription of delta xDS.
@@ -57,12 +57,6 @@ func (s *stream) reply(typ *resourceType, nonce string, detail *statuspb.Status)
 	return nil
 }
 
-// response is one response and when it arrived.
-type response struct {
-	resp *discoveryv3.DeltaDiscoveryResponse
-	at   time.Time
-}
-
 // runStream opens one stream, subscribes and handles responses until the
 // stream fails or ctx is done. It reports whether the stream was healthy
 // (accepted a response) and the error that ended it.
@@ -95,14 +89,14 @@ func (c *Client) runStream(ctx context.Context, ads discoveryv3.AggregatedDiscov
 	}()
 	c.log.Info("delta xds stream open", "address", c.opts.Address, "node", c.node.GetId(), "initial_resources", held)
 
-	// As in sotw: an unbuffered hand-over keeps order and bounds memory by
-	// gRPC flow control; the deferred wait ends the receiver first.
-	responses := make(chan response)
+	// The deferred wait makes sure the receiver is gone before the next
+	// stream.
+	responses := make(chan reconnect.Received[*discoveryv3.DeltaDiscoveryResponse])
 	recvErr := make(chan error, 1)
 	recvDone := make(chan struct{})
 	go func() {
 		defer close(recvDone)
-		recvErr <- receive(sctx, grpcStream, responses)
+		recvErr <- reconnect.Receive(sctx, grpcStream.Recv, responses)
 	}()
 	defer func() {
 		cancel()
@@ -116,30 +110,11 @@ func (c *Client) runStream(ctx context.Context, ads discoveryv3.AggregatedDiscov
 		case err := <-recvErr:
 			return s.healthy, err
 		case r := <-responses:
-			if err := c.handleResponse(ctx, s, r.resp, r.at); err != nil {
+			if err := c.handleResponse(ctx, s, r.Msg, r.At); err != nil {
 				return s.healthy, err
 			}
 		case now := <-s.syncTimer.C:
 			c.handleSyncTimeout(ctx, s, now)
-		}
-	}
-}
-
-// receive reads responses from st into out until the stream fails, and
-// returns why it ended.
-func receive(ctx context.Context, st discoveryv3.AggregatedDiscoveryService_DeltaAggregatedResourcesClient, out chan<- response) error {
-	for {
-		resp, err := st.Recv()
-		if errors.Is(err, io.EOF) {
-			return errors.New("stream closed by server")
-		}
-		if err != nil {
-			return fmt.Errorf("receive: %w", err)
-		}
-		select {
-		case out <- response{resp: resp, at: time.Now()}:
-		case <-ctx.Done():
-			return ctx.Err()
 		}
 	}
 }
