@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
@@ -131,12 +132,18 @@ func (r *recorder) next(t *testing.T) Update {
 func startClient(t *testing.T, addr string, syncTimeout time.Duration) (*Client, *recorder) {
 	t.Helper()
 	rec := &recorder{ch: make(chan Update, 64)}
+	return runClient(t, addr, NodeFromEnv(func(string) string { return "" }, ""), syncTimeout, rec), rec
+}
+
+// runClient runs a client reporting to h until the test ends.
+func runClient(t *testing.T, addr string, node *corev3.Node, syncTimeout time.Duration, h Handler) *Client {
+	t.Helper()
 	c, err := New(Options{
 		Address:     addr,
-		Node:        NodeFromEnv(func(string) string { return "" }, ""),
+		Node:        node,
 		Backoff:     BackoffOptions{Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond},
 		SyncTimeout: syncTimeout,
-	}, rec)
+	}, h)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,5 +154,5 @@ func startClient(t *testing.T, addr string, syncTimeout time.Duration) (*Client,
 		cancel()
 		<-done
 	})
-	return c, rec
+	return c
 }

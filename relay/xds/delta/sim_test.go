@@ -1,10 +1,11 @@
-package delta_test
+package delta
 
 import (
 	"context"
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,7 +17,6 @@ import (
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 	v1 "github.com/meshrelay/meshrelay/proto/meshrelay/v1"
 	"github.com/meshrelay/meshrelay/relay/translate/workload"
-	"github.com/meshrelay/meshrelay/relay/xds/delta"
 )
 
 // consumer feeds a workload.Index from the client, as the relay does, and
@@ -30,7 +30,7 @@ type consumer struct {
 	complete int // updates marked complete
 }
 
-func (c *consumer) OnUpdate(_ context.Context, u delta.Update) {
+func (c *consumer) OnUpdate(_ context.Context, u Update) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.updates++
@@ -43,28 +43,13 @@ func (c *consumer) OnUpdate(_ context.Context, u delta.Update) {
 	c.dirty = append(c.dirty, c.index.Apply(u.TypeURL, u.Upserted, u.Removed)...)
 }
 
-// state returns the counters and takes the dirty services recorded so far.
+// take returns the counters and takes the dirty services recorded so far.
 func (c *consumer) take() (dirty []keyspace.Service, changes, complete int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	dirty, c.dirty = c.dirty, nil
-	slices.SortFunc(dirty, func(a, b keyspace.Service) int {
-		if a.Namespace != b.Namespace {
-			return cmpString(a.Namespace, b.Namespace)
-		}
-		return cmpString(a.Name, b.Name)
-	})
+	slices.SortFunc(dirty, func(a, b keyspace.Service) int { return strings.Compare(a.String(), b.String()) })
 	return slices.Compact(dirty), c.changes, c.complete
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // model returns what the index translates now, by key.
@@ -141,26 +126,11 @@ func startSim(t *testing.T, opts istiodsim.Options) *istiodsim.Sim {
 	return sim
 }
 
-func startConsumer(t *testing.T, addr string) (*delta.Client, *consumer) {
+func startConsumer(t *testing.T, addr string) (*Client, *consumer) {
 	t.Helper()
 	cons := &consumer{index: workload.NewIndex()}
 	env := map[string]string{"POD_IP": "127.0.0.5", "POD_NAME": "relay-0", "POD_NAMESPACE": "meshrelay", "NODE_NAME": "node-a"}
-	c, err := delta.New(delta.Options{
-		Address: addr,
-		Node:    delta.NodeFromEnv(func(k string) string { return env[k] }, ""),
-		Backoff: delta.BackoffOptions{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond},
-	}, cons)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	return c, cons
+	return runClient(t, addr, NodeFromEnv(func(k string) string { return env[k] }, ""), 0, cons), cons
 }
 
 func key(i int) keyspace.Service {
@@ -215,7 +185,7 @@ func TestSimReconnectSendsInitialVersions(t *testing.T) {
 	c, cons := startConsumer(t, sim.Addr())
 	eventually(t, "initial sync", func() bool { return c.Stats().Complete && cons.diffTruth(sim) == "" })
 	_, changesBefore, _ := cons.take()
-	held := c.Stats().Resources[delta.AddressType]
+	held := c.Stats().Resources[AddressType]
 	if held != 4+4*2 {
 		t.Fatalf("client holds %d addresses, want 12", held)
 	}
