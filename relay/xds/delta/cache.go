@@ -36,7 +36,8 @@ func newCache(typ *resourceType) *cache {
 
 // decode checks every resource of resp and returns them as entries, without
 // changing the cache. Any invalid resource fails the whole response. A
-// resource whose bytes equal those held under its name is not decoded again.
+// resource whose type and bytes equal those held under its name is not
+// decoded again: the same bytes passed the same checks before.
 func (c *cache) decode(resp *discoveryv3.DeltaDiscoveryResponse) ([]*entry, error) {
 	entries := make([]*entry, 0, len(resp.GetResources()))
 	seen := make(map[string]struct{}, len(resp.GetResources()))
@@ -48,7 +49,7 @@ func (c *cache) decode(resp *discoveryv3.DeltaDiscoveryResponse) ([]*entry, erro
 		val := r.GetResource().GetValue()
 		e := &entry{name: r.GetName(), version: r.GetVersion(), hash: xxhash.Sum64(val), size: len(val)}
 		if old := c.byName[e.name]; old != nil && old.hash == e.hash && old.size == e.size &&
-			r.GetResource().GetTypeUrl() == c.typ.url {
+			r.GetResource() != nil && r.GetResource().GetTypeUrl() == c.typ.url {
 			e.msg = old.msg
 		} else {
 			m, err := decodeResource(c.typ, i, r)

@@ -93,6 +93,7 @@ func TestDeltaProtocol(t *testing.T) {
 		{TypeUrl: AddressType, Nonce: "b3", Resources: []*discoveryv3.Resource{{Name: "w1", Resource: mustAny(t, wlAddr("w1", 7))}}, RemovedResources: []string{"w1"}},
 		{TypeUrl: AddressType, Nonce: "b4", Resources: []*discoveryv3.Resource{{Name: "w5", Resource: mustAny(t, wlAddr("w5", 5))}, {Name: "w5", Resource: mustAny(t, wlAddr("w5", 6))}}},
 		{TypeUrl: AddressType, Nonce: "b5", Resources: []*discoveryv3.Resource{{Name: "w6"}}},
+		{TypeUrl: AddressType, Nonce: "b6", Resources: []*discoveryv3.Resource{{Name: "w2"}}}, // held name, no body
 	}
 	for _, resp := range bad {
 		ss.pushRaw(resp)
