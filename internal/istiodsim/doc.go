@@ -25,8 +25,12 @@
 // per snapshot and subscription: streams share encoded bytes and differ only
 // in their nonce.
 //
-// Delta ADS (and with it Istio's ambient workload API) is not served yet; a
-// delta.go sibling of sotw.go is where it belongs.
+// Delta ADS serves Istio's ambient workload API (delta.go, wds.go): a
+// Service Address per service and a Workload Address per endpoint, built
+// from the same snapshots as SotW, with content-hash versions; the
+// subscriptions' initial_resource_versions are recorded
+// (Sim.DeltaSubscriptions) and PushMalformedAddress injects an invalid
+// Address. Sim.WaitAcked and the push queue cover SotW streams only.
 //
 // Only tests, the demo and the scale harness may import this package; the
 // relay and the node agent must not.

@@ -120,6 +120,31 @@ func (s *Sim) RestoreEndpoints() int {
 	return restored
 }
 
+// MoveEndpoint moves the last endpoint of service from to service to,
+// keeping its address: the same workload changes service. It causes a
+// partial EDS push of both services.
+func (s *Sim) MoveEndpoint(from, to int) error {
+	return s.mutate(func() error {
+		src, err := s.liveLocked(from)
+		if err != nil {
+			return fmt.Errorf("move endpoint: %w", err)
+		}
+		dst, err := s.liveLocked(to)
+		if err != nil {
+			return fmt.Errorf("move endpoint: %w", err)
+		}
+		if len(src.endpoints) == 0 || from == to {
+			return fmt.Errorf("move endpoint of service %d to %d: nothing to move", from, to)
+		}
+		ep := src.endpoints[len(src.endpoints)-1]
+		src.endpoints = src.endpoints[:len(src.endpoints)-1]
+		dst.endpoints = append(dst.endpoints, ep)
+		s.endpointsChangedLocked(src)
+		s.endpointsChangedLocked(dst)
+		return nil
+	})
+}
+
 // AddServices adds n services with the configured endpoints and returns
 // their indexes. It causes a full CDS, LDS and RDS push and an EDS push of
 // the new clusters.

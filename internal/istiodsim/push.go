@@ -143,6 +143,9 @@ func (s *Sim) flushLocked() *PushInfo {
 	for st := range s.streams {
 		st.enqueue(queued{push: req})
 	}
+	for st := range s.deltas {
+		st.wakeUp()
+	}
 	s.pushes++
 	s.log.Debug("istiodsim push", "version", sn.version, "services", len(services), "full", c.full.urls(), "clusters", len(req.clusters), "streams", len(s.streams))
 	if s.opts.OnPush == nil {

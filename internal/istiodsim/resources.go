@@ -93,6 +93,8 @@ type serviceResources struct {
 	listeners []resource
 	// vhost is the service's virtual host in HTTPRoute; nil without port 80.
 	vhost *routev3.VirtualHost
+	// wds is what the workload API resources are built from (delta.go).
+	wds *wdsSource
 }
 
 // buildServiceResources builds every resource of svc.
@@ -124,6 +126,7 @@ func buildServiceResources(svc *service, subsets bool) *serviceResources {
 func (r *serviceResources) withLoads(svc *service) *serviceResources {
 	n := *r
 	n.loads = make([]resource, len(r.clusters))
+	n.wds = newWDSSource(svc)
 	for i, c := range r.clusters {
 		n.loads[i] = resource{name: c.name, any: mustAny(loadAssignment(c.name, r.targets[i], svc.endpoints))}
 	}

@@ -47,6 +47,8 @@ type Sim struct {
 	last      time.Time   // last change of the pending push
 	pushes    uint64
 	streams   map[*sotwStream]struct{}
+	deltas    map[*deltaStream]struct{}
+	deltaSubs []DeltaSubscription
 	nextID    uint64
 	nacks     []Nack
 	violated  []string
@@ -79,6 +81,7 @@ func New(opts Options) (*Sim, error) {
 		codec:    c,
 		gen:      newGenerator(opts),
 		streams:  map[*sotwStream]struct{}{},
+		deltas:   map[*deltaStream]struct{}{},
 		services: make([]*service, 0, opts.Services),
 	}
 	for _, c := range staticClusters() {

@@ -26,6 +26,7 @@ type snapshot struct {
 
 	mu     sync.Mutex
 	bodies map[bodyKey]*cachedBody
+	wds    map[string]*discoveryv3.Resource // Address resources; see wdsState
 }
 
 // layout is what depends on the set of services rather than on their

@@ -1,6 +1,7 @@
 package istiodsim
 
 import (
+	"context"
 	"errors"
 	"io"
 	"slices"
@@ -120,46 +121,16 @@ func (s *Sim) serveSotW(ss grpc.BidiStreamingServer[discoveryv3.DiscoveryRequest
 		s.mu.Unlock()
 	}()
 
-	ctx := ss.Context()
-	reqs := make(chan *discoveryv3.DiscoveryRequest)
-	recvErr := make(chan error, 1)
-	go func() {
-		for {
-			req, err := ss.Recv()
-			if err != nil {
-				recvErr <- err
-				return
-			}
-			select {
-			case reqs <- req:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-
-	for {
-		var err error
-		select {
-		case <-ctx.Done():
-			return status.FromContextError(ctx.Err()).Err()
-		case err = <-recvErr:
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			return err
-		case req := <-reqs:
-			st.setBusy(true)
-			err = st.handle(req)
-			st.setBusy(false)
-		case <-st.wake:
-			err = st.drain()
-		}
-		if err != nil {
-			s.log.Debug("istiodsim stream ends", "stream", st.id, "node", st.node, "err", err)
-			return err
-		}
+	handle := func(req *discoveryv3.DiscoveryRequest) error {
+		st.setBusy(true)
+		defer st.setBusy(false)
+		return st.handle(req)
 	}
+	err := serveLoop(ss.Context(), ss.Recv, st.wake, handle, st.drain)
+	if err != nil {
+		s.log.Debug("istiodsim stream ends", "stream", st.id, "node", st.node, "err", err)
+	}
+	return err
 }
 
 func (st *sotwStream) setBusy(b bool) {
@@ -346,4 +317,53 @@ func intersect(sorted []string, set map[string]struct{}) []string {
 		}
 	}
 	return out
+}
+
+// serveLoop is the goroutine of one stream: it handles the requests recv
+// reads and the wake-ups of pushes until the client ends the stream (nil),
+// ctx ends, or handling fails (its error).
+func serveLoop[T any](ctx context.Context, recv func() (T, error), wake <-chan struct{}, handle func(T) error, drain func() error) error {
+	reqs, recvErr := receiveRequests(ctx, recv)
+	for {
+		var err error
+		select {
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		case err = <-recvErr:
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		case req := <-reqs:
+			err = handle(req)
+		case <-wake:
+			err = drain()
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// receiveRequests reads a stream's requests with recv on a goroutine of its
+// own and hands them over one by one, until recv fails (the error goes to
+// the second channel) or ctx ends.
+func receiveRequests[T any](ctx context.Context, recv func() (T, error)) (<-chan T, <-chan error) {
+	reqs := make(chan T)
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			req, err := recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			select {
+			case reqs <- req:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return reqs, recvErr
 }

@@ -13,9 +13,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 )
 
@@ -257,24 +255,6 @@ func TestInvalidNodeIsRefused(t *testing.T) {
 	}
 	if v := sim.Violations(); len(v) != 1 {
 		t.Errorf("violations = %q", v)
-	}
-}
-
-func TestDeltaIsUnimplemented(t *testing.T) {
-	sim := startSim(t, Options{Services: 1})
-	conn, err := grpc.NewClient(sim.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	d, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
-	if err == nil {
-		_, err = d.Recv()
-	}
-	if status.Code(err) != codes.Unimplemented {
-		t.Errorf("delta stream: %v, want Unimplemented", err)
 	}
 }
 

@@ -1,0 +1,98 @@
+package delta
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/grpc"
+
+	"github.com/meshrelay/meshrelay/relay/xds/reconnect"
+)
+
+// Client keeps one delta ADS stream to Istiod open and reports changes to its
+// Handler. The resource state (caches, and which types were ever accepted)
+// belongs to the goroutine running Run and survives reconnects; Connected
+// and Stats may be called from any goroutine.
+type Client struct {
+	opts    Options
+	node    *corev3.Node
+	handler Handler
+	log     *slog.Logger
+
+	caches map[string]*cache // by type URL
+	// known holds the types accepted on some stream: their cache is a state
+	// Istiod confirmed, which a later stream only amends.
+	known map[string]bool
+
+	running chan struct{} // holds a token while Run runs
+	stats   counters
+}
+
+// New checks opts and returns a Client that reports to h. It does not
+// connect; Run does.
+func New(opts Options, h Handler) (*Client, error) {
+	if h == nil {
+		return nil, errors.New("delta: nil Handler")
+	}
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("delta: %w", err)
+	}
+	c := &Client{
+		opts:    opts,
+		node:    opts.Node,
+		handler: h,
+		log:     opts.Logger,
+		caches:  map[string]*cache{},
+		known:   map[string]bool{},
+		running: make(chan struct{}, 1),
+	}
+	for _, t := range resourceTypes {
+		c.caches[t.url] = newCache(t)
+	}
+	return c, nil
+}
+
+// Run connects to Istiod and keeps a stream open until ctx is done,
+// reopening it with jittered exponential backoff whenever it ends. It returns
+// ctx.Err(), or an error at once if the gRPC client cannot be built from
+// Options or Run is already running. Run may be called again after it
+// returned; the state of the previous run is kept.
+func (c *Client) Run(ctx context.Context) error {
+	select {
+	case c.running <- struct{}{}:
+		defer func() { <-c.running }()
+	default:
+		return errors.New("delta: Run is already running")
+	}
+	conn, err := grpc.NewClient(c.opts.Address, reconnect.DialOptions(c.opts.MaxRecvMsgSize, c.opts.Backoff, c.opts.DialOptions...)...)
+	if err != nil {
+		return fmt.Errorf("delta: grpc client for %s: %w", c.opts.Address, err)
+	}
+	defer conn.Close()
+	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
+	return reconnect.Loop(ctx, c.log, c.opts.Address, c.opts.Backoff,
+		func(ctx context.Context) (bool, error) { return c.runStream(ctx, ads) },
+		func(err error) { c.stats.setError(err, time.Now()) })
+}
+
+// Connected reports whether a stream to Istiod is open: it was created and
+// the subscriptions were sent. For /readyz and metrics.
+func (c *Client) Connected() bool { return c.stats.connected.Load() }
+
+// Stats returns a snapshot of the client's counters.
+func (c *Client) Stats() Stats { return c.stats.snapshot() }
+
+// publishSizes copies the per-type sizes into the counters.
+func (c *Client) publishSizes() {
+	resources := make(map[string]int, len(c.caches))
+	for url, ca := range c.caches {
+		resources[url] = ca.len()
+	}
+	c.stats.setSizes(resources)
+}

@@ -1,0 +1,32 @@
+// Package delta is the relay's upstream client for Istio's ambient workload
+// API: one incremental (delta) DeltaAggregatedResources stream to Istiod that
+// subscribes wildcard to istio.workload.Address (WDS: Services and Workloads)
+// and istio.security.Authorization, keeps the last good resources and reports
+// what changed to a Handler. Istiod serves these types over delta ADS only.
+//
+// It speaks the protocol the way Istiod serves it:
+//
+//   - Each type is subscribed once per stream with the wildcard "*". A
+//     response carries resources added or changed and names removed.
+//   - Every response is ACKed or NACKed by its nonce. A response holding one
+//     invalid resource is NACKed with error_detail and changes nothing: the
+//     last good state is kept.
+//   - A stream that ends for any reason is reopened with jittered
+//     exponential backoff. Nothing is deleted while disconnected. The new
+//     stream's first request of each type carries initial_resource_versions
+//     for every resource the client holds, so Istiod sends only differences
+//     (changed resources, and removals of names it no longer has).
+//   - Changes are found by hashing each resource's bytes, so an identical
+//     re-push reports nothing.
+//
+// The Handler receives Updates sequentially from the goroutine that runs
+// Client.Run; Update.Complete tells it when the state of the current stream
+// is complete enough for a mark-and-sweep downstream: after the first
+// response of each type on the stream (or, for a type already known from an
+// earlier stream that Istiod has nothing new for, after Options.SyncTimeout).
+//
+// Only the relay imports this package (relay/translate/workload consumes
+// Address updates). It imports go-control-plane's discovery protos, grpc,
+// Istio's published workloadapi types, internal/backoff and, for the node
+// identity and its checks, its sibling relay/xds/sotw.
+package delta
