@@ -17,7 +17,7 @@ import (
 
 // config is the agent command's configuration, bound to its flags; the
 // environment and the --config file are overlaid onto the flags not set on
-// the command line (cliconfig.Overlay). The README lists the flags.
+// the command line (cliconfig.Overlay). docs/contract.md lists the flags.
 type config struct {
 	File cliconfig.ConfigFile
 	Etcd cliconfig.Etcd
