@@ -63,7 +63,7 @@ func New(c etcdsource.Client, dp datapath.Datapath, opts Options) (*Agent, error
 		return nil, errors.New("nodeagent: nil etcd client or datapath")
 	}
 	if err := opts.Validate(); err != nil {
-		return nil, fmt.Errorf("nodeagent: %w", err)
+		return nil, err
 	}
 	opts = opts.withDefaults()
 	idle := opts.IdleTimeout

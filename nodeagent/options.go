@@ -66,8 +66,8 @@ type Options struct {
 	// (each is at least one map syscall). Default 200.
 	MaxAppliesPerSecond float64
 
-	// Source tunes the etcd source; its Cluster, Shards and Logger are
-	// taken from the fields above.
+	// Source tunes the etcd source. Its Cluster, Shards and Logger are
+	// taken from the fields above and must be left zero (Validate).
 	Source etcdsource.Options
 
 	// Registerer receives the agent's metrics (its own collectors, the
@@ -80,23 +80,45 @@ type Options struct {
 	Now func() time.Time
 }
 
-// Validate reports the first invalid field: a namespace that is empty or
-// holds '/', an invalid service CIDR, a service without namespace or name.
-// Zero values are valid (they take the defaults).
+// FieldError is the invalid Options field Validate reports: Field is its
+// name ("Namespaces"), Value the offending value (one element of a list).
+type FieldError struct {
+	Field  string
+	Value  any
+	Reason string
+}
+
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("nodeagent: %s %q: %s", e.Field, fmt.Sprint(e.Value), e.Reason)
+}
+
+// Validate reports the first invalid field as a *FieldError: a cluster id
+// holding '/', shards out of range, a namespace that is empty or holds '/',
+// an invalid service CIDR, a service without namespace or name, or a field
+// of Source that New would overwrite (Cluster, Shards, Logger: set them on
+// Options). Zero values are valid (they take the defaults).
 func (o Options) Validate() error {
+	switch {
+	case strings.Contains(o.Cluster, "/"):
+		return &FieldError{"Cluster", o.Cluster, "want an id without '/'"}
+	case o.Shards < 0 || o.Shards > keyspace.MaxShards:
+		return &FieldError{"Shards", o.Shards, fmt.Sprintf("want 1..%d", keyspace.MaxShards)}
+	case o.Source.Cluster != "" || o.Source.Shards != 0 || o.Source.Logger != nil:
+		return &FieldError{"Source", "Cluster, Shards, Logger", "set them on nodeagent.Options, not on Options.Source"}
+	}
 	for _, ns := range o.Namespaces {
 		if ns == "" || strings.Contains(ns, "/") {
-			return fmt.Errorf("namespace %q: want a name without '/'", ns)
+			return &FieldError{"Namespaces", ns, "want a name without '/'"}
 		}
 	}
 	for _, p := range o.ServiceCIDRs {
 		if !p.IsValid() {
-			return fmt.Errorf("invalid service CIDR %v", p)
+			return &FieldError{"ServiceCIDRs", p, "want a valid CIDR"}
 		}
 	}
 	for _, svc := range o.Services {
 		if svc.Namespace == "" || svc.Name == "" {
-			return fmt.Errorf("service %q: want namespace/name", svc)
+			return &FieldError{"Services", svc, "want namespace/name"}
 		}
 	}
 	return nil

@@ -5,8 +5,8 @@
 // A main declares one config struct, binds its fields to flags (Bind, with
 // the shared groups Etcd, Log and ConfigFile), and runs through Bound:
 // Overlay sets the flags not given on the command line from the environment
-// and the file, then the struct's Validate names the bad flag. Reader, the
-// older string-keyed access, stays until every main uses Bound.
+// and the file, then the struct's Validate names the bad flag. Main runs
+// the root command and turns its error into one line and an exit status.
 //
 // Precedence, highest first: flag set on the command line, environment
 // variable, config file, flag default. The environment variable of a flag is

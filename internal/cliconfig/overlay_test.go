@@ -2,6 +2,9 @@ package cliconfig
 
 import (
 	"context"
+	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -106,6 +109,12 @@ func TestOverlayErrors(t *testing.T) {
 		"cluster":          {args: []string{"--cluster", "a/b"}, want: `invalid --cluster "a/b"`},
 		"log level":        {env: map[string]string{"MESHRELAY_LOG_LEVEL": "loud"}, want: `invalid --log-level "loud"`},
 		"missing file":     {args: []string{"--config", "/nonexistent/c.yaml"}, want: `invalid --config "/nonexistent/c.yaml"`},
+		"bad yaml":         {file: "mode: [\n", want: `invalid --config "`},
+		"bad env map":      {env: map[string]string{"MESHRELAY_META": "novalue"}, want: `invalid --meta "novalue"`},
+		"unknown flag":     {args: []string{"--no-such-flag"}, want: "unknown flag: --no-such-flag"},
+		// The environment is overlaid before Validate runs: the first
+		// error is the bad variable, not the flag Validate refuses.
+		"first error": {env: map[string]string{"MESHRELAY_WINDOW": "soon"}, args: []string{"--mode", "both"}, want: `invalid --window "soon"`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			for k, v := range tc.env {
@@ -131,5 +140,54 @@ func TestLogLogger(t *testing.T) {
 	log.Warn("shown")
 	if strings.Contains(b.String(), "hidden") || !strings.Contains(b.String(), `"msg":"shown"`) {
 		t.Fatalf("logger output: %q", b.String())
+	}
+}
+
+func writeConfig(t *testing.T, body string) string {
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestOverlayEnvMap(t *testing.T) {
+	cfg, err := runBound(t, "--meta", "A=1,B=two")
+	if err != nil || len(cfg.Meta) != 2 || cfg.Meta["A"] != "1" || cfg.Meta["B"] != "two" {
+		t.Fatalf("flag map: %v %v", cfg.Meta, err)
+	}
+	t.Setenv("MESHRELAY_META", "X=y")
+	if cfg, err := runBound(t); err != nil || cfg.Meta["X"] != "y" {
+		t.Fatalf("env map: %v %v", cfg.Meta, err)
+	}
+}
+
+// TestOverlayChanged: a flag set by the environment or the file counts as
+// Changed, as one given on the command line does; a defaulted one does not.
+func TestOverlayChanged(t *testing.T) {
+	file := writeConfig(t, "shards: 4\n")
+	t.Setenv("MESHRELAY_WINDOW", "1s")
+	cfg := &testConfig{}
+	cmd := Bound(&cobra.Command{Use: "x"}, cfg, func(context.Context, []string) error { return nil })
+	cmd.SetArgs([]string{"--config", file, "--mode", "sotw"})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]bool{"mode": true, "shards": true, "window": true, "etcd-endpoints": false} {
+		if got := cmd.Flags().Lookup(key).Changed; got != want {
+			t.Errorf("%s: Changed = %v, want %v", key, got, want)
+		}
+	}
+}
+
+func TestBoundRunError(t *testing.T) {
+	boom := errors.New("boom")
+	cmd := Bound(&cobra.Command{Use: "y"}, &testConfig{}, func(context.Context, []string) error { return boom })
+	cmd.SetArgs(nil)
+	if err := cmd.Execute(); !errors.Is(err, boom) || ExitCode(err) != 1 {
+		t.Fatalf("run error: %v (exit %d)", err, ExitCode(err))
+	}
+	if ExitCode(nil) != 0 {
+		t.Error("exit code of nil")
 	}
 }

@@ -10,23 +10,15 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/meshrelay/meshrelay/internal/cliconfig"
 	"github.com/meshrelay/meshrelay/nodeagent/cmd/nodeagent/dumpview"
 	"github.com/meshrelay/meshrelay/nodeagent/datapath"
 )
 
 // runDump prints the pinned maps under --bpf-pin-path as JSON. It opens
 // them read-only and never creates maps.
-func runDump(ctx context.Context, r *cliconfig.Reader, stdout, stderr io.Writer) error {
-	log := r.Logger(stderr)
-	kind := r.OneOf("datapath", "bpf", "memory")
-	pin := r.String("bpf-pin-path")
-	if err := r.Err(); err != nil {
-		return err
-	}
-	if kind == "memory" {
-		return cliconfig.Invalid("datapath", kind, "dump reads pinned BPF maps; the memory datapath lives inside the agent process (see its /metrics)")
-	}
+func runDump(ctx context.Context, cfg *pinConfig, stdout, stderr io.Writer) error {
+	log := cfg.Log.Logger(stderr)
+	pin := cfg.PinPath
 	before, err := layouts(pin)
 	if err != nil {
 		return err
@@ -70,16 +62,8 @@ func layouts(pin string) ([]string, error) {
 }
 
 // runUninstall detaches the programs and removes every pin under --bpf-pin-path.
-func runUninstall(r *cliconfig.Reader, stdout, stderr io.Writer) error {
-	r.Logger(stderr)
-	kind := r.OneOf("datapath", "bpf", "memory")
-	pin := r.String("bpf-pin-path")
-	if err := r.Err(); err != nil {
-		return err
-	}
-	if kind == "memory" {
-		return cliconfig.Invalid("datapath", kind, "the memory datapath installs nothing")
-	}
+func runUninstall(cfg *pinConfig, stdout io.Writer) error {
+	pin := cfg.PinPath
 	if _, err := os.Stat(pin); errors.Is(err, os.ErrNotExist) {
 		fmt.Fprintf(stdout, "nothing pinned under %s\n", pin)
 		return nil

@@ -73,7 +73,12 @@ func TestBadValuesExitTwoWithOneLine(t *testing.T) {
 		{[]string{etcd, "--log-level=loud"}, `invalid --log-level "loud"`},
 		{[]string{"--datapath=memory"}, `invalid --etcd-endpoints ""`},
 		{[]string{"--no-such-flag"}, "unknown flag: --no-such-flag"},
-		{[]string{"dump", "--datapath=memory"}, `invalid --datapath "memory"`},
+		// dump and uninstall are bpf only: they have no --datapath.
+		{[]string{"dump", "--datapath=memory"}, `unknown flag: --datapath`},
+		{[]string{"uninstall", "--datapath=memory"}, `unknown flag: --datapath`},
+		{[]string{"dump", "--log-format=xml"}, `invalid --log-format "xml"`},
+		{[]string{etcd, "--shards=4097"}, `invalid --shards "4097"`},
+		{[]string{etcd, "--cluster=a/b"}, `invalid --cluster "a/b"`},
 	} {
 		_, _, err := run(context.Background(), c.args...)
 		if cliconfig.ExitCode(err) != 2 {
