@@ -7,11 +7,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/meshrelay/meshrelay/scale-tests/internal/config"
+	"github.com/meshrelay/meshrelay/scale-tests/internal/report"
+	"github.com/meshrelay/meshrelay/scale-tests/internal/results"
 )
 
 // TestMain lets the test binary play the harness's components: the smoke
 // test runs the harness in-process, and the harness re-executes its own
-// binary (this test binary) with --role for every component.
+// binary (this test binary) with --role for every Component.
 func TestMain(m *testing.M) {
 	for _, a := range os.Args[1:] {
 		if strings.HasPrefix(a, "--role=") {
@@ -21,8 +25,8 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// TestSmoke runs the whole harness at tiny sizes: every component in its
-// own process, both modes, two scenarios (one with -short, which still
+// TestSmoke runs the whole harness at tiny sizes: every Component in its
+// own process, both modes, two Scenarios (one with -short, which still
 // runs the correctness gate). It fails on any correctness mismatch (the
 // harness exits non-zero), and checks the figures a broken harness would
 // get wrong. It asserts nothing about timing.
@@ -31,11 +35,11 @@ func TestSmoke(t *testing.T) {
 		scenario string
 		extra    []string
 	}{
-		{scenario: scenarioRolling},
-		{scenario: scenarioEtcdWipe, extra: []string{"--on-demand"}},
+		{scenario: config.ScenarioRolling},
+		{scenario: config.ScenarioEtcdWipe, extra: []string{"--on-demand"}},
 	} {
 		t.Run(tc.scenario, func(t *testing.T) {
-			if testing.Short() && tc.scenario != scenarioRolling {
+			if testing.Short() && tc.scenario != config.ScenarioRolling {
 				t.Skip("-short: one scenario is enough")
 			}
 			out := filepath.Join(t.TempDir(), "results")
@@ -48,7 +52,7 @@ func TestSmoke(t *testing.T) {
 			if code := run(args, strings.NewReader(""), &stdout, &stderr); code != 0 {
 				t.Fatalf("harness exited %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 			}
-			var sum summary
+			var sum results.Summary
 			b, err := os.ReadFile(filepath.Join(out, "summary.json"))
 			if err != nil {
 				t.Fatal(err)
@@ -63,18 +67,18 @@ func TestSmoke(t *testing.T) {
 				if !m.GateOK || m.Gate.Mismatched != 0 || m.Gate.Nodes != 6 {
 					t.Errorf("%s: gate %+v", m.Mode, m.Gate)
 				}
-				if m.Components[compNodes] == nil || m.Components[compNodes].MaxRSS == 0 {
+				if m.Components[results.CompNodes] == nil || m.Components[results.CompNodes].MaxRSS == 0 {
 					t.Errorf("%s: node pool not sampled: %+v", m.Mode, m.Components)
 				}
 			}
 			relay := sum.Modes[0]
-			if relay.Mode != modeRelay || relay.Istiod.Streams != 1 {
+			if relay.Mode != config.ModeRelay || relay.Istiod.Streams != 1 {
 				t.Errorf("relay mode: %s with %d Istiod streams, want 1", relay.Mode, relay.Istiod.Streams)
 			}
 			if relay.Lag.Samples == 0 || relay.Writes.EndpointEvents == 0 {
 				t.Errorf("relay mode measured no propagation: lag %+v, writes %+v", relay.Lag, relay.Writes)
 			}
-			if tc.scenario == scenarioEtcdWipe {
+			if tc.scenario == config.ScenarioEtcdWipe {
 				if relay.Recovery["etcdRebuildSeconds"] <= 0 || relay.Recovery["mapDeletesDuringRecovery"] != 0 {
 					t.Errorf("etcd wipe: recovery %v", relay.Recovery)
 				}
@@ -87,7 +91,7 @@ func TestSmoke(t *testing.T) {
 					t.Errorf("direct mode: %d streams (want 6), %d lag samples", direct.Istiod.Streams, direct.Lag.Samples)
 				}
 			}
-			for _, f := range []string{"report.md", plotLag, plotCPU, plotMemory} {
+			for _, f := range []string{"report.md", report.PlotLag, report.PlotCPU, report.PlotMemory} {
 				if fi, err := os.Stat(filepath.Join(out, f)); err != nil || fi.Size() == 0 {
 					t.Errorf("%s: %v", f, err)
 				}

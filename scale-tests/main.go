@@ -14,6 +14,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/meshrelay/meshrelay/scale-tests/internal/config"
+	"github.com/meshrelay/meshrelay/scale-tests/internal/launch"
+	"github.com/meshrelay/meshrelay/scale-tests/internal/report"
+	"github.com/meshrelay/meshrelay/scale-tests/internal/results"
+	"github.com/meshrelay/meshrelay/scale-tests/internal/roles"
+	"github.com/meshrelay/meshrelay/scale-tests/internal/scenario"
 	"github.com/spf13/pflag"
 )
 
@@ -22,12 +28,12 @@ func main() {
 }
 
 // run is the harness's main; it returns the exit status: 0 when every mode
-// ran and passed its correctness gate, 1 when a gate failed or a component
+// ran and passed its correctness gate, 1 when a gate failed or a Component
 // died, 2 for a bad flag.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := pflag.NewFlagSet("scale-tests", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are reported in one line below
-	cfg := registerFlags(fs)
+	cfg := config.Register(fs)
 	rewrite := fs.String("rewrite-report", "", "rewrite report.md and the plots of an earlier run from its `DIR`/summary.json, and exit")
 	role := fs.String("role", "", "run as a component (internal)")
 	roleConfig := fs.String("role-config", "", "the component's JSON configuration (internal)")
@@ -44,7 +50,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if *role != "" {
-		return runRole(*role, *roleConfig, stdin, stdout, stderr)
+		f, ok := roles.Lookup(*role)
+		if !ok {
+			fmt.Fprintf(stderr, "scale-tests: unknown --role %q\n", *role)
+			return 2
+		}
+		return launch.RunChild(*role, f, *roleConfig, stdin, stdout, stderr)
 	}
 	if *rewrite != "" {
 		if err := rewriteReport(*rewrite); err != nil {
@@ -57,7 +68,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "scale-tests: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(stderr, "scale-tests: %v\n", strings.ReplaceAll(err.Error(), "\n", "; "))
 		return 2
 	}
@@ -73,55 +84,39 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	sum, err := runHarness(ctx, cfg, exe, stdout, log)
+	sum, err := scenario.Run(ctx, cfg, exe, stdout, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "scale-tests: %v\n", err)
 		return 1
 	}
-	printOutcome(stdout, sum)
+	report.Outcome(stdout, sum)
 	if !sum.OK {
 		return 1
 	}
 	return 0
 }
 
-// printOutcome prints the targets and where the results are.
-func printOutcome(w io.Writer, sum *summary) {
-	fmt.Fprintf(w, "\nresults: %s/report.md\n", sum.Config.Out)
-	for _, t := range sum.Targets {
-		fmt.Fprintf(w, "  %-7s %s: %s\n", t.Status, t.Target, t.Measured)
-	}
-	for _, e := range sum.Errors {
-		fmt.Fprintf(w, "ERROR: %s\n", e)
-	}
-	if sum.OK {
-		fmt.Fprintln(w, "PASS: every node of every mode matched the simulator's truth")
-	} else {
-		fmt.Fprintln(w, "FAIL")
-	}
-}
-
 // rewriteReport redraws the report and plots of a results directory from
-// its summary.json (after a change to the report's code).
+// its Summary.json (after a change to the report's code).
 func rewriteReport(dir string) error {
 	b, err := os.ReadFile(filepath.Join(dir, "summary.json"))
 	if err != nil {
 		return err
 	}
-	var sum summary
+	var sum results.Summary
 	if err := json.Unmarshal(b, &sum); err != nil {
 		return fmt.Errorf("%s/summary.json: %w", dir, err)
 	}
-	sum.Targets = checkTargets(&sum.Config, &sum)
-	if err := writeJSON(dir, "summary.json", &sum); err != nil {
+	sum.Targets = report.Targets(&sum.Config, &sum)
+	if err := results.WriteJSON(dir, "summary.json", &sum); err != nil {
 		return err
 	}
 	if sum.Config.Plots {
-		if err := writePlots(dir, &sum); err != nil {
+		if err := report.WritePlots(dir, &sum); err != nil {
 			return err
 		}
 	}
-	return writeReport(dir, &sum)
+	return report.Write(dir, &sum)
 }
 
 // commandLine is the command that reproduces this run.

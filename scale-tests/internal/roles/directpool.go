@@ -1,0 +1,89 @@
+package roles
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"google.golang.org/grpc"
+
+	"github.com/meshrelay/meshrelay/internal/keyspace"
+	"github.com/meshrelay/meshrelay/nodeagent/datapath"
+	"github.com/meshrelay/meshrelay/nodeagent/nodemodel"
+	"github.com/meshrelay/meshrelay/relay/translate"
+	"github.com/meshrelay/meshrelay/relay/xds/sotw"
+	"github.com/meshrelay/meshrelay/scale-tests/internal/control"
+	"github.com/meshrelay/meshrelay/scale-tests/internal/launch"
+	"github.com/meshrelay/meshrelay/scale-tests/internal/workload"
+)
+
+// runDirectNodesRole runs the direct-mode nodes: one xDS stream to the
+// simulated Istiod per node, and a datapath written one entry per syscall.
+func runDirectNodesRole(ctx context.Context, raw []byte, ctl *control.Server, log *slog.Logger, ready func(string)) error {
+	cfg, err := launch.DecodeConfig[PoolConfig](raw)
+	if err != nil {
+		return err
+	}
+	p := newPool(cfg)
+	var ctr counterMap
+	var clients []*sotw.Client
+	for i, spec := range cfg.Nodes {
+		pn := p.addNode(i, spec, datapath.MemoryOptions{NoBatch: true, Logger: log})
+		n := &directNode{
+			index: translate.NewIndex(),
+			table: nodemodel.NewTable(datapath.NewState()),
+			dp:    pn.probe,
+			log:   log.With("node", spec.Name),
+			ctr:   &ctr,
+		}
+		if !cfg.AllServices {
+			n.used = make(map[keyspace.Service]struct{}, len(spec.Services))
+			for _, s := range spec.Services {
+				n.used[workload.ServiceKey(s, cfg.Namespaces)] = struct{}{}
+			}
+		}
+		// Every node is a pod of its own: its own connection and identity.
+		node := sotw.NodeFromEnv(func(k string) string {
+			switch k {
+			case "POD_NAME":
+				return spec.Name
+			case "POD_NAMESPACE":
+				return "kmesh-system"
+			}
+			return ""
+		}, "")
+		c, err := sotw.New(sotw.Options{
+			Address:     cfg.Istiod,
+			Node:        node,
+			DialOptions: []grpc.DialOption{grpc.WithStatsHandler(&p.bytes)},
+			Logger:      log.With("node", spec.Name),
+		}, n)
+		if err != nil {
+			return fmt.Errorf("node %s: %w", spec.Name, err)
+		}
+		clients = append(clients, c)
+	}
+	p.agentStats = func() map[string]float64 {
+		out := ctr.snapshot()
+		for _, c := range clients {
+			st := c.Stats()
+			out["responses"] += float64(st.Responses)
+			out["nacks"] += float64(st.NACKs)
+			out["streams"] += float64(st.StreamsOpened)
+			out["resourceBytes"] += float64(st.BytesReceived)
+			if st.Complete {
+				out["complete"]++
+			}
+		}
+		return out
+	}
+	p.register(ctl)
+	var wg sync.WaitGroup
+	for _, c := range clients {
+		wg.Go(func() { _ = c.Run(ctx) })
+	}
+	ready("")
+	wg.Wait()
+	return ctx.Err()
+}
