@@ -19,7 +19,7 @@ import (
 func TestMain(m *testing.M) {
 	for _, a := range os.Args[1:] {
 		if strings.HasPrefix(a, "--role=") {
-			os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+			os.Exit(command(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 		}
 	}
 	os.Exit(m.Run())
@@ -49,7 +49,7 @@ func TestSmoke(t *testing.T) {
 				"--duration", "3s", "--churn-rate", "60", "--progress=false", "--out", out,
 			}, tc.extra...)
 			var stdout, stderr bytes.Buffer
-			if code := run(args, strings.NewReader(""), &stdout, &stderr); code != 0 {
+			if code := command(args, strings.NewReader(""), &stdout, &stderr); code != 0 {
 				t.Fatalf("harness exited %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 			}
 			var sum results.Summary
@@ -79,8 +79,8 @@ func TestSmoke(t *testing.T) {
 				t.Errorf("relay mode measured no propagation: lag %+v, writes %+v", relay.Lag, relay.Writes)
 			}
 			if tc.scenario == config.ScenarioEtcdWipe {
-				if relay.Recovery["etcdRebuildSeconds"] <= 0 || relay.Recovery["mapDeletesDuringRecovery"] != 0 {
-					t.Errorf("etcd wipe: recovery %v", relay.Recovery)
+				if w := relay.Details.EtcdWipe; w == nil || w.EtcdRebuildSeconds <= 0 || w.MapDeletesDuringRecovery != 0 {
+					t.Errorf("etcd wipe: details %+v", w)
 				}
 				if sum.Modes[1].Skipped == "" {
 					t.Error("direct mode ran the etcd-wipe scenario")
@@ -108,7 +108,7 @@ func TestBadFlagExits2(t *testing.T) {
 		{"--modes", "both"},
 	} {
 		var stdout, stderr bytes.Buffer
-		if code := run(args, strings.NewReader(""), &stdout, &stderr); code != 2 {
+		if code := command(args, strings.NewReader(""), &stdout, &stderr); code != 2 {
 			t.Errorf("%v: exit %d, want 2 (stderr %q)", args, code, stderr.String())
 		}
 		if lines := strings.Count(strings.TrimSpace(stderr.String()), "\n"); lines != 0 {

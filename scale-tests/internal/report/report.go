@@ -206,8 +206,10 @@ func Write(dir string, sum *results.Summary) error {
 
 	var rec []string
 	for _, md := range sum.Modes {
-		for _, k := range sortedKeys(md.Recovery) {
-			rec = append(rec, fmt.Sprintf("| %s | %s | %g |", md.Mode, k, md.Recovery[k]))
+		figs := md.Details.Figures()
+		slices.SortStableFunc(figs, func(a, b results.Figure) int { return strings.Compare(a.Name, b.Name) })
+		for _, f := range figs {
+			rec = append(rec, fmt.Sprintf("| %s | %s | %g |", md.Mode, f.Name, f.Value))
 		}
 	}
 	if len(rec) > 0 {

@@ -91,10 +91,16 @@ func Targets(cfg *config.Config, sum *results.Summary) []results.Target {
 
 	// Identical re-push.
 	if cfg.Scenario == config.ScenarioIstiodRestart && relay != nil {
-		w := relay.Recovery["mapWritesAfterRestart"] + relay.Recovery["etcdPutsAfterRestart"]
+		var puts, writes uint64
+		if d := relay.Details.IstiodRestart; d != nil {
+			writes = d.MapWritesAfterRestart
+			if d.EtcdPutsAfterRestart != nil {
+				puts = *d.EtcdPutsAfterRestart
+			}
+		}
 		add("identical re-push: 0 etcd writes, 0 map writes",
-			fmt.Sprintf("%.0f etcd puts, %.0f map writes after an Istiod restart", relay.Recovery["etcdPutsAfterRestart"], relay.Recovery["mapWritesAfterRestart"]),
-			w == 0, "")
+			fmt.Sprintf("%d etcd puts, %d map writes after an Istiod restart", puts, writes),
+			relay.Details.IstiodRestart != nil && puts+writes == 0, "")
 	}
 
 	// Propagation lag.
@@ -126,10 +132,13 @@ func Targets(cfg *config.Config, sum *results.Summary) []results.Target {
 
 	// Bootstrap after etcd loss.
 	if cfg.Scenario == config.ScenarioEtcdWipe && relay != nil {
-		s := relay.Recovery["etcdRebuildSeconds"]
-		d := relay.Recovery["mapDeletesDuringRecovery"]
+		var s float64
+		var d uint64
+		if w := relay.Details.EtcdWipe; w != nil {
+			s, d = w.EtcdRebuildSeconds, w.MapDeletesDuringRecovery
+		}
 		add("bootstrap after etcd loss ≤ 10 s, no datapath entry removed meanwhile",
-			fmt.Sprintf("etcd rebuilt in %.2f s; %.0f map deletes meanwhile", s, d), s <= 10 && d == 0, "")
+			fmt.Sprintf("etcd rebuilt in %.2f s; %d map deletes meanwhile", s, d), relay.Details.EtcdWipe != nil && s <= 10 && d == 0, "")
 	}
 
 	// Correctness.

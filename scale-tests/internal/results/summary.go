@@ -1,10 +1,6 @@
 package results
 
 import (
-	"encoding/json"
-	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/meshrelay/meshrelay/scale-tests/internal/config"
@@ -51,8 +47,8 @@ type Mode struct {
 	// Scenario window: from its first change to convergence.
 	ScenarioSeconds    float64 `json:"scenarioSeconds"`
 	ConvergenceSeconds float64 `json:"convergenceSeconds"`
-	// Recovery holds scenario-specific figures (e.g. etcd rebuild time).
-	Recovery map[string]float64 `json:"recovery,omitempty"`
+	// Details holds the scenario's own figures (e.g. etcd rebuild time).
+	Details Details `json:"details"`
 
 	Components map[string]*Component `json:"components"`
 	Istiod     Istiod                `json:"istiod"`
@@ -62,8 +58,10 @@ type Mode struct {
 	Etcd       *measure.EtcdMetrics  `json:"etcd,omitempty"`
 	Gate       gate.Result           `json:"gate"`
 	GateOK     bool                  `json:"gateOK"`
-	// Agent are the pool's mode-specific counters at the end.
-	Agent map[string]float64 `json:"agent,omitempty"`
+	// Agents (relay mode) or Direct (direct mode) are the node pool's own
+	// counters at the end.
+	Agents *AgentTotals  `json:"agents,omitempty"`
+	Direct *DirectTotals `json:"direct,omitempty"`
 
 	// Series are the per-second readings of every Component, for plots.
 	Series map[string][]measure.SamplePoint `json:"series,omitempty"`
@@ -143,18 +141,6 @@ type Target struct {
 	// Status is "met", "missed" or "n/a".
 	Status string `json:"status"`
 	Why    string `json:"why,omitempty"`
-}
-
-// WriteJSON writes v as indented JSON to dir/name.
-func WriteJSON(dir, name string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encode %s: %w", name, err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, name), append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	return nil
 }
 
 // Names of the components of a mode, the keys of Mode.Components and

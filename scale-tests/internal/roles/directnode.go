@@ -3,6 +3,7 @@ package roles
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 	"github.com/meshrelay/meshrelay/nodeagent/datapath"
@@ -32,7 +33,7 @@ type directNode struct {
 	table *nodemodel.Table
 	dp    datapath.Datapath
 	log   *slog.Logger
-	ctr   *counterMap
+	ctr   *directCounters
 }
 
 // OnUpdate implements sotw.Handler: apply the update at once.
@@ -40,7 +41,7 @@ func (n *directNode) OnUpdate(ctx context.Context, u sotw.Update) {
 	if u.TypeURL == "" {
 		return // completeness only
 	}
-	n.ctr.add("updates", 1)
+	n.ctr.updates.Add(1)
 	dirty := n.index.Apply(u.TypeURL, u.Upserted, u.Removed)
 	for _, k := range dirty {
 		if n.used != nil {
@@ -55,10 +56,10 @@ func (n *directNode) OnUpdate(ctx context.Context, u sotw.Update) {
 		}
 		fes, err := nodemodel.Translate(svc)
 		if err != nil {
-			n.ctr.add("translateErrors", 1)
+			n.ctr.translateErrors.Add(1)
 		}
 		if conflicts := n.table.Set(k, fes); len(conflicts) > 0 {
-			n.ctr.add("conflicts", int64(len(conflicts)))
+			n.ctr.conflicts.Add(int64(len(conflicts)))
 		}
 	}
 	cs := n.table.Pending()
@@ -66,7 +67,7 @@ func (n *directNode) OnUpdate(ctx context.Context, u sotw.Update) {
 		return
 	}
 	if _, err := n.dp.Apply(ctx, cs); err != nil {
-		n.ctr.add("applyErrors", 1)
+		n.ctr.applyErrors.Add(1)
 		n.log.Warn("direct node apply", "err", err)
 		if st, derr := n.dp.Dump(ctx); derr == nil {
 			n.table.Reset(st)
@@ -74,4 +75,10 @@ func (n *directNode) OnUpdate(ctx context.Context, u sotw.Update) {
 		return
 	}
 	n.table.Commit(cs)
+}
+
+// directCounters are the direct nodes' own counters, shared by every node
+// of a pool.
+type directCounters struct {
+	updates, translateErrors, conflicts, applyErrors atomic.Int64
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/meshrelay/meshrelay/relay/xds/sotw"
 	"github.com/meshrelay/meshrelay/scale-tests/internal/control"
 	"github.com/meshrelay/meshrelay/scale-tests/internal/launch"
+	"github.com/meshrelay/meshrelay/scale-tests/internal/results"
 	"github.com/meshrelay/meshrelay/scale-tests/internal/workload"
 )
 
@@ -26,7 +27,7 @@ func runDirectNodesRole(ctx context.Context, raw []byte, ctl *control.Server, lo
 		return err
 	}
 	p := newPool(cfg)
-	var ctr counterMap
+	var ctr directCounters
 	var clients []*sotw.Client
 	for i, spec := range cfg.Nodes {
 		pn := p.addNode(i, spec, datapath.MemoryOptions{NoBatch: true, Logger: log})
@@ -64,19 +65,24 @@ func runDirectNodesRole(ctx context.Context, raw []byte, ctl *control.Server, lo
 		}
 		clients = append(clients, c)
 	}
-	p.agentStats = func() map[string]float64 {
-		out := ctr.snapshot()
+	p.totals = func(ps *PoolStats) {
+		t := results.DirectTotals{
+			Updates:         ctr.updates.Load(),
+			TranslateErrors: ctr.translateErrors.Load(),
+			Conflicts:       ctr.conflicts.Load(),
+			ApplyErrors:     ctr.applyErrors.Load(),
+		}
 		for _, c := range clients {
 			st := c.Stats()
-			out["responses"] += float64(st.Responses)
-			out["nacks"] += float64(st.NACKs)
-			out["streams"] += float64(st.StreamsOpened)
-			out["resourceBytes"] += float64(st.BytesReceived)
+			t.Responses += st.Responses
+			t.NACKs += st.NACKs
+			t.Streams += st.StreamsOpened
+			t.ResourceBytes += st.BytesReceived
 			if st.Complete {
-				out["complete"]++
+				t.Complete++
 			}
 		}
-		return out
+		ps.Direct = &t
 	}
 	p.register(ctl)
 	var wg sync.WaitGroup

@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 
 	"github.com/meshrelay/meshrelay/nodeagent/datapath"
 	"github.com/meshrelay/meshrelay/scale-tests/internal/control"
 	"github.com/meshrelay/meshrelay/scale-tests/internal/gate"
 	"github.com/meshrelay/meshrelay/scale-tests/internal/measure"
+	"github.com/meshrelay/meshrelay/scale-tests/internal/results"
 	"github.com/meshrelay/meshrelay/scale-tests/internal/workload"
 )
 
@@ -57,8 +57,10 @@ type PoolStats struct {
 	// PerMapHist counts applies by the most write syscalls one map took
 	// in them: index 1, 2, 3, and 4 for four or more.
 	PerMapHist [5]int64 `json:"perMapHist"`
-	// Agent holds mode-specific counters (summed over nodes).
-	Agent map[string]float64 `json:"agent,omitempty"`
+	// Agents (relay mode) or Direct (direct mode) sum the nodes' own
+	// counters.
+	Agents *results.AgentTotals  `json:"agents,omitempty"`
+	Direct *results.DirectTotals `json:"direct,omitempty"`
 }
 
 type SamplesRequest struct {
@@ -85,8 +87,8 @@ type pool struct {
 	nodes   []*poolNode
 	samples measure.SampleLog
 	bytes   measure.ByteCounter
-	// agentStats returns the mode-specific counters.
-	agentStats func() map[string]float64
+	// totals fills the mode's own counters into a PoolStats.
+	totals func(*PoolStats)
 
 	mu   sync.Mutex
 	want map[int]gate.WantService
@@ -152,8 +154,8 @@ func (p *pool) stats() PoolStats {
 			st.MemlockBytes += m.MemlockBytes
 		}
 	}
-	if p.agentStats != nil {
-		st.Agent = p.agentStats()
+	if p.totals != nil {
+		p.totals(&st)
 	}
 	return st
 }
@@ -203,34 +205,4 @@ func (p *pool) check(ctx context.Context, maxDiffs int) (gate.Result, error) {
 		}
 	}
 	return res, nil
-}
-
-// counterMap sums named counters of several nodes.
-type counterMap struct {
-	mu sync.Mutex
-	m  map[string]*atomic.Int64
-}
-
-func (c *counterMap) add(name string, v int64) {
-	c.mu.Lock()
-	if c.m == nil {
-		c.m = map[string]*atomic.Int64{}
-	}
-	ctr := c.m[name]
-	if ctr == nil {
-		ctr = new(atomic.Int64)
-		c.m[name] = ctr
-	}
-	c.mu.Unlock()
-	ctr.Add(v)
-}
-
-func (c *counterMap) snapshot() map[string]float64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := make(map[string]float64, len(c.m))
-	for k, v := range c.m {
-		out[k] = float64(v.Load())
-	}
-	return out
 }

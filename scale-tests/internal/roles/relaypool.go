@@ -19,6 +19,7 @@ import (
 	"github.com/meshrelay/meshrelay/scale-tests/internal/control"
 	"github.com/meshrelay/meshrelay/scale-tests/internal/launch"
 	"github.com/meshrelay/meshrelay/scale-tests/internal/measure"
+	"github.com/meshrelay/meshrelay/scale-tests/internal/results"
 	"github.com/meshrelay/meshrelay/scale-tests/internal/workload"
 )
 
@@ -65,31 +66,31 @@ func runRelayNodesRole(ctx context.Context, raw []byte, ctl *control.Server, log
 		}
 		agents = append(agents, a)
 	}
-	p.agentStats = func() map[string]float64 {
-		out := map[string]float64{}
+	p.totals = func(ps *PoolStats) {
+		var t results.AgentTotals
 		for _, a := range agents {
 			st := a.Stats()
 			if st.Ready {
-				out["ready"]++
+				t.Ready++
 			}
-			out["servicesLoaded"] += float64(st.Services)
-			out["queueDepth"] += float64(st.QueueDepth)
-			out["agentEvents"] += float64(st.Events)
-			out["agentCoalesced"] += float64(st.Coalesced)
-			out["flushes"] += float64(st.Flushes)
-			out["applyErrors"] += float64(st.ApplyErrors)
-			out["throttledSeconds"] += st.Throttled.Seconds()
-			out["missesLoaded"] += float64(st.MissesLoaded)
-			out["missesUnknown"] += float64(st.MissesUnknown)
+			t.ServicesLoaded += int64(st.Services)
+			t.QueueDepth += int64(st.QueueDepth)
+			t.Events += int64(st.Events)
+			t.Coalesced += int64(st.Coalesced)
+			t.Flushes += int64(st.Flushes)
+			t.ApplyErrors += int64(st.ApplyErrors)
+			t.ThrottledSeconds += st.Throttled.Seconds()
+			t.MissesLoaded += int64(st.MissesLoaded)
+			t.MissesUnknown += int64(st.MissesUnknown)
 			src := st.Source
-			out["watches"] += float64(src.WatchesOpen)
-			out["lists"] += float64(src.Lists)
-			out["relists"] += float64(src.Relists)
-			out["vipGets"] += float64(src.Gets)
-			out["watchEvents"] += float64(src.WatchEvents)
-			out["generationChanges"] += float64(src.GenerationChanges)
+			t.Watches += int64(src.WatchesOpen)
+			t.Lists += int64(src.Lists)
+			t.Relists += int64(src.Relists)
+			t.VIPGets += int64(src.Gets)
+			t.WatchEvents += int64(src.WatchEvents)
+			t.GenerationChanges += int64(src.GenerationChanges)
 		}
-		return out
+		ps.Agents = &t
 	}
 	p.register(ctl)
 

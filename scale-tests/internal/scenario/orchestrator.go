@@ -38,11 +38,11 @@ func Run(ctx context.Context, cfg *config.Config, exe string, out io.Writer, log
 	defer os.RemoveAll(tmp)
 
 	sum := &results.Summary{
-		Name:          filepath.Base(cfg.Out),
-		Command:       cfg.Command,
-		Started:       time.Now(),
-		Machine:       measure.DescribeMachine(),
-		Config: *cfg,
+		Name:    filepath.Base(cfg.Out),
+		Command: cfg.Command,
+		Started: time.Now(),
+		Machine: measure.DescribeMachine(),
+		Config:  *cfg,
 	}
 	nodes := workload.Assign(cfg.Seed, cfg.Nodes, cfg.Services, cfg.ServicesPerNode, cfg.ZipfS)
 	sum.Workload = workload.UsageOf(nodes)
@@ -78,22 +78,13 @@ func Run(ctx context.Context, cfg *config.Config, exe string, out io.Writer, log
 			fmt.Fprintf(out, "%s mode FAILED: %v\n", mode, err)
 			var ge *gateError
 			if !errors.As(err, &ge) {
-				break // a Component died or the run was interrupted: stop here
+				break // a component died or the run was interrupted: stop here
 			}
 		}
 	}
 	sum.Seconds = time.Since(sum.Started).Seconds()
-	sum.Targets = report.Targets(cfg, sum)
 	sum.OK = len(sum.Errors) == 0
-	if err := results.WriteJSON(cfg.Out, "summary.json", sum); err != nil {
-		return sum, err
-	}
-	if cfg.Plots {
-		if err := report.WritePlots(cfg.Out, sum); err != nil {
-			return sum, fmt.Errorf("plots: %w", err)
-		}
-	}
-	if err := report.Write(cfg.Out, sum); err != nil {
+	if err := report.Publish(cfg.Out, sum); err != nil {
 		return sum, err
 	}
 	return sum, nil

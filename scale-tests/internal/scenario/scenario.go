@@ -17,7 +17,6 @@ import (
 
 // runScenario makes the scenario's changes.
 func (p *phase) runScenario(ctx context.Context, before phaseSnapshot) error {
-	p.res.Recovery = map[string]float64{}
 	var err error
 	switch p.cfg.Scenario {
 	case config.ScenarioSteady:
@@ -49,10 +48,14 @@ func (p *phase) churn(ctx context.Context, rolling bool, d time.Duration) error 
 	if err != nil {
 		return err
 	}
-	p.res.Recovery["endpointsChanged"] += float64(res.Endpoints)
+	c := p.res.Details.Churn
+	if c == nil {
+		c = &results.Churn{}
+		p.res.Details.Churn = c
+	}
+	c.EndpointsChanged += res.Endpoints
 	if rolling {
-		p.res.Recovery["servicesRestarted"] = float64(res.Services)
-		p.res.Recovery["rollingRestartComplete"] = boolFloat(res.Complete)
+		c.Rolling, c.ServicesRestarted, c.RollingRestartComplete = true, res.Services, res.Complete
 	}
 	return nil
 }
@@ -66,13 +69,14 @@ func (p *phase) nodeFailure(ctx context.Context) error {
 	if err := p.sim.Control.CallTimeout(ctx, time.Minute, "fail", roles.FailRequest{Fraction: p.cfg.FailFraction}, &removed); err != nil {
 		return err
 	}
-	p.res.Recovery["endpointsRemoved"] = float64(removed.N)
+	d := &results.NodeFailure{EndpointsRemoved: removed.N}
+	p.res.Details.NodeFailure = d
 	p.progress("%s: %d endpoints vanished (%.0f %%)", p.mode, removed.N, 100*p.cfg.FailFraction)
 	conv, _, err := p.converge(ctx)
 	if err != nil {
 		return fmt.Errorf("after the failure: %w", err)
 	}
-	p.res.Recovery["failureConvergenceSeconds"] = conv
+	d.FailureConvergenceSeconds = conv
 	p.progress("%s: nodes converged on the failure %.3fs after the push", p.mode, conv)
 	if err := sleep(ctx, time.Until(start.Add(p.cfg.Duration/2))); err != nil {
 		return err
@@ -81,7 +85,7 @@ func (p *phase) nodeFailure(ctx context.Context) error {
 	if err := p.sim.Control.CallTimeout(ctx, time.Minute, "restore", nil, &restored); err != nil {
 		return err
 	}
-	p.res.Recovery["endpointsRestored"] = float64(restored.N)
+	d.EndpointsRestored = restored.N
 	p.progress("%s: %d endpoints came back", p.mode, restored.N)
 	return nil
 }
@@ -101,8 +105,7 @@ func (p *phase) scaleUp(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	p.res.Recovery["servicesAdded"] = float64(res.N)
-	p.res.Recovery["batches"] = float64(batches)
+	p.res.Details.ScaleUp = &results.ScaleUp{ServicesAdded: res.N, Batches: batches}
 	return nil
 }
 
@@ -134,7 +137,8 @@ func (p *phase) istiodRestart(ctx context.Context, before phaseSnapshot) error {
 			return err
 		}
 	}
-	p.res.Recovery["reconnectSeconds"] = time.Since(start).Seconds()
+	d := &results.IstiodRestart{ReconnectSeconds: time.Since(start).Seconds()}
+	p.res.Details.IstiodRestart = d
 	// Give every client time to receive and digest the full state.
 	if err := sleep(ctx, 3*time.Second); err != nil {
 		return err
@@ -146,18 +150,18 @@ func (p *phase) istiodRestart(ctx context.Context, before phaseSnapshot) error {
 	if err != nil {
 		return err
 	}
-	p.res.Recovery["mapWritesAfterRestart"] = float64(after.pool.Updates + after.pool.Deletes - before.pool.Updates - before.pool.Deletes)
-	p.res.Recovery["istiodBytesAfterRestart"] = float64(after.sim.Istiod.Bytes - before.sim.Istiod.Bytes)
-	p.res.Recovery["nodeCPUSecondsPerNodeAfterRestart"] = (after.cpu[results.CompNodes] - before.cpu[results.CompNodes]) / float64(len(p.nodes))
+	d.MapWritesAfterRestart = after.pool.Updates + after.pool.Deletes - before.pool.Updates - before.pool.Deletes
+	d.IstiodBytesAfterRestart = after.sim.Istiod.Bytes - before.sim.Istiod.Bytes
+	d.NodeCPUSecondsPerNode = (after.cpu[results.CompNodes] - before.cpu[results.CompNodes]) / float64(len(p.nodes))
 	var puts uint64
 	for i := range after.relays {
 		puts += after.relays[i].Sink.Puts - before.relays[i].Sink.Puts
 	}
 	if p.mode == config.ModeRelay {
-		p.res.Recovery["etcdPutsAfterRestart"] = float64(puts)
+		d.EtcdPutsAfterRestart = &puts
 	}
 	p.progress("%s: Istiod restarted; clients back in %.2fs; map writes since: %.0f", p.mode,
-		p.res.Recovery["reconnectSeconds"], p.res.Recovery["mapWritesAfterRestart"])
+		d.ReconnectSeconds, d.MapWritesAfterRestart)
 	return p.churn(ctx, false, config.LivenessChurn)
 }
 
@@ -185,15 +189,16 @@ func (p *phase) relayKill(ctx context.Context) error {
 	if _, err := p.waitRelaySynced(ctx, 0, 2*time.Minute); err != nil {
 		return err
 	}
-	p.res.Recovery["relayResyncSeconds"] = time.Since(start).Seconds()
+	d := &results.RelayKill{RelayResyncSeconds: time.Since(start).Seconds()}
+	p.res.Details.RelayKill = d
 	after, err := p.snapshot(ctx)
 	if err != nil {
 		return err
 	}
-	p.res.Recovery["etcdPutsByNewRelay"] = float64(after.relays[0].Sink.Puts - before.relays[0].Sink.Puts)
-	p.res.Recovery["mapWritesDuringRecovery"] = float64(after.pool.Updates + after.pool.Deletes - before.pool.Updates - before.pool.Deletes)
+	d.EtcdPutsByNewRelay = after.relays[0].Sink.Puts - before.relays[0].Sink.Puts
+	d.MapWritesDuringRecovery = after.pool.Updates + after.pool.Deletes - before.pool.Updates - before.pool.Deletes
 	p.progress("%s: relay back and synced %.2fs after the kill; map writes meanwhile: %.0f", p.mode,
-		p.res.Recovery["relayResyncSeconds"], p.res.Recovery["mapWritesDuringRecovery"])
+		d.RelayResyncSeconds, d.MapWritesDuringRecovery)
 	return p.churn(ctx, false, config.LivenessChurn)
 }
 
@@ -237,8 +242,8 @@ func (p *phase) etcdWipe(ctx context.Context) error {
 			return err
 		}
 	}
-	p.res.Recovery["etcdRebuildSeconds"] = time.Since(up).Seconds()
-	p.res.Recovery["etcdOutageSeconds"] = time.Since(start).Seconds()
+	d := &results.EtcdWipe{EtcdRebuildSeconds: time.Since(up).Seconds(), EtcdOutageSeconds: time.Since(start).Seconds()}
+	p.res.Details.EtcdWipe = d
 	// The nodes re-list after the generation changes; let them settle.
 	if err := sleep(ctx, 2*time.Second); err != nil {
 		return err
@@ -250,10 +255,10 @@ func (p *phase) etcdWipe(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	p.res.Recovery["mapDeletesDuringRecovery"] = float64(after.pool.Deletes - before.pool.Deletes)
-	p.res.Recovery["mapWritesDuringRecovery"] = float64(after.pool.Updates + after.pool.Deletes - before.pool.Updates - before.pool.Deletes)
+	d.MapDeletesDuringRecovery = after.pool.Deletes - before.pool.Deletes
+	d.MapWritesDuringRecovery = after.pool.Updates + after.pool.Deletes - before.pool.Updates - before.pool.Deletes
 	p.progress("%s: etcd rebuilt (%d keys) %.2fs after it came back; map deletes meanwhile: %.0f", p.mode, keysBefore,
-		p.res.Recovery["etcdRebuildSeconds"], p.res.Recovery["mapDeletesDuringRecovery"])
+		d.EtcdRebuildSeconds, d.MapDeletesDuringRecovery)
 	return p.churn(ctx, false, config.LivenessChurn)
 }
 
@@ -266,11 +271,4 @@ func countKeys(ctx context.Context, kv clientv3.KV, prefix string) (int64, error
 		return 0, fmt.Errorf("count %s: %w", prefix, err)
 	}
 	return resp.Count, nil
-}
-
-func boolFloat(b bool) float64 {
-	if b {
-		return 1
-	}
-	return 0
 }
