@@ -15,7 +15,7 @@ import (
 
 // TestMain lets the test binary play the harness's components: the smoke
 // test runs the harness in-process, and the harness re-executes its own
-// binary (this test binary) with --role for every Component.
+// binary (this test binary) with --role for every component.
 func TestMain(m *testing.M) {
 	for _, a := range os.Args[1:] {
 		if strings.HasPrefix(a, "--role=") {
@@ -25,8 +25,8 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// TestSmoke runs the whole harness at tiny sizes: every Component in its
-// own process, both modes, two Scenarios (one with -short, which still
+// TestSmoke runs the whole harness at tiny sizes: every component in its
+// own process, both modes, two scenarios (one with -short, which still
 // runs the correctness gate). It fails on any correctness mismatch (the
 // harness exits non-zero), and checks the figures a broken harness would
 // get wrong. It asserts nothing about timing.

@@ -101,7 +101,7 @@ func Register(fs *pflag.FlagSet) *Config {
 	return c
 }
 
-// validate checks the configuration and fills derived defaults.
+// Validate checks the configuration and fills derived defaults.
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
@@ -175,7 +175,7 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// initialServices is the number of services the simulator starts with:
+// InitialServices is the number of services the simulator starts with:
 // the target count, except for scale-up which grows to it in batches.
 func (c *Config) InitialServices() int {
 	if c.Scenario == ScenarioScaleUp {
@@ -184,7 +184,7 @@ func (c *Config) InitialServices() int {
 	return c.Services
 }
 
-// appliesTo reports whether the scenario means anything in mode: direct
+// AppliesTo reports whether the scenario means anything in mode: direct
 // nodes have no relay and no etcd to lose.
 func (c *Config) AppliesTo(mode string) bool {
 	if mode == ModeDirect {
@@ -194,7 +194,7 @@ func (c *Config) AppliesTo(mode string) bool {
 }
 
 // CheckLoopbackURL refuses an etcd endpoint that is not on loopback: the
-// harness never talks beyond this Machine.
+// harness never talks beyond this machine.
 func CheckLoopbackURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {

@@ -14,7 +14,7 @@ import (
 // and notes, after each Apply, which backend addresses became reachable
 // (some frontend's slot points at them) and which stopped being reachable,
 // with the time: the apply side of the propagation lag (the simulator's
-// Recorder has the push side). Reachability, not the presence of a backend
+// recorder has the push side). Reachability, not the presence of a backend
 // entry, is what connections see: an unreferenced entry deleted later is
 // no longer a destination. Both modes use it, so its small cost is the
 // same in both.
@@ -43,13 +43,13 @@ type Probe struct {
 
 var _ datapath.Datapath = (*Probe)(nil)
 
-// NewProbe returns a Probe for node; set its inner datapath before use
-// (the memory datapath takes the Probe's trace as an option).
+// NewProbe returns a probe for node; set its inner datapath before use
+// (the memory datapath takes the probe's trace as an option).
 func NewProbe(node int32, log *SampleLog) *Probe {
 	return &Probe{node: node, log: log, reach: newReachability()}
 }
 
-// trace is the memory datapath's Trace hook: one call per write syscall.
+// Trace is the memory datapath's Trace hook: one call per write syscall.
 // Apply calls are serialised, so perMap belongs to the running Apply.
 func (p *Probe) Trace(w datapath.Write) {
 	switch w.Map {
@@ -108,47 +108,3 @@ func (p *Probe) Stats() datapath.Stats { return p.Inner.Stats() }
 
 // Close implements datapath.Datapath.
 func (p *Probe) Close() error { return p.Inner.Close() }
-
-// ApplySample is one backend address written to (Added) or deleted from a
-// node's maps, at At (Unix nanoseconds).
-type ApplySample struct {
-	Node  int32      `json:"n"`
-	Addr  string     `json:"a"`
-	Added bool       `json:"add,omitempty"`
-	At    int64      `json:"t"`
-	addr  netip.Addr // Addr before encoding
-}
-
-// SampleLog collects the samples of all nodes of a pool, once enabled
-// (the initial sync has no upstream events to match).
-type SampleLog struct {
-	// Enabled switches recording on.
-	Enabled atomic.Bool
-	mu      sync.Mutex
-	samples []ApplySample
-}
-
-func (l *SampleLog) add(s []ApplySample) {
-	if len(s) == 0 || !l.Enabled.Load() {
-		return
-	}
-	l.mu.Lock()
-	l.samples = append(l.samples, s...)
-	l.mu.Unlock()
-}
-
-// from returns the samples from index from on, with their addresses
-// formatted, and the index to ask from next.
-func (l *SampleLog) From(from int) ([]ApplySample, int) {
-	l.mu.Lock()
-	var out []ApplySample
-	if from < len(l.samples) {
-		out = append(out, l.samples[from:]...)
-	}
-	next := len(l.samples)
-	l.mu.Unlock()
-	for i := range out {
-		out[i].Addr = out[i].addr.String()
-	}
-	return out, next
-}

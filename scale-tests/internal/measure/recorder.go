@@ -74,7 +74,7 @@ func endpointAddrs(t istiodsim.ServiceTruth) []string {
 	return out
 }
 
-// onPush is the simulator's OnPush hook.
+// OnPush is the simulator's OnPush hook.
 func (r *Recorder) OnPush(info istiodsim.PushInfo) {
 	at := info.Time.UnixNano()
 	r.mu.Lock()
@@ -109,14 +109,14 @@ func (r *Recorder) OnPush(info istiodsim.PushInfo) {
 	}
 }
 
-// mark returns the push count before a mutation.
+// Mark returns the push count before a mutation.
 func (r *Recorder) Mark() uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.pushes
 }
 
-// record compares the simulator's truth of the services in marks with
+// Record compares the simulator's truth of the services in marks with
 // what it last recorded, and logs every endpoint that appeared or left,
 // stamped with the first push of its service after the service's mark
 // (taken with mark just before the service was mutated). Truth costs a
@@ -125,7 +125,7 @@ func (r *Recorder) Record(marks map[int]uint64) {
 	r.diff(marks, 0, false)
 }
 
-// recordAll is record for a mutation of every service, marked after.
+// RecordAll is record for a mutation of every service, marked after.
 func (r *Recorder) RecordAll(after uint64) {
 	r.diff(nil, after, true)
 }
@@ -184,7 +184,7 @@ func (r *Recorder) addEvent(ev UpstreamEvent, after uint64) {
 	}
 }
 
-// eventsFrom returns the events from index from on, and how many events
+// EventsFrom returns the events from index from on, and how many events
 // still wait for their push.
 func (r *Recorder) EventsFrom(from int) (evs []UpstreamEvent, unstamped int) {
 	r.mu.Lock()
@@ -198,7 +198,7 @@ func (r *Recorder) EventsFrom(from int) (evs []UpstreamEvent, unstamped int) {
 	return evs, unstamped
 }
 
-// live returns the indexes of the live services, sorted, and their
+// Live returns the indexes of the live services, sorted, and their
 // endpoint counts.
 func (r *Recorder) Live() (idx []int, endpoints map[int]int) {
 	r.mu.Lock()
@@ -212,7 +212,7 @@ func (r *Recorder) Live() (idx []int, endpoints map[int]int) {
 	return idx, endpoints
 }
 
-// counters returns the number of events, service changes pushed and the
+// Counters returns the number of events, service changes pushed and the
 // time of the last push.
 func (r *Recorder) Counters() (events int, serviceChanges int64, lastPush int64) {
 	r.mu.Lock()

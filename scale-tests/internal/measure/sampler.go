@@ -6,11 +6,11 @@ import (
 	"time"
 )
 
-// SamplePoint is one reading of a Component's process.
+// SamplePoint is one reading of a component's process.
 type SamplePoint struct {
 	// T is seconds since the phase started.
 	T float64 `json:"t"`
-	// CPU is the Component's cumulative CPU seconds (over every process
+	// CPU is the component's cumulative CPU seconds (over every process
 	// that played it: a killed and restarted relay adds up).
 	CPU float64 `json:"cpu"`
 	// RSS is the resident memory in bytes (0 while no process runs).
@@ -19,7 +19,7 @@ type SamplePoint struct {
 	Services int `json:"services"`
 }
 
-// Sampler reads /proc for every Component of a phase once per second:
+// Sampler reads /proc for every component of a phase once per second:
 // CPU seconds (utime + stime) and resident memory (VmRSS).
 type Sampler struct {
 	start time.Time
@@ -30,7 +30,7 @@ type Sampler struct {
 	services int
 }
 
-// sampledProc is one Component name and the process playing it now.
+// sampledProc is one component name and the process playing it now.
 type sampledProc struct {
 	pid int
 	// base is the CPU of the processes that played it before.
@@ -45,8 +45,8 @@ func NewSampler() *Sampler {
 	return &Sampler{start: time.Now(), procs: map[string]*sampledProc{}}
 }
 
-// watch starts sampling pid as Component name. A name watched before (a
-// restarted Component) keeps its CPU total.
+// Watch starts sampling pid as component name. A name watched before (a
+// restarted component) keeps its CPU total.
 func (s *Sampler) Watch(name string, pid int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -63,7 +63,7 @@ func (s *Sampler) Watch(name string, pid int) {
 	s.readLocked(name, p)
 }
 
-// gone records a Component's process as exited, after one last reading.
+// Gone records a component's process as exited, after one last reading.
 func (s *Sampler) Gone(name string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -72,14 +72,14 @@ func (s *Sampler) Gone(name string) {
 	}
 }
 
-// setServices records the number of services in the mesh.
+// SetServices records the number of services in the mesh.
 func (s *Sampler) SetServices(n int) {
 	s.mu.Lock()
 	s.services = n
 	s.mu.Unlock()
 }
 
-// run samples every second until ctx is done.
+// Run samples every second until ctx is done.
 func (s *Sampler) Run(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -93,7 +93,7 @@ func (s *Sampler) Run(ctx context.Context) {
 	}
 }
 
-// sample reads every running Component once.
+// sample reads every running component once.
 func (s *Sampler) sample() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -115,7 +115,7 @@ func (s *Sampler) readLocked(name string, p *sampledProc) {
 	p.points = append(p.points, SamplePoint{T: time.Since(s.start).Seconds(), CPU: p.base + u.CPU, RSS: u.RSS, Services: s.services})
 }
 
-// Usage returns a Component's cumulative CPU seconds and its largest RSS
+// Usage returns a component's cumulative CPU seconds and its largest RSS
 // so far, after a fresh reading.
 func (s *Sampler) Usage(name string) (cpu float64, maxRSS int64) {
 	s.mu.Lock()
@@ -128,14 +128,14 @@ func (s *Sampler) Usage(name string) (cpu float64, maxRSS int64) {
 	return p.base + p.last.CPU, p.maxRSS
 }
 
-// names returns the components sampled, in the order first watched.
+// Names returns the components sampled, in the order first watched.
 func (s *Sampler) Names() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]string(nil), s.order...)
 }
 
-// series returns a copy of a Component's readings.
+// Series returns a copy of a component's readings.
 func (s *Sampler) Series(name string) []SamplePoint {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -145,5 +145,5 @@ func (s *Sampler) Series(name string) []SamplePoint {
 	return nil
 }
 
-// elapsed returns seconds since the phase started.
+// Elapsed returns seconds since the phase started.
 func (s *Sampler) Elapsed() float64 { return time.Since(s.start).Seconds() }

@@ -22,7 +22,7 @@ const (
 )
 
 // WritePlots draws the run's PNG plots: the propagation lag CDF per mode,
-// CPU over time per mode and Component, and memory against the number of
+// CPU over time per mode and component, and memory against the number of
 // services in the mesh.
 func WritePlots(dir string, sum *results.Summary) error {
 	for _, f := range []func(string, *results.Summary) error{plotLagCDF, plotCPUOverTime, plotMemoryVsServices} {
@@ -62,7 +62,7 @@ func plotLagCDF(dir string, sum *results.Summary) error {
 	return p.Save(7*vg.Inch, 4.5*vg.Inch, filepath.Join(dir, PlotLag))
 }
 
-// plotCPUOverTime draws one panel per mode: CPU cores each Component
+// plotCPUOverTime draws one panel per mode: CPU cores each component
 // used, per second.
 func plotCPUOverTime(dir string, sum *results.Summary) error {
 	var panels [][]*plot.Plot
@@ -108,7 +108,7 @@ func plotCPUOverTime(dir string, sum *results.Summary) error {
 	return savePNG(img, filepath.Join(dir, PlotCPU))
 }
 
-// plotMemoryVsServices draws every Component's RSS against the number of
+// plotMemoryVsServices draws every component's RSS against the number of
 // services in the mesh; when that number did not change (every scenario
 // but scale-up) it draws RSS over time instead. The Y axis is logarithmic:
 // direct nodes use orders of magnitude more than the rest.

@@ -26,7 +26,7 @@ import (
 const directBytesPerService = 13 << 10
 
 // Run runs every mode of cfg and writes the results directory. It
-// returns the Summary even when a mode failed (Summary.OK is then false).
+// returns the summary even when a mode failed (summary.OK is then false).
 func Run(ctx context.Context, cfg *config.Config, exe string, out io.Writer, log *slog.Logger) (*results.Summary, error) {
 	if err := os.MkdirAll(filepath.Join(cfg.Out, "logs"), 0o755); err != nil {
 		return nil, fmt.Errorf("results directory: %w", err)
@@ -63,7 +63,7 @@ func Run(ctx context.Context, cfg *config.Config, exe string, out io.Writer, log
 			if note != "" {
 				fmt.Fprintf(out, "direct: %s\n", note)
 			}
-			// A safety net against running the Machine out of memory,
+			// A safety net against running the machine out of memory,
 			// set well above the pool's expected heap (twice its live
 			// data): a limit near the heap would make its garbage
 			// collector run back to back and slow the direct nodes down

@@ -98,7 +98,7 @@ func newPool(cfg PoolConfig) *pool {
 	return &pool{cfg: cfg}
 }
 
-// addNode creates node i's memory datapath, wrapped in its Probe.
+// addNode creates node i's memory datapath, wrapped in its probe.
 func (p *pool) addNode(i int, spec workload.Node, opts datapath.MemoryOptions) *poolNode {
 	pr := measure.NewProbe(int32(i), &p.samples)
 	opts.Trace = pr.Trace
