@@ -14,7 +14,7 @@ import (
 )
 
 // Write writes report.md: the run's figures as tables, relay next to
-// direct with their ratio, and the targets of BRIEF §5.
+// direct with their ratio, and the scale targets (Targets).
 func Write(dir string, sum *results.Summary) error {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }

@@ -9,7 +9,7 @@ import (
 	"github.com/meshrelay/meshrelay/scale-tests/internal/results"
 )
 
-// Targets compares a run with the targets of BRIEF §5 that it
+// Targets compares a run with the project's scale targets that it
 // measures. A target the run cannot speak to is "n/a" with the reason.
 func Targets(cfg *config.Config, sum *results.Summary) []results.Target {
 	var relay, direct *results.Mode

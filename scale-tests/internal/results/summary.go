@@ -19,7 +19,7 @@ type Summary struct {
 	Workload workload.Usage  `json:"workload"`
 	// Modes holds one result per mode run, in order.
 	Modes []*Mode `json:"modes"`
-	// Targets compares the run with BRIEF §5.
+	// Targets compares the run with the scale targets.
 	Targets []Target `json:"targets"`
 	// OK is false when a correctness gate failed or a component died.
 	OK     bool     `json:"ok"`

@@ -1,6 +1,6 @@
 package results
 
-// Target is one BRIEF §5 target and what the run measured.
+// Target is one scale target and what the run measured.
 type Target struct {
 	Target   string `json:"target"`
 	Measured string `json:"measured"`

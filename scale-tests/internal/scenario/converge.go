@@ -119,3 +119,16 @@ func (p *phase) waitQuiet(ctx context.Context, quiet, timeout time.Duration) err
 	}
 	return nil
 }
+
+// settle waits d, then until no node has written its datapath for 1.5 s
+// (at most a minute), and returns the counters then: the cost of a
+// disruption once the nodes have digested it.
+func (p *phase) settle(ctx context.Context, d time.Duration) (phaseSnapshot, error) {
+	if err := sleep(ctx, d); err != nil {
+		return phaseSnapshot{}, err
+	}
+	if err := p.waitQuiet(ctx, 1500*time.Millisecond, time.Minute); err != nil {
+		return phaseSnapshot{}, err
+	}
+	return p.snapshot(ctx)
+}

@@ -61,7 +61,8 @@ type phaseSnapshot struct {
 	sim    roles.SimStats
 	pool   roles.PoolStats
 	relays []roles.RelayStats
-	cpu    map[string]float64
+	// cpu is each component's cumulative CPU seconds, by component name.
+	cpu map[string]float64
 }
 
 func relayName(i int) string { return "relay-" + strconv.Itoa(i) }

@@ -140,13 +140,7 @@ func (p *phase) istiodRestart(ctx context.Context, before phaseSnapshot) error {
 	d := &results.IstiodRestart{ReconnectSeconds: time.Since(start).Seconds()}
 	p.res.Details.IstiodRestart = d
 	// Give every client time to receive and digest the full state.
-	if err := sleep(ctx, 3*time.Second); err != nil {
-		return err
-	}
-	if err := p.waitQuiet(ctx, 1500*time.Millisecond, time.Minute); err != nil {
-		return err
-	}
-	after, err := p.snapshot(ctx)
+	after, err := p.settle(ctx, 3*time.Second)
 	if err != nil {
 		return err
 	}
@@ -245,13 +239,7 @@ func (p *phase) etcdWipe(ctx context.Context) error {
 	d := &results.EtcdWipe{EtcdRebuildSeconds: time.Since(up).Seconds(), EtcdOutageSeconds: time.Since(start).Seconds()}
 	p.res.Details.EtcdWipe = d
 	// The nodes re-list after the generation changes; let them settle.
-	if err := sleep(ctx, 2*time.Second); err != nil {
-		return err
-	}
-	if err := p.waitQuiet(ctx, 1500*time.Millisecond, time.Minute); err != nil {
-		return err
-	}
-	after, err := p.snapshot(ctx)
+	after, err := p.settle(ctx, 2*time.Second)
 	if err != nil {
 		return err
 	}
