@@ -146,11 +146,18 @@ func (p *phase) steps(ctx context.Context) error {
 	}
 	conv, after, err := p.converge(ctx)
 	stopProgress()
-	if err != nil {
+	var ge *gateError
+	if err != nil && !errors.As(err, &ge) {
 		return err
 	}
+	// A failed gate still gets the figures of the scenario window, for
+	// diagnosis: the mode is marked failed, so no target or ratio is
+	// judged on them.
 	p.res.ConvergenceSeconds = conv
-	return p.collect(ctx, before, after)
+	if cerr := p.collect(ctx, before, after); cerr != nil {
+		return errors.Join(err, cerr)
+	}
+	return err
 }
 
 // start launches a component and samples its process.
