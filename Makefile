@@ -15,7 +15,7 @@ build:
 	$(GO) build ./...
 
 demo:
-	DEMO_SECONDS=$(DEMO_SECONDS) $(GO) run ./scale-tests/demo
+	DEMO_SECONDS=$(DEMO_SECONDS) $(GO) run ./demo
 
 # make test: vet, the generated-code check, then all tests.
 test: vet

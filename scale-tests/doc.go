@@ -6,41 +6,28 @@
 //	go run ./scale-tests                      # the default run (see README.md)
 //	make scale-test SCALE_ARGS="--nodes 1000 --scenario steady"
 //
-// # Processes
+// This main is thin: it binds the flags (internal/config), runs the
+// harness (internal/scenario) and maps the outcome to the exit status: 0
+// when every mode ran and passed its correctness gate, 1 when a gate
+// failed or a component died, 2 for a bad flag. With the hidden --role
+// flag it plays one component instead (internal/launch runs the child,
+// internal/roles the component). The work is in the packages under
+// internal/:
 //
-// Every component is a process of its own, so that /proc attributes CPU
-// time and memory to it: the harness re-executes its own binary with a
-// hidden --role flag (role.go) for the Istiod simulator (simrole.go),
-// etcd (etcdrole.go), each relay replica (relayrole.go), the relay-mode
-// node pool (relaypool.go: the real node agent, package nodeagent, many
-// per process, memory datapath) and the direct-mode node pool
-// (directpool.go, directnode.go). Children listen on 127.0.0.1 only, are
-// controlled over a small JSON-over-HTTP API (control.go), die with the
-// harness (Pdeathsig, and EOF on their stdin) and are stopped by PID
-// (component.go). A child that dies unexpectedly ends the run with its
-// last output and a non-zero exit.
-//
-// # Run
-//
-// For each mode (relay, then direct) a phase (phase.go) starts a fresh
-// simulator with the same seed, the mode's components and its nodes,
-// waits until every node's datapath matches the simulator's truth, runs
-// the scenario (scenario.go), waits for convergence and applies the
-// correctness gate again (expected.go). Meanwhile it samples every
-// process's CPU and RSS (sampler.go, procstat.go) and prints a progress
-// line every second (progress.go).
-//
-// # Measurements
-//
-// The simulator's process records every endpoint that appears or leaves
-// and the push that carried it (recorder.go); every node's datapath is
-// wrapped in a probe (probe.go) that records when each backend address is
-// written or deleted. Endpoint addresses are unique, so matching the two
-// gives the push → map propagation lag of every (change, node) pair
-// (lag.go). The workload (workload.go) gives each node services drawn from
-// a Zipf distribution. The results directory gets summary.json
-// (summary.go), report.md (report.go, targets.go) and PNG plots (plots.go).
+//   - config: the flags of a run and their validation;
+//   - launch, control: components as processes of their own, and the
+//     JSON-over-HTTP control API on loopback the harness drives them by;
+//   - roles: the Istiod simulator, etcd, relay replicas, the relay-mode
+//     node pool (the real node agent) and the direct-mode node pool;
+//   - workload: which services each node uses (Zipf, fixed seed);
+//   - measure: /proc sampling, the push recorder, the datapath probe and
+//     the push → map lag;
+//   - gate: the correctness gate, from the simulator's truth alone;
+//   - scenario: the phases of a run and the scenarios' changes;
+//   - results, report: the typed results (summary.json), the targets,
+//     report.md and the plots.
 //
 // This is a main package; nothing imports it. It imports the relay and
-// node agent libraries, the Istiod simulator and embedded etcd.
+// node agent libraries through internal/roles, the Istiod simulator and
+// embedded etcd.
 package main

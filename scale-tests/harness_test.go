@@ -7,6 +7,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/meshrelay/meshrelay/scale-tests/internal/config"
+	"github.com/meshrelay/meshrelay/scale-tests/internal/report"
+	"github.com/meshrelay/meshrelay/scale-tests/internal/results"
 )
 
 // TestMain lets the test binary play the harness's components: the smoke
@@ -15,7 +19,7 @@ import (
 func TestMain(m *testing.M) {
 	for _, a := range os.Args[1:] {
 		if strings.HasPrefix(a, "--role=") {
-			os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+			os.Exit(command(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 		}
 	}
 	os.Exit(m.Run())
@@ -31,11 +35,11 @@ func TestSmoke(t *testing.T) {
 		scenario string
 		extra    []string
 	}{
-		{scenario: scenarioRolling},
-		{scenario: scenarioEtcdWipe, extra: []string{"--on-demand"}},
+		{scenario: config.ScenarioRolling},
+		{scenario: config.ScenarioEtcdWipe, extra: []string{"--on-demand"}},
 	} {
 		t.Run(tc.scenario, func(t *testing.T) {
-			if testing.Short() && tc.scenario != scenarioRolling {
+			if testing.Short() && tc.scenario != config.ScenarioRolling {
 				t.Skip("-short: one scenario is enough")
 			}
 			out := filepath.Join(t.TempDir(), "results")
@@ -45,10 +49,10 @@ func TestSmoke(t *testing.T) {
 				"--duration", "3s", "--churn-rate", "60", "--progress=false", "--out", out,
 			}, tc.extra...)
 			var stdout, stderr bytes.Buffer
-			if code := run(args, strings.NewReader(""), &stdout, &stderr); code != 0 {
+			if code := command(args, strings.NewReader(""), &stdout, &stderr); code != 0 {
 				t.Fatalf("harness exited %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 			}
-			var sum summary
+			var sum results.Summary
 			b, err := os.ReadFile(filepath.Join(out, "summary.json"))
 			if err != nil {
 				t.Fatal(err)
@@ -63,20 +67,20 @@ func TestSmoke(t *testing.T) {
 				if !m.GateOK || m.Gate.Mismatched != 0 || m.Gate.Nodes != 6 {
 					t.Errorf("%s: gate %+v", m.Mode, m.Gate)
 				}
-				if m.Components[compNodes] == nil || m.Components[compNodes].MaxRSS == 0 {
+				if m.Components[results.CompNodes] == nil || m.Components[results.CompNodes].MaxRSS == 0 {
 					t.Errorf("%s: node pool not sampled: %+v", m.Mode, m.Components)
 				}
 			}
 			relay := sum.Modes[0]
-			if relay.Mode != modeRelay || relay.Istiod.Streams != 1 {
+			if relay.Mode != config.ModeRelay || relay.Istiod.Streams != 1 {
 				t.Errorf("relay mode: %s with %d Istiod streams, want 1", relay.Mode, relay.Istiod.Streams)
 			}
 			if relay.Lag.Samples == 0 || relay.Writes.EndpointEvents == 0 {
 				t.Errorf("relay mode measured no propagation: lag %+v, writes %+v", relay.Lag, relay.Writes)
 			}
-			if tc.scenario == scenarioEtcdWipe {
-				if relay.Recovery["etcdRebuildSeconds"] <= 0 || relay.Recovery["mapDeletesDuringRecovery"] != 0 {
-					t.Errorf("etcd wipe: recovery %v", relay.Recovery)
+			if tc.scenario == config.ScenarioEtcdWipe {
+				if w := relay.Details.EtcdWipe; w == nil || w.EtcdRebuildSeconds <= 0 || w.MapDeletesDuringRecovery != 0 {
+					t.Errorf("etcd wipe: details %+v", w)
 				}
 				if sum.Modes[1].Skipped == "" {
 					t.Error("direct mode ran the etcd-wipe scenario")
@@ -87,7 +91,7 @@ func TestSmoke(t *testing.T) {
 					t.Errorf("direct mode: %d streams (want 6), %d lag samples", direct.Istiod.Streams, direct.Lag.Samples)
 				}
 			}
-			for _, f := range []string{"report.md", plotLag, plotCPU, plotMemory} {
+			for _, f := range []string{"report.md", report.PlotLag, report.PlotCPU, report.PlotMemory} {
 				if fi, err := os.Stat(filepath.Join(out, f)); err != nil || fi.Size() == 0 {
 					t.Errorf("%s: %v", f, err)
 				}
@@ -104,7 +108,7 @@ func TestBadFlagExits2(t *testing.T) {
 		{"--modes", "both"},
 	} {
 		var stdout, stderr bytes.Buffer
-		if code := run(args, strings.NewReader(""), &stdout, &stderr); code != 2 {
+		if code := command(args, strings.NewReader(""), &stdout, &stderr); code != 2 {
 			t.Errorf("%v: exit %d, want 2 (stderr %q)", args, code, stderr.String())
 		}
 		if lines := strings.Count(strings.TrimSpace(stderr.String()), "\n"); lines != 0 {

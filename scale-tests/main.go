@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,19 +14,37 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/meshrelay/meshrelay/scale-tests/internal/config"
+	"github.com/meshrelay/meshrelay/scale-tests/internal/launch"
+	"github.com/meshrelay/meshrelay/scale-tests/internal/report"
+	"github.com/meshrelay/meshrelay/scale-tests/internal/results"
+	"github.com/meshrelay/meshrelay/scale-tests/internal/roles"
+	"github.com/meshrelay/meshrelay/scale-tests/internal/scenario"
 )
 
+// Exit statuses.
+const (
+	exitOK     = 0 // every mode ran and passed its correctness gate
+	exitFailed = 1 // a gate failed, a component died, or the run could not start
+	exitUsage  = 2 // a bad flag
+)
+
+// errGateFailed ends a run whose results say it failed; they have been
+// printed already.
+var errGateFailed = errors.New("the run failed")
+
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	os.Exit(command(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
-// run is the harness's main; it returns the exit status: 0 when every mode
-// ran and passed its correctness gate, 1 when a gate failed or a component
-// died, 2 for a bad flag.
-func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+// command parses the flags and runs the harness, a component (the hidden
+// --role flag, when the harness re-executes itself) or a report rewrite.
+// It returns the exit status.
+func command(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := pflag.NewFlagSet("scale-tests", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are reported in one line below
-	cfg := registerFlags(fs)
+	cfg := config.Register(fs)
 	rewrite := fs.String("rewrite-report", "", "rewrite report.md and the plots of an earlier run from its `DIR`/summary.json, and exit")
 	role := fs.String("role", "", "run as a component (internal)")
 	roleConfig := fs.String("role-config", "", "the component's JSON configuration (internal)")
@@ -38,90 +55,79 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stdout, "Usage: go run ./scale-tests [flags]   (see scale-tests/README.md)")
 			fs.SetOutput(stdout)
 			fs.PrintDefaults()
-			return 0
+			return exitOK
 		}
 		fmt.Fprintf(stderr, "scale-tests: %v\n", err)
-		return 2
+		return exitUsage
 	}
 	if *role != "" {
-		return runRole(*role, *roleConfig, stdin, stdout, stderr)
+		f, ok := roles.Lookup(*role)
+		if !ok {
+			fmt.Fprintf(stderr, "scale-tests: unknown --role %q\n", *role)
+			return exitUsage
+		}
+		return launch.RunChild(*role, f, *roleConfig, stdin, stdout, stderr)
 	}
 	if *rewrite != "" {
 		if err := rewriteReport(*rewrite); err != nil {
 			fmt.Fprintf(stderr, "scale-tests: %v\n", err)
-			return 1
+			return exitFailed
 		}
-		return 0
+		return exitOK
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "scale-tests: unexpected argument %q\n", fs.Arg(0))
-		return 2
+		return exitUsage
 	}
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(stderr, "scale-tests: %v\n", strings.ReplaceAll(err.Error(), "\n", "; "))
-		return 2
-	}
-	if cfg.Out == "" {
-		cfg.Out = filepath.Join("scale-tests", "results", fmt.Sprintf("%s-%dn-%s", cfg.Scenario, cfg.Nodes, time.Now().Format("20060102-150405")))
+		return exitUsage
 	}
 	cfg.Command = commandLine(args)
-	exe, err := os.Executable()
-	if err != nil {
-		fmt.Fprintf(stderr, "scale-tests: find own executable: %v\n", err)
-		return 1
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	sum, err := runHarness(ctx, cfg, exe, stdout, log)
-	if err != nil {
+	switch err := run(ctx, cfg, stdout, log); {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, errGateFailed):
+		return exitFailed
+	default:
 		fmt.Fprintf(stderr, "scale-tests: %v\n", err)
-		return 1
+		return exitFailed
 	}
-	printOutcome(stdout, sum)
-	if !sum.OK {
-		return 1
-	}
-	return 0
 }
 
-// printOutcome prints the targets and where the results are.
-func printOutcome(w io.Writer, sum *summary) {
-	fmt.Fprintf(w, "\nresults: %s/report.md\n", sum.Config.Out)
-	for _, t := range sum.Targets {
-		fmt.Fprintf(w, "  %-7s %s: %s\n", t.Status, t.Target, t.Measured)
+// run runs every mode of cfg, writes the results directory and prints the
+// outcome. It returns errGateFailed when a gate failed or a component
+// died.
+func run(ctx context.Context, cfg *config.Config, stdout io.Writer, log *slog.Logger) error {
+	if cfg.Out == "" {
+		cfg.Out = filepath.Join("scale-tests", "results", fmt.Sprintf("%s-%dn-%s", cfg.Scenario, cfg.Nodes, time.Now().Format("20060102-150405")))
 	}
-	for _, e := range sum.Errors {
-		fmt.Fprintf(w, "ERROR: %s\n", e)
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own executable: %w", err)
 	}
-	if sum.OK {
-		fmt.Fprintln(w, "PASS: every node of every mode matched the simulator's truth")
-	} else {
-		fmt.Fprintln(w, "FAIL")
+	sum, err := scenario.Run(ctx, cfg, exe, stdout, log)
+	if err != nil {
+		return err
 	}
+	report.Outcome(stdout, sum)
+	if !sum.OK {
+		return errGateFailed
+	}
+	return nil
 }
 
 // rewriteReport redraws the report and plots of a results directory from
 // its summary.json (after a change to the report's code).
 func rewriteReport(dir string) error {
-	b, err := os.ReadFile(filepath.Join(dir, "summary.json"))
+	sum, err := results.Load(dir)
 	if err != nil {
 		return err
 	}
-	var sum summary
-	if err := json.Unmarshal(b, &sum); err != nil {
-		return fmt.Errorf("%s/summary.json: %w", dir, err)
-	}
-	sum.Targets = checkTargets(&sum.Config, &sum)
-	if err := writeJSON(dir, "summary.json", &sum); err != nil {
-		return err
-	}
-	if sum.Config.Plots {
-		if err := writePlots(dir, &sum); err != nil {
-			return err
-		}
-	}
-	return writeReport(dir, &sum)
+	return report.Publish(dir, sum)
 }
 
 // commandLine is the command that reproduces this run.

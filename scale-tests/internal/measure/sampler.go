@@ -1,0 +1,149 @@
+package measure
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// SamplePoint is one reading of a component's process.
+type SamplePoint struct {
+	// T is seconds since the phase started.
+	T float64 `json:"t"`
+	// CPU is the component's cumulative CPU seconds (over every process
+	// that played it: a killed and restarted relay adds up).
+	CPU float64 `json:"cpu"`
+	// RSS is the resident memory in bytes (0 while no process runs).
+	RSS int64 `json:"rss"`
+	// Services is the number of services in the mesh at T.
+	Services int `json:"services"`
+}
+
+// Sampler reads /proc for every component of a phase once per second:
+// CPU seconds (utime + stime) and resident memory (VmRSS).
+type Sampler struct {
+	start time.Time
+
+	mu       sync.Mutex
+	procs    map[string]*sampledProc
+	order    []string
+	services int
+}
+
+// sampledProc is one component name and the process playing it now.
+type sampledProc struct {
+	pid int
+	// base is the CPU of the processes that played it before.
+	base    float64
+	last    procUsage
+	maxRSS  int64
+	points  []SamplePoint
+	running bool
+}
+
+func NewSampler() *Sampler {
+	return &Sampler{start: time.Now(), procs: map[string]*sampledProc{}}
+}
+
+// Watch starts sampling pid as component name. A name watched before (a
+// restarted component) keeps its CPU total.
+func (s *Sampler) Watch(name string, pid int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.procs[name]
+	if p == nil {
+		p = &sampledProc{}
+		s.procs[name] = p
+		s.order = append(s.order, name)
+	} else {
+		p.base += p.last.CPU
+		p.last = procUsage{}
+	}
+	p.pid, p.running = pid, true
+	s.readLocked(name, p)
+}
+
+// Gone records a component's process as exited, after one last reading.
+func (s *Sampler) Gone(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p := s.procs[name]; p != nil {
+		p.running = false
+	}
+}
+
+// SetServices records the number of services in the mesh.
+func (s *Sampler) SetServices(n int) {
+	s.mu.Lock()
+	s.services = n
+	s.mu.Unlock()
+}
+
+// Run samples every second until ctx is done.
+func (s *Sampler) Run(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.sample()
+		}
+	}
+}
+
+// sample reads every running component once.
+func (s *Sampler) sample() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, p := range s.procs {
+		s.readLocked(name, p)
+	}
+}
+
+func (s *Sampler) readLocked(name string, p *sampledProc) {
+	if !p.running {
+		return
+	}
+	u, err := readProc(p.pid)
+	if err != nil {
+		return // exited between two readings: keep the last one
+	}
+	p.last = u
+	p.maxRSS = max(p.maxRSS, u.RSS)
+	p.points = append(p.points, SamplePoint{T: time.Since(s.start).Seconds(), CPU: p.base + u.CPU, RSS: u.RSS, Services: s.services})
+}
+
+// Usage returns a component's cumulative CPU seconds and its largest RSS
+// so far, after a fresh reading.
+func (s *Sampler) Usage(name string) (cpu float64, maxRSS int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.procs[name]
+	if p == nil {
+		return 0, 0
+	}
+	s.readLocked(name, p)
+	return p.base + p.last.CPU, p.maxRSS
+}
+
+// Names returns the components sampled, in the order first watched.
+func (s *Sampler) Names() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.order...)
+}
+
+// Series returns a copy of a component's readings.
+func (s *Sampler) Series(name string) []SamplePoint {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p := s.procs[name]; p != nil {
+		return append([]SamplePoint(nil), p.points...)
+	}
+	return nil
+}
+
+// Elapsed returns seconds since the phase started.
+func (s *Sampler) Elapsed() float64 { return time.Since(s.start).Seconds() }

@@ -1,0 +1,126 @@
+package results
+
+// Details are the scenario-specific figures of a mode. Each scenario sets
+// its own part; Churn is also set after the scenarios that break a
+// component, for the churn that shows changes flow again.
+type Details struct {
+	Churn         *Churn         `json:"churn,omitempty"`
+	NodeFailure   *NodeFailure   `json:"nodeFailure,omitempty"`
+	ScaleUp       *ScaleUp       `json:"scaleUp,omitempty"`
+	IstiodRestart *IstiodRestart `json:"istiodRestart,omitempty"`
+	RelayKill     *RelayKill     `json:"relayKill,omitempty"`
+	EtcdWipe      *EtcdWipe      `json:"etcdWipe,omitempty"`
+}
+
+// Churn is what the simulator's churn changed.
+type Churn struct {
+	EndpointsChanged int `json:"endpointsChanged"`
+	// Rolling is set for a rolling restart: ServicesRestarted services
+	// had all their endpoints replaced; Complete says every service did.
+	Rolling                bool `json:"rolling,omitempty"`
+	ServicesRestarted      int  `json:"servicesRestarted,omitempty"`
+	RollingRestartComplete bool `json:"rollingRestartComplete,omitempty"`
+}
+
+// NodeFailure is the node-failure scenario: a share of all endpoints
+// vanished at once and came back later.
+type NodeFailure struct {
+	EndpointsRemoved int `json:"endpointsRemoved"`
+	// FailureConvergenceSeconds is from the failure's push to the last
+	// node's write.
+	FailureConvergenceSeconds float64 `json:"failureConvergenceSeconds"`
+	EndpointsRestored         int     `json:"endpointsRestored"`
+}
+
+// ScaleUp is the scale-up scenario: services added in batches.
+type ScaleUp struct {
+	ServicesAdded int `json:"servicesAdded"`
+	Batches       int `json:"batches"`
+}
+
+// IstiodRestart is the Istiod-restart scenario: what an identical re-push
+// cost.
+type IstiodRestart struct {
+	// ReconnectSeconds is from the restart until every client's stream was
+	// back.
+	ReconnectSeconds        float64 `json:"reconnectSeconds"`
+	MapWritesAfterRestart   uint64  `json:"mapWritesAfterRestart"`
+	IstiodBytesAfterRestart uint64  `json:"istiodBytesAfterRestart"`
+	NodeCPUSecondsPerNode   float64 `json:"nodeCpuSecondsPerNodeAfterRestart"`
+	// EtcdPutsAfterRestart is set in relay mode only.
+	EtcdPutsAfterRestart *uint64 `json:"etcdPutsAfterRestart,omitempty"`
+}
+
+// RelayKill is the relay-kill scenario: a replica killed and restarted.
+type RelayKill struct {
+	// RelayResyncSeconds is from the kill to the new process's first
+	// complete sync.
+	RelayResyncSeconds      float64 `json:"relayResyncSeconds"`
+	EtcdPutsByNewRelay      uint64  `json:"etcdPutsByNewRelay"`
+	MapWritesDuringRecovery uint64  `json:"mapWritesDuringRecovery"`
+}
+
+// EtcdWipe is the etcd-wipe scenario: etcd killed and restarted empty.
+type EtcdWipe struct {
+	// EtcdRebuildSeconds is from the new etcd's start until it held as
+	// many keys as before; EtcdOutageSeconds from the kill.
+	EtcdRebuildSeconds       float64 `json:"etcdRebuildSeconds"`
+	EtcdOutageSeconds        float64 `json:"etcdOutageSeconds"`
+	MapDeletesDuringRecovery uint64  `json:"mapDeletesDuringRecovery"`
+	MapWritesDuringRecovery  uint64  `json:"mapWritesDuringRecovery"`
+}
+
+// Figure is one named scenario figure, a row of the report.
+type Figure struct {
+	Name  string
+	Value float64
+}
+
+// Figures lists the details that are set, as report rows.
+func (d Details) Figures() []Figure {
+	var out []Figure
+	add := func(name string, v float64) { out = append(out, Figure{name, v}) }
+	b := func(v bool) float64 {
+		if v {
+			return 1
+		}
+		return 0
+	}
+	if c := d.Churn; c != nil {
+		add("endpointsChanged", float64(c.EndpointsChanged))
+		if c.Rolling {
+			add("servicesRestarted", float64(c.ServicesRestarted))
+			add("rollingRestartComplete", b(c.RollingRestartComplete))
+		}
+	}
+	if f := d.NodeFailure; f != nil {
+		add("endpointsRemoved", float64(f.EndpointsRemoved))
+		add("failureConvergenceSeconds", f.FailureConvergenceSeconds)
+		add("endpointsRestored", float64(f.EndpointsRestored))
+	}
+	if s := d.ScaleUp; s != nil {
+		add("servicesAdded", float64(s.ServicesAdded))
+		add("batches", float64(s.Batches))
+	}
+	if r := d.IstiodRestart; r != nil {
+		add("reconnectSeconds", r.ReconnectSeconds)
+		add("mapWritesAfterRestart", float64(r.MapWritesAfterRestart))
+		add("istiodBytesAfterRestart", float64(r.IstiodBytesAfterRestart))
+		add("nodeCPUSecondsPerNodeAfterRestart", r.NodeCPUSecondsPerNode)
+		if r.EtcdPutsAfterRestart != nil {
+			add("etcdPutsAfterRestart", float64(*r.EtcdPutsAfterRestart))
+		}
+	}
+	if k := d.RelayKill; k != nil {
+		add("relayResyncSeconds", k.RelayResyncSeconds)
+		add("etcdPutsByNewRelay", float64(k.EtcdPutsByNewRelay))
+		add("mapWritesDuringRecovery", float64(k.MapWritesDuringRecovery))
+	}
+	if w := d.EtcdWipe; w != nil {
+		add("etcdRebuildSeconds", w.EtcdRebuildSeconds)
+		add("etcdOutageSeconds", w.EtcdOutageSeconds)
+		add("mapDeletesDuringRecovery", float64(w.MapDeletesDuringRecovery))
+		add("mapWritesDuringRecovery", float64(w.MapWritesDuringRecovery))
+	}
+	return out
+}

@@ -1,0 +1,95 @@
+package roles
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"google.golang.org/grpc"
+
+	"github.com/meshrelay/meshrelay/internal/keyspace"
+	"github.com/meshrelay/meshrelay/nodeagent/datapath"
+	"github.com/meshrelay/meshrelay/nodeagent/nodemodel"
+	"github.com/meshrelay/meshrelay/relay/translate"
+	"github.com/meshrelay/meshrelay/relay/xds/sotw"
+	"github.com/meshrelay/meshrelay/scale-tests/internal/control"
+	"github.com/meshrelay/meshrelay/scale-tests/internal/launch"
+	"github.com/meshrelay/meshrelay/scale-tests/internal/results"
+	"github.com/meshrelay/meshrelay/scale-tests/internal/workload"
+)
+
+// runDirectNodesRole runs the direct-mode nodes: one xDS stream to the
+// simulated Istiod per node, and a datapath written one entry per syscall.
+func runDirectNodesRole(ctx context.Context, raw []byte, ctl *control.Server, log *slog.Logger, ready func(string)) error {
+	cfg, err := launch.DecodeConfig[PoolConfig](raw)
+	if err != nil {
+		return err
+	}
+	p := newPool(cfg)
+	var ctr directCounters
+	var clients []*sotw.Client
+	for i, spec := range cfg.Nodes {
+		pn := p.addNode(i, spec, datapath.MemoryOptions{NoBatch: true, Logger: log})
+		n := &directNode{
+			index: translate.NewIndex(),
+			table: nodemodel.NewTable(datapath.NewState()),
+			dp:    pn.probe,
+			log:   log.With("node", spec.Name),
+			ctr:   &ctr,
+		}
+		if !cfg.AllServices {
+			n.used = make(map[keyspace.Service]struct{}, len(spec.Services))
+			for _, s := range spec.Services {
+				n.used[workload.ServiceKey(s, cfg.Namespaces)] = struct{}{}
+			}
+		}
+		// Every node is a pod of its own: its own connection and identity.
+		node := sotw.NodeFromEnv(func(k string) string {
+			switch k {
+			case "POD_NAME":
+				return spec.Name
+			case "POD_NAMESPACE":
+				return "kmesh-system"
+			}
+			return ""
+		}, "")
+		c, err := sotw.New(sotw.Options{
+			Address:     cfg.Istiod,
+			Node:        node,
+			DialOptions: []grpc.DialOption{grpc.WithStatsHandler(&p.bytes)},
+			Logger:      log.With("node", spec.Name),
+		}, n)
+		if err != nil {
+			return fmt.Errorf("node %s: %w", spec.Name, err)
+		}
+		clients = append(clients, c)
+	}
+	p.totals = func(ps *PoolStats) {
+		t := results.DirectTotals{
+			Updates:         ctr.updates.Load(),
+			TranslateErrors: ctr.translateErrors.Load(),
+			Conflicts:       ctr.conflicts.Load(),
+			ApplyErrors:     ctr.applyErrors.Load(),
+		}
+		for _, c := range clients {
+			st := c.Stats()
+			t.Responses += st.Responses
+			t.NACKs += st.NACKs
+			t.Streams += st.StreamsOpened
+			t.ResourceBytes += st.BytesReceived
+			if st.Complete {
+				t.Complete++
+			}
+		}
+		ps.Direct = &t
+	}
+	p.register(ctl)
+	var wg sync.WaitGroup
+	for _, c := range clients {
+		wg.Go(func() { _ = c.Run(ctx) })
+	}
+	ready("")
+	wg.Wait()
+	return ctx.Err()
+}

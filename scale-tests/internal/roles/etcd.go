@@ -1,0 +1,36 @@
+package roles
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/meshrelay/meshrelay/internal/embedetcd"
+	"github.com/meshrelay/meshrelay/scale-tests/internal/control"
+	"github.com/meshrelay/meshrelay/scale-tests/internal/launch"
+)
+
+// EtcdConfig configures the etcd role: an embedded etcd in its own
+// process, so that its CPU and memory are measured apart from the relay's.
+type EtcdConfig struct {
+	// ClientURL is the loopback URL to serve clients on: empty for a free
+	// port (reported when ready), the previous etcd's after a wipe.
+	ClientURL string `json:"clientURL"`
+	// Dir is the data directory; the harness removes it.
+	Dir string `json:"dir"`
+}
+
+func runEtcdRole(ctx context.Context, raw []byte, ctl *control.Server, log *slog.Logger, ready func(string)) error {
+	cfg, err := launch.DecodeConfig[EtcdConfig](raw)
+	if err != nil {
+		return err
+	}
+	srv, err := embedetcd.Start(ctx, embedetcd.Options{ClientURL: cfg.ClientURL, Dir: cfg.Dir, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	control.Handle(ctl, "ping", func(ctx context.Context, _ struct{}) (struct{}, error) { return struct{}{}, nil })
+	ready(srv.Endpoints()[0])
+	<-ctx.Done()
+	return ctx.Err()
+}

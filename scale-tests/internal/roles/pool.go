@@ -1,0 +1,208 @@
+package roles
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/meshrelay/meshrelay/nodeagent/datapath"
+	"github.com/meshrelay/meshrelay/scale-tests/internal/control"
+	"github.com/meshrelay/meshrelay/scale-tests/internal/gate"
+	"github.com/meshrelay/meshrelay/scale-tests/internal/measure"
+	"github.com/meshrelay/meshrelay/scale-tests/internal/results"
+	"github.com/meshrelay/meshrelay/scale-tests/internal/workload"
+)
+
+// A pool is one process holding every simulated node of a mode. The two
+// pool roles (relay-nodes, direct-nodes) share this file's bookkeeping:
+// the probes, the samples, the counters and the correctness check.
+
+// PoolConfig configures a node pool.
+type PoolConfig struct {
+	Nodes           []workload.Node `json:"nodes"`
+	Namespaces      int             `json:"namespaces"`
+	PortsPerService int             `json:"portsPerService"`
+
+	// Relay mode.
+	Etcd     []string `json:"etcd,omitempty"`
+	Cluster  string   `json:"cluster,omitempty"`
+	OnDemand bool     `json:"onDemand,omitempty"`
+
+	// Direct mode.
+	Istiod string `json:"istiod,omitempty"`
+	// AllServices makes direct nodes write every service, not just the
+	// ones their node uses.
+	AllServices bool `json:"allServices,omitempty"`
+}
+
+// PoolStats sums the counters of a pool's nodes.
+type PoolStats struct {
+	Nodes int `json:"nodes"`
+	// Applies counts non-empty datapath applies; Failures those that
+	// failed; LastApply is the latest (Unix nanoseconds).
+	Applies   int64 `json:"applies"`
+	Failures  int64 `json:"failures"`
+	LastApply int64 `json:"lastApply"`
+	// Map writes, summed over the three maps of every node.
+	Updates  uint64 `json:"updates"`
+	Deletes  uint64 `json:"deletes"`
+	Syscalls uint64 `json:"syscalls"`
+	Batches  uint64 `json:"batches"`
+	// Entries held and modelled kernel memlock, summed over the nodes.
+	Entries      int64  `json:"entries"`
+	MemlockBytes uint64 `json:"memlockBytes"`
+	// BytesReceived counts what the nodes received on the wire.
+	BytesReceived int64 `json:"bytesReceived"`
+	// PerMapHist counts applies by the most write syscalls one map took
+	// in them: index 1, 2, 3, and 4 for four or more.
+	PerMapHist [5]int64 `json:"perMapHist"`
+	// Agents (relay mode) or Direct (direct mode) sum the nodes' own
+	// counters.
+	Agents *results.AgentTotals  `json:"agents,omitempty"`
+	Direct *results.DirectTotals `json:"direct,omitempty"`
+}
+
+type SamplesRequest struct {
+	From int `json:"from"`
+	// Enable switches sample recording on or off (nil: unchanged).
+	Enable *bool `json:"enable,omitempty"`
+}
+
+type SamplesResult struct {
+	Samples []measure.ApplySample `json:"samples"`
+	Next    int                   `json:"next"`
+}
+
+// poolNode is one simulated node's harness side.
+type poolNode struct {
+	spec  workload.Node
+	probe *measure.Probe
+	mem   *datapath.Memory
+}
+
+// pool is the shared part of both pool roles.
+type pool struct {
+	cfg     PoolConfig
+	nodes   []*poolNode
+	samples measure.SampleLog
+	bytes   measure.ByteCounter
+	// totals fills the mode's own counters into a PoolStats.
+	totals func(*PoolStats)
+
+	mu   sync.Mutex
+	want map[int]gate.WantService
+}
+
+func newPool(cfg PoolConfig) *pool {
+	return &pool{cfg: cfg}
+}
+
+// addNode creates node i's memory datapath, wrapped in its probe.
+func (p *pool) addNode(i int, spec workload.Node, opts datapath.MemoryOptions) *poolNode {
+	pr := measure.NewProbe(int32(i), &p.samples)
+	opts.Trace = pr.Trace
+	mem := datapath.NewMemory(opts)
+	pr.Inner = mem
+	n := &poolNode{spec: spec, mem: mem, probe: pr}
+	p.nodes = append(p.nodes, n)
+	return n
+}
+
+// register adds the control verbs every pool serves.
+func (p *pool) register(ctl *control.Server) {
+	control.Handle(ctl, "stats", func(ctx context.Context, _ struct{}) (PoolStats, error) { return p.stats(), nil })
+	control.Handle(ctl, "samples", func(ctx context.Context, req SamplesRequest) (SamplesResult, error) {
+		if req.Enable != nil {
+			p.samples.Enabled.Store(*req.Enable)
+		}
+		s, next := p.samples.From(req.From)
+		return SamplesResult{Samples: s, Next: next}, nil
+	})
+	control.Handle(ctl, "expect", func(ctx context.Context, t gate.Truth) (struct{}, error) {
+		want := make(map[int]gate.WantService, len(t.Services))
+		for _, s := range t.Services {
+			want[s.Index] = s
+		}
+		p.mu.Lock()
+		p.want = want
+		p.mu.Unlock()
+		return struct{}{}, nil
+	})
+	control.Handle(ctl, "check", func(ctx context.Context, req struct {
+		MaxDiffs int `json:"maxDiffs"`
+	}) (gate.Result, error) {
+		return p.check(ctx, req.MaxDiffs)
+	})
+}
+
+func (p *pool) stats() PoolStats {
+	st := PoolStats{Nodes: len(p.nodes), BytesReceived: p.bytes.Received.Load()}
+	for _, n := range p.nodes {
+		st.Applies += n.probe.Applies.Load()
+		st.Failures += n.probe.Failures.Load()
+		st.LastApply = max(st.LastApply, n.probe.LastApply.Load())
+		for i := range st.PerMapHist {
+			st.PerMapHist[i] += n.probe.PerMapHist[i].Load()
+		}
+		for _, m := range n.mem.Stats().Maps {
+			st.Updates += m.Updates
+			st.Deletes += m.Deletes
+			st.Syscalls += m.Syscalls
+			st.Batches += m.Batches
+			st.Entries += int64(m.Entries)
+			st.MemlockBytes += m.MemlockBytes
+		}
+	}
+	if p.totals != nil {
+		p.totals(&st)
+	}
+	return st
+}
+
+// check compares every node's datapath with the expected state of the
+// services it uses (every service, for direct nodes writing all of them).
+func (p *pool) check(ctx context.Context, maxDiffs int) (gate.Result, error) {
+	p.mu.Lock()
+	want := p.want
+	p.mu.Unlock()
+	if want == nil {
+		return gate.Result{}, errors.New("check: no expected state (call expect first)")
+	}
+	if maxDiffs <= 0 {
+		maxDiffs = 20
+	}
+	res := gate.Result{Nodes: len(p.nodes)}
+	for _, n := range p.nodes {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		expected := map[string]gate.FrontendState{}
+		addService := func(ws gate.WantService) {
+			for k, fs := range ws.Frontends {
+				expected[k] = fs
+			}
+		}
+		if p.cfg.AllServices {
+			for _, ws := range want {
+				addService(ws)
+			}
+		} else {
+			for _, i := range n.spec.Services {
+				if ws, ok := want[i]; ok {
+					addService(ws)
+				}
+			}
+		}
+		st, err := n.mem.Dump(ctx)
+		if err != nil {
+			return res, fmt.Errorf("dump %s: %w", n.spec.Name, err)
+		}
+		bad, diffs := gate.CompareNode(n.spec.Name, gate.StateOf(st), expected, maxDiffs-len(res.Diffs))
+		if bad > 0 {
+			res.Mismatched++
+			res.Diffs = append(res.Diffs, diffs...)
+		}
+	}
+	return res, nil
+}

@@ -1,0 +1,75 @@
+package roles
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/meshrelay/meshrelay/internal/etcddial"
+	"github.com/meshrelay/meshrelay/relay"
+	"github.com/meshrelay/meshrelay/relay/etcdsink"
+	"github.com/meshrelay/meshrelay/relay/xds/sotw"
+	"github.com/meshrelay/meshrelay/scale-tests/internal/control"
+	"github.com/meshrelay/meshrelay/scale-tests/internal/launch"
+)
+
+// RelayConfig configures one relay replica.
+type RelayConfig struct {
+	Istiod  string   `json:"istiod"`
+	Etcd    []string `json:"etcd"`
+	ID      string   `json:"id"`
+	Cluster string   `json:"cluster"`
+}
+
+// RelayStats is what a relay replica reports.
+type RelayStats struct {
+	// Started and Synced are Unix nanoseconds: when Run started and when
+	// the first complete sync was in etcd (0: not yet).
+	Started int64          `json:"started"`
+	Synced  int64          `json:"synced"`
+	Sink    etcdsink.Stats `json:"sink"`
+}
+
+func runRelayRole(ctx context.Context, raw []byte, ctl *control.Server, log *slog.Logger, ready func(string)) error {
+	cfg, err := launch.DecodeConfig[RelayConfig](raw)
+	if err != nil {
+		return err
+	}
+	client, err := etcddial.Dial(etcddial.Options{Endpoints: cfg.Etcd, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	node := sotw.NodeFromEnv(func(k string) string {
+		if k == "POD_NAME" {
+			return cfg.ID
+		}
+		return ""
+	}, cfg.Cluster)
+	r, err := relay.New(client, relay.Options{Istiod: cfg.Istiod, Node: node, Cluster: cfg.Cluster, RelayID: cfg.ID, Logger: log})
+	if err != nil {
+		return err
+	}
+	started := time.Now().UnixNano()
+	var synced atomic.Int64
+	go func() {
+		select {
+		case <-r.Synced():
+			synced.Store(time.Now().UnixNano())
+		case <-ctx.Done():
+		}
+	}()
+	control.Handle(ctl, "stats", func(ctx context.Context, _ struct{}) (RelayStats, error) {
+		return RelayStats{Started: started, Synced: synced.Load(), Sink: r.Stats()}, nil
+	})
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	ready("")
+	err = <-done
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,134 @@
+package scenario
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/meshrelay/meshrelay/scale-tests/internal/gate"
+	"github.com/meshrelay/meshrelay/scale-tests/internal/roles"
+)
+
+// waitGate polls the correctness check until every node matches the
+// truth, or timeout. It reports progress every few seconds.
+func (p *phase) waitGate(ctx context.Context, timeout time.Duration, what string) (gate.Result, error) {
+	deadline := time.Now().Add(timeout)
+	last := time.Now()
+	for {
+		var res gate.Result
+		if err := p.pool.Control.CallTimeout(ctx, 2*time.Minute, "check", struct {
+			MaxDiffs int `json:"maxDiffs"`
+		}{20}, &res); err != nil {
+			return res, err
+		}
+		if res.Mismatched == 0 {
+			return res, nil
+		}
+		if time.Now().After(deadline) {
+			return res, &gateError{what: what, res: res}
+		}
+		if time.Since(last) >= 5*time.Second {
+			last = time.Now()
+			p.progress("%s: %s: %d of %d nodes not in sync yet", p.mode, what, res.Mismatched, res.Nodes)
+		}
+		if err := sleep(ctx, time.Second); err != nil {
+			return res, err
+		}
+	}
+}
+
+// gateError is a failed correctness gate.
+type gateError struct {
+	what string
+	res  gate.Result
+}
+
+func (e *gateError) Error() string {
+	msg := fmt.Sprintf("correctness gate failed after %s: %d of %d nodes differ from the simulator's truth; first differences:", e.what, e.res.Mismatched, e.res.Nodes)
+	for _, d := range e.res.Diffs {
+		msg += "\n  " + d
+	}
+	return msg
+}
+
+// converge waits until every node matches the final truth. It returns the
+// time from the scenario's last push to the last datapath write, and the
+// counters as they were just before the successful check: the gate dumps
+// every node, work that must not count as the scenario's.
+func (p *phase) converge(ctx context.Context) (float64, phaseSnapshot, error) {
+	if err := p.refreshTruth(ctx); err != nil {
+		return 0, phaseSnapshot{}, err
+	}
+	if err := p.pool.Control.CallTimeout(ctx, time.Minute, "expect", p.truth, nil); err != nil {
+		return 0, phaseSnapshot{}, err
+	}
+	deadline := time.Now().Add(p.cfg.ConvergeTimeout)
+	last := time.Now()
+	for {
+		if err := p.waitQuiet(ctx, 1500*time.Millisecond, time.Until(deadline)); err != nil {
+			return 0, phaseSnapshot{}, err
+		}
+		snap, err := p.snapshot(ctx)
+		if err != nil {
+			return 0, snap, err
+		}
+		var res gate.Result
+		if err := p.pool.Control.CallTimeout(ctx, 2*time.Minute, "check", struct {
+			MaxDiffs int `json:"maxDiffs"`
+		}{20}, &res); err != nil {
+			return 0, snap, err
+		}
+		p.res.Gate = res
+		if res.Mismatched == 0 {
+			p.res.GateOK = true
+			conv := 0.0
+			if lastPush := snap.sim.LastPush; lastPush != 0 && snap.pool.LastApply > lastPush {
+				conv = time.Duration(snap.pool.LastApply - lastPush).Seconds()
+			}
+			return conv, snap, nil
+		}
+		p.res.GateOK = false
+		if time.Now().After(deadline) {
+			return 0, snap, &gateError{what: "the scenario", res: res}
+		}
+		if time.Since(last) >= 5*time.Second {
+			last = time.Now()
+			p.progress("%s: %d of %d nodes not converged yet", p.mode, res.Mismatched, res.Nodes)
+		}
+		if err := sleep(ctx, time.Second); err != nil {
+			return 0, snap, err
+		}
+	}
+}
+
+// waitQuiet waits until no node has written its datapath for quiet, or
+// timeout passes (then it returns without error: the gate decides).
+func (p *phase) waitQuiet(ctx context.Context, quiet, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		var st roles.PoolStats
+		if err := p.pool.Control.Call(ctx, "stats", nil, &st); err != nil {
+			return err
+		}
+		if time.Since(time.Unix(0, st.LastApply)) >= quiet {
+			return nil
+		}
+		if err := sleep(ctx, 250*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// settle waits d, then until no node has written its datapath for 1.5 s
+// (at most a minute), and returns the counters then: the cost of a
+// disruption once the nodes have digested it.
+func (p *phase) settle(ctx context.Context, d time.Duration) (phaseSnapshot, error) {
+	if err := sleep(ctx, d); err != nil {
+		return phaseSnapshot{}, err
+	}
+	if err := p.waitQuiet(ctx, 1500*time.Millisecond, time.Minute); err != nil {
+		return phaseSnapshot{}, err
+	}
+	return p.snapshot(ctx)
+}
