@@ -23,12 +23,13 @@ func (b *Backend) Close() error {
 	return err
 }
 
-// ServeTCP listens on addr (a loopback address; port 0 picks one).
+// ServeTCP listens on addr (a loopback address, IPv4 or ::1; port 0 picks
+// one).
 func ServeTCP(addr netip.AddrPort, name string) (*Backend, error) {
 	if !addr.Addr().IsLoopback() {
 		return nil, fmt.Errorf("backend %s: not a loopback address", addr)
 	}
-	ln, err := net.ListenTCP("tcp4", net.TCPAddrFromAddrPort(addr))
+	ln, err := net.ListenTCP(network("tcp", addr), net.TCPAddrFromAddrPort(addr))
 	if err != nil {
 		return nil, fmt.Errorf("backend %s: %w", addr, err)
 	}
@@ -48,12 +49,13 @@ func ServeTCP(addr netip.AddrPort, name string) (*Backend, error) {
 	return b, nil
 }
 
-// ServeUDP listens on addr (a loopback address; port 0 picks one).
+// ServeUDP listens on addr (a loopback address, IPv4 or ::1; port 0 picks
+// one).
 func ServeUDP(addr netip.AddrPort, name string) (*Backend, error) {
 	if !addr.Addr().IsLoopback() {
 		return nil, fmt.Errorf("backend %s: not a loopback address", addr)
 	}
-	c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(addr))
+	c, err := net.ListenUDP(network("udp", addr), net.UDPAddrFromAddrPort(addr))
 	if err != nil {
 		return nil, fmt.Errorf("backend %s: %w", addr, err)
 	}
@@ -71,4 +73,13 @@ func ServeUDP(addr netip.AddrPort, name string) (*Backend, error) {
 		}
 	}()
 	return b, nil
+}
+
+// network returns proto ("tcp" or "udp") with the family of addr: "tcp4"
+// for an IPv4 address, "tcp6" for IPv6 (v4-mapped addresses are IPv6).
+func network(proto string, addr netip.AddrPort) string {
+	if addr.Addr().Is4() {
+		return proto + "4"
+	}
+	return proto + "6"
 }

@@ -61,6 +61,35 @@ func TestClientInCgroup(t *testing.T) {
 	if err != nil || res.Backends["beta"] != 2 {
 		t.Fatalf("udp: %+v %v", res, err)
 	}
+	res, err = c.Do(Request{Op: "udpconn", Addr: udp.Addr.String(), N: 2})
+	if err != nil || res.Backends["beta"] != 2 || res.Peers[udp.Addr.String()] != 2 {
+		t.Fatalf("connected udp: %+v %v", res, err)
+	}
+
+	// IPv6 on ::1: every op that takes an IPv6 address.
+	tcp6, err := ServeTCP(netip.MustParseAddrPort("[::1]:0"), "gamma")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tcp6.Close()
+	udp6, err := ServeUDP(netip.MustParseAddrPort("[::1]:0"), "delta")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udp6.Close()
+	for _, op := range []string{"tcp", "tcp6"} {
+		res, err = c.Do(Request{Op: op, Addr: tcp6.Addr.String(), N: 2})
+		if err != nil || res.Backends["gamma"] != 2 || res.Peers[tcp6.Addr.String()] != 2 {
+			t.Fatalf("%s to %s: %+v %v", op, tcp6.Addr, res, err)
+		}
+	}
+	for _, op := range []string{"udp6", "udpconn"} {
+		res, err = c.Do(Request{Op: op, Addr: udp6.Addr.String(), N: 2})
+		if err != nil || res.Backends["delta"] != 2 || res.Peers[udp6.Addr.String()] != 2 {
+			t.Fatalf("%s to %s: %+v %v", op, udp6.Addr, res, err)
+		}
+	}
+
 	res, err = c.Do(Request{Op: "tcp", Addr: "127.0.0.1:1", N: 2})
 	if err != nil || res.Errors != 2 || res.FirstErr == "" {
 		t.Fatalf("refused connects not counted: %+v %v", res, err)

@@ -80,7 +80,13 @@ var anyLoopback = netip.MustParseAddrPort("127.0.0.1:0")
 // tcpBackend listens on 127.0.0.1 and answers every connection with name.
 func tcpBackend(t testing.TB, name string) netip.AddrPort {
 	t.Helper()
-	b, err := cgroupclient.ServeTCP(anyLoopback, name)
+	return tcpBackendOn(t, anyLoopback, name)
+}
+
+// tcpBackendOn is tcpBackend on addr (a loopback address; port 0 picks one).
+func tcpBackendOn(t testing.TB, addr netip.AddrPort, name string) netip.AddrPort {
+	t.Helper()
+	b, err := cgroupclient.ServeTCP(addr, name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +97,13 @@ func tcpBackend(t testing.TB, name string) netip.AddrPort {
 // udpBackend answers every datagram on 127.0.0.1 with name.
 func udpBackend(t testing.TB, name string) netip.AddrPort {
 	t.Helper()
-	b, err := cgroupclient.ServeUDP(anyLoopback, name)
+	return udpBackendOn(t, anyLoopback, name)
+}
+
+// udpBackendOn is udpBackend on addr (a loopback address; port 0 picks one).
+func udpBackendOn(t testing.TB, addr netip.AddrPort, name string) netip.AddrPort {
+	t.Helper()
+	b, err := cgroupclient.ServeUDP(addr, name)
 	if err != nil {
 		t.Fatal(err)
 	}
