@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 )
 
 // Backend is a TCP or UDP server that answers every connection (or
@@ -12,9 +13,15 @@ import (
 type Backend struct {
 	Addr netip.AddrPort
 	Name string
-	stop func() error
+	// served counts the connections accepted (datagrams answered).
+	served atomic.Uint64
+	stop   func() error
 	wg   sync.WaitGroup
 }
+
+// Served returns the number of connections the backend accepted (TCP) or
+// datagrams it answered (UDP).
+func (b *Backend) Served() uint64 { return b.served.Load() }
 
 // Close stops the backend and waits for it.
 func (b *Backend) Close() error {
@@ -42,6 +49,7 @@ func ServeTCP(addr netip.AddrPort, name string) (*Backend, error) {
 			if err != nil {
 				return
 			}
+			b.served.Add(1)
 			c.Write([]byte(name + "\n"))
 			c.Close()
 		}
@@ -69,6 +77,7 @@ func ServeUDP(addr netip.AddrPort, name string) (*Backend, error) {
 			if err != nil {
 				return
 			}
+			b.served.Add(1)
 			c.WriteToUDPAddrPort([]byte(name+"\n"), from)
 		}
 	}()

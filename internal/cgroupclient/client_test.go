@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"os"
 	"testing"
+	"time"
 )
 
 func TestMain(m *testing.M) {
@@ -56,6 +57,16 @@ func TestClientInCgroup(t *testing.T) {
 	res, err := c.Do(Request{Op: "tcp", Addr: tcp.Addr.String(), N: 3})
 	if err != nil || res.Backends["alpha"] != 3 || res.Peers[tcp.Addr.String()] != 3 {
 		t.Fatalf("tcp: %+v %v", res, err)
+	}
+	if res, err := c.Do(Request{Op: "bench", Addr: tcp.Addr.String(), N: 4}); err != nil || res.Errors != 0 {
+		t.Fatalf("bench: %+v %v", res, err)
+	}
+	// Accepts may trail the client's close by a moment.
+	for i := 0; i < 100 && tcp.Served() < 7; i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := tcp.Served(); got != 7 {
+		t.Errorf("backend served %d connections, want 7", got)
 	}
 	res, err = c.Do(Request{Op: "udp", Addr: udp.Addr.String(), N: 2})
 	if err != nil || res.Backends["beta"] != 2 {

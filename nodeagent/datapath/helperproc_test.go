@@ -86,12 +86,19 @@ func tcpBackend(t testing.TB, name string) netip.AddrPort {
 // tcpBackendOn is tcpBackend on addr (a loopback address; port 0 picks one).
 func tcpBackendOn(t testing.TB, addr netip.AddrPort, name string) netip.AddrPort {
 	t.Helper()
+	return tcpServer(t, addr, name).Addr
+}
+
+// tcpServer is tcpBackendOn returning the backend, which counts the
+// connections it accepted.
+func tcpServer(t testing.TB, addr netip.AddrPort, name string) *cgroupclient.Backend {
+	t.Helper()
 	b, err := cgroupclient.ServeTCP(addr, name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	return b.Addr
+	return b
 }
 
 // udpBackend answers every datagram on 127.0.0.1 with name.
