@@ -16,7 +16,7 @@ type Backend struct {
 	// served counts the connections accepted (datagrams answered).
 	served atomic.Uint64
 	stop   func() error
-	wg   sync.WaitGroup
+	wg     sync.WaitGroup
 }
 
 // Served returns the number of connections the backend accepted (TCP) or
