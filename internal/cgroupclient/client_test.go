@@ -101,6 +101,20 @@ func TestClientInCgroup(t *testing.T) {
 		}
 	}
 
+	// Held sockets stay connected until released.
+	if res, err := c.Do(Request{Op: "hold", Addr: tcp.Addr.String(), N: 3}); err != nil || res.Errors != 0 || res.Peers[tcp.Addr.String()] != 3 {
+		t.Fatalf("hold: %+v %v", res, err)
+	}
+	if res, err := c.Do(Request{Op: "peers"}); err != nil || res.Errors != 0 || res.Peers[tcp.Addr.String()] != 3 {
+		t.Fatalf("peers of held sockets: %+v %v", res, err)
+	}
+	if res, err := c.Do(Request{Op: "release"}); err != nil || res.Errors != 0 {
+		t.Fatalf("release: %+v %v", res, err)
+	}
+	if res, err := c.Do(Request{Op: "peers"}); err != nil || len(res.Peers) != 0 {
+		t.Fatalf("peers after release: %+v %v", res, err)
+	}
+
 	res, err = c.Do(Request{Op: "tcp", Addr: "127.0.0.1:1", N: 2})
 	if err != nil || res.Errors != 2 || res.FirstErr == "" {
 		t.Fatalf("refused connects not counted: %+v %v", res, err)

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -29,7 +30,11 @@ type Request struct {
 	//   - "udpconn": connect a UDP socket (family of Addr), ask getpeername,
 	//     then write "ping" and read the answer (connect and getpeername
 	//     hooks);
-	//   - "bench": connect and close only.
+	//   - "bench": connect and close only;
+	//   - "hold": connect N TCP sockets (family of Addr) and keep them open;
+	//     Peers counts what getpeername returned at once;
+	//   - "peers": getpeername of every held socket now (N is ignored);
+	//   - "release": close every held socket.
 	Op   string `json:"op"`
 	Addr string `json:"addr"`
 	// N is the number of attempts.
@@ -66,26 +71,50 @@ func RunIfChild() {
 func Serve(in io.Reader, out io.Writer) int {
 	sc := bufio.NewScanner(in)
 	enc := json.NewEncoder(out)
+	var s session
 	for sc.Scan() {
 		var req Request
 		if err := json.Unmarshal(sc.Bytes(), &req); err != nil {
 			fmt.Fprintln(os.Stderr, "cgroupclient:", err)
 			return 2
 		}
-		if err := enc.Encode(do(req)); err != nil {
+		if err := enc.Encode(s.do(req)); err != nil {
 			return 2
 		}
 	}
 	return 0
 }
 
-func do(req Request) Result {
+// session is the state of one client process across requests.
+type session struct {
+	held []*net.TCPConn // the sockets "hold" keeps open
+}
+
+func (s *session) do(req Request) Result {
 	res := Result{Backends: map[string]int{}, Peers: map[string]int{}}
 	fail := func(err error) {
 		if res.Errors == 0 {
 			res.FirstErr = err.Error()
 		}
 		res.Errors++
+	}
+	switch req.Op {
+	case "peers":
+		for _, c := range s.held {
+			if peer, err := peerOf(c); err != nil {
+				fail(err)
+			} else {
+				res.Peers[peer]++
+			}
+		}
+		return res
+	case "release":
+		for _, c := range s.held {
+			c.SetLinger(0)
+			c.Close()
+		}
+		s.held = nil
+		return res
 	}
 	deadline := time.Now().Add(budget)
 	start := time.Now()
@@ -106,6 +135,24 @@ func do(req Request) Result {
 			if _, _, err := dialTCP(req.Addr, false); err != nil {
 				fail(err)
 			}
+		case "hold":
+			ap, err := netip.ParseAddrPort(req.Addr)
+			if err != nil {
+				fail(err)
+				return res
+			}
+			c, err := net.DialTimeout(network("tcp", ap), req.Addr, 2*time.Second)
+			if err != nil {
+				fail(err)
+				continue
+			}
+			s.held = append(s.held, c.(*net.TCPConn))
+			peer, err := peerOf(c.(*net.TCPConn))
+			if err != nil {
+				fail(err)
+				continue
+			}
+			res.Peers[peer]++
 		case "tcp6":
 			backend, peer, err := dial6(netip.MustParseAddrPort(req.Addr))
 			if err != nil {
@@ -194,6 +241,34 @@ func exchangeUDP(network, addr string) (backend, peer string, err error) {
 	return strings.TrimSpace(string(buf[:n])), from.String(), nil
 }
 
+// peerOf asks the kernel (getpeername) for c's peer now; Go's RemoteAddr
+// is what getpeername said at connect time.
+func peerOf(c syscallConn) (string, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return "", err
+	}
+	var sa unix.Sockaddr
+	var serr error
+	if err := raw.Control(func(fd uintptr) { sa, serr = unix.Getpeername(int(fd)) }); err != nil {
+		return "", err
+	}
+	if serr != nil {
+		return "", fmt.Errorf("getpeername: %w", serr)
+	}
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port)).String(), nil
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), uint16(sa.Port)).String(), nil
+	}
+	return "", fmt.Errorf("getpeername returned %T", sa)
+}
+
+type syscallConn interface {
+	SyscallConn() (syscall.RawConn, error)
+}
+
 // connectedUDP connects a UDP socket to addr, asks getpeername (after
 // getpeername4/6 restored the VIP), then sends "ping" and returns the
 // answer and that peer.
@@ -207,25 +282,8 @@ func connectedUDP(addr string) (backend, peer string, err error) {
 		return "", "", err
 	}
 	defer c.Close()
-	raw, err := c.SyscallConn()
-	if err != nil {
+	if peer, err = peerOf(c); err != nil {
 		return "", "", err
-	}
-	var sa unix.Sockaddr
-	var serr error
-	if err := raw.Control(func(fd uintptr) { sa, serr = unix.Getpeername(int(fd)) }); err != nil {
-		return "", "", err
-	}
-	if serr != nil {
-		return "", "", fmt.Errorf("getpeername: %w", serr)
-	}
-	switch sa := sa.(type) {
-	case *unix.SockaddrInet4:
-		peer = netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port)).String()
-	case *unix.SockaddrInet6:
-		peer = netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), uint16(sa.Port)).String()
-	default:
-		return "", "", fmt.Errorf("getpeername returned %T", sa)
 	}
 	if _, err := c.Write([]byte("ping")); err != nil {
 		return "", "", err

@@ -218,3 +218,84 @@ func TestBPFGrowShrinkUnderLoad(t *testing.T) {
 	}
 	t.Logf("%d requests, %d connects through the resizes, 0 failed", requests, connects)
 }
+
+// TestBPFResizeKeepsOpenConnections: connections opened before the
+// agent-written maps grow, before an agent restart and before the maps
+// shrink still show their VIP in getpeername (IPv4 and IPv6) afterwards:
+// the reverse-NAT state (rev_nat, keyed by socket cookie) is not part of a
+// resize.
+func TestBPFResizeKeepsOpenConnections(t *testing.T) {
+	vip4 := netip.MustParseAddrPort("127.77.5.2:80")
+	vip6 := netip.MustParseAddrPort("[::1]:7790")
+	base := NewState()
+	base.PutBackend(1_000_000, tcpBackend(t, "a"))
+	base.PutBackend(1_000_001, tcpBackendOn(t, ipv6Loopback, "a6"))
+	base.PutFrontend(NewFrontendKey(vip4, TCP), 1_000_000, []uint32{1_000_000})
+	base.PutFrontend(NewFrontendKey(vip6, TCP), 1_000_001, []uint32{1_000_001})
+	e := newProgEnv(t, base)
+	h := startHelper(t, e.cgroup)
+	held := 0
+	hold := func(when string) {
+		t.Helper()
+		for _, vip := range []netip.AddrPort{vip4, vip6} {
+			if res := h.do(helperCmd{Op: "hold", Addr: vip.String(), N: 5}); res.Errors != 0 || res.Peers[vip.String()] != 5 {
+				t.Fatalf("%s: holding 5 connections to %s: %+v", when, vip, res)
+			}
+		}
+		held += 5
+	}
+	check := func(when string) {
+		t.Helper()
+		res := h.do(helperCmd{Op: "peers"})
+		if res.Errors != 0 || res.Peers[vip4.String()] != held || res.Peers[vip6.String()] != held {
+			t.Fatalf("%s: getpeername of %d+%d held connections: %+v", when, held, held, res)
+		}
+	}
+	defer h.do(helperCmd{Op: "release"})
+	hold("before growing")
+
+	n := 3000
+	if testing.Short() {
+		n = 300
+	}
+	big := stateOf(services(n, 10), nil)
+	for k, v := range base.Frontends {
+		big.Frontends[k] = v
+	}
+	for k, v := range base.Slots {
+		big.Slots[k] = v
+	}
+	for k, v := range base.Backends {
+		big.Backends[k] = v
+	}
+	e.apply(t, base, big)
+	var resizes uint64
+	for _, name := range agentMaps {
+		resizes += e.dp.Stats().Map(name).Resizes
+	}
+	if resizes == 0 {
+		t.Fatal("no map grew")
+	}
+	check("after growing")
+	hold("after growing")
+
+	e.dp.Close()
+	dp, err := OpenBPF(BPFOptions{PinPath: e.pin, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.dp = dp
+	e.progs.Close()
+	e.install(t)
+	check("after a restart")
+	hold("after a restart")
+
+	e.apply(t, big, base)
+	for range shrinkAfter {
+		mustApply(t, e.dp, ChangeSet{})
+	}
+	if st := e.dp.Stats().Map(MapSlots); st.MaxEntries != minMapEntries || st.Resizes == 0 {
+		t.Fatalf("slots did not shrink: %+v", st)
+	}
+	check("after shrinking")
+}
