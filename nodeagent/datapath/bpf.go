@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
@@ -57,6 +58,7 @@ type BPF struct {
 	sl       *bpfTable[SlotKey, SlotValue]
 	be       *bpfTable[BackendKey, BackendValue]
 	rs       [3]*resizable // indexed like agentMaps
+	rn       *lruMap       // rev_nat (lru.go)
 	counters [3]mapCounters
 	closed   bool
 }
@@ -123,6 +125,18 @@ func OpenBPF(opts BPFOptions) (*BPF, error) {
 			return nil, fmt.Errorf("open map %s in %s: %w", name, b.dir, err)
 		}
 	}
+	b.rn, err = openLRU(resizable{
+		name: mapRevNAT, outer: b.maps[outerName(mapRevNAT)], inner: spec.Maps[outerName(mapRevNAT)].InnerMap,
+		pin:    pinOf(b.dir, mapRevNAT),
+		sizing: sizing{size: min(minRevNATEntries, sizes.RevNAT), limit: sizes.RevNAT},
+	}, opts.BatchSize)
+	if err != nil {
+		for _, m := range inner {
+			m.Close()
+		}
+		b.closeMaps()
+		return nil, fmt.Errorf("open map %s in %s: %w", mapRevNAT, b.dir, err)
+	}
 	b.fe = newBPFTable[FrontendKey, FrontendValue](inner[idxFrontends], opts.BatchSize)
 	b.sl = newBPFTable[SlotKey, SlotValue](inner[idxSlots], opts.BatchSize)
 	b.be = newBPFTable[BackendKey, BackendValue](inner[idxBackends], opts.BatchSize)
@@ -184,6 +198,9 @@ func (b *BPF) Apply(ctx context.Context, cs ChangeSet) (ApplyStats, error) {
 		if err := shrinkMaps(ctx, ops); err != nil {
 			b.log.Warn("shrinking a map failed; it keeps its size", "error", err)
 		}
+		if err := b.rn.maybeCheck(ctx, time.Now()); err != nil {
+			b.log.Warn("resizing the reverse-NAT map failed; it keeps its size", "error", err)
+		}
 	}
 	return as, err
 }
@@ -241,6 +258,8 @@ func (b *BPF) Stats() Stats {
 				m = b.sl.m
 			case MapBackends:
 				m = b.be.m
+			case mapRevNAT:
+				m = b.rn.m
 			}
 		}
 		ms := MapStats{Name: name, Entries: -1, MaxEntries: int(m.MaxEntries()), Limit: int(m.MaxEntries()), Flags: m.Flags()}
@@ -254,6 +273,9 @@ func (b *BPF) Stats() Stats {
 			ms.Entries = b.sl.count()
 		case MapBackends:
 			ms.Entries = b.be.count()
+		case mapRevNAT:
+			ms.Entries = b.rn.table(m).count()
+			ms.Limit, ms.Resizes, ms.CopySyscalls = b.rn.limit, b.rn.resizes, b.rn.copySyscalls
 		}
 		for i, n := range agentMaps {
 			if n == name {
@@ -333,6 +355,9 @@ func (b *BPF) closeMaps() error {
 	var errs []error
 	if b.fe != nil {
 		errs = append(errs, b.fe.close(), b.sl.close(), b.be.close())
+	}
+	if b.rn != nil {
+		errs = append(errs, b.rn.close())
 	}
 	for _, m := range b.maps {
 		errs = append(errs, m.Close())

@@ -115,11 +115,13 @@ type MaxEntries struct {
 
 	// Kernel-written and CIDR maps; BPF only.
 	// The LRU maps are preallocated by the kernel (about 120, 80 and 88
-	// bytes an entry): their defaults keep a node of 10 services under
-	// 1 MiB of memlock in all (README Performance). A node with more open
-	// translated sockets than RevNAT, or more services in use than Usage,
-	// should raise them.
-	RevNAT       int // default 2,048 (LRU, preallocated)
+	// bytes an entry). rev_nat starts at 2,048 entries and grows and
+	// shrinks with the translated sockets it holds (lru.go); RevNAT is the
+	// most it grows to. Usage and MissLimit are fixed sizes: their defaults
+	// keep a node of 10 services under 1 MiB of memlock in all (README
+	// Performance). A node with more services in use than Usage should
+	// raise it (the usage of the least recently used ones is evicted).
+	RevNAT       int // default 1,048,576 (LRU, preallocated, resizable)
 	Usage        int // default 1,024 (LRU, preallocated)
 	MissLimit    int // default 256 (LRU, preallocated)
 	ServiceCIDRs int // default 64
@@ -131,7 +133,7 @@ const (
 	DefaultMaxFrontends    = 1 << 20
 	DefaultMaxSlots        = 1 << 24
 	DefaultMaxBackends     = 1 << 22
-	DefaultMaxRevNAT       = 2048
+	DefaultMaxRevNAT       = 1 << 20
 	DefaultMaxUsage        = 1024
 	DefaultMaxMissLimit    = 256
 	DefaultMaxServiceCIDRs = 64
