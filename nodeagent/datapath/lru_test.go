@@ -59,22 +59,10 @@ func TestBPFRevNATResize(t *testing.T) {
 	e := newProgEnv(t, s)
 	h := startHelper(t, e.cgroup)
 	defer h.do(helperCmd{Op: "release"})
-	held := 0
-	hold := func(when string) {
-		t.Helper()
-		for _, vip := range []netip.AddrPort{vip4, vip6} {
-			if res := h.do(helperCmd{Op: "hold", Addr: vip.String(), N: 5}); res.Errors != 0 || res.Peers[vip.String()] != 5 {
-				t.Fatalf("%s: holding 5 connections to %s: %+v", when, vip, res)
-			}
-		}
-		held += 5
-	}
+	conns := &heldConns{h: h, vips: []netip.AddrPort{vip4, vip6}}
 	check := func(when string) {
 		t.Helper()
-		res := h.do(helperCmd{Op: "peers"})
-		if res.Errors != 0 || res.Peers[vip4.String()] != held || res.Peers[vip6.String()] != held {
-			t.Fatalf("%s: getpeername of %d+%d held connections: %+v", when, held, held, res)
-		}
+		conns.check(t, when)
 		if res := h.do(helperCmd{Op: "udp", Addr: udpVIP.String(), N: 5}); res.Errors != 0 || res.Peers[udpVIP.String()] != 5 {
 			t.Fatalf("%s: UDP replies: %+v", when, res)
 		}
@@ -100,8 +88,8 @@ func TestBPFRevNATResize(t *testing.T) {
 		return false
 	}
 
-	hold("at the start")
-	if st := e.dp.Stats().Map(mapRevNAT); st.MaxEntries != minRevNATEntries || st.Entries != 2*held || st.Limit != DefaultMaxRevNAT {
+	conns.hold(t, "at the start")
+	if st := e.dp.Stats().Map(mapRevNAT); st.MaxEntries != minRevNATEntries || st.Entries != 2*conns.n || st.Limit != DefaultMaxRevNAT {
 		t.Fatalf("rev_nat at the start: %+v", st)
 	}
 	lruCheck()
@@ -119,28 +107,22 @@ func TestBPFRevNATResize(t *testing.T) {
 		t.Fatalf("rev_nat after 1,100 connects: %+v (old map in slot 1: %v)", st, slot1())
 	}
 	check("after growing")
-	hold("after growing")
+	conns.hold(t, "after growing")
 
 	// A restart before the old map is retired.
-	e.dp.Close()
-	dp, err := OpenBPF(BPFOptions{PinPath: e.pin, Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.dp = dp
+	e.restart(t)
+	dp := e.dp
 	if dp.rn.prev == nil || dp.rn.size != 2*minRevNATEntries {
 		t.Fatalf("the restart did not find the resize in progress: size %d, previous map %v", dp.rn.size, dp.rn.prev)
 	}
-	e.progs.Close()
-	e.install(t)
 	check("after a restart mid-resize")
-	hold("after a restart mid-resize")
+	conns.hold(t, "after a restart mid-resize")
 
 	// The programs fall back to the old map: drop from the new one what
 	// the copy put there (as if program runs had written the old map after
 	// the copy read it); the retiring check copies it again.
 	var copied []meshrelayRevnatKey
-	err = dp.rn.table(dp.rn.prev).walk(context.Background(), new(uint64), func(k meshrelayRevnatKey, _ meshrelayRevnatValue) {
+	err := dp.rn.table(dp.rn.prev).walk(context.Background(), new(uint64), func(k meshrelayRevnatKey, _ meshrelayRevnatValue) {
 		copied = append(copied, k)
 	})
 	if err != nil {

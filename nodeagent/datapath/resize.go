@@ -35,7 +35,8 @@ import (
 // re-pins it if a crash fell between steps 3 and 4, so a restart mid-resize
 // recovers with nothing to write. Apply holds the datapath's lock across a
 // resize, so nothing writes the old map during the copy; the kernel-written
-// maps (rev_nat and the rest) are not resized and keep their state.
+// maps keep their state (rev_nat is resized on its own, see lru.go; usage
+// and miss_limit have fixed sizes).
 const (
 	minMapEntries = 64
 	// A map grows when an Apply could fill it past 7/8, to the power of

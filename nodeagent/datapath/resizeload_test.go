@@ -139,17 +139,7 @@ func TestBPFGrowShrinkUnderLoad(t *testing.T) {
 
 	have := base
 	stateAt := func(n int) State {
-		s := stateOf(slotHeavyServices(n), nil)
-		for k, v := range base.Frontends {
-			s.Frontends[k] = v
-		}
-		for k, v := range base.Slots {
-			s.Slots[k] = v
-		}
-		for k, v := range base.Backends {
-			s.Backends[k] = v
-		}
-		return s
+		return mergeInto(stateOf(slotHeavyServices(n), nil), base)
 	}
 	peak := 0
 	for i, n := range steps {
@@ -163,19 +153,12 @@ func TestBPFGrowShrinkUnderLoad(t *testing.T) {
 		peak = max(peak, st.MaxEntries)
 		loop.await(t, "grown")
 		if i == restartAt {
-			e.dp.Close()
-			dp, err := OpenBPF(BPFOptions{PinPath: e.pin, Logger: quietLogger()})
-			if err != nil {
-				t.Fatal(err)
-			}
-			e.dp = dp
-			got := mustDump(t, dp)
+			e.restart(t)
+			got := mustDump(t, e.dp)
 			cs := DiffStates(got, want)
-			if st := mustApply(t, dp, cs); !cs.Empty() || st.Syscalls != 0 {
+			if st := mustApply(t, e.dp, cs); !cs.Empty() || st.Syscalls != 0 {
 				t.Fatalf("restart at %d slots: %d entries differ, %d write syscalls", len(want.Slots), cs.Len(), st.Syscalls)
 			}
-			e.progs.Close()
-			e.install(t)
 			loop.await(t, "restarted")
 		}
 	}
@@ -234,40 +217,15 @@ func TestBPFResizeKeepsOpenConnections(t *testing.T) {
 	base.PutFrontend(NewFrontendKey(vip6, TCP), 1_000_001, []uint32{1_000_001})
 	e := newProgEnv(t, base)
 	h := startHelper(t, e.cgroup)
-	held := 0
-	hold := func(when string) {
-		t.Helper()
-		for _, vip := range []netip.AddrPort{vip4, vip6} {
-			if res := h.do(helperCmd{Op: "hold", Addr: vip.String(), N: 5}); res.Errors != 0 || res.Peers[vip.String()] != 5 {
-				t.Fatalf("%s: holding 5 connections to %s: %+v", when, vip, res)
-			}
-		}
-		held += 5
-	}
-	check := func(when string) {
-		t.Helper()
-		res := h.do(helperCmd{Op: "peers"})
-		if res.Errors != 0 || res.Peers[vip4.String()] != held || res.Peers[vip6.String()] != held {
-			t.Fatalf("%s: getpeername of %d+%d held connections: %+v", when, held, held, res)
-		}
-	}
+	conns := &heldConns{h: h, vips: []netip.AddrPort{vip4, vip6}}
 	defer h.do(helperCmd{Op: "release"})
-	hold("before growing")
+	conns.hold(t, "before growing")
 
 	n := 3000
 	if testing.Short() {
 		n = 300
 	}
-	big := stateOf(services(n, 10), nil)
-	for k, v := range base.Frontends {
-		big.Frontends[k] = v
-	}
-	for k, v := range base.Slots {
-		big.Slots[k] = v
-	}
-	for k, v := range base.Backends {
-		big.Backends[k] = v
-	}
+	big := mergeInto(stateOf(services(n, 10), nil), base)
 	e.apply(t, base, big)
 	var resizes uint64
 	for _, name := range agentMaps {
@@ -276,19 +234,12 @@ func TestBPFResizeKeepsOpenConnections(t *testing.T) {
 	if resizes == 0 {
 		t.Fatal("no map grew")
 	}
-	check("after growing")
-	hold("after growing")
+	conns.check(t, "after growing")
+	conns.hold(t, "after growing")
 
-	e.dp.Close()
-	dp, err := OpenBPF(BPFOptions{PinPath: e.pin, Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.dp = dp
-	e.progs.Close()
-	e.install(t)
-	check("after a restart")
-	hold("after a restart")
+	e.restart(t)
+	conns.check(t, "after a restart")
+	conns.hold(t, "after a restart")
 
 	e.apply(t, big, base)
 	for range shrinkAfter {
@@ -297,5 +248,5 @@ func TestBPFResizeKeepsOpenConnections(t *testing.T) {
 	if st := e.dp.Stats().Map(MapSlots); st.MaxEntries != minMapEntries || st.Resizes == 0 {
 		t.Fatalf("slots did not shrink: %+v", st)
 	}
-	check("after shrinking")
+	conns.check(t, "after shrinking")
 }
