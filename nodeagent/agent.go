@@ -7,14 +7,12 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
-	"golang.org/x/time/rate"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/meshrelay/meshrelay/internal/keyspace"
-	"github.com/meshrelay/meshrelay/internal/model"
 	"github.com/meshrelay/meshrelay/nodeagent/datapath"
 	"github.com/meshrelay/meshrelay/nodeagent/etcdsource"
 	"github.com/meshrelay/meshrelay/nodeagent/nodemodel"
@@ -23,79 +21,33 @@ import (
 // Agent keeps one node's datapath in step with the services it needs.
 // Create it with New and run it with Run. Its methods are safe for
 // concurrent use.
+//
+// It orchestrates: the etcd source (what etcd holds of the services
+// watched), the load set (which services to load, loadset.go) and the
+// paced writer of change sets (writer.go), with its goroutines under one
+// errgroup.
 type Agent struct {
-	opts  Options
-	log   *slog.Logger
-	etcd  etcdsource.Client
-	src   *etcdsource.Source
-	dp    datapath.Datapath
-	space keyspace.Space
+	opts Options
+	log  *slog.Logger
+	src  *etcdsource.Source
+	dp   datapath.Datapath
+	m    *metrics
 
-	entries *rate.Limiter // map entries per second
-	applies *rate.Limiter // change sets per second
-
-	wake chan struct{}  // capacity 1: the main loop has something to do
-	bg   sync.WaitGroup // goroutines started by the main loop (miss reader)
+	wake chan struct{} // capacity 1: the main loop has something to do
 
 	// Owned by the main loop (Run's goroutine).
-	table     *nodemodel.Table
-	installed bool
-	swept     bool
-	lagWait   []lagSample // services applied in the current chunk whose lag is observed at commit
-	// garbageSince is when unreferenced entries were first left in the
-	// datapath for a later change set (zero when none are).
-	garbageSince time.Time
+	w        *writer
+	swept    bool
+	programs *datapath.Programs // nil when the datapath has none
 
-	mu         sync.Mutex
-	running    bool
-	services   map[keyspace.Service]*service
-	pending    map[keyspace.Service]item
-	vips       map[netip.Addr]keyspace.Service
-	conflicted map[*service]struct{} // services with frontends owned by another
-	nsListed   int                   // namespaces whose initial listing is done
-	adopted    bool                  // orphan VIPs were resolved (or need not be)
-	ready      bool
-	programs   Programs
-	snapshot   tableSnapshot
-	orphanIPs  []netip.Addr // VIPs of orphan frontends, published by the main loop until the sweep
-
-	stats counters
-	lag   histogram // propagation lag, seconds
-	batch histogram // entries per applied change set
-}
-
-// service is what the agent knows of one service it loads. Guarded by Agent.mu.
-type service struct {
-	key keyspace.Service
-	// Why it is loaded; a service can have several reasons.
-	declared  bool // Options.Services
-	namespace bool // in one of Options.Namespaces
-	onDemand  bool // loaded by a miss, or adopted from the dump
-	// initial: the first complete reconcile waits for its delivery.
-	initial bool
-	// watched: the source watches it. An evicted service is no longer
-	// watched and is forgotten once its removal has been applied.
-	watched bool
-	// delivered: a state or a removal of it has been applied (or etcd,
-	// completely synced, showed it absent).
-	delivered bool
-	hash      string       // content hash of the state applied; "" for none
-	vips      []netip.Addr // VIPs indexed in Agent.vips for it
-	lastUsed  time.Time
-	state     *model.Service // the state applied (shared with the source, read-only)
-}
-
-// item is one queued change of a service: the latest event from the
-// source, or an agent-made drop (eviction).
-type item struct {
-	ev   etcdsource.Event
-	drop bool
-}
-
-// lagSample is a service applied in the current chunk with the newest
-// observed_unix_nano of its state.
-type lagSample struct {
-	observed int64
+	mu        sync.Mutex
+	running   bool
+	ready     bool
+	adopted   bool // orphan VIPs were resolved (or need not be)
+	load      *loadSet
+	pending   map[keyspace.Service]item
+	snapshot  tableSnapshot
+	orphanIPs []netip.Addr // VIPs of orphan frontends, published by the main loop until the sweep
 }
 
 // tableSnapshot are figures of the table published by the main loop.
@@ -110,47 +62,30 @@ func New(c etcdsource.Client, dp datapath.Datapath, opts Options) (*Agent, error
 	if c == nil || dp == nil {
 		return nil, errors.New("nodeagent: nil etcd client or datapath")
 	}
-	opts = opts.withDefaults()
-	for _, ns := range opts.Namespaces {
-		if ns == "" || strings.Contains(ns, "/") {
-			return nil, fmt.Errorf("nodeagent: namespace %q: want a name without '/'", ns)
-		}
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("nodeagent: %w", err)
 	}
-	for _, p := range opts.ServiceCIDRs {
-		if !p.IsValid() {
-			return nil, fmt.Errorf("nodeagent: invalid service CIDR %v", p)
-		}
+	opts = opts.withDefaults()
+	idle := opts.IdleTimeout
+	if !opts.OnDemand || len(opts.ServiceCIDRs) == 0 {
+		idle = -1 // nothing is loaded on demand
 	}
 	a := &Agent{
-		opts:       opts,
-		log:        opts.Logger,
-		etcd:       c,
-		src:        etcdsource.New(c, opts.Source),
-		dp:         dp,
-		space:      keyspace.New(opts.Cluster),
-		entries:    rate.NewLimiter(rate.Limit(opts.MaxMapOpsPerSecond), opts.Burst),
-		applies:    rate.NewLimiter(rate.Limit(opts.MaxAppliesPerSecond), max(1, int(opts.MaxAppliesPerSecond/10))),
-		wake:       make(chan struct{}, 1),
-		services:   map[keyspace.Service]*service{},
-		pending:    map[keyspace.Service]item{},
-		vips:       map[netip.Addr]keyspace.Service{},
-		conflicted: map[*service]struct{}{},
-		lag:        newHistogram(lagBuckets),
-		batch:      newHistogram(batchBuckets),
-	}
-	now := opts.Now()
-	for _, svc := range opts.Services {
-		if svc.Namespace == "" || svc.Name == "" {
-			return nil, fmt.Errorf("nodeagent: service %q: want namespace/name", svc)
-		}
-		a.services[svc] = &service{key: svc, declared: true, initial: true, lastUsed: now}
+		opts:    opts,
+		log:     opts.Logger,
+		src:     etcdsource.New(c, opts.Source),
+		dp:      dp,
+		m:       newMetrics(),
+		wake:    make(chan struct{}, 1),
+		load:    newLoadSet(opts.Services, len(opts.Namespaces), opts.MaxServices, idle, opts.Now),
+		pending: map[keyspace.Service]item{},
 	}
 	if len(opts.Services) > opts.MaxServices {
 		a.log.Warn("more declared services than --max-services; all are loaded, none on demand",
 			"declared", len(opts.Services), "max_services", opts.MaxServices)
 	}
 	if opts.Registerer != nil {
-		if err := opts.Registerer.Register(newCollector(a)); err != nil {
+		if err := a.m.register(opts.Registerer, a); err != nil {
 			return nil, fmt.Errorf("nodeagent: register metrics: %w", err)
 		}
 	}
@@ -161,9 +96,9 @@ func New(c etcdsource.Client, dp datapath.Datapath, opts Options) (*Agent, error
 func (a *Agent) Source() *etcdsource.Source { return a.src }
 
 // Run dumps the datapath, starts the etcd source and keeps the datapath in
-// step until ctx is done; it then returns ctx.Err(). It returns an error
-// early only when the datapath cannot be dumped at start or
-// Options.Install fails. Run may be called once.
+// step until ctx is done; it then returns ctx.Err(). It returns another
+// error when the datapath cannot be dumped at start, attaching the
+// datapath's programs fails, or the source fails. Run may be called once.
 func (a *Agent) Run(ctx context.Context) error {
 	a.mu.Lock()
 	if a.running {
@@ -177,53 +112,44 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("nodeagent: dump datapath: %w", err)
 	}
-	a.table = nodemodel.NewTable(dump)
+	a.w = newWriter(a.dp, nodemodel.NewTable(dump), a.opts, a.m)
 	a.publish()
 	if n := dump.Len(); n > 0 {
 		a.log.Info("datapath holds entries from a previous run; keeping them until the state is known",
 			"frontends", len(dump.Frontends), "slots", len(dump.Slots), "backends", len(dump.Backends))
 	}
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := a.src.Run(ctx); err != nil && ctx.Err() == nil {
-			a.log.Error("etcd source stopped", "err", err)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := a.src.Run(gctx); err != nil && gctx.Err() == nil {
+			return fmt.Errorf("nodeagent: etcd source: %w", err)
 		}
+		return nil
 	})
 	a.mu.Lock()
-	for svc, s := range a.services {
-		s.watched = true
+	for _, svc := range a.load.start() {
 		a.src.Watch(svc)
 	}
 	a.mu.Unlock()
 	for _, ns := range a.opts.Namespaces {
-		wg.Go(func() { a.runNamespace(ctx, ns) })
+		g.Go(func() error { return a.runNamespace(gctx, ns) })
 	}
-	wg.Go(func() { a.pull(ctx) })
-	wg.Go(func() { a.runStartup(ctx) })
+	g.Go(func() error { return a.pull(gctx) })
+	g.Go(func() error { return a.runStartup(gctx) })
+	g.Go(func() error { return a.loop(gctx, g) })
 	a.log.Info("node agent running", "node", a.opts.NodeName, "services", len(a.opts.Services),
 		"namespaces", a.opts.Namespaces, "on_demand", a.onDemandEnabled(), "service_cidrs", a.opts.ServiceCIDRs)
 
-	err = a.loop(ctx)
-	cancel()
-	wg.Wait()
-	a.mu.Lock()
-	progs := a.programs
-	a.mu.Unlock()
-	if progs != nil {
-		if cerr := progs.Close(); cerr != nil {
-			a.log.Warn("closing programs", "err", cerr)
-		}
+	if err := g.Wait(); err != nil && ctx.Err() == nil {
+		return err
 	}
-	a.bg.Wait() // the miss reader ends with ctx, or when Close closed its channel
-	return err
+	return ctx.Err()
 }
 
 // loop is the main loop: it owns the table, flushes queued changes and
-// evicts idle services.
-func (a *Agent) loop(ctx context.Context) error {
+// evicts idle services. It starts the miss reader in g once the programs
+// are attached.
+func (a *Agent) loop(ctx context.Context, g *errgroup.Group) error {
 	var idle <-chan time.Time
 	if a.opts.IdleTimeout > 0 && a.onDemandEnabled() {
 		t := time.NewTicker(min(max(a.opts.IdleTimeout/4, 10*time.Millisecond), time.Minute))
@@ -233,10 +159,10 @@ func (a *Agent) loop(ctx context.Context) error {
 	gc := time.NewTimer(time.Hour)
 	defer gc.Stop()
 	for {
-		if err := a.step(ctx); err != nil {
+		if err := a.step(ctx, g); err != nil {
 			return err
 		}
-		if !a.garbageSince.IsZero() {
+		if a.w.hasGarbage() {
 			// Unreferenced entries wait for a quiet moment.
 			gc.Reset(max(2*a.opts.FlushWindow, garbageDelay))
 		}
@@ -247,10 +173,10 @@ func (a *Agent) loop(ctx context.Context) error {
 		case <-idle:
 			a.evictIdle()
 		case <-gc.C:
-			if a.garbageSince.IsZero() {
+			if !a.w.hasGarbage() {
 				continue
 			}
-			if err := a.write(ctx); err != nil {
+			if err := a.w.write(ctx); err != nil {
 				return err
 			}
 			a.publish()
@@ -259,8 +185,8 @@ func (a *Agent) loop(ctx context.Context) error {
 }
 
 // step flushes what is queued, after the coalescing window, and then does
-// what the new state allows: readiness, programs, the orphan sweep.
-func (a *Agent) step(ctx context.Context) error {
+// what the new state allows: programs and readiness, the orphan sweep.
+func (a *Agent) step(ctx context.Context, g *errgroup.Group) error {
 	if a.queueDepth() > 0 {
 		if w := a.opts.FlushWindow; w > 0 {
 			t := time.NewTimer(w)
@@ -275,31 +201,40 @@ func (a *Agent) step(ctx context.Context) error {
 			return err
 		}
 	}
-	if a.becomeReady() {
-		a.log.Info("first complete reconcile applied: ready", "services", a.table.Services(),
-			"entries", a.table.Applied().Len())
-	}
-	if err := a.maybeInstall(ctx); err != nil {
+	if err := a.becomeReady(ctx, g); err != nil {
 		return err
 	}
 	return a.maybeSweep(ctx)
 }
 
 // becomeReady marks the agent ready once every initial service has been
-// delivered and applied. It reports whether it just did.
-func (a *Agent) becomeReady() bool {
+// delivered and applied, after attaching the datapath's programs
+// (Datapath.Attach), whose misses it then feeds to ReportMiss.
+func (a *Agent) becomeReady(ctx context.Context, g *errgroup.Group) error {
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.ready || a.nsListed < len(a.opts.Namespaces) {
-		return false
+	wait := a.ready || !a.load.initialDone()
+	a.mu.Unlock()
+	if wait {
+		return nil
 	}
-	for _, s := range a.services {
-		if s.initial && !s.delivered {
-			return false
-		}
+	progs, err := a.dp.Attach(ctx, a.opts.ServiceCIDRs)
+	if err != nil {
+		return fmt.Errorf("nodeagent: attach programs: %w", err)
 	}
+	if progs != nil { // nil: the datapath has no programs
+		a.programs = progs
+		a.log.Info("socket programs attached")
+		g.Go(func() error {
+			a.consumeMisses(ctx, progs.Misses())
+			return nil
+		})
+	}
+	a.mu.Lock()
 	a.ready = true
-	return true
+	a.mu.Unlock()
+	a.log.Info("first complete reconcile applied: ready", "services", a.w.table.Services(),
+		"entries", a.w.table.Applied().Len())
+	return nil
 }
 
 // Ready reports whether the first complete reconcile has been applied, and
@@ -307,50 +242,13 @@ func (a *Agent) becomeReady() bool {
 func (a *Agent) Ready() (bool, string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.ready {
+	switch {
+	case a.ready:
 		return true, ""
-	}
-	if !a.running {
+	case !a.running:
 		return false, "not running"
 	}
-	if a.nsListed < len(a.opts.Namespaces) {
-		return false, fmt.Sprintf("%d of %d namespaces not listed yet", len(a.opts.Namespaces)-a.nsListed, len(a.opts.Namespaces))
-	}
-	var waiting []string
-	for _, s := range a.services {
-		if s.initial && !s.delivered {
-			waiting = append(waiting, s.key.String())
-		}
-	}
-	slices.Sort(waiting)
-	if len(waiting) > 3 {
-		waiting = append(waiting[:3], fmt.Sprintf("and %d more", len(waiting)-3))
-	}
-	return false, "waiting for services " + strings.Join(waiting, ", ")
-}
-
-// maybeInstall calls Options.Install once the agent is ready.
-func (a *Agent) maybeInstall(ctx context.Context) error {
-	if a.installed || a.opts.Install == nil {
-		return nil
-	}
-	a.mu.Lock()
-	ready := a.ready
-	a.mu.Unlock()
-	if !ready {
-		return nil
-	}
-	a.installed = true
-	progs, err := a.opts.Install(ctx)
-	if err != nil {
-		return fmt.Errorf("nodeagent: install programs: %w", err)
-	}
-	a.mu.Lock()
-	a.programs = progs
-	a.mu.Unlock()
-	a.log.Info("socket programs installed")
-	a.bg.Go(func() { a.consumeMisses(ctx, progs.Misses()) })
-	return nil
+	return false, a.load.waitingFor()
 }
 
 // consumeMisses feeds the programs' miss reports to ReportMiss until the
@@ -376,14 +274,15 @@ func (a *Agent) consumeMisses(ctx context.Context, misses <-chan netip.AddrPort)
 // publish stores the table's figures for Stats, and the orphans' VIPs for
 // the startup goroutine until the sweep. Called by the main loop.
 func (a *Agent) publish() {
-	st := a.table.Applied()
+	table := a.w.table
+	st := table.Applied()
 	snap := tableSnapshot{
 		frontends: len(st.Frontends), slots: len(st.Slots), backends: len(st.Backends),
-		services: a.table.Services(),
+		services: table.Services(),
 	}
 	var ips []netip.Addr
 	if !a.swept {
-		orphans := a.table.Orphans()
+		orphans := table.Orphans()
 		snap.orphans = len(orphans)
 		for _, k := range orphans {
 			ips = append(ips, k.AddrPort().Addr())
@@ -394,17 +293,6 @@ func (a *Agent) publish() {
 	a.snapshot = snap
 	a.orphanIPs = ips
 	a.mu.Unlock()
-}
-
-func (a *Agent) onDemandEnabled() bool { return a.opts.OnDemand && len(a.opts.ServiceCIDRs) > 0 }
-
-func (a *Agent) inServiceCIDRs(ip netip.Addr) bool {
-	for _, p := range a.opts.ServiceCIDRs {
-		if p.Contains(ip) {
-			return true
-		}
-	}
-	return false
 }
 
 // kick does a non-blocking send on a capacity-1 signal channel.

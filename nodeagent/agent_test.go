@@ -2,6 +2,7 @@ package nodeagent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -321,4 +322,28 @@ func TestConflictingVIPHandOver(t *testing.T) {
 	holds(t, mem, expected(a))
 	e.remove(a)
 	holds(t, mem, expected(b))
+}
+
+// attachFails is a datapath whose programs cannot be attached.
+type attachFails struct{ datapath.Datapath }
+
+func (attachFails) Attach(context.Context, []netip.Prefix) (*datapath.Programs, error) {
+	return nil, errors.New("no cgroup")
+}
+
+// TestRunReturnsAttachError: a part of the agent that fails ends Run with
+// its error (not a log line), and the agent never reports ready.
+func TestRunReturnsAttachError(t *testing.T) {
+	e := newEnv(t)
+	a, err := New(e.client, attachFails{datapath.NewMemory(datapath.MemoryOptions{})}, Options{Cluster: testCluster})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = a.Run(e.ctx())
+	if err == nil || !strings.Contains(err.Error(), "attach programs: no cgroup") {
+		t.Fatalf("Run = %v, want the attach error", err)
+	}
+	if ok, _ := a.Ready(); ok {
+		t.Fatal("ready although the programs were not attached")
+	}
 }

@@ -3,6 +3,16 @@
 // the node's map entries (nodeagent/nodemodel) and writes only what changed
 // into the datapath (nodeagent/datapath), paced by a token bucket.
 //
+// Agent orchestrates three parts, its goroutines under one errgroup (an
+// error of any, such as a failing source, ends Run with that error):
+//
+//   - the etcd source, its only access to etcd (this package imports no
+//     etcd package);
+//   - the load set (loadset.go): which services to load and why, the cap
+//     and idle eviction; a pure type with an injected clock;
+//   - the writer (writer.go): change sets paced by token buckets, deferred
+//     deletes of unreferenced entries, retries over a fresh dump.
+//
 // # Which services
 //
 // A node loads the services of Options.Services, every service of
@@ -42,12 +52,19 @@
 // writes nothing.
 //
 // Ready reports readiness (for /readyz) once every declared service has
-// been delivered and applied: the first complete reconcile.
+// been delivered and applied (the first complete reconcile) and the
+// datapath's programs are attached (Datapath.Attach: the bpf datapath
+// installs its socket programs, whose misses feed ReportMiss; nothing on
+// the memory datapath).
+//
+// The agent's figures are Prometheus collectors, one set per agent,
+// registered with Options.Registerer; Stats reads them back.
 //
 // Many agents can run in one process (the scale harness runs hundreds
 // with the memory datapath): an Agent has no globals and shares only its
 // etcd client.
 //
-// Only the node agent's main, the scale harness and tests import this
-// package. It never imports the relay.
+// The node agent's command (nodeagent/cmd/nodeagent), the scale harness
+// (scale-tests and its demo) and the end-to-end tests import this package.
+// It never imports the relay.
 package nodeagent

@@ -1,9 +1,10 @@
 package nodeagent
 
 import (
-	"context"
+	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -69,15 +70,9 @@ type Options struct {
 	// taken from the fields above.
 	Source etcdsource.Options
 
-	// Install, if set, is called once after the first complete reconcile
-	// has been applied (see Ready): the bpf main loads and attaches the
-	// socket programs there. The agent feeds the programs' misses to
-	// ReportMiss, uses their usage times for idle eviction, and closes
-	// them when Run returns (they stay attached).
-	Install func(ctx context.Context) (Programs, error)
-
-	// Registerer receives the agent's metrics; nil registers none (Stats
-	// has the same figures).
+	// Registerer receives the agent's metrics (its own collectors, the
+	// source's and the datapath's per-map figures); nil registers none
+	// (Stats reads the same collectors).
 	Registerer prometheus.Registerer
 	// Logger receives the agent's logs. Default: discarded.
 	Logger *slog.Logger
@@ -85,16 +80,26 @@ type Options struct {
 	Now func() time.Time
 }
 
-// Programs are the datapath's socket programs as the agent uses them;
-// *datapath.Programs satisfies it.
-type Programs interface {
-	// Misses reports VIP:port a socket connected to that is no frontend
-	// but lies in the service CIDRs. It is closed by Close.
-	Misses() <-chan netip.AddrPort
-	// Usage returns, per frontend id, when a socket last used it.
-	Usage() (map[uint32]time.Time, error)
-	// Close stops reading misses; the programs stay attached.
-	Close() error
+// Validate reports the first invalid field: a namespace that is empty or
+// holds '/', an invalid service CIDR, a service without namespace or name.
+// Zero values are valid (they take the defaults).
+func (o Options) Validate() error {
+	for _, ns := range o.Namespaces {
+		if ns == "" || strings.Contains(ns, "/") {
+			return fmt.Errorf("namespace %q: want a name without '/'", ns)
+		}
+	}
+	for _, p := range o.ServiceCIDRs {
+		if !p.IsValid() {
+			return fmt.Errorf("invalid service CIDR %v", p)
+		}
+	}
+	for _, svc := range o.Services {
+		if svc.Namespace == "" || svc.Name == "" {
+			return fmt.Errorf("service %q: want namespace/name", svc)
+		}
+	}
+	return nil
 }
 
 func (o Options) withDefaults() Options {

@@ -20,35 +20,32 @@ import (
 // scale harness call it for the memory datapath.
 func (a *Agent) ReportMiss(ctx context.Context, addr netip.AddrPort) (keyspace.Service, bool, error) {
 	ip := addr.Addr().Unmap()
-	a.stats.misses.Add(1)
 	if !a.onDemandEnabled() || !a.inServiceCIDRs(ip) {
-		a.stats.missesIgnored.Add(1)
+		a.m.missesIgnored.Inc()
 		return keyspace.Service{}, false, nil
 	}
 	a.mu.Lock()
-	if svc, ok := a.vips[ip]; ok {
-		if s := a.services[svc]; s != nil && s.watched {
-			s.lastUsed = a.opts.Now()
-			a.mu.Unlock()
-			a.stats.missesKnown.Add(1)
-			return svc, true, nil
-		}
-	}
+	svc, known := a.load.known(ip)
 	a.mu.Unlock()
+	if known {
+		a.m.missesKnown.Inc()
+		return svc, true, nil
+	}
 
 	svc, ok, err := a.src.Resolve(ctx, ip)
 	switch {
 	case err != nil:
-		a.stats.missErrors.Add(1)
+		a.m.missErrors.Inc()
 		return keyspace.Service{}, false, err
 	case !ok:
-		a.stats.missesUnknown.Add(1)
+		a.m.missesUnknown.Inc()
 		return keyspace.Service{}, false, nil
 	}
-	if !a.load(svc, ip, "miss") {
+	if !a.loadOnDemand(svc, ip, "miss") {
+		a.m.missesRefused.Inc()
 		return svc, false, nil
 	}
-	a.stats.missesLoaded.Add(1)
+	a.m.missesLoaded.Inc()
 	return svc, true, nil
 }
 
@@ -59,132 +56,84 @@ func (a *Agent) ReportMiss(ctx context.Context, addr netip.AddrPort) (keyspace.S
 func (a *Agent) ReportUse(ip netip.Addr) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if svc, ok := a.vips[ip.Unmap()]; ok {
-		if s := a.services[svc]; s != nil {
-			s.lastUsed = a.opts.Now()
-		}
-	}
+	a.load.use(ip.Unmap())
 }
 
-// load watches svc as an on-demand service, making room under
-// Options.MaxServices by evicting the least recently used on-demand
-// service, and indexes vip for it. It reports false when it refused.
-func (a *Agent) load(svc keyspace.Service, vip netip.Addr, why string) bool {
-	now := a.opts.Now()
+// loadOnDemand loads svc on demand (see loadSet.onDemand) and indexes vip
+// for it. It reports false when it refused.
+func (a *Agent) loadOnDemand(svc keyspace.Service, vip netip.Addr, why string) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	s := a.services[svc]
-	if s != nil {
-		s.onDemand = true
-		s.lastUsed = now
-		if vip.IsValid() {
-			a.indexVIPLocked(s, vip)
-		}
-		if !s.watched {
-			// Evicted, its removal not applied yet: keep it instead.
-			delete(a.pending, svc)
-			s.watched = true
-			a.src.Watch(svc)
-		}
-		return true
+	res, eff := a.load.onDemand(svc, vip)
+	if res.refused {
+		a.m.refused.Inc()
+		a.log.Warn("--max-services reached and no on-demand service to evict: not loading",
+			"service", svc, "max_services", a.opts.MaxServices)
+		return false
 	}
-	if a.loadedLocked() >= a.opts.MaxServices {
-		victim := a.lruLocked()
-		if victim == nil {
-			a.stats.refused.Add(1)
-			a.log.Warn("--max-services reached and no on-demand service to evict: not loading",
-				"service", svc, "max_services", a.opts.MaxServices)
-			return false
-		}
-		a.stats.evictedLRU.Add(1)
+	for _, e := range eff.evict {
+		a.m.evictedLRU.Inc()
 		a.log.Info("--max-services reached: evicting the least recently used on-demand service",
-			"evicted", victim.key, "for", svc, "idle", now.Sub(victim.lastUsed).Round(time.Second))
-		a.evictLocked(victim)
+			"evicted", e.svc, "for", svc, "idle", e.idle.Round(time.Second))
 	}
-	s = &service{key: svc, onDemand: true, watched: true, lastUsed: now}
-	a.services[svc] = s
-	if vip.IsValid() {
-		a.indexVIPLocked(s, vip)
+	if res.added {
+		a.log.Debug("loading service on demand", "service", svc, "vip", vip, "why", why)
 	}
-	a.src.Watch(svc)
-	a.log.Debug("loading service on demand", "service", svc, "vip", vip, "why", why)
+	a.applyEffectsLocked(eff)
 	return true
 }
 
-func (a *Agent) indexVIPLocked(s *service, vip netip.Addr) {
-	if a.vips[vip] == s.key {
-		return
+// applyEffectsLocked does what a loadSet decision asks: watch services
+// (forgetting a queued removal of their entries) and evict others
+// (unwatch, and queue the removal of their entries). Caller holds a.mu.
+func (a *Agent) applyEffectsLocked(eff effects) {
+	for _, svc := range eff.watch {
+		delete(a.pending, svc)
+		a.src.Watch(svc)
 	}
-	a.vips[vip] = s.key
-	s.vips = append(s.vips, vip)
-}
-
-// loadedLocked returns the number of services watched.
-func (a *Agent) loadedLocked() int {
-	n := 0
-	for _, s := range a.services {
-		if s.watched {
-			n++
-		}
+	for _, e := range eff.evict {
+		a.src.Unwatch(e.svc)
+		a.pending[e.svc] = item{ev: etcdsource.Event{Service: e.svc}, drop: true}
 	}
-	return n
-}
-
-// evictable says whether s is loaded only on demand.
-func (s *service) evictable() bool { return s.onDemand && !s.declared && !s.namespace && s.watched }
-
-// lruLocked returns the least recently used evictable service, or nil.
-func (a *Agent) lruLocked() *service {
-	var lru *service
-	for _, s := range a.services {
-		if s.evictable() && (lru == nil || s.lastUsed.Before(lru.lastUsed)) {
-			lru = s
-		}
+	if len(eff.evict) > 0 {
+		kick(a.wake)
 	}
-	return lru
-}
-
-// evictLocked unwatches s and queues the removal of its entries.
-func (a *Agent) evictLocked(s *service) {
-	s.watched = false
-	a.src.Unwatch(s.key)
-	a.indexVIPsLocked(s, nil)
-	a.pending[s.key] = item{ev: etcdsource.Event{Service: s.key}, drop: true}
-	kick(a.wake)
 }
 
 // evictIdle unloads the on-demand services unused for Options.IdleTimeout.
 // Usage comes from ReportMiss, ReportUse and the programs' usage map.
+// Called by the main loop.
 func (a *Agent) evictIdle() {
-	a.mu.Lock()
-	progs := a.programs
-	a.mu.Unlock()
 	var used map[keyspace.Service]time.Time
-	if progs != nil {
-		usage, err := progs.Usage()
+	if a.programs != nil {
+		usage, err := a.programs.Usage()
 		if err != nil {
 			a.log.Warn("reading the programs' usage", "err", err)
 		}
 		used = make(map[keyspace.Service]time.Time)
 		for id, t := range usage {
-			if svc, ok := a.table.OwnerOfID(id); ok && t.After(used[svc]) {
+			if svc, ok := a.w.table.OwnerOfID(id); ok && t.After(used[svc]) {
 				used[svc] = t
 			}
 		}
 	}
-	now := a.opts.Now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for svc, t := range used {
-		if s := a.services[svc]; s != nil && t.After(s.lastUsed) {
-			s.lastUsed = t
+	eff := a.load.idle(used)
+	for _, e := range eff.evict {
+		a.m.evictedIdle.Inc()
+		a.log.Debug("unloading idle on-demand service", "service", e.svc, "idle", e.idle.Round(time.Second))
+	}
+	a.applyEffectsLocked(eff)
+}
+
+func (a *Agent) onDemandEnabled() bool { return a.opts.OnDemand && len(a.opts.ServiceCIDRs) > 0 }
+
+func (a *Agent) inServiceCIDRs(ip netip.Addr) bool {
+	for _, p := range a.opts.ServiceCIDRs {
+		if p.Contains(ip) {
+			return true
 		}
 	}
-	for _, s := range a.services {
-		if s.evictable() && now.Sub(s.lastUsed) >= a.opts.IdleTimeout {
-			a.stats.evictedIdle.Add(1)
-			a.log.Debug("unloading idle on-demand service", "service", s.key, "idle", now.Sub(s.lastUsed).Round(time.Second))
-			a.evictLocked(s)
-		}
-	}
+	return false
 }

@@ -2,13 +2,9 @@ package nodeagent
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"net/netip"
 	"slices"
 	"time"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 )
@@ -35,7 +31,7 @@ const (
 //     delivered and etcd is completely synced, and the services found are
 //     loaded again (on demand). When they have been delivered (or after
 //     adoptionWait), the main loop sweeps what is still orphaned.
-func (a *Agent) runStartup(ctx context.Context) {
+func (a *Agent) runStartup(ctx context.Context) error {
 	tick := time.NewTicker(startupPoll)
 	defer tick.Stop()
 	wait := func() bool {
@@ -64,7 +60,7 @@ func (a *Agent) runStartup(ctx context.Context) {
 			}
 		}
 		if !wait() {
-			return
+			return nil
 		}
 	}
 
@@ -86,7 +82,7 @@ func (a *Agent) runStartup(ctx context.Context) {
 			}
 		}
 		if !wait() {
-			return
+			return nil
 		}
 	}
 
@@ -98,10 +94,11 @@ func (a *Agent) runStartup(ctx context.Context) {
 			break
 		}
 		if !wait() {
-			return
+			return nil
 		}
 	}
 	a.finishAdoption(len(loaded))
+	return nil
 }
 
 // settleAbsent marks the services of waiting that a completely synced etcd
@@ -109,7 +106,7 @@ func (a *Agent) runStartup(ctx context.Context) {
 func (a *Agent) settleAbsent(ctx context.Context, waiting []keyspace.Service) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	complete, why, err := a.etcdComplete(ctx)
+	complete, why, err := a.src.Complete(ctx)
 	if err != nil {
 		return err
 	}
@@ -118,12 +115,11 @@ func (a *Agent) settleAbsent(ctx context.Context, waiting []keyspace.Service) er
 		return nil
 	}
 	for _, svc := range waiting {
-		key := a.space.Spec(svc)
-		resp, err := a.etcd.Get(ctx, key, clientv3.WithCountOnly())
+		has, err := a.src.HasSpec(ctx, svc)
 		if err != nil {
-			return fmt.Errorf("get %s: %w", key, err)
+			return err
 		}
-		if resp.Count == 0 {
+		if !has {
 			a.markAbsent(svc)
 		}
 	}
@@ -136,7 +132,7 @@ func (a *Agent) settleAbsent(ctx context.Context, waiting []keyspace.Service) er
 func (a *Agent) adopt(ctx context.Context, orphans []netip.Addr) (loaded []keyspace.Service, done bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	complete, why, err := a.etcdComplete(ctx)
+	complete, why, err := a.src.Complete(ctx)
 	if err != nil || !complete {
 		if err == nil {
 			a.log.Debug("etcd not completely synced yet", "why", why)
@@ -151,7 +147,7 @@ func (a *Agent) adopt(ctx context.Context, orphans []netip.Addr) (loaded []keysp
 		if err != nil {
 			return nil, false, err
 		}
-		if ok && !slices.Contains(loaded, svc) && a.load(svc, ip, "dumped frontend") {
+		if ok && !slices.Contains(loaded, svc) && a.loadOnDemand(svc, ip, "dumped frontend") {
 			loaded = append(loaded, svc)
 		}
 	}
@@ -163,57 +159,14 @@ func (a *Agent) adopt(ctx context.Context, orphans []netip.Addr) (loaded []keysp
 func (a *Agent) delivered(svcs []keyspace.Service) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for _, svc := range svcs {
-		if s := a.services[svc]; s != nil && s.watched && !s.delivered {
-			return false
-		}
-	}
-	return true
-}
-
-// etcdComplete reads generation and the synced markers at one revision and
-// reports whether every shard has a marker of the current generation.
-func (a *Agent) etcdComplete(ctx context.Context) (bool, string, error) {
-	resp, err := a.etcd.Txn(ctx).Then(
-		clientv3.OpGet(a.space.Generation()),
-		clientv3.OpGet(a.space.SyncedPrefix(), clientv3.WithPrefix()),
-	).Commit()
-	if err != nil {
-		return false, "", fmt.Errorf("read %s and %s: %w", a.space.Generation(), a.space.SyncedPrefix(), err)
-	}
-	kvs := resp.Responses[0].GetResponseRange().GetKvs()
-	if len(kvs) == 0 {
-		return false, "no generation", nil
-	}
-	gen := string(kvs[0].Value)
-	synced := map[string]bool{}
-	for _, kv := range resp.Responses[1].GetResponseRange().GetKvs() {
-		var m struct {
-			Generation string `json:"generation"`
-		}
-		if json.Unmarshal(kv.Value, &m) == nil && m.Generation == gen {
-			synced[string(kv.Key)] = true
-		}
-	}
-	for shard := range a.opts.Shards {
-		if !synced[a.space.Synced(shard)] {
-			return false, fmt.Sprintf("shard %d not synced in generation %s", shard, gen), nil
-		}
-	}
-	return true, "", nil
+	return a.load.delivered(svcs)
 }
 
 // undeliveredInitial returns the initial services not delivered yet.
 func (a *Agent) undeliveredInitial() []keyspace.Service {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	var out []keyspace.Service
-	for _, s := range a.services {
-		if s.initial && !s.delivered && s.watched {
-			out = append(out, s.key)
-		}
-	}
-	return out
+	return a.load.undeliveredInitial()
 }
 
 // initialDone says whether every namespace was listed and every initial
@@ -221,15 +174,7 @@ func (a *Agent) undeliveredInitial() []keyspace.Service {
 func (a *Agent) initialDone() bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.nsListed < len(a.opts.Namespaces) {
-		return false
-	}
-	for _, s := range a.services {
-		if s.initial && !s.delivered {
-			return false
-		}
-	}
-	return true
+	return a.load.initialDone()
 }
 
 // pendingOrphanVIPs returns the orphans' VIPs until adoption is done.
@@ -246,8 +191,7 @@ func (a *Agent) pendingOrphanVIPs() []netip.Addr {
 // synced etcd.
 func (a *Agent) markAbsent(svc keyspace.Service) {
 	a.mu.Lock()
-	if s := a.services[svc]; s != nil && !s.delivered {
-		s.delivered = true
+	if a.load.markAbsent(svc) {
 		a.log.Info("declared service is not in etcd", "service", svc)
 	}
 	a.mu.Unlock()
@@ -278,11 +222,11 @@ func (a *Agent) maybeSweep(ctx context.Context) error {
 		return nil
 	}
 	a.swept = true
-	if n := len(a.table.Orphans()); n > 0 {
+	if n := len(a.w.table.Orphans()); n > 0 {
 		a.log.Info("removing frontends of services no longer loaded", "frontends", n)
 	}
-	a.table.SweepOrphans() // also debris: stray slots, unused backends
-	if err := a.write(ctx); err != nil {
+	a.w.table.SweepOrphans() // also debris: stray slots, unused backends
+	if err := a.w.write(ctx); err != nil {
 		return err
 	}
 	a.publish()

@@ -108,6 +108,11 @@ func (p *probe) Stats() datapath.Stats { return p.inner.Stats() }
 // Close implements datapath.Datapath.
 func (p *probe) Close() error { return p.inner.Close() }
 
+// Attach implements datapath.Datapath.
+func (p *probe) Attach(ctx context.Context, cidrs []netip.Prefix) (*datapath.Programs, error) {
+	return p.inner.Attach(ctx, cidrs)
+}
+
 // applySample is one backend address written to (Added) or deleted from a
 // node's maps, at At (Unix nanoseconds).
 type applySample struct {

@@ -37,6 +37,12 @@ type BPFOptions struct {
 	NoBatch bool
 	// Trace, if set, is called after every map write syscall.
 	Trace func(Write)
+	// ReadOnly opens the pinned maps of this layout read-only, for Dump and
+	// Stats, and fails when they are not pinned: nothing is created or
+	// mounted. Apply and Attach fail.
+	ReadOnly bool
+	// Programs configure the socket programs that Attach installs.
+	Programs ProgramsOptions
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 }
@@ -61,6 +67,7 @@ type BPF struct {
 	rn       *lruMap       // rev_nat (lru.go)
 	counters [3]mapCounters
 	closed   bool
+	attached attachment
 }
 
 var _ Datapath = (*BPF)(nil)
@@ -84,12 +91,19 @@ func OpenBPF(opts BPFOptions) (*BPF, error) {
 		return nil, err
 	}
 	b := &BPF{
-		log:     opts.Logger,
-		pinPath: opts.PinPath,
-		dir:     filepath.Join(opts.PinPath, "v"+layoutHash(spec)),
-		spec:    spec,
-		maps:    make(map[string]*ebpf.Map),
-		w:       writer{batchSize: opts.BatchSize, batching: !opts.NoBatch, trace: opts.Trace, log: opts.Logger},
+		log:      opts.Logger,
+		pinPath:  opts.PinPath,
+		dir:      filepath.Join(opts.PinPath, "v"+layoutHash(spec)),
+		spec:     spec,
+		maps:     make(map[string]*ebpf.Map),
+		w:        writer{batchSize: opts.BatchSize, batching: !opts.NoBatch, trace: opts.Trace, log: opts.Logger},
+		attached: attachment{opts: opts.Programs, readOnly: opts.ReadOnly},
+	}
+	if opts.ReadOnly {
+		if err := b.loadPinned(opts); err != nil {
+			return nil, err
+		}
+		return b, nil
 	}
 	if err := ensureBPFFS(b.dir); err != nil {
 		return nil, err
@@ -109,40 +123,9 @@ func OpenBPF(opts BPFOptions) (*BPF, error) {
 		}
 		b.maps[name] = m
 	}
-	sizes := opts.MaxEntries.withDefaults()
-	var inner [3]*ebpf.Map
-	for i, name := range agentMaps {
-		outer := outerName(name)
-		b.rs[i] = &resizable{
-			name: name, outer: b.maps[outer], inner: spec.Maps[outer].InnerMap,
-			pin: pinOf(b.dir, name), sizing: newSizing(sizes.byName(name)),
-		}
-		if inner[i], err = b.rs[i].openInner(); err != nil {
-			for _, m := range inner[:i] {
-				m.Close()
-			}
-			b.closeMaps()
-			return nil, fmt.Errorf("open map %s in %s: %w", name, b.dir, err)
-		}
+	if err := b.openTables(opts, false); err != nil {
+		return nil, err
 	}
-	b.rn, err = openLRU(resizable{
-		name: mapRevNAT, outer: b.maps[outerName(mapRevNAT)], inner: spec.Maps[outerName(mapRevNAT)].InnerMap,
-		pin:    pinOf(b.dir, mapRevNAT),
-		sizing: sizing{size: min(minRevNATEntries, sizes.RevNAT), limit: sizes.RevNAT},
-	}, opts.BatchSize)
-	if err != nil {
-		for _, m := range inner {
-			m.Close()
-		}
-		b.closeMaps()
-		return nil, fmt.Errorf("open map %s in %s: %w", mapRevNAT, b.dir, err)
-	}
-	b.fe = newBPFTable[FrontendKey, FrontendValue](inner[idxFrontends], opts.BatchSize)
-	b.sl = newBPFTable[SlotKey, SlotValue](inner[idxSlots], opts.BatchSize)
-	b.be = newBPFTable[BackendKey, BackendValue](inner[idxBackends], opts.BatchSize)
-	b.rs[idxFrontends].entries = b.fe.count()
-	b.rs[idxSlots].entries = b.sl.count()
-	b.rs[idxBackends].entries = b.be.count()
 
 	entries, err := os.ReadDir(opts.PinPath)
 	if err != nil {
@@ -159,6 +142,54 @@ func OpenBPF(opts BPFOptions) (*BPF, error) {
 			"layout", b.dir, "stale", b.stale)
 	}
 	return b, nil
+}
+
+// openTables opens the live inner map of every agent-written map (slot 0
+// of its outer map) and wraps it. Unless readOnly, an empty slot gets a new
+// empty map and the pin <layout>/<name> is made to name the live map.
+func (b *BPF) openTables(opts BPFOptions, readOnly bool) error {
+	sizes := opts.MaxEntries.withDefaults()
+	var inner [3]*ebpf.Map
+	for i, name := range agentMaps {
+		outer := outerName(name)
+		b.rs[i] = &resizable{
+			name: name, outer: b.maps[outer], inner: b.spec.Maps[outer].InnerMap,
+			pin: pinOf(b.dir, name), sizing: newSizing(sizes.byName(name)),
+		}
+		var err error
+		if readOnly {
+			inner[i], err = b.rs[i].lookupInner()
+		} else {
+			inner[i], err = b.rs[i].openInner()
+		}
+		if err != nil {
+			for _, m := range inner[:i] {
+				m.Close()
+			}
+			b.closeMaps()
+			return fmt.Errorf("open map %s in %s: %w", name, b.dir, err)
+		}
+	}
+	var err error
+	b.rn, err = openLRU(resizable{
+		name: mapRevNAT, outer: b.maps[outerName(mapRevNAT)], inner: b.spec.Maps[outerName(mapRevNAT)].InnerMap,
+		pin:    pinOf(b.dir, mapRevNAT),
+		sizing: sizing{size: min(minRevNATEntries, sizes.RevNAT), limit: sizes.RevNAT},
+	}, opts.BatchSize, readOnly)
+	if err != nil {
+		for _, m := range inner {
+			m.Close()
+		}
+		b.closeMaps()
+		return fmt.Errorf("open map %s in %s: %w", mapRevNAT, b.dir, err)
+	}
+	b.fe = newBPFTable[FrontendKey, FrontendValue](inner[idxFrontends], opts.BatchSize)
+	b.sl = newBPFTable[SlotKey, SlotValue](inner[idxSlots], opts.BatchSize)
+	b.be = newBPFTable[BackendKey, BackendValue](inner[idxBackends], opts.BatchSize)
+	b.rs[idxFrontends].entries = b.fe.count()
+	b.rs[idxSlots].entries = b.sl.count()
+	b.rs[idxBackends].entries = b.be.count()
+	return nil
 }
 
 // PinDir returns the directory of this layout's maps.
@@ -186,6 +217,9 @@ func (b *BPF) Apply(ctx context.Context, cs ChangeSet) (ApplyStats, error) {
 	defer b.mu.Unlock()
 	if b.closed {
 		return ApplyStats{}, errClosed
+	}
+	if b.attached.readOnly {
+		return ApplyStats{}, errReadOnly
 	}
 	ops := b.resizeOps()
 	if err := growMaps(ctx, ops, upsertCounts(cs)); err != nil {
@@ -348,7 +382,7 @@ func (b *BPF) Close() error {
 		return nil
 	}
 	b.closed = true
-	return b.closeMaps()
+	return errors.Join(b.attached.close(), b.closeMaps())
 }
 
 func (b *BPF) closeMaps() error {

@@ -3,6 +3,7 @@ package datapath
 import (
 	"context"
 	"errors"
+	"net/netip"
 )
 
 // Datapath holds the agent-written maps (frontends, slots, backends).
@@ -23,6 +24,12 @@ type Datapath interface {
 	Dump(ctx context.Context) (State, error)
 	// Stats returns per-map counters since the datapath was opened.
 	Stats() Stats
+	// Attach makes cidrs the service CIDRs in which connects to unknown
+	// addresses are reported as misses, and installs the socket programs
+	// that read the maps once. It is idempotent: later calls update the
+	// CIDRs and return the same Programs. Memory has no programs and
+	// returns nil; the Programs are closed by Close.
+	Attach(ctx context.Context, cidrs []netip.Prefix) (*Programs, error)
 	// Close releases the datapath's resources. BPF keeps its pinned maps
 	// (and the kernel keeps translating with them).
 	Close() error

@@ -9,13 +9,19 @@
 //     identical op and syscall accounting, for hosts without eBPF and for
 //     the scale harness (thousands of instances in one process);
 //   - Faulty wraps either to inject failed and partial batches in tests;
-//   - Programs loads and attaches the cgroup socket programs
-//     (bpf/meshrelay.c) that read the maps, and reports misses and usage.
+//   - Programs are the cgroup socket programs (bpf/meshrelay.c) that read
+//     the maps and report misses and usage; Datapath.Attach installs them
+//     (idempotent; configured by BPFOptions.Programs; nil on Memory).
+//
+// OpenBPF with BPFOptions.ReadOnly opens existing pins read-only and never
+// creates maps (`nodeagent dump`).
 //
 // The agent computes the wanted State from etcd, diffs it against the
 // applied one with DiffStates and hands the ChangeSet to Apply, which
 // writes it make-before-break (see ChangeSet).
 //
-// Only the node agent imports this package. It is the only package of
-// meshrelay that imports github.com/cilium/ebpf.
+// The node agent imports it (package nodeagent, its command and dump
+// view, its end-to-end tests), nodeagent/nodemodel for its types, and the
+// scale harness (the memory datapath, and the bpf one in its demo). It is
+// the only package of meshrelay that imports github.com/cilium/ebpf.
 package datapath

@@ -69,12 +69,17 @@ type lruMap struct {
 	retention time.Duration // lruRetention; tests shorten it
 }
 
-// openLRU opens the maps in the slots of r.outer, creating slot 0 at r.size
-// if it is empty.
-func openLRU(r resizable, batchSize int) (*lruMap, error) {
+// openLRU opens the maps in the slots of r.outer; unless readOnly it
+// creates slot 0 at r.size if it is empty and pins it.
+func openLRU(r resizable, batchSize int, readOnly bool) (*lruMap, error) {
 	l := &lruMap{resizable: r, batchSize: batchSize, retention: lruRetention}
 	var err error
-	if l.m, err = l.openInner(); err != nil {
+	if readOnly {
+		l.m, err = l.lookupInner()
+	} else {
+		l.m, err = l.openInner()
+	}
+	if err != nil {
 		return nil, err
 	}
 	var prev *ebpf.Map

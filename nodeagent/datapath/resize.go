@@ -204,6 +204,17 @@ func (r *resizable) openInner() (*ebpf.Map, error) {
 	return m, nil
 }
 
+// lookupInner returns the map in slot 0 of r.outer without changing
+// anything: the read-only open of `nodeagent dump`.
+func (r *resizable) lookupInner() (*ebpf.Map, error) {
+	var m *ebpf.Map
+	if err := r.outer.Lookup(uint32(0), &m); err != nil {
+		return nil, fmt.Errorf("read outer map of %s: %w", r.name, err)
+	}
+	r.size = int(m.MaxEntries())
+	return m, nil
+}
+
 func (r *resizable) create(size int) (*ebpf.Map, error) {
 	spec := r.inner.Copy()
 	spec.Name = r.name

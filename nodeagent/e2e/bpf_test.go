@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -58,22 +57,17 @@ func newBPFEnv(t *testing.T) bpfEnv {
 	return bpfEnv{pin: filepath.Clean(pin), cgroup: cg}
 }
 
-// open opens the pinned maps and an Install hook attaching the programs to
-// the env's cgroup, as the node agent's main does.
-func (e bpfEnv) open(t *testing.T) (*datapath.BPF, func(context.Context) (nodeagent.Programs, error)) {
+// open opens the pinned maps configured to attach the programs to the
+// env's cgroup (the agent calls Attach), as the node agent's main does.
+func (e bpfEnv) open(t *testing.T) *datapath.BPF {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
-	b, err := datapath.OpenBPF(datapath.BPFOptions{PinPath: e.pin, Logger: log})
+	b, err := datapath.OpenBPF(datapath.BPFOptions{PinPath: e.pin, Logger: log,
+		Programs: datapath.ProgramsOptions{CgroupPath: e.cgroup, MissInterval: 50 * time.Millisecond}})
 	if err != nil {
 		t.Skipf("skipping BPF test: cannot open BPF maps: %v", err)
 	}
-	install := func(context.Context) (nodeagent.Programs, error) {
-		if err := b.SetServiceCIDRs(serviceCIDRs); err != nil {
-			return nil, err
-		}
-		return datapath.Install(b, datapath.ProgramsOptions{CgroupPath: e.cgroup, MissInterval: 50 * time.Millisecond, Logger: log})
-	}
-	return b, install
+	return b
 }
 
 // TestBPFOnDemandAndRestart runs the agent over the bpf datapath with the
@@ -105,8 +99,8 @@ func TestBPFOnDemandAndRestart(t *testing.T) {
 	}
 	vip := func(i int) string { return truth[i].VIPs[0] + ":80" }
 
-	b, install := env.open(t)
-	opts := nodeagent.Options{Services: []keyspace.Service{w.svcKey(2)}, OnDemand: true, ServiceCIDRs: serviceCIDRs, Install: install}
+	b := env.open(t)
+	opts := nodeagent.Options{Services: []keyspace.Service{w.svcKey(2)}, OnDemand: true, ServiceCIDRs: serviceCIDRs}
 	first := startAgent(t, w.client, b, opts)
 	w.converges(b, 2)
 
@@ -144,10 +138,9 @@ func TestBPFOnDemandAndRestart(t *testing.T) {
 	if err := reaches(2); err != nil {
 		t.Fatalf("with no agent running: %v", err)
 	}
-	b2, install2 := env.open(t)
+	b2 := env.open(t)
 	t.Cleanup(func() { b2.Close() })
 	rec := datapath.NewRecorder(b2)
-	opts.Install = install2
 	second := startAgent(t, w.client, rec, opts)
 	eventually(t, "second agent ready, on-demand service adopted", func() error {
 		if st := second.Stats(); !st.Ready || st.Orphans != 0 || st.OnDemand != 1 {

@@ -1,9 +1,15 @@
 // Package etcdsource is the node agent's view of the meshrelay etcd keyspace
-// (BRIEF §2.1): it watches only the services the node needs and hands
+// (docs/contract.md): it watches only the services the node needs and hands
 // complete, consistent per-service states to the rest of the agent, which
-// diffs them against the BPF maps.
+// diffs them against the BPF maps. It is the agent's only access to etcd:
+// besides the service watches it lists and follows namespaces
+// (RunNamespace), resolves VIPs (Resolve) and answers the start-up
+// questions (Complete: is every shard synced in the current generation;
+// HasSpec). Its counters are Prometheus collectors (Register), read back
+// by Stats.
 //
-// Only the node agent imports it. It imports keyspace, model and the value
+// Only package nodeagent imports it (and its tests). It imports
+// internal/keyspace, internal/model, internal/backoff and the value
 // schema, never the relay.
 //
 // # What it reads
@@ -11,7 +17,9 @@
 // One etcd watch per watched service on services/<ns>/<name>/ (trailing
 // slash), one on generation and one on the synced/ prefix, plus one Get of
 // vips/<ip> per unknown VIP asked for with Resolve (misses are cached for
-// Options.NegativeTTL). Nothing else under services/ is ever read. All
+// Options.NegativeTTL). RunNamespace adds a keys-only list and a watch of
+// services/<ns>/ per loaded namespace; HasSpec a count-only read of one
+// spec key. Nothing else under services/ is ever read. All
 // watches are opened with contexts that carry the same gRPC metadata, so
 // clientv3 multiplexes them on a single watch stream of the one connection.
 //

@@ -83,7 +83,7 @@ func (s *Source) Next(ctx context.Context, max int) ([]Event, error) {
 			s.kickQueue()
 		}
 		if len(evs) > 0 {
-			s.stats.delivered.Add(int64(len(evs)))
+			s.stats.delivered.Add(float64(len(evs)))
 			return evs, nil
 		}
 		select {

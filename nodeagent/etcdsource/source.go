@@ -95,6 +95,7 @@ func New(c Client, opts Options) *Source {
 		ctl:     control{markers: map[int]marker{}},
 		queue:   newQueue(),
 		vips:    newVIPCache(),
+		stats:   newCounters(),
 	}
 }
 

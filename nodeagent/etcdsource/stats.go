@@ -1,8 +1,12 @@
 package etcdsource
 
-import "sync/atomic"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
 
-// Stats are the Source's counters since New, for metrics and tests.
+// Stats are the Source's counters since New, for tests and the scale
+// harness; they are read from the Source's Prometheus metrics (Register).
 type Stats struct {
 	// Services is the number of services registered with Watch.
 	Services int
@@ -35,29 +39,66 @@ type Stats struct {
 	GenerationChanges int64
 }
 
-// counters are the atomic counters behind Stats.
+// counters are the Source's metrics: the only storage of its counts.
 type counters struct {
-	watchesOpen, lists, relists, gets, negativeHits, probes atomic.Int64
-	watchEvents, events, coalesced, delivered, compactions  atomic.Int64
-	deferredDeletes, generationChanges                      atomic.Int64
+	watchesOpen                                prometheus.Gauge
+	lists, relists, gets, negativeHits, probes prometheus.Counter
+	watchEvents, events, coalesced, delivered  prometheus.Counter
+	compactions, deferredDeletes               prometheus.Counter
+	generationChanges                          prometheus.Counter
+}
+
+func newCounters() counters {
+	c := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "meshrelay", Subsystem: "nodeagent", Name: name, Help: help})
+	}
+	return counters{
+		watchesOpen: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "meshrelay", Subsystem: "nodeagent",
+			Name: "etcd_watches", Help: "etcd watches open."}),
+		lists:             c("etcd_lists_total", "Reads of a service's prefix."),
+		relists:           c("etcd_relists_total", "Reads of a service's prefix after its first (compaction, marker, generation change, removal check)."),
+		gets:              c("etcd_vip_gets_total", "Reads of vips/<ip> that reached etcd."),
+		negativeHits:      c("etcd_vip_negative_hits_total", "VIP resolutions answered by the cache of unknown VIPs."),
+		probes:            c("etcd_generation_probes_total", "Reads of generation made to detect a rebuilt etcd."),
+		watchEvents:       c("etcd_watch_events_total", "etcd events applied from service watches."),
+		events:            c("source_events_total", "Service states and removals queued by the etcd source."),
+		coalesced:         c("source_events_coalesced_total", "Source events that replaced a pending event of the same service."),
+		delivered:         c("source_events_delivered_total", "Source events taken by the agent."),
+		compactions:       c("etcd_compactions_total", "Service watches that failed with ErrCompacted."),
+		deferredDeletes:   c("etcd_deferred_removals_total", "Removals deferred for lack of a synced marker of the current generation."),
+		generationChanges: c("etcd_generation_changes_total", "Changed generations and rebuilt etcds seen."),
+	}
+}
+
+// Register registers the Source's metrics with r.
+func (s *Source) Register(r prometheus.Registerer) error {
+	c := &s.stats
+	for _, m := range []prometheus.Collector{c.watchesOpen, c.lists, c.relists, c.gets, c.negativeHits, c.probes,
+		c.watchEvents, c.events, c.coalesced, c.delivered, c.compactions, c.deferredDeletes, c.generationChanges} {
+		if err := r.Register(m); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Stats returns a snapshot of the Source's counters.
 func (s *Source) Stats() Stats {
+	c := &s.stats
 	st := Stats{
-		WatchesOpen:       s.stats.watchesOpen.Load(),
-		Lists:             s.stats.lists.Load(),
-		Relists:           s.stats.relists.Load(),
-		Gets:              s.stats.gets.Load(),
-		NegativeHits:      s.stats.negativeHits.Load(),
-		Probes:            s.stats.probes.Load(),
-		WatchEvents:       s.stats.watchEvents.Load(),
-		Events:            s.stats.events.Load(),
-		Coalesced:         s.stats.coalesced.Load(),
-		Delivered:         s.stats.delivered.Load(),
-		Compactions:       s.stats.compactions.Load(),
-		DeferredDeletes:   s.stats.deferredDeletes.Load(),
-		GenerationChanges: s.stats.generationChanges.Load(),
+		WatchesOpen:       read(c.watchesOpen),
+		Lists:             read(c.lists),
+		Relists:           read(c.relists),
+		Gets:              read(c.gets),
+		NegativeHits:      read(c.negativeHits),
+		Probes:            read(c.probes),
+		WatchEvents:       read(c.watchEvents),
+		Events:            read(c.events),
+		Coalesced:         read(c.coalesced),
+		Delivered:         read(c.delivered),
+		Compactions:       read(c.compactions),
+		DeferredDeletes:   read(c.deferredDeletes),
+		GenerationChanges: read(c.generationChanges),
 	}
 	s.mu.Lock()
 	st.Services = len(s.watches)
@@ -68,4 +109,16 @@ func (s *Source) Stats() Stats {
 	}
 	s.mu.Unlock()
 	return st
+}
+
+// read returns the value of a counter or gauge.
+func read(m prometheus.Metric) int64 {
+	var d dto.Metric
+	if m.Write(&d) != nil {
+		return 0
+	}
+	if c := d.GetCounter(); c != nil {
+		return int64(c.GetValue())
+	}
+	return int64(d.GetGauge().GetValue())
 }

@@ -19,7 +19,9 @@
 // The package is deterministic and does no I/O: no goroutines, clocks,
 // logging or locks. A Table belongs to one goroutine.
 //
-// The node agent (package nodeagent) and the scale harness's direct-mode
-// nodes import it. It imports internal/keyspace, internal/model, the value schema and
-// nodeagent/datapath (for its types and AssignSlots, never its kernel I/O).
+// The node agent (package nodeagent), the dump view of its command
+// (nodeagent/cmd/nodeagent/dumpview, for CompareKeys) and the scale
+// harness's direct-mode nodes import it. It imports internal/keyspace,
+// internal/model, the value schema and nodeagent/datapath (for its types
+// and AssignSlots, never its kernel I/O).
 package nodemodel

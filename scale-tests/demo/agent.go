@@ -19,6 +19,7 @@ import (
 	"github.com/meshrelay/meshrelay/internal/istiodsim"
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 	"github.com/meshrelay/meshrelay/nodeagent"
+	"github.com/meshrelay/meshrelay/nodeagent/cmd/nodeagent/dumpview"
 	"github.com/meshrelay/meshrelay/nodeagent/datapath"
 )
 
@@ -102,28 +103,23 @@ func (n *node) openBPF(log *slog.Logger, opts *nodeagent.Options) string {
 		return err.Error()
 	}
 	n.pin = filepath.Join(datapath.BPFFSMount, "meshrelay-demo-"+strconv.Itoa(os.Getpid()))
-	b, err := datapath.OpenBPF(datapath.BPFOptions{PinPath: n.pin, Logger: log})
-	if err != nil {
-		os.RemoveAll(n.pin)
-		return "bpf unavailable: " + err.Error()
-	}
 	cg, err := cgroupclient.NewCgroup(datapath.DefaultCgroupPath, "meshrelay-demo-")
 	if err != nil {
-		b.Close()
-		os.RemoveAll(n.pin)
 		return err.Error()
+	}
+	// The agent attaches the programs (Datapath.Attach) to opts.ServiceCIDRs.
+	b, err := datapath.OpenBPF(datapath.BPFOptions{PinPath: n.pin, Logger: log,
+		Programs: datapath.ProgramsOptions{CgroupPath: cg, MissInterval: 100 * time.Millisecond}})
+	if err != nil {
+		cgroupclient.RemoveCgroup(cg)
+		os.RemoveAll(n.pin)
+		return "bpf unavailable: " + err.Error()
 	}
 	n.kind, n.dp, n.cgroup = "bpf", b, cg
 	n.cleanup = append(n.cleanup,
 		func() { cgroupclient.RemoveCgroup(cg) },
 		func() { datapath.Uninstall(n.pin); os.RemoveAll(n.pin) },
 		func() { b.Close() })
-	opts.Install = func(context.Context) (nodeagent.Programs, error) {
-		if err := b.SetServiceCIDRs(serviceCIDRs); err != nil {
-			return nil, err
-		}
-		return datapath.Install(b, datapath.ProgramsOptions{CgroupPath: cg, MissInterval: 100 * time.Millisecond, Logger: log})
-	}
 	return ""
 }
 
@@ -133,7 +129,7 @@ func (n *node) printDump(ctx context.Context, out io.Writer, limit int) error {
 	if err != nil {
 		return err
 	}
-	v := nodeagent.NewView(st)
+	v := dumpview.NewView(st)
 	full := len(v.Frontends)
 	if len(v.Frontends) > limit {
 		v.Frontends = v.Frontends[:limit]

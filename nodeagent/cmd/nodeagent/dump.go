@@ -8,15 +8,15 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/meshrelay/meshrelay/internal/cliconfig"
-	"github.com/meshrelay/meshrelay/nodeagent"
+	"github.com/meshrelay/meshrelay/nodeagent/cmd/nodeagent/dumpview"
 	"github.com/meshrelay/meshrelay/nodeagent/datapath"
 )
 
-// runDump prints the pinned maps under --bpf-pin-path as JSON.
+// runDump prints the pinned maps under --bpf-pin-path as JSON. It opens
+// them read-only and never creates maps.
 func runDump(ctx context.Context, r *cliconfig.Reader, stdout, stderr io.Writer) error {
 	log := r.Logger(stderr)
 	kind := r.OneOf("datapath", "bpf", "memory")
@@ -34,24 +34,21 @@ func runDump(ctx context.Context, r *cliconfig.Reader, stdout, stderr io.Writer)
 	if len(before) == 0 {
 		return fmt.Errorf("no maps pinned under %s (is an agent with --datapath=bpf running here?)", pin)
 	}
-	b, err := openBPF(pin, log)
+	b, err := openBPF(datapath.BPFOptions{PinPath: pin, Logger: log, ReadOnly: true})
 	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("the maps pinned under %s (%s) are of another layout than this binary's: %w", pin, strings.Join(before, ", "), err)
+		}
 		return err
 	}
 	defer b.Close()
-	if !slices.Contains(before, b.PinDir()) {
-		// OpenBPF just created this layout's maps: they are not the agent's.
-		b.Close()
-		os.RemoveAll(b.PinDir())
-		return fmt.Errorf("the maps pinned under %s (%s) are of another layout than this binary's", pin, strings.Join(before, ", "))
-	}
 	st, err := b.Dump(ctx)
 	if err != nil {
 		return err
 	}
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
-	return enc.Encode(nodeagent.NewView(st))
+	return enc.Encode(dumpview.NewView(st))
 }
 
 // layouts lists the map directories (v<layout>) pinned under pin.

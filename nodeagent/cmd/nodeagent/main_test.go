@@ -22,7 +22,7 @@ import (
 	"github.com/meshrelay/meshrelay/internal/embedetcd"
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 	"github.com/meshrelay/meshrelay/internal/model"
-	"github.com/meshrelay/meshrelay/nodeagent"
+	"github.com/meshrelay/meshrelay/nodeagent/cmd/nodeagent/dumpview"
 	"github.com/meshrelay/meshrelay/nodeagent/datapath"
 	v1 "github.com/meshrelay/meshrelay/proto/meshrelay/v1"
 )
@@ -237,7 +237,7 @@ func TestBPFRunDumpUninstall(t *testing.T) {
 		t.Fatalf("no program links pinned under %s: %v", pin, err)
 	}
 
-	var v nodeagent.View
+	var v dumpview.View
 	eventually := time.Now().Add(20 * time.Second)
 	for {
 		out, _, err := run(context.Background(), "dump", "--bpf-pin-path="+pin)

@@ -35,7 +35,7 @@ func runAgent(ctx context.Context, r *cliconfig.Reader, stdout, stderr io.Writer
 	}
 	opts.Logger = log
 
-	dp, err := openDatapath(kind, r.Explicit("datapath"), r, opts.ServiceCIDRs, log, &opts)
+	dp, err := openDatapath(kind, r.Explicit("datapath"), r, log)
 	if err != nil {
 		return err
 	}
@@ -138,14 +138,15 @@ func agentOptions(r *cliconfig.Reader) (nodeagent.Options, error) {
 
 // openDatapath opens the datapath of kind. An unavailable bpf datapath
 // falls back to memory, with a warning, unless bpf was asked for
-// explicitly. With bpf, opts.Install is set to load the programs.
-func openDatapath(kind string, explicit bool, r *cliconfig.Reader, cidrs []netip.Prefix, log *slog.Logger, opts *nodeagent.Options) (datapath.Datapath, error) {
+// explicitly. The bpf datapath attaches its programs to --cgroup-path when
+// the agent calls Attach.
+func openDatapath(kind string, explicit bool, r *cliconfig.Reader, log *slog.Logger) (datapath.Datapath, error) {
 	if kind == "memory" {
 		log.Warn("memory datapath: nothing reaches the kernel; sockets are not translated")
 		return datapath.NewMemory(datapath.MemoryOptions{Logger: log}), nil
 	}
-	pin, cgroup := r.String("bpf-pin-path"), r.String("cgroup-path")
-	b, err := openBPF(pin, log)
+	b, err := openBPF(datapath.BPFOptions{PinPath: r.String("bpf-pin-path"), Logger: log,
+		Programs: datapath.ProgramsOptions{CgroupPath: r.String("cgroup-path")}})
 	if err != nil {
 		if explicit {
 			return nil, fmt.Errorf("bpf datapath: %w", err)
@@ -154,28 +155,15 @@ func openDatapath(kind string, explicit bool, r *cliconfig.Reader, cidrs []netip
 			"err", err)
 		return datapath.NewMemory(datapath.MemoryOptions{Logger: log}), nil
 	}
-	opts.Install = func(ctx context.Context) (nodeagent.Programs, error) {
-		if err := b.SetServiceCIDRs(cidrs); err != nil {
-			return nil, err
-		}
-		p, err := datapath.Install(b, datapath.ProgramsOptions{CgroupPath: cgroup, Logger: log})
-		if err != nil {
-			return nil, err
-		}
-		if err := b.RemoveStaleLayouts(); err != nil {
-			log.Warn("removing maps of an older layout", "err", err)
-		}
-		return p, nil
-	}
 	return b, nil
 }
 
-// openBPF opens (creating if needed) the pinned maps under pin.
-func openBPF(pin string, log *slog.Logger) (*datapath.BPF, error) {
+// openBPF opens the pinned maps of opts.
+func openBPF(opts datapath.BPFOptions) (*datapath.BPF, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("needs root (CAP_BPF, CAP_SYS_ADMIN) for BPF maps and bpffs")
 	}
-	return datapath.OpenBPF(datapath.BPFOptions{PinPath: pin, Logger: log})
+	return datapath.OpenBPF(opts)
 }
 
 func defaultNodeName() string {
