@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 )
@@ -101,7 +102,9 @@ func TestBPFRevNATResize(t *testing.T) {
 	if res := h.do(helperCmd{Op: "bench", Addr: vip4.String(), N: 1100}); res.Errors != 0 {
 		t.Fatalf("connects: %+v", res)
 	}
-	lruCheck()
+	// Apply checks at most every lruCheckInterval: this one is due.
+	e.dp.rn.lastCheck = time.Time{}
+	mustApply(t, e.dp, ChangeSet{})
 	st := e.dp.Stats().Map(mapRevNAT)
 	if st.MaxEntries != 2*minRevNATEntries || st.Resizes != 1 || st.Entries < 1100 || !slot1() {
 		t.Fatalf("rev_nat after 1,100 connects: %+v (old map in slot 1: %v)", st, slot1())
@@ -115,6 +118,19 @@ func TestBPFRevNATResize(t *testing.T) {
 	if dp.rn.prev == nil || dp.rn.size != 2*minRevNATEntries {
 		t.Fatalf("the restart did not find the resize in progress: size %d, previous map %v", dp.rn.size, dp.rn.prev)
 	}
+	// A read-only open (nodeagent dump) reports the new map and finishes
+	// nothing.
+	ro, err := OpenBPF(BPFOptions{PinPath: e.pin, ReadOnly: true, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := ro.Stats().Map(mapRevNAT); st.MaxEntries != 2*minRevNATEntries || st.Entries < 1100 {
+		t.Errorf("read-only stats of rev_nat mid-resize: %+v", st)
+	}
+	ro.Close()
+	if !slot1() {
+		t.Fatal("a read-only open retired the old map")
+	}
 	check("after a restart mid-resize")
 	conns.hold(t, "after a restart mid-resize")
 
@@ -122,7 +138,7 @@ func TestBPFRevNATResize(t *testing.T) {
 	// the copy put there (as if program runs had written the old map after
 	// the copy read it); the retiring check copies it again.
 	var copied []meshrelayRevnatKey
-	err := dp.rn.table(dp.rn.prev).walk(context.Background(), new(uint64), func(k meshrelayRevnatKey, _ meshrelayRevnatValue) {
+	err = dp.rn.table(dp.rn.prev).walk(context.Background(), new(uint64), func(k meshrelayRevnatKey, _ meshrelayRevnatValue) {
 		copied = append(copied, k)
 	})
 	if err != nil {
