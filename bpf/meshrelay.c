@@ -50,6 +50,8 @@ const volatile struct {
 	struct backend_value bv;
 	struct revnat_key rk;
 	struct revnat_value rv;
+	struct usage_key uk;
+	struct usage_value uv;
 } layout_anchor;
 
 struct frontends_inner {
@@ -147,13 +149,21 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } miss_reports SEC(".maps");
 
-struct {
+/* usage is resizable like rev_nat: slot 0 written and read, slot 1 read. */
+struct usage_inner {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 1024);
+	__uint(max_entries, 1048576);
 	__type(key, struct usage_key);
 	__type(value, struct usage_value);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 2);
+	__type(key, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} usage SEC(".maps");
+	__array(values, struct usage_inner);
+} usage_outer SEC(".maps");
 
 
 static __always_inline void addr_from_ip4(__u8 addr[16], __u32 ip4)
@@ -215,14 +225,20 @@ static __always_inline void touch_usage(__u32 frontend_id)
 	struct usage_key key = { .frontend_id = frontend_id };
 	struct usage_value fresh = { .last_used_ns = bpf_ktime_get_ns() };
 	struct usage_value *last;
+	__u32 current = 0;
+	void *usage;
 
-	last = bpf_map_lookup_elem(&usage, &key);
+	/* An entry only in slot 1 (a resize in progress) gets a fresh one in slot 0. */
+	usage = bpf_map_lookup_elem(&usage_outer, &current);
+	if (!usage)
+		return;
+	last = bpf_map_lookup_elem(usage, &key);
 	if (last) {
 		if (fresh.last_used_ns - last->last_used_ns >= USAGE_REFRESH_NS)
 			last->last_used_ns = fresh.last_used_ns;
 		return;
 	}
-	bpf_map_update_elem(&usage, &key, &fresh, BPF_ANY);
+	bpf_map_update_elem(usage, &key, &fresh, BPF_ANY);
 }
 
 /*

@@ -131,7 +131,8 @@ struct miss_report {
 
 /*
  * usage: frontend id -> ktime (ns, CLOCK_MONOTONIC) of its last use,
- * refreshed at most once a second. Kernel-written, BPF_MAP_TYPE_LRU_HASH.
+ * refreshed at most once a second. Kernel-written, BPF_MAP_TYPE_LRU_HASH,
+ * resizable like rev_nat.
  */
 struct usage_key {
 	__u32 frontend_id;

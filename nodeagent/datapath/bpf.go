@@ -64,7 +64,8 @@ type BPF struct {
 	sl       *bpfTable[SlotKey, SlotValue]
 	be       *bpfTable[BackendKey, BackendValue]
 	rs       [3]*resizable // indexed like agentMaps
-	rn       *lruMap       // rev_nat (lru.go)
+	rn       *revNATMap    // rev_nat (lru.go)
+	us       *usageMap     // usage (lru.go)
 	counters [3]mapCounters
 	closed   bool
 	attached attachment
@@ -170,18 +171,25 @@ func (b *BPF) openTables(opts BPFOptions, readOnly bool) error {
 			return fmt.Errorf("open map %s in %s: %w", name, b.dir, err)
 		}
 	}
+	lru := func(name string, floor int) resizable {
+		return resizable{
+			name: name, outer: b.maps[outerName(name)], inner: b.spec.Maps[outerName(name)].InnerMap,
+			pin: pinOf(b.dir, name), sizing: sizing{size: min(floor, sizes.byName(name)), limit: sizes.byName(name)},
+		}
+	}
 	var err error
-	b.rn, err = openLRU(resizable{
-		name: mapRevNAT, outer: b.maps[outerName(mapRevNAT)], inner: b.spec.Maps[outerName(mapRevNAT)].InnerMap,
-		pin:    pinOf(b.dir, mapRevNAT),
-		sizing: sizing{size: min(minRevNATEntries, sizes.RevNAT), limit: sizes.RevNAT},
-	}, opts.BatchSize, readOnly)
+	b.rn, err = openLRU[meshrelayRevnatKey](lru(mapRevNAT, minRevNATEntries), minRevNATEntries,
+		func(v meshrelayRevnatValue) uint64 { return v.UsedNs }, opts.BatchSize, readOnly)
+	if err == nil {
+		b.us, err = openLRU[meshrelayUsageKey](lru(mapUsage, minUsageEntries), minUsageEntries,
+			func(v meshrelayUsageValue) uint64 { return v.LastUsedNs }, opts.BatchSize, readOnly)
+	}
 	if err != nil {
 		for _, m := range inner {
 			m.Close()
 		}
 		b.closeMaps()
-		return fmt.Errorf("open map %s in %s: %w", mapRevNAT, b.dir, err)
+		return fmt.Errorf("open maps in %s: %w", b.dir, err)
 	}
 	b.fe = newBPFTable[FrontendKey, FrontendValue](inner[idxFrontends], opts.BatchSize)
 	b.sl = newBPFTable[SlotKey, SlotValue](inner[idxSlots], opts.BatchSize)
@@ -232,8 +240,9 @@ func (b *BPF) Apply(ctx context.Context, cs ChangeSet) (ApplyStats, error) {
 		if err := shrinkMaps(ctx, ops); err != nil {
 			b.log.Warn("shrinking a map failed; it keeps its size", "error", err)
 		}
-		if err := b.rn.maybeCheck(ctx, time.Now()); err != nil {
-			b.log.Warn("resizing the reverse-NAT map failed; it keeps its size", "error", err)
+		now := time.Now()
+		if err := errors.Join(b.rn.maybeCheck(ctx, now), b.us.maybeCheck(ctx, now)); err != nil {
+			b.log.Warn("resizing a kernel-written map failed; it keeps its size", "error", err)
 		}
 	}
 	return as, err
@@ -294,6 +303,8 @@ func (b *BPF) Stats() Stats {
 				m = b.be.m
 			case mapRevNAT:
 				m = b.rn.m
+			case mapUsage:
+				m = b.us.m
 			}
 		}
 		ms := MapStats{Name: name, Entries: -1, MaxEntries: int(m.MaxEntries()), Limit: int(m.MaxEntries()), Flags: m.Flags()}
@@ -308,8 +319,9 @@ func (b *BPF) Stats() Stats {
 		case MapBackends:
 			ms.Entries = b.be.count()
 		case mapRevNAT:
-			ms.Entries = b.rn.table(m).count()
-			ms.Limit, ms.Resizes, ms.CopySyscalls = b.rn.limit, b.rn.resizes, b.rn.copySyscalls
+			b.rn.stats(&ms)
+		case mapUsage:
+			b.us.stats(&ms)
 		}
 		for i, n := range agentMaps {
 			if n == name {
@@ -392,6 +404,9 @@ func (b *BPF) closeMaps() error {
 	}
 	if b.rn != nil {
 		errs = append(errs, b.rn.close())
+	}
+	if b.us != nil {
+		errs = append(errs, b.us.close())
 	}
 	for _, m := range b.maps {
 		errs = append(errs, m.Close())

@@ -12,7 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The resizable reverse-NAT map.
+// The resizable kernel-written maps: rev_nat and usage.
 //
 // rev_nat is written by the programs (one entry per translated socket and
 // backend), an LRU hash map the kernel preallocates: its memory is its
@@ -43,36 +43,50 @@ import (
 // map grows when those are more than half its size (the kernel's per-CPU
 // free lists make it evict before it is full), to at least twice its size;
 // it shrinks when they are under 1/8 of it for shrinkAfter checks in a row,
-// never below minRevNATEntries. A copy into a map smaller than the old
+// never below its floor (minRevNATEntries). A copy into a map smaller than the old
 // entries keeps the most recently used (the kernel would evict the others).
 //
 // The limit: an open connection that neither receives (recvmsg) nor asks
 // getpeername for longer than it takes the node to open the map's size in
 // new translated sockets loses its entry to the LRU, and from then on sees
 // its backend's address. Growth keeps that time at least lruRetention.
+//
+// usage (frontend id -> last use) works the same way with its own floor:
+// its values are the use stamps, and Programs.Usage reads both slots. Were
+// it full, the kernel would evict the usage of frontends still in use and
+// the agent could unload them as idle.
 const (
 	mapRevNAT = "rev_nat"
-	// minRevNATEntries is the initial and least size: about 300 KiB of
-	// memlock (README Performance).
+	mapUsage  = "usage"
+	// minRevNATEntries and minUsageEntries are the initial and least
+	// sizes: about 260 and 80 KiB of memlock (README Performance).
 	minRevNATEntries = 2048
+	minUsageEntries  = 1024
 	lruCheckInterval = 10 * time.Second
 	lruRetention     = 5 * time.Minute
 )
 
-// lruMap is the kernel side of the rev_nat map: slot 0 (m) and, between a
-// resize and the next check, slot 1 (prev).
-type lruMap struct {
+// lruMap is the kernel side of a resizable kernel-written map: slot 0 (m)
+// and, between a resize and the next check, slot 1 (prev).
+type lruMap[K comparable, V any] struct {
 	resizable
 	m, prev   *ebpf.Map
+	floor     int
+	usedNs    func(V) uint64 // the stamp of an entry's last write or use
 	batchSize int
 	lastCheck time.Time
 	retention time.Duration // lruRetention; tests shorten it
 }
 
+type (
+	revNATMap = lruMap[meshrelayRevnatKey, meshrelayRevnatValue]
+	usageMap  = lruMap[meshrelayUsageKey, meshrelayUsageValue]
+)
+
 // openLRU opens the maps in the slots of r.outer; unless readOnly it
 // creates slot 0 at r.size if it is empty and pins it.
-func openLRU(r resizable, batchSize int, readOnly bool) (*lruMap, error) {
-	l := &lruMap{resizable: r, batchSize: batchSize, retention: lruRetention}
+func openLRU[K comparable, V any](r resizable, floor int, usedNs func(V) uint64, batchSize int, readOnly bool) (*lruMap[K, V], error) {
+	l := &lruMap[K, V]{resizable: r, floor: floor, usedNs: usedNs, batchSize: batchSize, retention: lruRetention}
 	var err error
 	if readOnly {
 		l.m, err = l.lookupInner()
@@ -93,7 +107,7 @@ func openLRU(r resizable, batchSize int, readOnly bool) (*lruMap, error) {
 	return l, nil
 }
 
-func (l *lruMap) close() error {
+func (l *lruMap[K, V]) close() error {
 	err := l.m.Close()
 	if l.prev != nil {
 		err = errors.Join(err, l.prev.Close())
@@ -101,13 +115,19 @@ func (l *lruMap) close() error {
 	return err
 }
 
-// table returns m as a table of rev_nat entries, for reading and copying.
-func (l *lruMap) table(m *ebpf.Map) *bpfTable[meshrelayRevnatKey, meshrelayRevnatValue] {
-	return newBPFTable[meshrelayRevnatKey, meshrelayRevnatValue](m, l.batchSize)
+// table returns m as a table of the map's entries, for reading and copying.
+func (l *lruMap[K, V]) table(m *ebpf.Map) *bpfTable[K, V] {
+	return newBPFTable[K, V](m, l.batchSize)
+}
+
+// stats fills the capacity and resize figures of ms, Entries counted.
+func (l *lruMap[K, V]) stats(ms *MapStats) {
+	ms.Entries = l.table(l.m).count()
+	ms.Limit, ms.Resizes, ms.CopySyscalls = l.limit, l.resizes, l.copySyscalls
 }
 
 // maybeCheck runs check if lruCheckInterval has passed since the last one.
-func (l *lruMap) maybeCheck(ctx context.Context, now time.Time) error {
+func (l *lruMap[K, V]) maybeCheck(ctx context.Context, now time.Time) error {
 	if now.Sub(l.lastCheck) < lruCheckInterval {
 		return nil
 	}
@@ -117,7 +137,7 @@ func (l *lruMap) maybeCheck(ctx context.Context, now time.Time) error {
 
 // check finishes a pending resize, counts the entries and resizes the map
 // if the policy says so.
-func (l *lruMap) check(ctx context.Context) error {
+func (l *lruMap[K, V]) check(ctx context.Context) error {
 	if err := l.retire(ctx); err != nil {
 		return err
 	}
@@ -133,16 +153,16 @@ func (l *lruMap) check(ctx context.Context) error {
 
 // recent counts the entries of slot 0 used within l.retention (and sets
 // l.entries to all of them).
-func (l *lruMap) recent(ctx context.Context) (int, error) {
+func (l *lruMap[K, V]) recent(ctx context.Context) (int, error) {
 	now, err := monotonicNow()
 	if err != nil {
 		return 0, err
 	}
 	since := uint64(max(now-l.retention.Nanoseconds(), 0))
 	all, n := 0, 0
-	err = l.table(l.m).walk(ctx, &l.copySyscalls, func(_ meshrelayRevnatKey, v meshrelayRevnatValue) {
+	err = l.table(l.m).walk(ctx, &l.copySyscalls, func(_ K, v V) {
 		all++
-		if v.UsedNs >= since {
+		if l.usedNs(v) >= since {
 			n++
 		}
 	})
@@ -163,12 +183,12 @@ func monotonicNow() (int64, error) {
 }
 
 // lruSize returns the size the map should take for n entries, or 0.
-func (l *lruMap) lruSize(n int) int {
+func (l *lruMap[K, V]) lruSize(n int) int {
 	if 2*n > l.size && l.size < l.limit {
 		l.low = 0
 		return min(max(2*l.size, pow2AtLeast(2*n+1)), l.limit)
 	}
-	if l.size <= minRevNATEntries || n*shrinkBelowDen >= l.size {
+	if l.size <= l.floor || n*shrinkBelowDen >= l.size {
 		l.low = 0
 		return 0
 	}
@@ -176,14 +196,14 @@ func (l *lruMap) lruSize(n int) int {
 		return 0
 	}
 	l.low = 0
-	if size := max(pow2AtLeast(4*n), minRevNATEntries); size < l.size {
+	if size := max(pow2AtLeast(4*n), l.floor); size < l.size {
 		return size
 	}
 	return 0
 }
 
 // resize replaces slot 0 by a map of size entries (steps 1-4 above).
-func (l *lruMap) resize(ctx context.Context, size int) error {
+func (l *lruMap[K, V]) resize(ctx context.Context, size int) error {
 	if err := l.retire(ctx); err != nil {
 		return err
 	}
@@ -213,7 +233,7 @@ func (l *lruMap) resize(ctx context.Context, size int) error {
 }
 
 // retire copies what slot 1 holds into slot 0 once more and empties slot 1.
-func (l *lruMap) retire(ctx context.Context) error {
+func (l *lruMap[K, V]) retire(ctx context.Context) error {
 	if l.prev == nil {
 		return nil
 	}
@@ -234,15 +254,15 @@ func (l *lruMap) retire(ctx context.Context) error {
 // m between that read and the copy (a socket sending again to the same
 // backend) can be overwritten by its older copy, which differs at most in
 // used_ns.
-func (l *lruMap) copyOld(ctx context.Context) error {
-	have := make(map[meshrelayRevnatKey]bool)
-	err := l.table(l.m).walk(ctx, &l.copySyscalls, func(k meshrelayRevnatKey, _ meshrelayRevnatValue) { have[k] = true })
+func (l *lruMap[K, V]) copyOld(ctx context.Context) error {
+	have := make(map[K]bool)
+	err := l.table(l.m).walk(ctx, &l.copySyscalls, func(k K, _ V) { have[k] = true })
 	if err != nil {
 		return err
 	}
-	var keys []meshrelayRevnatKey
-	var vals []meshrelayRevnatValue
-	err = l.table(l.prev).walk(ctx, &l.copySyscalls, func(k meshrelayRevnatKey, v meshrelayRevnatValue) {
+	var keys []K
+	var vals []V
+	err = l.table(l.prev).walk(ctx, &l.copySyscalls, func(k K, v V) {
 		if !have[k] {
 			keys, vals = append(keys, k), append(vals, v)
 		}
@@ -255,8 +275,8 @@ func (l *lruMap) copyOld(ctx context.Context) error {
 		for i := range order {
 			order[i] = i
 		}
-		slices.SortFunc(order, func(a, b int) int { return cmp.Compare(vals[b].UsedNs, vals[a].UsedNs) })
-		k2, v2 := make([]meshrelayRevnatKey, room), make([]meshrelayRevnatValue, room)
+		slices.SortFunc(order, func(a, b int) int { return cmp.Compare(l.usedNs(vals[b]), l.usedNs(vals[a])) })
+		k2, v2 := make([]K, room), make([]V, room)
 		for i, j := range order[:room] {
 			k2[i], v2[i] = keys[j], vals[j]
 		}

@@ -11,7 +11,7 @@ import (
 )
 
 func TestLRUSizePolicy(t *testing.T) {
-	l := &lruMap{resizable: resizable{sizing: sizing{size: minRevNATEntries, limit: 1 << 20}}}
+	l := &revNATMap{resizable: resizable{sizing: sizing{size: minRevNATEntries, limit: 1 << 20}}, floor: minRevNATEntries}
 	if got := l.lruSize(minRevNATEntries / 2); got != 0 {
 		t.Errorf("half full: resize to %d, want none", got)
 	}
@@ -21,7 +21,7 @@ func TestLRUSizePolicy(t *testing.T) {
 	if got := l.lruSize(10_000); got != 32768 {
 		t.Errorf("10,000 recent entries: resize to %d, want 32768", got)
 	}
-	capped := &lruMap{resizable: resizable{sizing: sizing{size: 4096, limit: 5000}}}
+	capped := &revNATMap{resizable: resizable{sizing: sizing{size: 4096, limit: 5000}}, floor: minRevNATEntries}
 	if got := capped.lruSize(4000); got != 5000 {
 		t.Errorf("past the limit: resize to %d, want the limit 5000", got)
 	}
@@ -169,4 +169,90 @@ func TestBPFRevNATResize(t *testing.T) {
 		t.Fatalf("rev_nat after quiet checks: %+v", st)
 	}
 	check("after shrinking")
+}
+
+// TestBPFUsageResize grows the usage map past its initial size, checks
+// that Programs.Usage reads both slots while a resize is in progress, and
+// shrinks it back, keeping a frontend the programs marked used.
+func TestBPFUsageResize(t *testing.T) {
+	vipA := netip.MustParseAddrPort("127.77.6.3:80")
+	s := NewState()
+	s.PutBackend(1, tcpBackend(t, "a"))
+	s.PutFrontend(NewFrontendKey(vipA, TCP), 7, []uint32{1})
+	e := newProgEnv(t, s)
+	h := startHelper(t, e.cgroup)
+	if res := h.do(helperCmd{Op: "tcp", Addr: vipA.String(), N: 2}); res.Errors != 0 || res.Backends["a"] != 2 {
+		t.Fatalf("connects: %+v", res)
+	}
+	usedBy := func(when string, ids ...uint32) {
+		t.Helper()
+		usage, err := e.progs.Usage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range ids {
+			if last, ok := usage[id]; !ok || time.Since(last) > time.Minute {
+				t.Fatalf("%s: frontend %d not reported used (%v; %d frontends)", when, id, last, len(usage))
+			}
+		}
+	}
+	usedBy("at the start", 7)
+
+	// 600 more frontends in use: more than half of 1,024.
+	now, err := monotonicNow()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range uint32(600) {
+		k, v := meshrelayUsageKey{FrontendId: 10_000 + i}, meshrelayUsageValue{LastUsedNs: uint64(now)}
+		if err := e.dp.us.m.Update(&k, &v, ebpf.UpdateAny); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.dp.us.lastCheck = time.Time{}
+	mustApply(t, e.dp, ChangeSet{})
+	st := e.dp.Stats().Map(mapUsage)
+	if st.MaxEntries != 2*minUsageEntries || st.Resizes != 1 || st.Entries != 601 || e.dp.us.prev == nil {
+		t.Fatalf("usage after 601 frontends in use: %+v", st)
+	}
+	usedBy("after growing", 7, 10_000, 10_599)
+
+	// Mid-resize, a use only the old map holds is still reported.
+	k := meshrelayUsageKey{FrontendId: 7}
+	if err := e.dp.us.m.Delete(&k); err != nil {
+		t.Fatal(err)
+	}
+	usedBy("with frontend 7 only in the old map", 7)
+	e.dp.mu.Lock()
+	err = e.dp.us.check(context.Background()) // retires the old map, copying 7 again
+	e.dp.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.dp.us.prev != nil {
+		t.Fatal("the old usage map was not retired")
+	}
+	usedBy("after retiring the old map", 7)
+
+	// A new use after the resize lands in the new map.
+	if err := e.dp.us.m.Delete(&k); err != nil {
+		t.Fatal(err)
+	}
+	if res := h.do(helperCmd{Op: "tcp", Addr: vipA.String(), N: 1}); res.Errors != 0 {
+		t.Fatalf("connect: %+v", res)
+	}
+	usedBy("used again", 7)
+
+	e.dp.us.retention = time.Hour // everything counts: no shrinking
+	for range shrinkAfter + 1 {
+		e.dp.mu.Lock()
+		err := e.dp.us.check(context.Background())
+		e.dp.mu.Unlock()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := e.dp.Stats().Map(mapUsage); st.MaxEntries != 2*minUsageEntries {
+		t.Fatalf("usage shrank with 601 frontends in use: %+v", st)
+	}
 }

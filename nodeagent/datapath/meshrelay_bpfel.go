@@ -107,7 +107,7 @@ const (
 	meshrelayMapRevNatOuter     = "rev_nat_outer"
 	meshrelayMapServiceCidrs    = "service_cidrs"
 	meshrelayMapSlotsOuter      = "slots_outer"
-	meshrelayMapUsage           = "usage"
+	meshrelayMapUsageOuter      = "usage_outer"
 	meshrelayProgMrConnect4     = "mr_connect4"
 	meshrelayProgMrConnect6     = "mr_connect6"
 	meshrelayProgMrGetpeername4 = "mr_getpeername4"
@@ -183,7 +183,7 @@ type meshrelayMapSpecs struct {
 	RevNatOuter    *ebpf.MapSpec `ebpf:"rev_nat_outer"`
 	ServiceCidrs   *ebpf.MapSpec `ebpf:"service_cidrs"`
 	SlotsOuter     *ebpf.MapSpec `ebpf:"slots_outer"`
-	Usage          *ebpf.MapSpec `ebpf:"usage"`
+	UsageOuter     *ebpf.MapSpec `ebpf:"usage_outer"`
 }
 
 // meshrelayVariableSpecs contains global variables before they are loaded into the kernel.
@@ -221,7 +221,7 @@ type meshrelayMaps struct {
 	RevNatOuter    *ebpf.Map `ebpf:"rev_nat_outer"`
 	ServiceCidrs   *ebpf.Map `ebpf:"service_cidrs"`
 	SlotsOuter     *ebpf.Map `ebpf:"slots_outer"`
-	Usage          *ebpf.Map `ebpf:"usage"`
+	UsageOuter     *ebpf.Map `ebpf:"usage_outer"`
 }
 
 func (m *meshrelayMaps) Close() error {
@@ -233,7 +233,7 @@ func (m *meshrelayMaps) Close() error {
 		m.RevNatOuter,
 		m.ServiceCidrs,
 		m.SlotsOuter,
-		m.Usage,
+		m.UsageOuter,
 	)
 }
 
