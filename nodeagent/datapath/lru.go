@@ -282,21 +282,5 @@ func (l *lruMap[K, V]) copyOld(ctx context.Context) error {
 		}
 		keys, vals = k2, v2
 	}
-	for off := 0; off < len(keys); {
-		end := min(off+l.batchSize, len(keys))
-		n, err := l.m.BatchUpdate(keys[off:end], vals[off:end], nil)
-		l.copySyscalls++
-		if errors.Is(err, ebpf.ErrNotSupported) && n == 0 {
-			// No batch ops: one entry per syscall.
-			if err := l.m.Update(&keys[off], &vals[off], ebpf.UpdateAny); err != nil {
-				return err
-			}
-			n, err = 1, nil
-		}
-		if err != nil {
-			return err
-		}
-		off += n
-	}
-	return nil
+	return copyEntries(l.m, keys, vals, l.batchSize, &l.copySyscalls)
 }
