@@ -48,6 +48,10 @@ const volatile struct {
 	struct slot_value sv;
 	struct backend_key bk;
 	struct backend_value bv;
+	struct revnat_key rk;
+	struct revnat_value rv;
+	struct usage_key uk;
+	struct usage_value uv;
 } layout_anchor;
 
 struct frontends_inner {
@@ -107,13 +111,29 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } service_cidrs SEC(".maps");
 
-struct {
+/*
+ * rev_nat is kernel-written and resizable too: slot 0 of rev_nat_outer is
+ * the map the programs write, slot 1 (empty but during a resize) the map it
+ * replaces, which they still read. The agent installs a larger (smaller)
+ * map in slot 0 after moving the old one to slot 1, copies the old
+ * entries into it without overwriting newer ones, and empties slot 1 at its
+ * next check (see nodeagent/datapath/lru.go): an open connection finds its
+ * entry in one of the two throughout.
+ */
+struct rev_nat_inner {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 2048);
+	__uint(max_entries, 1048576);
 	__type(key, struct revnat_key);
 	__type(value, struct revnat_value);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 2);
+	__type(key, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} rev_nat SEC(".maps");
+	__array(values, struct rev_nat_inner);
+} rev_nat_outer SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -129,13 +149,21 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } miss_reports SEC(".maps");
 
-struct {
+/* usage is resizable like rev_nat: slot 0 written and read, slot 1 read. */
+struct usage_inner {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 1024);
+	__uint(max_entries, 1048576);
 	__type(key, struct usage_key);
 	__type(value, struct usage_value);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 2);
+	__type(key, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} usage SEC(".maps");
+	__array(values, struct usage_inner);
+} usage_outer SEC(".maps");
 
 
 static __always_inline void addr_from_ip4(__u8 addr[16], __u32 ip4)
@@ -197,14 +225,20 @@ static __always_inline void touch_usage(__u32 frontend_id)
 	struct usage_key key = { .frontend_id = frontend_id };
 	struct usage_value fresh = { .last_used_ns = bpf_ktime_get_ns() };
 	struct usage_value *last;
+	__u32 current = 0;
+	void *usage;
 
-	last = bpf_map_lookup_elem(&usage, &key);
+	/* An entry only in slot 1 (a resize in progress) gets a fresh one in slot 0. */
+	usage = bpf_map_lookup_elem(&usage_outer, &current);
+	if (!usage)
+		return;
+	last = bpf_map_lookup_elem(usage, &key);
 	if (last) {
 		if (fresh.last_used_ns - last->last_used_ns >= USAGE_REFRESH_NS)
 			last->last_used_ns = fresh.last_used_ns;
 		return;
 	}
-	bpf_map_update_elem(&usage, &key, &fresh, BPF_ANY);
+	bpf_map_update_elem(usage, &key, &fresh, BPF_ANY);
 }
 
 /*
@@ -304,12 +338,48 @@ static __always_inline void remember(struct bpf_sock_addr *ctx, const struct fro
 	struct revnat_key rk = {};
 	struct revnat_value rv = {};
 
+	__u32 current = 0;
+	void *rev_nat;
+
+	rev_nat = bpf_map_lookup_elem(&rev_nat_outer, &current);
+	if (!rev_nat)
+		return;
 	rk.cookie = bpf_get_socket_cookie(ctx);
 	__builtin_memcpy(rk.addr, be->addr, 16);
 	rk.port = be->port;
 	__builtin_memcpy(rv.addr, fk->addr, 16);
 	rv.port = fk->port;
-	bpf_map_update_elem(&rev_nat, &rk, &rv, BPF_ANY);
+	rv.used_ns = bpf_ktime_get_ns();
+	bpf_map_update_elem(rev_nat, &rk, &rv, BPF_ANY);
+}
+
+/*
+ * lookup_rev_nat finds rk in the current rev_nat map, else in the previous
+ * one, and marks it used (the agent sizes the map by the entries used
+ * recently).
+ */
+static __always_inline struct revnat_value *lookup_rev_nat(const struct revnat_key *rk)
+{
+	__u32 current = 0, previous = 1;
+	struct revnat_value *rv = NULL;
+	void *rev_nat;
+	__u64 now;
+
+	rev_nat = bpf_map_lookup_elem(&rev_nat_outer, &current);
+	if (rev_nat)
+		rv = bpf_map_lookup_elem(rev_nat, rk);
+	if (!rv) {
+		rev_nat = bpf_map_lookup_elem(&rev_nat_outer, &previous);
+		if (!rev_nat)
+			return NULL;
+		rv = bpf_map_lookup_elem(rev_nat, rk);
+		if (!rv)
+			return NULL;
+	}
+	now = bpf_ktime_get_ns();
+	if (now - rv->used_ns >= USAGE_REFRESH_NS)
+		rv->used_ns = now;
+	return rv;
 }
 
 static __always_inline int translate4(struct bpf_sock_addr *ctx)
@@ -368,7 +438,7 @@ static __always_inline void restore4(struct bpf_sock_addr *ctx)
 	rk.cookie = bpf_get_socket_cookie(ctx);
 	addr_from_ip4(rk.addr, ctx->user_ip4);
 	rk.port = (__be16)ctx->user_port;
-	rv = bpf_map_lookup_elem(&rev_nat, &rk);
+	rv = lookup_rev_nat(&rk);
 	if (!rv)
 		return;
 	ctx->user_ip4 = ip4_from_addr(rv->addr);
@@ -383,7 +453,7 @@ static __always_inline void restore6(struct bpf_sock_addr *ctx)
 	rk.cookie = bpf_get_socket_cookie(ctx);
 	addr_from_ctx6(rk.addr, ctx);
 	rk.port = (__be16)ctx->user_port;
-	rv = bpf_map_lookup_elem(&rev_nat, &rk);
+	rv = lookup_rev_nat(&rk);
 	if (!rv)
 		return;
 	addr_to_ctx6(ctx, rv->addr);

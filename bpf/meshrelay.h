@@ -85,7 +85,9 @@ struct backend_value {
 /*
  * rev_nat: (socket cookie, backend address, backend port) -> the VIP and
  * port the socket asked for. Written by connect/sendmsg, read by
- * recvmsg/getpeername. Kernel-written, BPF_MAP_TYPE_LRU_HASH.
+ * recvmsg/getpeername. Kernel-written, BPF_MAP_TYPE_LRU_HASH, resizable
+ * (slot 0 of a two-slot BPF_MAP_TYPE_ARRAY_OF_MAPS; slot 1 holds the map
+ * being replaced during a resize).
  */
 struct revnat_key {
 	__u64 cookie;
@@ -97,7 +99,8 @@ struct revnat_key {
 struct revnat_value {
 	__u8 addr[16];
 	__be16 port;
-	__u8 pad[2];
+	__u8 pad[6];
+	__u64 used_ns; /* ktime (CLOCK_MONOTONIC) of the write or a later use, refreshed at most once a second */
 };
 
 /*
@@ -128,7 +131,8 @@ struct miss_report {
 
 /*
  * usage: frontend id -> ktime (ns, CLOCK_MONOTONIC) of its last use,
- * refreshed at most once a second. Kernel-written, BPF_MAP_TYPE_LRU_HASH.
+ * refreshed at most once a second. Kernel-written, BPF_MAP_TYPE_LRU_HASH,
+ * resizable like rev_nat.
  */
 struct usage_key {
 	__u32 frontend_id;

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 )
 
 // Backend is a TCP or UDP server that answers every connection (or
@@ -12,9 +13,15 @@ import (
 type Backend struct {
 	Addr netip.AddrPort
 	Name string
-	stop func() error
-	wg   sync.WaitGroup
+	// served counts the connections accepted (datagrams answered).
+	served atomic.Uint64
+	stop   func() error
+	wg     sync.WaitGroup
 }
+
+// Served returns the number of connections the backend accepted (TCP) or
+// datagrams it answered (UDP).
+func (b *Backend) Served() uint64 { return b.served.Load() }
 
 // Close stops the backend and waits for it.
 func (b *Backend) Close() error {
@@ -23,12 +30,13 @@ func (b *Backend) Close() error {
 	return err
 }
 
-// ServeTCP listens on addr (a loopback address; port 0 picks one).
+// ServeTCP listens on addr (a loopback address, IPv4 or ::1; port 0 picks
+// one).
 func ServeTCP(addr netip.AddrPort, name string) (*Backend, error) {
 	if !addr.Addr().IsLoopback() {
 		return nil, fmt.Errorf("backend %s: not a loopback address", addr)
 	}
-	ln, err := net.ListenTCP("tcp4", net.TCPAddrFromAddrPort(addr))
+	ln, err := net.ListenTCP(network("tcp", addr), net.TCPAddrFromAddrPort(addr))
 	if err != nil {
 		return nil, fmt.Errorf("backend %s: %w", addr, err)
 	}
@@ -41,6 +49,7 @@ func ServeTCP(addr netip.AddrPort, name string) (*Backend, error) {
 			if err != nil {
 				return
 			}
+			b.served.Add(1)
 			c.Write([]byte(name + "\n"))
 			c.Close()
 		}
@@ -48,12 +57,13 @@ func ServeTCP(addr netip.AddrPort, name string) (*Backend, error) {
 	return b, nil
 }
 
-// ServeUDP listens on addr (a loopback address; port 0 picks one).
+// ServeUDP listens on addr (a loopback address, IPv4 or ::1; port 0 picks
+// one).
 func ServeUDP(addr netip.AddrPort, name string) (*Backend, error) {
 	if !addr.Addr().IsLoopback() {
 		return nil, fmt.Errorf("backend %s: not a loopback address", addr)
 	}
-	c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(addr))
+	c, err := net.ListenUDP(network("udp", addr), net.UDPAddrFromAddrPort(addr))
 	if err != nil {
 		return nil, fmt.Errorf("backend %s: %w", addr, err)
 	}
@@ -67,8 +77,18 @@ func ServeUDP(addr netip.AddrPort, name string) (*Backend, error) {
 			if err != nil {
 				return
 			}
+			b.served.Add(1)
 			c.WriteToUDPAddrPort([]byte(name+"\n"), from)
 		}
 	}()
 	return b, nil
+}
+
+// network returns proto ("tcp" or "udp") with the family of addr: "tcp4"
+// for an IPv4 address, "tcp6" for IPv6 (v4-mapped addresses are IPv6).
+func network(proto string, addr netip.AddrPort) string {
+	if addr.Addr().Is4() {
+		return proto + "4"
+	}
+	return proto + "6"
 }

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"os"
 	"testing"
+	"time"
 )
 
 func TestMain(m *testing.M) {
@@ -57,10 +58,63 @@ func TestClientInCgroup(t *testing.T) {
 	if err != nil || res.Backends["alpha"] != 3 || res.Peers[tcp.Addr.String()] != 3 {
 		t.Fatalf("tcp: %+v %v", res, err)
 	}
+	if res, err := c.Do(Request{Op: "bench", Addr: tcp.Addr.String(), N: 4}); err != nil || res.Errors != 0 {
+		t.Fatalf("bench: %+v %v", res, err)
+	}
+	// Accepts may trail the client's close by a moment.
+	for i := 0; i < 100 && tcp.Served() < 7; i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := tcp.Served(); got != 7 {
+		t.Errorf("backend served %d connections, want 7", got)
+	}
 	res, err = c.Do(Request{Op: "udp", Addr: udp.Addr.String(), N: 2})
 	if err != nil || res.Backends["beta"] != 2 {
 		t.Fatalf("udp: %+v %v", res, err)
 	}
+	res, err = c.Do(Request{Op: "udpconn", Addr: udp.Addr.String(), N: 2})
+	if err != nil || res.Backends["beta"] != 2 || res.Peers[udp.Addr.String()] != 2 {
+		t.Fatalf("connected udp: %+v %v", res, err)
+	}
+
+	// IPv6 on ::1: every op that takes an IPv6 address.
+	tcp6, err := ServeTCP(netip.MustParseAddrPort("[::1]:0"), "gamma")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tcp6.Close()
+	udp6, err := ServeUDP(netip.MustParseAddrPort("[::1]:0"), "delta")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udp6.Close()
+	for _, op := range []string{"tcp", "tcp6"} {
+		res, err = c.Do(Request{Op: op, Addr: tcp6.Addr.String(), N: 2})
+		if err != nil || res.Backends["gamma"] != 2 || res.Peers[tcp6.Addr.String()] != 2 {
+			t.Fatalf("%s to %s: %+v %v", op, tcp6.Addr, res, err)
+		}
+	}
+	for _, op := range []string{"udp6", "udpconn"} {
+		res, err = c.Do(Request{Op: op, Addr: udp6.Addr.String(), N: 2})
+		if err != nil || res.Backends["delta"] != 2 || res.Peers[udp6.Addr.String()] != 2 {
+			t.Fatalf("%s to %s: %+v %v", op, udp6.Addr, res, err)
+		}
+	}
+
+	// Held sockets stay connected until released.
+	if res, err := c.Do(Request{Op: "hold", Addr: tcp.Addr.String(), N: 3}); err != nil || res.Errors != 0 || res.Peers[tcp.Addr.String()] != 3 {
+		t.Fatalf("hold: %+v %v", res, err)
+	}
+	if res, err := c.Do(Request{Op: "peers"}); err != nil || res.Errors != 0 || res.Peers[tcp.Addr.String()] != 3 {
+		t.Fatalf("peers of held sockets: %+v %v", res, err)
+	}
+	if res, err := c.Do(Request{Op: "release"}); err != nil || res.Errors != 0 {
+		t.Fatalf("release: %+v %v", res, err)
+	}
+	if res, err := c.Do(Request{Op: "peers"}); err != nil || len(res.Peers) != 0 {
+		t.Fatalf("peers after release: %+v %v", res, err)
+	}
+
 	res, err = c.Do(Request{Op: "tcp", Addr: "127.0.0.1:1", N: 2})
 	if err != nil || res.Errors != 2 || res.FirstErr == "" {
 		t.Fatalf("refused connects not counted: %+v %v", res, err)

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -19,9 +20,21 @@ const childEnv = "MESHRELAY_CGROUP_CLIENT"
 
 // Request is one thing for a client to do.
 type Request struct {
-	// Op is "tcp" (connect, read the backend's first line, close), "tcp6"
-	// (the same over an AF_INET6 socket, for v4-mapped VIPs), "udp" (send
-	// "ping", read the answer) or "bench" (connect and close only).
+	// Op is one of
+	//   - "tcp": connect, read the backend's first line, close (the socket's
+	//     family follows Addr);
+	//   - "tcp6": the same over an AF_INET6 socket, also for v4-mapped VIPs;
+	//   - "udp", "udp6": send "ping" with sendto from an unconnected
+	//     AF_INET (AF_INET6, bound to ::1) socket and read the answer with
+	//     recvfrom (sendmsg and recvmsg hooks);
+	//   - "udpconn": connect a UDP socket (family of Addr), ask getpeername,
+	//     then write "ping" and read the answer (connect and getpeername
+	//     hooks);
+	//   - "bench": connect and close only;
+	//   - "hold": connect N TCP sockets (family of Addr) and keep them open;
+	//     Peers counts what getpeername returned at once;
+	//   - "peers": getpeername of every held socket now (N is ignored);
+	//   - "release": close every held socket.
 	Op   string `json:"op"`
 	Addr string `json:"addr"`
 	// N is the number of attempts.
@@ -58,26 +71,50 @@ func RunIfChild() {
 func Serve(in io.Reader, out io.Writer) int {
 	sc := bufio.NewScanner(in)
 	enc := json.NewEncoder(out)
+	var s session
 	for sc.Scan() {
 		var req Request
 		if err := json.Unmarshal(sc.Bytes(), &req); err != nil {
 			fmt.Fprintln(os.Stderr, "cgroupclient:", err)
 			return 2
 		}
-		if err := enc.Encode(do(req)); err != nil {
+		if err := enc.Encode(s.do(req)); err != nil {
 			return 2
 		}
 	}
 	return 0
 }
 
-func do(req Request) Result {
+// session is the state of one client process across requests.
+type session struct {
+	held []*net.TCPConn // the sockets "hold" keeps open
+}
+
+func (s *session) do(req Request) Result {
 	res := Result{Backends: map[string]int{}, Peers: map[string]int{}}
 	fail := func(err error) {
 		if res.Errors == 0 {
 			res.FirstErr = err.Error()
 		}
 		res.Errors++
+	}
+	switch req.Op {
+	case "peers":
+		for _, c := range s.held {
+			if peer, err := peerOf(c); err != nil {
+				fail(err)
+			} else {
+				res.Peers[peer]++
+			}
+		}
+		return res
+	case "release":
+		for _, c := range s.held {
+			c.SetLinger(0)
+			c.Close()
+		}
+		s.held = nil
+		return res
 	}
 	deadline := time.Now().Add(budget)
 	start := time.Now()
@@ -98,6 +135,24 @@ func do(req Request) Result {
 			if _, _, err := dialTCP(req.Addr, false); err != nil {
 				fail(err)
 			}
+		case "hold":
+			ap, err := netip.ParseAddrPort(req.Addr)
+			if err != nil {
+				fail(err)
+				return res
+			}
+			c, err := net.DialTimeout(network("tcp", ap), req.Addr, 2*time.Second)
+			if err != nil {
+				fail(err)
+				continue
+			}
+			s.held = append(s.held, c.(*net.TCPConn))
+			peer, err := peerOf(c.(*net.TCPConn))
+			if err != nil {
+				fail(err)
+				continue
+			}
+			res.Peers[peer]++
 		case "tcp6":
 			backend, peer, err := dial6(netip.MustParseAddrPort(req.Addr))
 			if err != nil {
@@ -106,8 +161,16 @@ func do(req Request) Result {
 			}
 			res.Peers[peer.String()]++
 			res.Backends[backend]++
-		case "udp":
-			backend, peer, err := exchangeUDP(req.Addr)
+		case "udp", "udp6":
+			backend, peer, err := exchangeUDP(req.Op, req.Addr)
+			if err != nil {
+				fail(err)
+				continue
+			}
+			res.Peers[peer]++
+			res.Backends[backend]++
+		case "udpconn":
+			backend, peer, err := connectedUDP(req.Addr)
 			if err != nil {
 				fail(err)
 				continue
@@ -126,7 +189,11 @@ func do(req Request) Result {
 // dialTCP connects to addr; with read it returns the first line the peer
 // sends and the address getpeername reports (Go fills RemoteAddr from it).
 func dialTCP(addr string, read bool) (backend, peer string, err error) {
-	c, err := net.DialTimeout("tcp4", addr, 2*time.Second)
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return "", "", err
+	}
+	c, err := net.DialTimeout(network("tcp", ap), addr, 2*time.Second)
 	if err != nil {
 		return "", "", err
 	}
@@ -145,16 +212,24 @@ func dialTCP(addr string, read bool) (backend, peer string, err error) {
 	return strings.TrimSpace(line), c.RemoteAddr().String(), nil
 }
 
-// exchangeUDP sends "ping" to addr and returns the answer and its source
-// (after recvmsg4 restored the VIP).
-func exchangeUDP(addr string) (backend, peer string, err error) {
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+// exchangeUDP sends "ping" to addr from an unconnected socket of network
+// "udp" (AF_INET, on 127.0.0.1) or "udp6" (AF_INET6, on ::1) and returns the
+// answer and its source (after recvmsg4/6 restored the VIP).
+func exchangeUDP(network, addr string) (backend, peer string, err error) {
+	local := netip.MustParseAddrPort("127.0.0.1:0")
+	if network == "udp6" {
+		local = netip.MustParseAddrPort("[::1]:0")
+	}
+	c, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(local))
 	if err != nil {
 		return "", "", err
 	}
 	defer c.Close()
-	dst := net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr))
-	if _, err := c.WriteToUDP([]byte("ping"), dst); err != nil {
+	dst, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return "", "", err
+	}
+	if _, err := c.WriteToUDPAddrPort([]byte("ping"), dst); err != nil {
 		return "", "", err
 	}
 	c.SetReadDeadline(time.Now().Add(2 * time.Second))
@@ -164,6 +239,62 @@ func exchangeUDP(addr string) (backend, peer string, err error) {
 		return "", "", err
 	}
 	return strings.TrimSpace(string(buf[:n])), from.String(), nil
+}
+
+// peerOf asks the kernel (getpeername) for c's peer now; Go's RemoteAddr
+// is what getpeername said at connect time.
+func peerOf(c syscallConn) (string, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return "", err
+	}
+	var sa unix.Sockaddr
+	var serr error
+	if err := raw.Control(func(fd uintptr) { sa, serr = unix.Getpeername(int(fd)) }); err != nil {
+		return "", err
+	}
+	if serr != nil {
+		return "", fmt.Errorf("getpeername: %w", serr)
+	}
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port)).String(), nil
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), uint16(sa.Port)).String(), nil
+	}
+	return "", fmt.Errorf("getpeername returned %T", sa)
+}
+
+type syscallConn interface {
+	SyscallConn() (syscall.RawConn, error)
+}
+
+// connectedUDP connects a UDP socket to addr, asks getpeername (after
+// getpeername4/6 restored the VIP), then sends "ping" and returns the
+// answer and that peer.
+func connectedUDP(addr string) (backend, peer string, err error) {
+	dst, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return "", "", err
+	}
+	c, err := net.DialUDP(network("udp", dst), nil, net.UDPAddrFromAddrPort(dst))
+	if err != nil {
+		return "", "", err
+	}
+	defer c.Close()
+	if peer, err = peerOf(c); err != nil {
+		return "", "", err
+	}
+	if _, err := c.Write([]byte("ping")); err != nil {
+		return "", "", err
+	}
+	c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 256)
+	n, err := c.Read(buf)
+	if err != nil {
+		return "", "", fmt.Errorf("read from %s: %w", addr, err)
+	}
+	return strings.TrimSpace(string(buf[:n])), peer, nil
 }
 
 // dial6 connects an AF_INET6 TCP socket to ap (connect6 and getpeername6,

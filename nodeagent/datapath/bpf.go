@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
@@ -63,6 +64,8 @@ type BPF struct {
 	sl       *bpfTable[SlotKey, SlotValue]
 	be       *bpfTable[BackendKey, BackendValue]
 	rs       [3]*resizable // indexed like agentMaps
+	rn       *revNATMap    // rev_nat (lru.go)
+	us       *usageMap     // usage (lru.go)
 	counters [3]mapCounters
 	closed   bool
 	attached attachment
@@ -168,6 +171,26 @@ func (b *BPF) openTables(opts BPFOptions, readOnly bool) error {
 			return fmt.Errorf("open map %s in %s: %w", name, b.dir, err)
 		}
 	}
+	lru := func(name string, floor int) resizable {
+		return resizable{
+			name: name, outer: b.maps[outerName(name)], inner: b.spec.Maps[outerName(name)].InnerMap,
+			pin: pinOf(b.dir, name), sizing: sizing{size: min(floor, sizes.byName(name)), limit: sizes.byName(name)},
+		}
+	}
+	var err error
+	b.rn, err = openLRU[meshrelayRevnatKey](lru(mapRevNAT, minRevNATEntries), minRevNATEntries,
+		func(v meshrelayRevnatValue) uint64 { return v.UsedNs }, opts.BatchSize, readOnly)
+	if err == nil {
+		b.us, err = openLRU[meshrelayUsageKey](lru(mapUsage, minUsageEntries), minUsageEntries,
+			func(v meshrelayUsageValue) uint64 { return v.LastUsedNs }, opts.BatchSize, readOnly)
+	}
+	if err != nil {
+		for _, m := range inner {
+			m.Close()
+		}
+		b.closeMaps()
+		return fmt.Errorf("open maps in %s: %w", b.dir, err)
+	}
 	b.fe = newBPFTable[FrontendKey, FrontendValue](inner[idxFrontends], opts.BatchSize)
 	b.sl = newBPFTable[SlotKey, SlotValue](inner[idxSlots], opts.BatchSize)
 	b.be = newBPFTable[BackendKey, BackendValue](inner[idxBackends], opts.BatchSize)
@@ -216,6 +239,10 @@ func (b *BPF) Apply(ctx context.Context, cs ChangeSet) (ApplyStats, error) {
 	if err == nil {
 		if err := shrinkMaps(ctx, ops); err != nil {
 			b.log.Warn("shrinking a map failed; it keeps its size", "error", err)
+		}
+		now := time.Now()
+		if err := errors.Join(b.rn.maybeCheck(ctx, now), b.us.maybeCheck(ctx, now)); err != nil {
+			b.log.Warn("resizing a kernel-written map failed; it keeps its size", "error", err)
 		}
 	}
 	return as, err
@@ -274,6 +301,10 @@ func (b *BPF) Stats() Stats {
 				m = b.sl.m
 			case MapBackends:
 				m = b.be.m
+			case mapRevNAT:
+				m = b.rn.m
+			case mapUsage:
+				m = b.us.m
 			}
 		}
 		ms := MapStats{Name: name, Entries: -1, MaxEntries: int(m.MaxEntries()), Limit: int(m.MaxEntries()), Flags: m.Flags()}
@@ -287,6 +318,10 @@ func (b *BPF) Stats() Stats {
 			ms.Entries = b.sl.count()
 		case MapBackends:
 			ms.Entries = b.be.count()
+		case mapRevNAT:
+			b.rn.stats(&ms)
+		case mapUsage:
+			b.us.stats(&ms)
 		}
 		for i, n := range agentMaps {
 			if n == name {
@@ -366,6 +401,12 @@ func (b *BPF) closeMaps() error {
 	var errs []error
 	if b.fe != nil {
 		errs = append(errs, b.fe.close(), b.sl.close(), b.be.close())
+	}
+	if b.rn != nil {
+		errs = append(errs, b.rn.close())
+	}
+	if b.us != nil {
+		errs = append(errs, b.us.close())
 	}
 	for _, m := range b.maps {
 		errs = append(errs, m.Close())

@@ -122,12 +122,13 @@ type MaxEntries struct {
 
 	// Kernel-written and CIDR maps; BPF only.
 	// The LRU maps are preallocated by the kernel (about 120, 80 and 88
-	// bytes an entry): their defaults keep a node of 10 services under
-	// 1 MiB of memlock in all (README Performance). A node with more open
-	// translated sockets than RevNAT, or more services in use than Usage,
-	// should raise them.
-	RevNAT       int // default 2,048 (LRU, preallocated)
-	Usage        int // default 1,024 (LRU, preallocated)
+	// bytes an entry). rev_nat (starting at 2,048 entries) and usage
+	// (1,024) grow and shrink with the entries used recently (lru.go);
+	// RevNAT and Usage are the most they grow to. MissLimit is a fixed
+	// size. The initial sizes keep a node of 10 services under 1 MiB of
+	// memlock in all (README Performance).
+	RevNAT       int // default 1,048,576 (LRU, preallocated, resizable)
+	Usage        int // default 1,048,576 (LRU, preallocated, resizable)
 	MissLimit    int // default 256 (LRU, preallocated)
 	ServiceCIDRs int // default 64
 	MissReports  int // ring buffer bytes, power of 2 pages; default 16,384
@@ -138,8 +139,8 @@ const (
 	DefaultMaxFrontends    = 1 << 20
 	DefaultMaxSlots        = 1 << 24
 	DefaultMaxBackends     = 1 << 22
-	DefaultMaxRevNAT       = 2048
-	DefaultMaxUsage        = 1024
+	DefaultMaxRevNAT       = 1 << 20
+	DefaultMaxUsage        = 1 << 20
 	DefaultMaxMissLimit    = 256
 	DefaultMaxServiceCIDRs = 64
 	DefaultMissReportBytes = 16384

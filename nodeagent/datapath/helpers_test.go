@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -126,6 +127,14 @@ func stateOf(svcs []testService, prev *State) State {
 		s.PutFrontend(svc.key, svc.id, AssignSlots(old, svc.backends, 0))
 	}
 	return s
+}
+
+// mergeInto adds every entry of src to dst (src wins) and returns dst.
+func mergeInto(dst, src State) State {
+	maps.Copy(dst.Frontends, src.Frontends)
+	maps.Copy(dst.Slots, src.Slots)
+	maps.Copy(dst.Backends, src.Backends)
+	return dst
 }
 
 func backendKeys(ids ...uint32) []BackendKey {

@@ -68,10 +68,11 @@ type meshrelayRevnatKey struct {
 }
 
 type meshrelayRevnatValue struct {
-	_    structs.HostLayout
-	Addr [16]uint8
-	Port uint16
-	Pad  [2]uint8
+	_      structs.HostLayout
+	Addr   [16]uint8
+	Port   uint16
+	Pad    [6]uint8
+	UsedNs uint64
 }
 
 type meshrelaySlotKey struct {
@@ -103,10 +104,10 @@ const (
 	meshrelayMapFrontendsOuter  = "frontends_outer"
 	meshrelayMapMissLimit       = "miss_limit"
 	meshrelayMapMissReports     = "miss_reports"
-	meshrelayMapRevNat          = "rev_nat"
+	meshrelayMapRevNatOuter     = "rev_nat_outer"
 	meshrelayMapServiceCidrs    = "service_cidrs"
 	meshrelayMapSlotsOuter      = "slots_outer"
-	meshrelayMapUsage           = "usage"
+	meshrelayMapUsageOuter      = "usage_outer"
 	meshrelayProgMrConnect4     = "mr_connect4"
 	meshrelayProgMrConnect6     = "mr_connect6"
 	meshrelayProgMrGetpeername4 = "mr_getpeername4"
@@ -179,10 +180,10 @@ type meshrelayMapSpecs struct {
 	FrontendsOuter *ebpf.MapSpec `ebpf:"frontends_outer"`
 	MissLimit      *ebpf.MapSpec `ebpf:"miss_limit"`
 	MissReports    *ebpf.MapSpec `ebpf:"miss_reports"`
-	RevNat         *ebpf.MapSpec `ebpf:"rev_nat"`
+	RevNatOuter    *ebpf.MapSpec `ebpf:"rev_nat_outer"`
 	ServiceCidrs   *ebpf.MapSpec `ebpf:"service_cidrs"`
 	SlotsOuter     *ebpf.MapSpec `ebpf:"slots_outer"`
-	Usage          *ebpf.MapSpec `ebpf:"usage"`
+	UsageOuter     *ebpf.MapSpec `ebpf:"usage_outer"`
 }
 
 // meshrelayVariableSpecs contains global variables before they are loaded into the kernel.
@@ -217,10 +218,10 @@ type meshrelayMaps struct {
 	FrontendsOuter *ebpf.Map `ebpf:"frontends_outer"`
 	MissLimit      *ebpf.Map `ebpf:"miss_limit"`
 	MissReports    *ebpf.Map `ebpf:"miss_reports"`
-	RevNat         *ebpf.Map `ebpf:"rev_nat"`
+	RevNatOuter    *ebpf.Map `ebpf:"rev_nat_outer"`
 	ServiceCidrs   *ebpf.Map `ebpf:"service_cidrs"`
 	SlotsOuter     *ebpf.Map `ebpf:"slots_outer"`
-	Usage          *ebpf.Map `ebpf:"usage"`
+	UsageOuter     *ebpf.Map `ebpf:"usage_outer"`
 }
 
 func (m *meshrelayMaps) Close() error {
@@ -229,10 +230,10 @@ func (m *meshrelayMaps) Close() error {
 		m.FrontendsOuter,
 		m.MissLimit,
 		m.MissReports,
-		m.RevNat,
+		m.RevNatOuter,
 		m.ServiceCidrs,
 		m.SlotsOuter,
-		m.Usage,
+		m.UsageOuter,
 	)
 }
 

@@ -56,7 +56,7 @@ var attachOrder = []string{
 // the BPF datapath they were installed with.
 type Programs struct {
 	log    *slog.Logger
-	usage  *ebpf.Map
+	usage  *ebpf.Map // usage_outer
 	ring   *ebpf.Map
 	reader *ringbuf.Reader
 	misses chan netip.AddrPort
@@ -124,7 +124,7 @@ func Install(dp *BPF, opts ProgramsOptions) (*Programs, error) {
 		log:    opts.Logger,
 		misses: make(chan netip.AddrPort, opts.MissBuffer),
 	}
-	if p.usage, err = dp.maps[meshrelayMapUsage].Clone(); err != nil {
+	if p.usage, err = dp.maps[meshrelayMapUsageOuter].Clone(); err != nil {
 		return nil, fmt.Errorf("usage map: %w", err)
 	}
 	if p.ring, err = dp.maps[meshrelayMapMissReports].Clone(); err != nil {
@@ -238,14 +238,28 @@ func (p *Programs) Usage() (map[uint32]time.Time, error) {
 	}
 	now, mono := time.Now(), ts.Nano()
 	out := make(map[uint32]time.Time)
-	var k meshrelayUsageKey
-	var v meshrelayUsageValue
-	it := p.usage.Iterate()
-	for it.Next(&k, &v) {
-		out[k.FrontendId] = now.Add(-time.Duration(mono - int64(v.LastUsedNs)))
-	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("read usage: %w", err)
+	// Slot 0 of usage_outer, and slot 1 while it is being resized
+	// (lru.go): the later use wins.
+	for slot := uint32(0); slot < 2; slot++ {
+		var m *ebpf.Map
+		if err := p.usage.Lookup(slot, &m); errors.Is(err, ebpf.ErrKeyNotExist) {
+			continue
+		} else if err != nil {
+			return nil, fmt.Errorf("read usage: %w", err)
+		}
+		var k meshrelayUsageKey
+		var v meshrelayUsageValue
+		it := m.Iterate()
+		for it.Next(&k, &v) {
+			if t := now.Add(-time.Duration(mono - int64(v.LastUsedNs))); t.After(out[k.FrontendId]) {
+				out[k.FrontendId] = t
+			}
+		}
+		err := it.Err()
+		m.Close()
+		if err != nil {
+			return nil, fmt.Errorf("read usage: %w", err)
+		}
 	}
 	return out, nil
 }

@@ -50,6 +50,20 @@ func (e *progEnv) install(t *testing.T) {
 	e.progs = p
 }
 
+// restart is an agent restart: the datapath closed and reopened from its
+// pins, the programs reinstalled in place.
+func (e *progEnv) restart(t *testing.T) {
+	t.Helper()
+	e.dp.Close()
+	dp, err := OpenBPF(BPFOptions{PinPath: e.pin, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.dp = dp
+	e.progs.Close()
+	e.install(t)
+}
+
 // apply moves the datapath from have to want.
 func (e *progEnv) apply(t *testing.T, have, want State) {
 	t.Helper()

@@ -35,7 +35,8 @@ import (
 // re-pins it if a crash fell between steps 3 and 4, so a restart mid-resize
 // recovers with nothing to write. Apply holds the datapath's lock across a
 // resize, so nothing writes the old map during the copy; the kernel-written
-// maps (rev_nat and the rest) are not resized and keep their state.
+// maps keep their state (rev_nat is resized on its own, see lru.go; usage
+// and miss_limit have fixed sizes).
 const (
 	minMapEntries = 64
 	// A map grows when an Apply could fill it past 7/8, to the power of
@@ -272,23 +273,9 @@ func resizeTable[K comparable, V any](ctx context.Context, r *resizable, t *bpfT
 	keys := make([]K, 0, cap(t.keys))
 	vals := make([]V, 0, cap(t.keys))
 	flush := func() error {
-		for off := 0; off < len(keys); {
-			n, err := nm.BatchUpdate(keys[off:], vals[off:], nil)
-			r.copySyscalls++
-			if errors.Is(err, ebpf.ErrNotSupported) && n == 0 {
-				// No batch ops: one entry per syscall.
-				if err := nm.Update(&keys[off], &vals[off], ebpf.UpdateAny); err != nil {
-					return err
-				}
-				n, err = 1, nil
-			}
-			if err != nil && n == 0 {
-				return err
-			}
-			off += n
-		}
+		err := copyEntries(nm, keys, vals, cap(t.keys), &r.copySyscalls)
 		keys, vals = keys[:0], vals[:0]
-		return nil
+		return err
 	}
 	var werr error
 	err = t.walk(ctx, &r.copySyscalls, func(k K, v V) {
@@ -317,6 +304,28 @@ func resizeTable[K comparable, V any](ctx context.Context, r *resizable, t *bpfT
 	t.m = nm
 	old.Close()
 	return r.repin(nm)
+}
+
+// copyEntries writes every keys[i] -> vals[i] into m, batch entries a
+// syscall (one a syscall on kernels without batch ops), adding the
+// syscalls to *syscalls.
+func copyEntries[K, V any](m *ebpf.Map, keys []K, vals []V, batch int, syscalls *uint64) error {
+	for off := 0; off < len(keys); {
+		end := min(off+batch, len(keys))
+		n, err := m.BatchUpdate(keys[off:end], vals[off:end], nil)
+		*syscalls++
+		if errors.Is(err, ebpf.ErrNotSupported) && n == 0 {
+			if err := m.Update(&keys[off], &vals[off], ebpf.UpdateAny); err != nil {
+				return err
+			}
+			n, err = 1, nil
+		}
+		if err != nil && n == 0 {
+			return err
+		}
+		off += n
+	}
+	return nil
 }
 
 // pinOf returns the pin path of resizable map name in layout directory dir.

@@ -61,16 +61,7 @@ func TestBPFResize(t *testing.T) {
 	if testing.Short() {
 		n = 300
 	}
-	big := stateOf(services(n, 10), nil)
-	for k, v := range small.Frontends {
-		big.Frontends[k] = v
-	}
-	for k, v := range small.Slots {
-		big.Slots[k] = v
-	}
-	for k, v := range small.Backends {
-		big.Backends[k] = v
-	}
+	big := mergeInto(stateOf(services(n, 10), nil), small)
 	e.apply(t, small, big)
 	st := e.dp.Stats().Map(MapSlots)
 	if st.Resizes == 0 || st.MaxEntries < st.Entries || st.Entries != len(big.Slots) {
