@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/meshrelay/meshrelay/internal/embedetcd"
-	"github.com/meshrelay/meshrelay/internal/istiodsim"
+	"github.com/meshrelay/meshrelay/internal/testsupport/istiodsim"
 )
 
 // BenchmarkRelayInitialSync10k measures the whole relay path for 10,000

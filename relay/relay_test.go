@@ -11,9 +11,9 @@ import (
 
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
-	"github.com/meshrelay/meshrelay/internal/istiodsim"
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 	"github.com/meshrelay/meshrelay/internal/opsserver"
+	"github.com/meshrelay/meshrelay/internal/testsupport/istiodsim"
 )
 
 func readyz(t *testing.T, url string) int {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -67,7 +68,7 @@ type rule struct {
 
 var rules = []rule{
 	{from: module + "/relay", forbidden: []string{module + "/nodeagent", "github.com/cilium/ebpf"}},
-	{from: module + "/nodeagent", forbidden: []string{module + "/relay"}, except: []string{nodeagentE2E}},
+	{from: module + "/nodeagent", forbidden: []string{module + "/relay"}},
 	{from: module + "/internal", forbidden: []string{module + "/relay", module + "/nodeagent", "github.com/cilium/ebpf"},
 		except: []string{module + "/internal/archtest"}},
 	{from: module + "/proto", forbidden: []string{module + "/relay", module + "/nodeagent", module + "/internal"}},
@@ -111,34 +112,93 @@ func TestOnlyDatapathImportsEBPF(t *testing.T) {
 	}
 }
 
-// nodeagentE2E is the one package under nodeagent whose tests may import
-// the relay: the end-to-end tests wire simulator, relay, etcd and agents.
-const nodeagentE2E = module + "/nodeagent/e2e"
+// TestRelayAndNodeAgentTestsStayApart: relay and nodeagent never import
+// each other, not even in their tests; only the top-level e2e package (tests
+// only) imports both.
+func TestRelayAndNodeAgentTestsStayApart(t *testing.T) {
+	for _, p := range listPackages(t) {
+		var other string
+		switch {
+		case under(p.ImportPath, module+"/nodeagent"):
+			other = module + "/relay"
+		case under(p.ImportPath, module+"/relay"):
+			other = module + "/nodeagent"
+		default:
+			continue
+		}
+		for _, imp := range append(append(p.Imports, p.TestImports...), p.XTestImports...) {
+			if under(imp, other) {
+				t.Errorf("%s (or its tests) imports %s", p.ImportPath, imp)
+			}
+		}
+	}
+}
 
-// TestNodeAgentTestsDoNotImportRelay: the node agent's packages do not
-// import the relay even in their tests, except nodeagent/e2e, which holds
-// tests only (its one non-test file is doc.go).
-func TestNodeAgentTestsDoNotImportRelay(t *testing.T) {
+// e2ePackage holds the end-to-end tests; it must hold tests only.
+const e2ePackage = module + "/e2e"
+
+func TestE2EHoldsTestsOnly(t *testing.T) {
+	for _, p := range listPackages(t) {
+		if p.ImportPath != e2ePackage {
+			continue
+		}
+		if len(p.GoFiles) != 1 || p.GoFiles[0] != "doc.go" {
+			t.Errorf("%s has non-test files %v; it may only hold tests and doc.go", p.ImportPath, p.GoFiles)
+		}
+		return
+	}
+	t.Errorf("package %s not found", e2ePackage)
+}
+
+// etcdClientPackages are the etcd client's import paths.
+var etcdClientPackages = []string{"go.etcd.io/etcd/client", "go.etcd.io/etcd/api"}
+
+// TestNodeAgentLibraryDoesNotImportEtcd: package nodeagent reaches etcd only
+// through nodeagent/etcdsource, so it imports no etcd package itself.
+func TestNodeAgentLibraryDoesNotImportEtcd(t *testing.T) {
 	found := false
 	for _, p := range listPackages(t) {
-		if p.ImportPath == nodeagentE2E {
-			found = true
-			if len(p.GoFiles) != 1 || p.GoFiles[0] != "doc.go" {
-				t.Errorf("%s has non-test files %v; it may only hold tests and doc.go", p.ImportPath, p.GoFiles)
-			}
+		if p.ImportPath != module+"/nodeagent" {
 			continue
 		}
-		if !under(p.ImportPath, module+"/nodeagent") {
-			continue
-		}
-		for _, imp := range append(p.TestImports, p.XTestImports...) {
-			if under(imp, module+"/relay") {
-				t.Errorf("tests of %s import %s; only %s may", p.ImportPath, imp, nodeagentE2E)
+		found = true
+		for _, imp := range p.Imports {
+			for _, e := range etcdClientPackages {
+				if under(imp, e) || strings.HasPrefix(imp, e+"/") {
+					t.Errorf("package nodeagent imports %s; its etcd access belongs in nodeagent/etcdsource", imp)
+				}
 			}
 		}
 	}
 	if !found {
-		t.Errorf("package %s not found", nodeagentE2E)
+		t.Fatal("package nodeagent not found")
+	}
+}
+
+// shippedBinaries are the commands users deploy.
+var shippedBinaries = []string{module + "/relay/cmd/relay", module + "/nodeagent/cmd/nodeagent"}
+
+// testSupport is the tree of simulators, fakes and helpers for tests, the
+// demo and the scale harness.
+const testSupport = module + "/internal/testsupport"
+
+// TestShippedBinariesLinkNoTestSupport: neither binary links a package of
+// internal/testsupport (nor package testing).
+func TestShippedBinariesLinkNoTestSupport(t *testing.T) {
+	seen := 0
+	for _, p := range listPackages(t) {
+		if !slices.Contains(shippedBinaries, p.ImportPath) {
+			continue
+		}
+		seen++
+		for _, d := range p.Deps {
+			if under(d, testSupport) || d == "testing" {
+				t.Errorf("%s links %s", p.ImportPath, d)
+			}
+		}
+	}
+	if seen != len(shippedBinaries) {
+		t.Fatalf("found %d of the shipped binaries %v", seen, shippedBinaries)
 	}
 }
 

@@ -5,12 +5,12 @@ import (
 	"os"
 	"testing"
 
-	"github.com/meshrelay/meshrelay/internal/cgroupclient"
+	"github.com/meshrelay/meshrelay/internal/testsupport/cgroupclient"
 )
 
 // The program tests run their clients in a helper process placed in a
 // child cgroup (the programs attach there, so the test process itself is
-// never translated): the test binary re-executed by internal/cgroupclient.
+// never translated): the test binary re-executed by internal/testsupport/cgroupclient.
 
 func TestMain(m *testing.M) {
 	cgroupclient.RunIfChild()

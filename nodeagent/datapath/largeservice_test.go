@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshrelay/meshrelay/internal/cgroupclient"
+	"github.com/meshrelay/meshrelay/internal/testsupport/cgroupclient"
 )
 
 // TestProgramsLargeService sends connects through the programs to a service

@@ -14,10 +14,10 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/meshrelay/meshrelay/internal/embedetcd"
-	"github.com/meshrelay/meshrelay/internal/etcdcount"
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 	"github.com/meshrelay/meshrelay/internal/model"
-	"github.com/meshrelay/meshrelay/internal/tcpproxy"
+	"github.com/meshrelay/meshrelay/internal/testsupport/etcdcount"
+	"github.com/meshrelay/meshrelay/internal/testsupport/tcpproxy"
 	v1 "github.com/meshrelay/meshrelay/proto/meshrelay/v1"
 )
 

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/meshrelay/meshrelay/internal/cliconfig"
-	"github.com/meshrelay/meshrelay/internal/istiodsim"
 	"github.com/meshrelay/meshrelay/internal/model"
+	"github.com/meshrelay/meshrelay/internal/testsupport/istiodsim"
 	v1 "github.com/meshrelay/meshrelay/proto/meshrelay/v1"
 )
 

@@ -13,8 +13,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/testing/protocmp"
 
-	"github.com/meshrelay/meshrelay/internal/istiodsim"
 	"github.com/meshrelay/meshrelay/internal/keyspace"
+	"github.com/meshrelay/meshrelay/internal/testsupport/istiodsim"
 	v1 "github.com/meshrelay/meshrelay/proto/meshrelay/v1"
 	"github.com/meshrelay/meshrelay/relay/translate/workload"
 )

@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/meshrelay/meshrelay/internal/istiodsim"
+	"github.com/meshrelay/meshrelay/internal/testsupport/istiodsim"
 )
 
 // Scenario names (--scenario).

@@ -4,7 +4,7 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/meshrelay/meshrelay/internal/istiodsim"
+	"github.com/meshrelay/meshrelay/internal/testsupport/istiodsim"
 )
 
 // UpstreamEvent is one endpoint appearing in (Added) or leaving a service,

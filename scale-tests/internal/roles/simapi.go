@@ -3,7 +3,7 @@ package roles
 import (
 	"time"
 
-	"github.com/meshrelay/meshrelay/internal/istiodsim"
+	"github.com/meshrelay/meshrelay/internal/testsupport/istiodsim"
 	"github.com/meshrelay/meshrelay/scale-tests/internal/measure"
 )
 

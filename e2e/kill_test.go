@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshrelay/meshrelay/internal/cgroupclient"
-	"github.com/meshrelay/meshrelay/internal/istiodsim"
+	"github.com/meshrelay/meshrelay/internal/testsupport/cgroupclient"
+	"github.com/meshrelay/meshrelay/internal/testsupport/istiodsim"
 )
 
 // TestBPFAgentKilledUnderLoad runs the real nodeagent binary over the bpf

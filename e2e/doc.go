@@ -6,5 +6,6 @@
 //
 // The package has no code besides this file: it exists so that these tests
 // can import both the relay and the node agent, which must not import each
-// other (internal/archtest allows exactly this package).
+// other (it sits outside both trees, so internal/archtest needs no exception
+// for it).
 package e2e

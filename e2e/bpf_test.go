@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshrelay/meshrelay/internal/cgroupclient"
-	"github.com/meshrelay/meshrelay/internal/istiodsim"
 	"github.com/meshrelay/meshrelay/internal/keyspace"
+	"github.com/meshrelay/meshrelay/internal/testsupport/cgroupclient"
+	"github.com/meshrelay/meshrelay/internal/testsupport/istiodsim"
 	"github.com/meshrelay/meshrelay/nodeagent"
 	"github.com/meshrelay/meshrelay/nodeagent/datapath"
 )

@@ -16,9 +16,9 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/meshrelay/meshrelay/internal/embedetcd"
-	"github.com/meshrelay/meshrelay/internal/istiodsim"
 	"github.com/meshrelay/meshrelay/internal/keyspace"
-	"github.com/meshrelay/meshrelay/internal/tcpproxy"
+	"github.com/meshrelay/meshrelay/internal/testsupport/istiodsim"
+	"github.com/meshrelay/meshrelay/internal/testsupport/tcpproxy"
 	"github.com/meshrelay/meshrelay/nodeagent"
 	"github.com/meshrelay/meshrelay/nodeagent/datapath"
 	"github.com/meshrelay/meshrelay/relay"
