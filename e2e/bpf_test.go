@@ -12,6 +12,7 @@ import (
 
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 	"github.com/meshrelay/meshrelay/internal/testsupport/cgroupclient"
+	"github.com/meshrelay/meshrelay/internal/testsupport/dpfake"
 	"github.com/meshrelay/meshrelay/internal/testsupport/istiodsim"
 	"github.com/meshrelay/meshrelay/nodeagent"
 	"github.com/meshrelay/meshrelay/nodeagent/datapath"
@@ -140,7 +141,7 @@ func TestBPFOnDemandAndRestart(t *testing.T) {
 	}
 	b2 := env.open(t)
 	t.Cleanup(func() { b2.Close() })
-	rec := datapath.NewRecorder(b2)
+	rec := dpfake.NewRecorder(b2)
 	second := startAgent(t, w.client, rec, opts)
 	eventually(t, "second agent ready, on-demand service adopted", func() error {
 		if st := second.Stats(); !st.Ready || st.Orphans != 0 || st.OnDemand != 1 {

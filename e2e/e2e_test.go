@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/meshrelay/meshrelay/internal/keyspace"
+	"github.com/meshrelay/meshrelay/internal/testsupport/dpfake"
 	"github.com/meshrelay/meshrelay/internal/testsupport/etcdcount"
 	"github.com/meshrelay/meshrelay/internal/testsupport/istiodsim"
 	"github.com/meshrelay/meshrelay/nodeagent"
@@ -70,7 +71,7 @@ func TestDeclaredServicesConverge(t *testing.T) {
 func TestOneEndpointChangeAndRepush(t *testing.T) {
 	w := newWorld(t, istiodsim.Options{Services: 10, EndpointsPerService: 8})
 	keys := []keyspace.Service{w.svcKey(0), w.svcKey(1), w.svcKey(2)}
-	rec := datapath.NewRecorder(newMemory())
+	rec := dpfake.NewRecorder(newMemory())
 	a := startAgent(t, w.client, rec, nodeagent.Options{Services: keys})
 	w.converges(rec, 0, 1, 2)
 	w.quiesce()
@@ -155,7 +156,7 @@ func TestCompactionWhileDisconnected(t *testing.T) {
 	for _, i := range declared {
 		keys = append(keys, w.svcKey(i))
 	}
-	rec := datapath.NewRecorder(newMemory())
+	rec := dpfake.NewRecorder(newMemory())
 	a := startAgent(t, c, rec, nodeagent.Options{Services: keys})
 	w.converges(rec, declared...)
 
@@ -210,7 +211,7 @@ func TestEtcdRebuild(t *testing.T) {
 	for _, i := range declared {
 		keys = append(keys, w.svcKey(i))
 	}
-	rec := datapath.NewRecorder(newMemory())
+	rec := dpfake.NewRecorder(newMemory())
 	a := startAgent(t, w.client, rec, nodeagent.Options{Services: keys, OnDemand: true, ServiceCIDRs: serviceCIDRs})
 	w.converges(rec, declared...)
 	w.quiesce()

@@ -16,6 +16,7 @@ import (
 
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 	"github.com/meshrelay/meshrelay/internal/model"
+	"github.com/meshrelay/meshrelay/internal/testsupport/dpfake"
 	"github.com/meshrelay/meshrelay/nodeagent/datapath"
 )
 
@@ -28,7 +29,7 @@ func TestDeclaredServicesConvergeAndChange(t *testing.T) {
 		e.write(m, 1)
 	}
 	e.markSynced()
-	dp := datapath.NewRecorder(newMemory())
+	dp := dpfake.NewRecorder(newMemory())
 	reg := prometheus.NewRegistry()
 	ag := start(t, e.client, e.client, dp, Options{Services: []keyspace.Service{a0.Key, a1.Key}, Registerer: reg})
 	holds(t, dp, expected(a0, a1))
@@ -118,7 +119,7 @@ func TestRestartWritesNothing(t *testing.T) {
 	holds(t, mem, expected(svcs...))
 	first.stop()
 
-	rec := datapath.NewRecorder(mem)
+	rec := dpfake.NewRecorder(mem)
 	second := start(t, e.client, e.client, rec, Options{Services: keys[:8], OnDemand: true, ServiceCIDRs: serviceCIDRs})
 	eventually(t, "second agent ready, orphans adopted", func() error {
 		st := second.Stats()
@@ -155,7 +156,7 @@ func TestOrphansSweptOnlyWhenKnown(t *testing.T) {
 	if _, err := e.client.Delete(e.ctx(), space.SyncedPrefix(), clientv3.WithPrefix()); err != nil {
 		t.Fatal(err)
 	}
-	rec := datapath.NewRecorder(mem)
+	rec := dpfake.NewRecorder(mem)
 	second := start(t, e.client, e.client, rec, Options{Services: []keyspace.Service{keep.Key}, OnDemand: true, ServiceCIDRs: serviceCIDRs})
 	eventually(t, "ready", func() error {
 		if ok, why := second.Ready(); !ok {
@@ -271,7 +272,7 @@ func TestApplyFailureIsRetried(t *testing.T) {
 	e.write(m, 1)
 	e.markSynced()
 	mem := newMemory()
-	faulty := datapath.NewFaulty(mem, datapath.FaultOptions{FailNthBatch: 2, PartialBatch: 2})
+	faulty := dpfake.NewFaulty(mem, dpfake.FaultOptions{FailNthBatch: 2, PartialBatch: 2})
 	ag := start(t, e.client, e.client, faulty, Options{Services: []keyspace.Service{m.Key}})
 	holds(t, mem, expected(m))
 	if st := ag.Stats(); st.ApplyErrors != 1 || !st.Ready {

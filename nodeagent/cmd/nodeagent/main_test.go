@@ -22,6 +22,7 @@ import (
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 	"github.com/meshrelay/meshrelay/internal/model"
 	"github.com/meshrelay/meshrelay/internal/testsupport/cgroupclient"
+	"github.com/meshrelay/meshrelay/internal/testsupport/dpfake"
 	"github.com/meshrelay/meshrelay/nodeagent/cmd/nodeagent/dumpview"
 	"github.com/meshrelay/meshrelay/nodeagent/datapath"
 	v1 "github.com/meshrelay/meshrelay/proto/meshrelay/v1"
@@ -175,29 +176,11 @@ func TestRunFallsBackToMemory(t *testing.T) {
 	}
 }
 
-// bpfPinPath returns a fresh pin directory under /sys/fs/bpf, or skips the
-// test where BPF maps cannot be pinned.
-func bpfPinPath(t *testing.T) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: pinned BPF maps need root (CAP_BPF, CAP_SYS_ADMIN)")
-	}
-	if err := os.MkdirAll(datapath.BPFFSMount, 0o755); err != nil {
-		t.Skipf("skipping: no %s: %v", datapath.BPFFSMount, err)
-	}
-	dir, err := os.MkdirTemp(datapath.BPFFSMount, "meshrelay-cmd-test-")
-	if err != nil {
-		t.Skipf("skipping: cannot create a pin directory: %v", err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
-
 // TestBPFRunDumpUninstall runs the agent with the bpf datapath (programs
 // attached to a child cgroup), dumps the pinned maps while it runs, and
 // uninstalls after it stopped.
 func TestBPFRunDumpUninstall(t *testing.T) {
-	pin := bpfPinPath(t)
+	pin := dpfake.PinDir(t, "meshrelay-cmd-test-")
 	if err := cgroupclient.CheckCgroup2(datapath.DefaultCgroupPath); err != nil {
 		t.Skipf("skipping: %v", err)
 	}
