@@ -14,6 +14,7 @@ import (
 	"github.com/meshrelay/meshrelay/internal/testsupport/cgroupclient"
 	"github.com/meshrelay/meshrelay/internal/testsupport/dpfake"
 	"github.com/meshrelay/meshrelay/internal/testsupport/istiodsim"
+	"github.com/meshrelay/meshrelay/internal/testsupport/testenv"
 	"github.com/meshrelay/meshrelay/nodeagent"
 	"github.com/meshrelay/meshrelay/nodeagent/datapath"
 )
@@ -125,9 +126,9 @@ func TestBPFOnDemandAndRestart(t *testing.T) {
 		}
 		return nil
 	}
-	eventually(t, "declared service translated", func() error { return reaches(2) })
+	testenv.Eventually(t, "declared service translated", func() error { return reaches(2) })
 	// Service 5 is not loaded: the first connects fail and are reported.
-	eventually(t, "service loaded on demand after a miss", func() error { return reaches(5) })
+	testenv.Eventually(t, "service loaded on demand after a miss", func() error { return reaches(5) })
 	if st := first.Stats(); st.MissesLoaded != 1 || st.OnDemand != 1 {
 		t.Fatalf("stats %+v: want service 5 loaded by one miss", st)
 	}
@@ -143,7 +144,7 @@ func TestBPFOnDemandAndRestart(t *testing.T) {
 	t.Cleanup(func() { b2.Close() })
 	rec := dpfake.NewRecorder(b2)
 	second := startAgent(t, w.client, rec, opts)
-	eventually(t, "second agent ready, on-demand service adopted", func() error {
+	testenv.Eventually(t, "second agent ready, on-demand service adopted", func() error {
 		if st := second.Stats(); !st.Ready || st.Orphans != 0 || st.OnDemand != 1 {
 			return fmt.Errorf("stats %+v", st)
 		}

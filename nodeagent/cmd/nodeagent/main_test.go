@@ -23,6 +23,7 @@ import (
 	"github.com/meshrelay/meshrelay/internal/model"
 	"github.com/meshrelay/meshrelay/internal/testsupport/cgroupclient"
 	"github.com/meshrelay/meshrelay/internal/testsupport/dpfake"
+	"github.com/meshrelay/meshrelay/internal/testsupport/testenv"
 	"github.com/meshrelay/meshrelay/nodeagent/cmd/nodeagent/dumpview"
 	"github.com/meshrelay/meshrelay/nodeagent/datapath"
 	v1 "github.com/meshrelay/meshrelay/proto/meshrelay/v1"
@@ -106,16 +107,6 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-func startEtcd(t *testing.T) string {
-	t.Helper()
-	srv, err := embedetcd.Start(context.Background(), embedetcd.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	return srv.Endpoints()[0]
-}
-
 func get(url string) (int, string) {
 	resp, err := http.Get(url)
 	if err != nil {
@@ -130,7 +121,7 @@ func get(url string) (int, string) {
 // opened (the pin path is not on bpffs): without --datapath it falls back to
 // memory and serves /readyz and /metrics; with --datapath=bpf it fails.
 func TestRunFallsBackToMemory(t *testing.T) {
-	endpoint := startEtcd(t)
+	endpoint := testenv.StartEtcd(t, embedetcd.Options{}).Endpoints()[0]
 	metrics := freeAddr(t)
 	pin := filepath.Join(t.TempDir(), "not-bpffs")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -195,7 +186,7 @@ func TestBPFRunDumpUninstall(t *testing.T) {
 	})
 	t.Cleanup(func() { datapath.Uninstall(pin) }) // if the test failed before uninstalling
 
-	endpoint := startEtcd(t)
+	endpoint := testenv.StartEtcd(t, embedetcd.Options{}).Endpoints()[0]
 	writeService(t, endpoint)
 	metrics := freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
