@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -29,19 +27,12 @@ type bpfEnv struct {
 // not available (not root, no bpffs, no cgroup v2 hierarchy).
 func newBPFEnv(t *testing.T) bpfEnv {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping BPF test: needs root (CAP_BPF, CAP_SYS_ADMIN) for maps, pins and cgroup programs")
-	}
+	pin := dpfake.PinDir(t, "meshrelay-e2e-") // skips unless root with a bpf filesystem
 	if err := cgroupclient.CheckCgroup2(datapath.DefaultCgroupPath); err != nil {
 		t.Skipf("skipping BPF test: %v", err)
 	}
-	pin, err := os.MkdirTemp(datapath.BPFFSMount, "meshrelay-e2e-")
-	if err != nil {
-		t.Skipf("skipping BPF test: no bpf filesystem at %s: %v", datapath.BPFFSMount, err)
-	}
 	cg, err := cgroupclient.NewCgroup(datapath.DefaultCgroupPath, "meshrelay-e2e-")
 	if err != nil {
-		os.RemoveAll(pin)
 		t.Skipf("skipping BPF test: cannot create a child cgroup: %v", err)
 	}
 	t.Cleanup(func() {
@@ -54,9 +45,8 @@ func newBPFEnv(t *testing.T) bpfEnv {
 		if err := datapath.Uninstall(pin); err != nil {
 			t.Errorf("uninstall: %v", err)
 		}
-		os.RemoveAll(pin)
 	})
-	return bpfEnv{pin: filepath.Clean(pin), cgroup: cg}
+	return bpfEnv{pin: pin, cgroup: cg}
 }
 
 // open opens the pinned maps configured to attach the programs to the

@@ -11,7 +11,7 @@ import (
 // PinDir returns a fresh directory named prefix+random under
 // datapath.BPFFSMount for a bpf datapath's pins, removed (unpinning what
 // is in it) when the test ends. It skips the test, saying why, unless the
-// process is root and can create a directory in a bpf filesystem there.
+// process is root and can create the directory.
 func PinDir(tb testing.TB, prefix string) string {
 	tb.Helper()
 	if os.Geteuid() != 0 {
