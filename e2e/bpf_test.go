@@ -4,15 +4,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 	"github.com/meshrelay/meshrelay/internal/testsupport/cgroupclient"
+	"github.com/meshrelay/meshrelay/internal/testsupport/dpfake"
 	"github.com/meshrelay/meshrelay/internal/testsupport/istiodsim"
+	"github.com/meshrelay/meshrelay/internal/testsupport/testenv"
 	"github.com/meshrelay/meshrelay/nodeagent"
 	"github.com/meshrelay/meshrelay/nodeagent/datapath"
 )
@@ -27,19 +27,12 @@ type bpfEnv struct {
 // not available (not root, no bpffs, no cgroup v2 hierarchy).
 func newBPFEnv(t *testing.T) bpfEnv {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping BPF test: needs root (CAP_BPF, CAP_SYS_ADMIN) for maps, pins and cgroup programs")
-	}
+	pin := dpfake.PinDir(t, "meshrelay-e2e-") // skips unless root with a bpf filesystem
 	if err := cgroupclient.CheckCgroup2(datapath.DefaultCgroupPath); err != nil {
 		t.Skipf("skipping BPF test: %v", err)
 	}
-	pin, err := os.MkdirTemp(datapath.BPFFSMount, "meshrelay-e2e-")
-	if err != nil {
-		t.Skipf("skipping BPF test: no bpf filesystem at %s: %v", datapath.BPFFSMount, err)
-	}
 	cg, err := cgroupclient.NewCgroup(datapath.DefaultCgroupPath, "meshrelay-e2e-")
 	if err != nil {
-		os.RemoveAll(pin)
 		t.Skipf("skipping BPF test: cannot create a child cgroup: %v", err)
 	}
 	t.Cleanup(func() {
@@ -52,9 +45,8 @@ func newBPFEnv(t *testing.T) bpfEnv {
 		if err := datapath.Uninstall(pin); err != nil {
 			t.Errorf("uninstall: %v", err)
 		}
-		os.RemoveAll(pin)
 	})
-	return bpfEnv{pin: filepath.Clean(pin), cgroup: cg}
+	return bpfEnv{pin: pin, cgroup: cg}
 }
 
 // open opens the pinned maps configured to attach the programs to the
@@ -124,9 +116,9 @@ func TestBPFOnDemandAndRestart(t *testing.T) {
 		}
 		return nil
 	}
-	eventually(t, "declared service translated", func() error { return reaches(2) })
+	testenv.Eventually(t, "declared service translated", func() error { return reaches(2) })
 	// Service 5 is not loaded: the first connects fail and are reported.
-	eventually(t, "service loaded on demand after a miss", func() error { return reaches(5) })
+	testenv.Eventually(t, "service loaded on demand after a miss", func() error { return reaches(5) })
 	if st := first.Stats(); st.MissesLoaded != 1 || st.OnDemand != 1 {
 		t.Fatalf("stats %+v: want service 5 loaded by one miss", st)
 	}
@@ -140,9 +132,9 @@ func TestBPFOnDemandAndRestart(t *testing.T) {
 	}
 	b2 := env.open(t)
 	t.Cleanup(func() { b2.Close() })
-	rec := datapath.NewRecorder(b2)
+	rec := dpfake.NewRecorder(b2)
 	second := startAgent(t, w.client, rec, opts)
-	eventually(t, "second agent ready, on-demand service adopted", func() error {
+	testenv.Eventually(t, "second agent ready, on-demand service adopted", func() error {
 		if st := second.Stats(); !st.Ready || st.Orphans != 0 || st.OnDemand != 1 {
 			return fmt.Errorf("stats %+v", st)
 		}

@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/meshrelay/meshrelay/internal/keyspace"
+	"github.com/meshrelay/meshrelay/internal/testsupport/dpfake"
 	"github.com/meshrelay/meshrelay/internal/testsupport/etcdcount"
 	"github.com/meshrelay/meshrelay/internal/testsupport/istiodsim"
+	"github.com/meshrelay/meshrelay/internal/testsupport/testenv"
 	"github.com/meshrelay/meshrelay/nodeagent"
 	"github.com/meshrelay/meshrelay/nodeagent/datapath"
 )
@@ -32,7 +34,7 @@ func TestDeclaredServicesConverge(t *testing.T) {
 	mem := newMemory()
 	a := startAgent(t, cc, mem, nodeagent.Options{Services: keys, OnDemand: true, ServiceCIDRs: serviceCIDRs})
 	w.converges(mem, declared...)
-	eventually(t, "ready", func() error {
+	testenv.Eventually(t, "ready", func() error {
 		if ok, why := a.Ready(); !ok {
 			return fmt.Errorf("not ready: %s", why)
 		}
@@ -70,7 +72,7 @@ func TestDeclaredServicesConverge(t *testing.T) {
 func TestOneEndpointChangeAndRepush(t *testing.T) {
 	w := newWorld(t, istiodsim.Options{Services: 10, EndpointsPerService: 8})
 	keys := []keyspace.Service{w.svcKey(0), w.svcKey(1), w.svcKey(2)}
-	rec := datapath.NewRecorder(newMemory())
+	rec := dpfake.NewRecorder(newMemory())
 	a := startAgent(t, w.client, rec, nodeagent.Options{Services: keys})
 	w.converges(rec, 0, 1, 2)
 	w.quiesce()
@@ -81,7 +83,7 @@ func TestOneEndpointChangeAndRepush(t *testing.T) {
 	}
 	w.converges(rec, 0, 1, 2)
 	w.quiesce()
-	eventually(t, "the replaced backend deleted", func() error {
+	testenv.Eventually(t, "the replaced backend deleted", func() error {
 		if g := a.Stats().Garbage; g != 0 {
 			return fmt.Errorf("%d unreferenced entries waiting", g)
 		}
@@ -155,7 +157,7 @@ func TestCompactionWhileDisconnected(t *testing.T) {
 	for _, i := range declared {
 		keys = append(keys, w.svcKey(i))
 	}
-	rec := datapath.NewRecorder(newMemory())
+	rec := dpfake.NewRecorder(newMemory())
 	a := startAgent(t, c, rec, nodeagent.Options{Services: keys})
 	w.converges(rec, declared...)
 
@@ -210,7 +212,7 @@ func TestEtcdRebuild(t *testing.T) {
 	for _, i := range declared {
 		keys = append(keys, w.svcKey(i))
 	}
-	rec := datapath.NewRecorder(newMemory())
+	rec := dpfake.NewRecorder(newMemory())
 	a := startAgent(t, w.client, rec, nodeagent.Options{Services: keys, OnDemand: true, ServiceCIDRs: serviceCIDRs})
 	w.converges(rec, declared...)
 	w.quiesce()
@@ -220,7 +222,7 @@ func TestEtcdRebuild(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.converges(rec, declared...)
-	eventually(t, "generation change seen", func() error {
+	testenv.Eventually(t, "generation change seen", func() error {
 		if st := a.Stats().Source; st.GenerationChanges == 0 {
 			return fmt.Errorf("source stats %+v", st)
 		}

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +19,7 @@ import (
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 	"github.com/meshrelay/meshrelay/internal/testsupport/istiodsim"
 	"github.com/meshrelay/meshrelay/internal/testsupport/tcpproxy"
+	"github.com/meshrelay/meshrelay/internal/testsupport/testenv"
 	"github.com/meshrelay/meshrelay/nodeagent"
 	"github.com/meshrelay/meshrelay/nodeagent/datapath"
 	"github.com/meshrelay/meshrelay/relay"
@@ -26,13 +27,6 @@ import (
 )
 
 var space = keyspace.New("")
-
-func testLogger(t *testing.T, component string) *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("c", component)
-	}
-	return slog.New(slog.DiscardHandler)
-}
 
 // world is a simulator, an embedded etcd and a relay between them, all on
 // loopback and stopped by the test.
@@ -58,10 +52,7 @@ func newWorld(t *testing.T, so istiodsim.Options) *world {
 	w := &world{t: t, sim: sim}
 	w.startEtcd("")
 	w.url = w.etcd.Endpoints()[0]
-	if w.client, err = embedetcd.NewClient(w.etcd.Endpoints()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.client.Close() })
+	w.client = testenv.Client(t, w.etcd.Endpoints())
 
 	r, err := relay.New(w.client, relay.Options{
 		Istiod:      sim.Addr(),
@@ -71,26 +62,13 @@ func newWorld(t *testing.T, so istiodsim.Options) *world {
 			Window: 10 * time.Millisecond, MaxDelay: 100 * time.Millisecond,
 			RequestTimeout: time.Second, GenerationCheckInterval: 200 * time.Millisecond,
 		},
-		Logger: testLogger(t, "relay"),
+		Logger: testenv.Logger(t, "c", "relay"),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	w.relay = r
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil && !errors.Is(err, context.Canceled) {
-				t.Errorf("relay.Run: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("relay did not stop within 20 s")
-		}
-	})
+	testenv.Run(t, r.Run)
 	select {
 	case <-r.Synced():
 	case <-time.After(30 * time.Second):
@@ -102,12 +80,7 @@ func newWorld(t *testing.T, so istiodsim.Options) *world {
 // startEtcd starts an empty etcd (on url when set) in a fresh directory.
 func (w *world) startEtcd(url string) {
 	w.t.Helper()
-	srv, err := embedetcd.Start(context.Background(), embedetcd.Options{ClientURL: url, Dir: filepath.Join(w.t.TempDir(), "etcd")})
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	w.etcd = srv
-	w.t.Cleanup(func() { srv.Close() })
+	w.etcd = testenv.StartEtcd(w.t, embedetcd.Options{ClientURL: url, Dir: filepath.Join(w.t.TempDir(), "etcd")})
 }
 
 // wipe replaces etcd by an empty one on the same address, as after the loss
@@ -211,7 +184,7 @@ func compare(st datapath.State, want map[string]map[string]uint32) error {
 // should produce.
 func (w *world) converges(dp datapath.Datapath, indexes ...int) {
 	w.t.Helper()
-	eventually(w.t, "datapath matches the simulator", func() error {
+	testenv.Eventually(w.t, "datapath matches the simulator", func() error {
 		st, err := dp.Dump(context.Background())
 		if err != nil {
 			return err
@@ -229,7 +202,7 @@ func (w *world) quiesce() {
 	if err := w.sim.WaitAcked(ctx); err != nil {
 		w.t.Fatal(err)
 	}
-	eventually(w.t, "relay idle", func() error {
+	testenv.Eventually(w.t, "relay idle", func() error {
 		if d := w.relay.Stats().QueueDepth; d != 0 {
 			return fmt.Errorf("relay queue depth %d", d)
 		}
@@ -248,7 +221,7 @@ type agent struct {
 func startAgent(t *testing.T, c etcdClient, dp datapath.Datapath, opts nodeagent.Options) *agent {
 	t.Helper()
 	if opts.Logger == nil {
-		opts.Logger = testLogger(t, "agent")
+		opts.Logger = testenv.Logger(t, "c", "agent")
 	}
 	if opts.Source.ProbeInterval == 0 {
 		opts.Source.ProbeInterval = 200 * time.Millisecond
@@ -257,25 +230,12 @@ func startAgent(t *testing.T, c etcdClient, dp datapath.Datapath, opts nodeagent
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
+	run := testenv.Run(t, a.Run)
+	stop := sync.OnceFunc(func() {
+		if err := run.Stop(); err != nil || !errors.Is(run.Err(), context.Canceled) {
+			t.Errorf("agent Run returned %v, want context.Canceled", run.Err())
 		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			if !errors.Is(err, context.Canceled) {
-				t.Errorf("agent Run returned %v, want context.Canceled", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("agent did not stop within 20 s")
-		}
-	}
+	})
 	t.Cleanup(stop)
 	return &agent{Agent: a, stop: stop}
 }
@@ -283,22 +243,6 @@ func startAgent(t *testing.T, c etcdClient, dp datapath.Datapath, opts nodeagent
 type etcdClient interface {
 	clientv3.KV
 	clientv3.Watcher
-}
-
-// eventually polls cond every 10 ms for up to 30 s.
-func eventually(t *testing.T, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still failing after 30 s: %v", what, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func newMemory() *datapath.Memory {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/meshrelay/meshrelay/internal/testsupport/cgroupclient"
 	"github.com/meshrelay/meshrelay/internal/testsupport/istiodsim"
+	"github.com/meshrelay/meshrelay/internal/testsupport/testenv"
 )
 
 // TestBPFAgentKilledUnderLoad runs the real nodeagent binary over the bpf
@@ -63,7 +64,7 @@ func TestBPFAgentKilledUnderLoad(t *testing.T) {
 				cmd.Wait()
 			}
 		})
-		eventually(t, "agent ready", func() error { return httpOK("http://" + metrics + "/readyz") })
+		testenv.Eventually(t, "agent ready", func() error { return httpOK("http://" + metrics + "/readyz") })
 		return cmd, metrics
 	}
 

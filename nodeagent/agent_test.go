@@ -16,6 +16,8 @@ import (
 
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 	"github.com/meshrelay/meshrelay/internal/model"
+	"github.com/meshrelay/meshrelay/internal/testsupport/dpfake"
+	"github.com/meshrelay/meshrelay/internal/testsupport/testenv"
 	"github.com/meshrelay/meshrelay/nodeagent/datapath"
 )
 
@@ -28,11 +30,11 @@ func TestDeclaredServicesConvergeAndChange(t *testing.T) {
 		e.write(m, 1)
 	}
 	e.markSynced()
-	dp := datapath.NewRecorder(newMemory())
+	dp := dpfake.NewRecorder(newMemory())
 	reg := prometheus.NewRegistry()
 	ag := start(t, e.client, e.client, dp, Options{Services: []keyspace.Service{a0.Key, a1.Key}, Registerer: reg})
 	holds(t, dp, expected(a0, a1))
-	eventually(t, "ready", func() error {
+	testenv.Eventually(t, "ready", func() error {
 		if ok, why := ag.Ready(); !ok {
 			return fmt.Errorf("not ready: %s", why)
 		}
@@ -53,7 +55,7 @@ func TestDeclaredServicesConvergeAndChange(t *testing.T) {
 	}
 
 	// The replaced backend is deleted in a change set of its own.
-	eventually(t, "unreferenced entries deleted", func() error {
+	testenv.Eventually(t, "unreferenced entries deleted", func() error {
 		if g := ag.Stats().Garbage; g != 0 {
 			return fmt.Errorf("%d entries waiting", g)
 		}
@@ -118,9 +120,9 @@ func TestRestartWritesNothing(t *testing.T) {
 	holds(t, mem, expected(svcs...))
 	first.stop()
 
-	rec := datapath.NewRecorder(mem)
+	rec := dpfake.NewRecorder(mem)
 	second := start(t, e.client, e.client, rec, Options{Services: keys[:8], OnDemand: true, ServiceCIDRs: serviceCIDRs})
-	eventually(t, "second agent ready, orphans adopted", func() error {
+	testenv.Eventually(t, "second agent ready, orphans adopted", func() error {
 		st := second.Stats()
 		if !st.Ready || st.Orphans != 0 || st.OnDemand != 2 {
 			return fmt.Errorf("stats %+v", st)
@@ -155,9 +157,9 @@ func TestOrphansSweptOnlyWhenKnown(t *testing.T) {
 	if _, err := e.client.Delete(e.ctx(), space.SyncedPrefix(), clientv3.WithPrefix()); err != nil {
 		t.Fatal(err)
 	}
-	rec := datapath.NewRecorder(mem)
+	rec := dpfake.NewRecorder(mem)
 	second := start(t, e.client, e.client, rec, Options{Services: []keyspace.Service{keep.Key}, OnDemand: true, ServiceCIDRs: serviceCIDRs})
-	eventually(t, "ready", func() error {
+	testenv.Eventually(t, "ready", func() error {
 		if ok, why := second.Ready(); !ok {
 			return fmt.Errorf("not ready: %s", why)
 		}
@@ -191,7 +193,7 @@ func TestAbsentDeclaredServiceDoesNotBlockReadiness(t *testing.T) {
 		t.Fatalf("ready %v (%s) before etcd is known complete; want waiting for ns/never", ok, why)
 	}
 	e.markSynced()
-	eventually(t, "ready", func() error {
+	testenv.Eventually(t, "ready", func() error {
 		if ok, why := ag.Ready(); !ok {
 			return fmt.Errorf("not ready: %s", why)
 		}
@@ -271,7 +273,7 @@ func TestApplyFailureIsRetried(t *testing.T) {
 	e.write(m, 1)
 	e.markSynced()
 	mem := newMemory()
-	faulty := datapath.NewFaulty(mem, datapath.FaultOptions{FailNthBatch: 2, PartialBatch: 2})
+	faulty := dpfake.NewFaulty(mem, dpfake.FaultOptions{FailNthBatch: 2, PartialBatch: 2})
 	ag := start(t, e.client, e.client, faulty, Options{Services: []keyspace.Service{m.Key}})
 	holds(t, mem, expected(m))
 	if st := ag.Stats(); st.ApplyErrors != 1 || !st.Ready {
@@ -313,7 +315,7 @@ func TestConflictingVIPHandOver(t *testing.T) {
 	ag := start(t, e.client, e.client, mem, Options{Services: []keyspace.Service{a.Key, b.Key}})
 	holds(t, mem, expected(a))
 	e.write(b, 1)
-	eventually(t, "conflict seen", func() error {
+	testenv.Eventually(t, "conflict seen", func() error {
 		if n := ag.Stats().Conflicts; n == 0 {
 			return fmt.Errorf("no conflict counted")
 		}

@@ -7,10 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"os"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +19,7 @@ import (
 	"github.com/meshrelay/meshrelay/internal/embedetcd"
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 	"github.com/meshrelay/meshrelay/internal/model"
+	"github.com/meshrelay/meshrelay/internal/testsupport/testenv"
 	"github.com/meshrelay/meshrelay/nodeagent/datapath"
 	v1 "github.com/meshrelay/meshrelay/proto/meshrelay/v1"
 )
@@ -26,13 +27,6 @@ import (
 const testCluster = "test"
 
 var space = keyspace.New(testCluster)
-
-func testLogger(t *testing.T) *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
-	}
-	return slog.New(slog.DiscardHandler)
-}
 
 // env is one embedded etcd with a writer client, stopped by the test.
 type env struct {
@@ -43,19 +37,8 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	srv, err := embedetcd.Start(ctx, embedetcd.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	c, err := embedetcd.NewClient(srv.Endpoints())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	e := &env{t: t, srv: srv, client: c}
+	srv := testenv.StartEtcd(t, embedetcd.Options{})
+	e := &env{t: t, srv: srv, client: testenv.Client(t, srv.Endpoints())}
 	e.put(space.Generation(), "g1")
 	return e
 }
@@ -148,7 +131,7 @@ func start(t *testing.T, c clientv3.KV, w clientv3.Watcher, dp datapath.Datapath
 	t.Helper()
 	opts.Cluster = testCluster
 	if opts.Logger == nil {
-		opts.Logger = testLogger(t)
+		opts.Logger = testenv.Logger(t)
 	}
 	if opts.Source.ProbeInterval == 0 {
 		opts.Source.ProbeInterval = 200 * time.Millisecond
@@ -160,43 +143,14 @@ func start(t *testing.T, c clientv3.KV, w clientv3.Watcher, dp datapath.Datapath
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
+	run := testenv.Run(t, a.Run)
+	stop := sync.OnceFunc(func() {
+		if err := run.Stop(); err != nil || !errors.Is(run.Err(), context.Canceled) {
+			t.Errorf("Run returned %v, want context.Canceled", run.Err())
 		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			if !errors.Is(err, context.Canceled) {
-				t.Errorf("Run returned %v, want context.Canceled", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("Run did not return within 20 s of cancel")
-		}
-	}
+	})
 	t.Cleanup(stop)
 	return &running{Agent: a, stop: stop}
-}
-
-// eventually polls cond every 10 ms for up to 20 s.
-func eventually(t *testing.T, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still failing after 20 s: %v", what, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // content renders a datapath state as "tcp/VIP:port -> addr:port*slots ...".
@@ -237,7 +191,7 @@ func expected(svcs ...*model.Service) []string {
 // holds waits until dp holds exactly want.
 func holds(t *testing.T, dp datapath.Datapath, want []string) {
 	t.Helper()
-	eventually(t, "datapath content", func() error {
+	testenv.Eventually(t, "datapath content", func() error {
 		st, err := dp.Dump(context.Background())
 		if err != nil {
 			return err

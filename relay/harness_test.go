@@ -3,8 +3,6 @@ package relay
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -17,6 +15,7 @@ import (
 	"github.com/meshrelay/meshrelay/internal/embedetcd"
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 	"github.com/meshrelay/meshrelay/internal/testsupport/istiodsim"
+	"github.com/meshrelay/meshrelay/internal/testsupport/testenv"
 	"github.com/meshrelay/meshrelay/relay/etcdsink"
 	"github.com/meshrelay/meshrelay/relay/inspect"
 )
@@ -30,13 +29,6 @@ type world struct {
 	etcdOp embedetcd.Options
 	client *clientv3.Client
 	space  keyspace.Space
-}
-
-func testLogger(t *testing.T) *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
 }
 
 func newWorld(t *testing.T, so istiodsim.Options, startSim bool) *world {
@@ -56,22 +48,13 @@ func newWorld(t *testing.T, so istiodsim.Options, startSim bool) *world {
 	w.etcdOp = embedetcd.Options{Dir: dir}
 	w.startEtcd()
 	w.etcdOp.ClientURL = w.etcd.Endpoints()[0] // restart on the same port
-	w.client, err = embedetcd.NewClient(w.etcd.Endpoints())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.client.Close() })
+	w.client = testenv.Client(t, w.etcd.Endpoints())
 	return w
 }
 
 func (w *world) startEtcd() {
 	w.t.Helper()
-	srv, err := embedetcd.Start(context.Background(), w.etcdOp)
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	w.etcd = srv
-	w.t.Cleanup(func() { srv.Close() })
+	w.etcd = testenv.StartEtcd(w.t, w.etcdOp)
 }
 
 // startRelay runs a relay until the returned stop function or the test's end.
@@ -82,46 +65,17 @@ func (w *world) startRelay(addr string) (*Relay, func()) {
 		RelayID:     "relay-test",
 		SyncTimeout: 2 * time.Second,
 		Sink:        etcdsink.Options{Window: 20 * time.Millisecond, MaxDelay: 200 * time.Millisecond, RequestTimeout: time.Second},
-		Logger:      testLogger(w.t),
+		Logger:      testenv.Logger(w.t),
 	})
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil && err != context.Canceled {
-				w.t.Errorf("relay.Run: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			w.t.Error("relay did not stop within 20 s")
+	run := testenv.Run(w.t, r.Run)
+	return r, func() {
+		if err := run.Stop(); err != nil {
+			w.t.Errorf("relay.Run: %v", err)
 		}
 	}
-	w.t.Cleanup(stop)
-	return r, stop
-}
-
-// eventually polls cond every 20 ms for up to 30 s.
-func (w *world) eventually(what string, cond func() error) {
-	w.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = cond(); err == nil {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	w.t.Fatalf("%s: still failing after 30 s: %v", what, err)
 }
 
 func (w *world) waitSynced(r *Relay) {

@@ -14,6 +14,7 @@ import (
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 	"github.com/meshrelay/meshrelay/internal/opsserver"
 	"github.com/meshrelay/meshrelay/internal/testsupport/istiodsim"
+	"github.com/meshrelay/meshrelay/internal/testsupport/testenv"
 )
 
 func readyz(t *testing.T, url string) int {
@@ -53,7 +54,7 @@ func TestInitialSync(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Poll /readyz; the moment it is ready, etcd must already hold everything.
-	w.eventually("/readyz ready", func() error {
+	testenv.Eventually(w.t, "/readyz ready", func() error {
 		if code := readyz(t, url); code != http.StatusOK {
 			return fmt.Errorf("/readyz = %d", code)
 		}
@@ -82,13 +83,13 @@ func TestPartialEDSAndDelete(t *testing.T) {
 	w := newWorld(t, istiodsim.Options{Services: 40, EndpointsPerService: 3}, true)
 	r, _ := w.startRelay(w.sim.Addr())
 	w.waitSynced(r)
-	w.eventually("initial state", w.matchTruth)
+	testenv.Eventually(w.t, "initial state", w.matchTruth)
 
 	before, rev := w.keys(), w.revision()
 	if err := w.sim.ChurnEndpoints(7, 1); err != nil {
 		t.Fatal(err)
 	}
-	w.eventually("churn reaches etcd", w.matchTruth)
+	testenv.Eventually(w.t, "churn reaches etcd", w.matchTruth)
 	truth := w.sim.Truth()
 	svc7 := keyspace.Service{Namespace: truth[7].Namespace, Name: truth[7].Name}
 	changed, gone := changedSince(before, w.keys(), rev)
@@ -109,7 +110,7 @@ func TestPartialEDSAndDelete(t *testing.T) {
 	if err := w.sim.DeleteService(victim.Index); err != nil {
 		t.Fatal(err)
 	}
-	w.eventually("deleted service leaves etcd", func() error {
+	testenv.Eventually(w.t, "deleted service leaves etcd", func() error {
 		keys := w.keys()
 		for k := range keys {
 			if strings.HasPrefix(k, w.space.ServicePrefix(victimKey)) {
@@ -133,14 +134,14 @@ func (w *world) quiesce(r *Relay) {
 	if err := w.sim.WaitAcked(ctx); err != nil {
 		w.t.Fatalf("simulator not ACKed: %v", err)
 	}
-	w.eventually("writer idle", func() error {
+	testenv.Eventually(w.t, "writer idle", func() error {
 		if d := r.sink.Stats().QueueDepth; d != 0 {
 			return fmt.Errorf("queue depth %d", d)
 		}
 		return nil
 	})
 	time.Sleep(300 * time.Millisecond) // > MaxDelay of the test sink: a pending flush has fired
-	w.eventually("writer idle after window", func() error {
+	testenv.Eventually(w.t, "writer idle after window", func() error {
 		if d := r.sink.Stats().QueueDepth; d != 0 {
 			return fmt.Errorf("queue depth %d", d)
 		}
@@ -160,7 +161,7 @@ func TestIdenticalRepushAndRestartWriteNothing(t *testing.T) {
 
 	acks := r.client.Stats().ACKs
 	w.sim.Repush()
-	w.eventually("re-push ACKed", func() error {
+	testenv.Eventually(w.t, "re-push ACKed", func() error {
 		if r.client.Stats().ACKs < acks+4 {
 			return fmt.Errorf("ACKs %d, want ≥ %d", r.client.Stats().ACKs, acks+4)
 		}
@@ -204,7 +205,7 @@ func TestMalformedResourceNACKed(t *testing.T) {
 		if err := w.sim.PushMalformed(c.typeURL, c.m); err != nil {
 			t.Fatal(err)
 		}
-		w.eventually("NACK reaches the simulator", func() error {
+		testenv.Eventually(w.t, "NACK reaches the simulator", func() error {
 			if n := len(w.sim.Nacks()); n < i+1 {
 				return fmt.Errorf("%d NACKs, want %d", n, i+1)
 			}
@@ -226,7 +227,7 @@ func TestMalformedResourceNACKed(t *testing.T) {
 	if err := w.sim.ChurnEndpoints(3, 1); err != nil {
 		t.Fatal(err)
 	}
-	w.eventually("change after NACK", w.matchTruth)
+	testenv.Eventually(w.t, "change after NACK", w.matchTruth)
 }
 
 func outage() time.Duration {
@@ -265,7 +266,7 @@ func TestUpstreamDown(t *testing.T) {
 	if err := w.sim.Restart(); err != nil { // same address, new instance id
 		t.Fatal(err)
 	}
-	w.eventually("converged after reconnect", w.matchTruth)
+	testenv.Eventually(w.t, "converged after reconnect", w.matchTruth)
 	w.quiesce(r)
 	truth := w.sim.Truth()
 	svc5 := keyspace.Service{Namespace: truth[5].Namespace, Name: truth[5].Name}
@@ -317,7 +318,7 @@ func TestEtcdDown(t *testing.T) {
 	}
 	time.Sleep(time.Until(deadline))
 	w.startEtcd()
-	w.eventually("etcd converges after its outage", w.matchTruth)
+	testenv.Eventually(w.t, "etcd converges after its outage", w.matchTruth)
 	if r.sink.Stats().Retries == 0 {
 		t.Error("no write was retried: the outage was not exercised")
 	}

@@ -54,6 +54,9 @@ func listPackages(t *testing.T) []pkg {
 	return pkgs
 }
 
+// dpfake is the test support package of the node agent's datapath.
+const dpfake = module + "/internal/testsupport/dpfake"
+
 func under(path, prefix string) bool {
 	return path == prefix || strings.HasPrefix(path, prefix+"/")
 }
@@ -70,7 +73,10 @@ var rules = []rule{
 	{from: module + "/relay", forbidden: []string{module + "/nodeagent", "github.com/cilium/ebpf"}},
 	{from: module + "/nodeagent", forbidden: []string{module + "/relay"}},
 	{from: module + "/internal", forbidden: []string{module + "/relay", module + "/nodeagent", "github.com/cilium/ebpf"},
-		except: []string{module + "/internal/archtest"}},
+		except: []string{module + "/internal/archtest", dpfake}},
+	// The datapath fakes wrap nodeagent/datapath (and so link cilium/ebpf
+	// through it); they stay apart from the relay.
+	{from: dpfake, forbidden: []string{module + "/relay"}},
 	{from: module + "/proto", forbidden: []string{module + "/relay", module + "/nodeagent", module + "/internal"}},
 }
 

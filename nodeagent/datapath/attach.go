@@ -84,11 +84,6 @@ func (m *Memory) Attach(ctx context.Context, cidrs []netip.Prefix) (*Programs, e
 	return nil, ctx.Err()
 }
 
-// Attach implements Datapath by attaching the wrapped datapath.
-func (f *Faulty) Attach(ctx context.Context, cidrs []netip.Prefix) (*Programs, error) {
-	return f.dp.Attach(ctx, cidrs)
-}
-
 // loadPinned opens this layout's pinned maps read-only, checking each
 // against the layout's spec.
 func (b *BPF) loadPinned(opts BPFOptions) error {

@@ -112,8 +112,8 @@ func TestDiffStatesNeverBreaks(t *testing.T) {
 		}
 		cs := DiffStates(have, want)
 		model := have.Clone()
-		for i, part := range splitBatches(cs, 1) {
-			part.slice(0, 1).ApplyTo(model)
+		for i, part := range cs.Batches(1) {
+			part.All().ApplyTo(model)
 			if err := model.Check(); err != nil {
 				t.Fatalf("iteration %d, entry %d: %v", it, i, err)
 			}

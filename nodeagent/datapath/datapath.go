@@ -7,9 +7,9 @@ import (
 )
 
 // Datapath holds the agent-written maps (frontends, slots, backends).
-// Implementations: BPF (kernel maps), Memory (Go maps), Faulty (a wrapper
-// for tests). All methods are safe for concurrent use; Apply calls are
-// serialised.
+// Implementations: BPF (kernel maps) and Memory (Go maps); tests wrap
+// them in the fakes of internal/testsupport/dpfake. All methods are safe
+// for concurrent use; Apply calls are serialised.
 type Datapath interface {
 	// Apply writes cs in ChangeSet's make-before-break order, in batches
 	// of at most the configured batch size per map. It is idempotent:

@@ -8,7 +8,6 @@
 //   - Memory keeps the same maps in Go maps with identical semantics and
 //     identical op and syscall accounting, for hosts without eBPF and for
 //     the scale harness (thousands of instances in one process);
-//   - Faulty wraps either to inject failed and partial batches in tests;
 //   - Programs are the cgroup socket programs (bpf/meshrelay.c) that read
 //     the maps and report misses and usage; Datapath.Attach installs them
 //     (idempotent; configured by BPFOptions.Programs; nil on Memory).
@@ -21,7 +20,8 @@
 // writes it make-before-break (see ChangeSet).
 //
 // The node agent imports it (package nodeagent, its command and dump
-// view, its end-to-end tests), nodeagent/nodemodel for its types, and the
+// view, its end-to-end tests), nodeagent/nodemodel for its types, the
+// test fakes of internal/testsupport/dpfake that wrap a Datapath, and the
 // scale harness (the memory datapath, and the bpf one in its demo). It is
 // the only package of meshrelay that imports github.com/cilium/ebpf.
 package datapath

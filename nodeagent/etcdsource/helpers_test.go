@@ -13,11 +13,11 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/meshrelay/meshrelay/internal/embedetcd"
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 	"github.com/meshrelay/meshrelay/internal/model"
 	"github.com/meshrelay/meshrelay/internal/testsupport/etcdcount"
 	"github.com/meshrelay/meshrelay/internal/testsupport/tcpproxy"
+	"github.com/meshrelay/meshrelay/internal/testsupport/testenv"
 	v1 "github.com/meshrelay/meshrelay/proto/meshrelay/v1"
 )
 
@@ -25,48 +25,16 @@ const testCluster = "test"
 
 var space = keyspace.New(testCluster)
 
-// startEtcd starts an embedded etcd on loopback, stopped by the test. url
-// reuses a previous server's client URL ("" picks a free port).
-func startEtcd(t *testing.T, url string) *embedetcd.Server {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	srv, err := embedetcd.Start(ctx, embedetcd.Options{ClientURL: url})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	return srv
-}
-
-func newClient(t *testing.T, srv *embedetcd.Server) *clientv3.Client {
-	t.Helper()
-	c, err := embedetcd.NewClient(srv.Endpoints())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
 // runSource starts a Source on c; the test stops it and checks Run's result.
 func runSource(t *testing.T, c Client, opts Options) *Source {
 	t.Helper()
 	opts.Cluster = testCluster
 	opts.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	src := New(c, opts)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- src.Run(ctx) }()
+	run := testenv.Run(t, src.Run)
 	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if !errors.Is(err, context.Canceled) {
-				t.Errorf("Run returned %v, want context.Canceled", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("Run did not return after cancel")
+		if err := run.Stop(); err != nil || !errors.Is(run.Err(), context.Canceled) {
+			t.Errorf("Run returned %v, want context.Canceled", run.Err())
 		}
 	})
 	return src
@@ -272,17 +240,6 @@ func hasHash(m *model.Service) func(Event) bool {
 }
 
 func isRemoval(ev Event) bool { return ev.State == nil }
-
-// eventually polls cond for up to 20 s.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 // startProxy forwards a loopback port to the etcd client URL target.
 func startProxy(t *testing.T, target string) *tcpproxy.Proxy {

@@ -13,12 +13,13 @@ import (
 	"github.com/meshrelay/meshrelay/internal/embedetcd"
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 	"github.com/meshrelay/meshrelay/internal/model"
+	"github.com/meshrelay/meshrelay/internal/testsupport/testenv"
 )
 
 func TestWatchReadsOnlyWatchedServices(t *testing.T) {
-	srv := startEtcd(t, "")
-	writer := newClient(t, srv)
-	cc := newCountingClient(newClient(t, srv))
+	srv := testenv.StartEtcd(t, embedetcd.Options{})
+	writer := testenv.Client(t, srv.Endpoints())
+	cc := newCountingClient(testenv.Client(t, srv.Endpoints()))
 	put(t, writer, space.Generation(), "g1")
 	a, b := keyspace.Service{Namespace: "ns", Name: "a"}, keyspace.Service{Namespace: "ns", Name: "ab"} // "ab" shares a's name prefix
 	writeService(t, writer, service(a, 3, 0), 1, 0)
@@ -78,9 +79,9 @@ func gauge(t *testing.T, name string) float64 {
 }
 
 func TestWatchesShareOneStream(t *testing.T) {
-	srv := startEtcd(t, "")
-	writer := newClient(t, srv)
-	c := newClient(t, srv)
+	srv := testenv.StartEtcd(t, embedetcd.Options{})
+	writer := testenv.Client(t, srv.Endpoints())
+	c := testenv.Client(t, srv.Endpoints())
 	put(t, writer, space.Generation(), "g1")
 	streams0 := gauge(t, "etcd_debugging_mvcc_watch_stream_total")
 	watchers0 := gauge(t, "etcd_debugging_mvcc_watcher_total")
@@ -90,7 +91,7 @@ func TestWatchesShareOneStream(t *testing.T) {
 	for i := range n {
 		src.Watch(keyspace.Service{Namespace: "ns", Name: "s" + string(rune('a'+i))})
 	}
-	eventually(t, "all watches open", func() bool {
+	testenv.EventuallyTrue(t, "all watches open", func() bool {
 		return gauge(t, "etcd_debugging_mvcc_watcher_total")-watchers0 == n+2
 	})
 	if d := gauge(t, "etcd_debugging_mvcc_watch_stream_total") - streams0; d != 1 {
@@ -102,9 +103,9 @@ func TestWatchesShareOneStream(t *testing.T) {
 }
 
 func TestResolveCachesMisses(t *testing.T) {
-	srv := startEtcd(t, "")
-	writer := newClient(t, srv)
-	cc := newCountingClient(newClient(t, srv))
+	srv := testenv.StartEtcd(t, embedetcd.Options{})
+	writer := testenv.Client(t, srv.Endpoints())
+	cc := newCountingClient(testenv.Client(t, srv.Endpoints()))
 	src := New(cc, Options{Cluster: testCluster, NegativeTTL: 5 * time.Second})
 	now := time.Unix(1000, 0)
 	src.now = func() time.Time { return now }
@@ -158,13 +159,13 @@ func TestResolveCachesMisses(t *testing.T) {
 }
 
 func TestUnwatchStopsEvents(t *testing.T) {
-	srv := startEtcd(t, "")
-	writer := newClient(t, srv)
+	srv := testenv.StartEtcd(t, embedetcd.Options{})
+	writer := testenv.Client(t, srv.Endpoints())
 	put(t, writer, space.Generation(), "g1")
 	a, b := keyspace.Service{Namespace: "ns", Name: "a"}, keyspace.Service{Namespace: "ns", Name: "b"}
 	writeService(t, writer, service(a, 2, 0), 1, 0)
 	writeService(t, writer, service(b, 2, 0), 1, 0)
-	src := runSource(t, newClient(t, srv), Options{})
+	src := runSource(t, testenv.Client(t, srv.Endpoints()), Options{})
 	rec := newRecorder(t, src)
 	src.Watch(a)
 	src.Watch(b)
@@ -174,7 +175,7 @@ func TestUnwatchStopsEvents(t *testing.T) {
 	writeService(t, writer, service(a, 3, 0), 2, 1) // may be pending when Unwatch drops it
 	src.Unwatch(a)
 	src.Unwatch(a)
-	eventually(t, "a's watch closed", func() bool { return src.Stats().WatchesOpen == 3 })
+	testenv.EventuallyTrue(t, "a's watch closed", func() bool { return src.Stats().WatchesOpen == 3 })
 	events := src.Stats().Events
 	writeService(t, writer, service(a, 4, 0), 3, 1)
 	b2 := service(b, 5, 0)
@@ -193,9 +194,9 @@ func TestUnwatchStopsEvents(t *testing.T) {
 }
 
 func TestCompactedWatchRelists(t *testing.T) {
-	srv := startEtcd(t, "")
-	writer := newClient(t, srv)
-	cc := newCountingClient(newClient(t, srv))
+	srv := testenv.StartEtcd(t, embedetcd.Options{})
+	writer := testenv.Client(t, srv.Endpoints())
+	cc := newCountingClient(testenv.Client(t, srv.Endpoints()))
 	put(t, writer, space.Generation(), "g1")
 	a := keyspace.Service{Namespace: "ns", Name: "a"}
 	a1 := service(a, 1500, 0) // two slices
@@ -206,7 +207,7 @@ func TestCompactedWatchRelists(t *testing.T) {
 	release := cc.pauseServiceWatches()
 	src.Watch(a)
 	rec.waitFor(a, "initial state", hasHash(a1))
-	eventually(t, "the watch to be held back", func() bool { return cc.parkedWatches() == 1 })
+	testenv.EventuallyTrue(t, "the watch to be held back", func() bool { return cc.parkedWatches() == 1 })
 
 	// While the watch is broken: two updates, then a compaction past them.
 	writeService(t, writer, service(a, 1200, 1), 2, 2)
@@ -247,8 +248,8 @@ func TestCompactedWatchRelists(t *testing.T) {
 }
 
 func TestRemovalWaitsForSyncedMarker(t *testing.T) {
-	srv := startEtcd(t, "")
-	writer := newClient(t, srv)
+	srv := testenv.StartEtcd(t, embedetcd.Options{})
+	writer := testenv.Client(t, srv.Endpoints())
 	put(t, writer, space.Generation(), "g1")
 	svcs := servicesInShards("ns", 3, keyspace.DefaultShards)
 	a, b, c := svcs[0], svcs[1], svcs[2]
@@ -258,7 +259,7 @@ func TestRemovalWaitsForSyncedMarker(t *testing.T) {
 	}
 	putMarker(t, writer, shard(b), "g1", 1) // only b's shard is synced
 
-	src := runSource(t, newClient(t, srv), Options{})
+	src := runSource(t, testenv.Client(t, srv.Endpoints()), Options{})
 	rec := newRecorder(t, src)
 	for _, s := range svcs {
 		src.Watch(s)
@@ -275,7 +276,7 @@ func TestRemovalWaitsForSyncedMarker(t *testing.T) {
 	// a's and c's shards are not: their deletions wait.
 	deleteService(t, writer, a)
 	deleteService(t, writer, c)
-	eventually(t, "two deferred removals", func() bool { return src.Stats().Deferred == 2 })
+	testenv.EventuallyTrue(t, "two deferred removals", func() bool { return src.Stats().Deferred == 2 })
 	rec.poll()
 	if len(rec.got[a]) != 1 || len(rec.got[c]) != 1 {
 		t.Fatalf("removal before the shard was synced: a %v, c %v", rec.got[a], rec.got[c])
@@ -303,20 +304,20 @@ func TestRemovalWaitsForSyncedMarker(t *testing.T) {
 // before its shard is synced was never removed, and identical content
 // queues nothing.
 func TestRemovalDeferredThenRecreated(t *testing.T) {
-	srv := startEtcd(t, "")
-	writer := newClient(t, srv)
+	srv := testenv.StartEtcd(t, embedetcd.Options{})
+	writer := testenv.Client(t, srv.Endpoints())
 	put(t, writer, space.Generation(), "g1")
 	a := keyspace.Service{Namespace: "ns", Name: "a"}
 	writeService(t, writer, service(a, 2, 0), 1, 0)
-	src := runSource(t, newClient(t, srv), Options{})
+	src := runSource(t, testenv.Client(t, srv.Endpoints()), Options{})
 	rec := newRecorder(t, src)
 	src.Watch(a)
 	rec.waitFor(a, "initial state", hasHash(service(a, 2, 0)))
 
 	deleteService(t, writer, a)
-	eventually(t, "deferred removal", func() bool { return src.Stats().Deferred == 1 })
+	testenv.EventuallyTrue(t, "deferred removal", func() bool { return src.Stats().Deferred == 1 })
 	writeService(t, writer, service(a, 2, 0), 2, 0)
-	eventually(t, "deferral cleared", func() bool { return src.Stats().Deferred == 0 })
+	testenv.EventuallyTrue(t, "deferral cleared", func() bool { return src.Stats().Deferred == 0 })
 	a3 := service(a, 3, 0)
 	writeService(t, writer, a3, 3, 1)
 	rec.waitFor(a, "update", hasHash(a3))
@@ -326,12 +327,12 @@ func TestRemovalDeferredThenRecreated(t *testing.T) {
 }
 
 func TestIdenticalRewriteQueuesNothing(t *testing.T) {
-	srv := startEtcd(t, "")
-	writer := newClient(t, srv)
+	srv := testenv.StartEtcd(t, embedetcd.Options{})
+	writer := testenv.Client(t, srv.Endpoints())
 	put(t, writer, space.Generation(), "g1")
 	a := keyspace.Service{Namespace: "ns", Name: "a"}
 	writeService(t, writer, service(a, 1100, 0), 1, 0)
-	src := runSource(t, newClient(t, srv), Options{})
+	src := runSource(t, testenv.Client(t, srv.Endpoints()), Options{})
 	rec := newRecorder(t, src)
 	src.Watch(a)
 	rec.waitFor(a, "initial state", hasHash(service(a, 1100, 0)))
@@ -349,8 +350,8 @@ func TestIdenticalRewriteQueuesNothing(t *testing.T) {
 }
 
 func TestIncompleteServiceIsHeld(t *testing.T) {
-	srv := startEtcd(t, "")
-	writer := newClient(t, srv)
+	srv := testenv.StartEtcd(t, embedetcd.Options{})
+	writer := testenv.Client(t, srv.Endpoints())
 	put(t, writer, space.Generation(), "g1")
 	putMarker(t, writer, 0, "g1", 1)
 	a := keyspace.Service{Namespace: "ns", Name: "a"}
@@ -364,14 +365,14 @@ func TestIncompleteServiceIsHeld(t *testing.T) {
 	}
 	deleteSlice()
 
-	src := runSource(t, newClient(t, srv), Options{Shards: 1})
+	src := runSource(t, testenv.Client(t, srv.Endpoints()), Options{Shards: 1})
 	rec := newRecorder(t, src)
 	src.Watch(a)
-	eventually(t, "the list", func() bool { return src.Stats().Lists == 1 })
+	testenv.EventuallyTrue(t, "the list", func() bool { return src.Stats().Lists == 1 })
 	writeService(t, writer, full, 2, 0)
 	rec.waitFor(a, "complete state", hasHash(full))
 	deleteSlice() // even with the shard synced: fewer endpoints only through a new spec
-	eventually(t, "the delete applied", func() bool { return src.Stats().WatchEvents == 4 })
+	testenv.EventuallyTrue(t, "the delete applied", func() bool { return src.Stats().WatchEvents == 4 })
 	small := service(a, 10, 0)
 	writeService(t, writer, small, 3, 2)
 	rec.waitFor(a, "smaller state", hasHash(small))
@@ -387,9 +388,9 @@ func TestGenerationChangeAfterWipe(t *testing.T) {
 	if testing.Short() {
 		t.Skip("restarts etcd")
 	}
-	srv := startEtcd(t, "")
+	srv := testenv.StartEtcd(t, embedetcd.Options{})
 	url := srv.Endpoints()[0]
-	writer := newClient(t, srv)
+	writer := testenv.Client(t, srv.Endpoints())
 	put(t, writer, space.Generation(), "g1")
 	svcs := servicesInShards("ns", 3, keyspace.DefaultShards)
 	a, b, cs := svcs[0], svcs[1], svcs[2]
@@ -417,7 +418,7 @@ func TestGenerationChangeAfterWipe(t *testing.T) {
 		src.Watch(s)
 		rec.waitFor(s, "initial state", hasHash(service(s, 3, 0)))
 	}
-	eventually(t, "control loop loaded", func() bool { return src.Stats().WatchesOpen == int64(len(svcs)+2) })
+	testenv.EventuallyTrue(t, "control loop loaded", func() bool { return src.Stats().WatchesOpen == int64(len(svcs)+2) })
 	events := src.Stats().Events
 
 	// Wipe: a new, empty etcd on the same address.
@@ -425,14 +426,14 @@ func TestGenerationChangeAfterWipe(t *testing.T) {
 	if err := srv.Close(); err != nil {
 		t.Fatal(err)
 	}
-	writer = newClient(t, startEtcd(t, url))
+	writer = testenv.Client(t, testenv.StartEtcd(t, embedetcd.Options{ClientURL: url}).Endpoints())
 	t.Cleanup(func() { px.Close() }) // before this etcd stops, so that it need not wait for the source's stream
 	put(t, writer, space.Generation(), "g2")
 	writeService(t, writer, service(a, 3, 0), 1, 0) // identical
 	c2 := service(cs, 4, 0)
 	writeService(t, writer, c2, 1, 0) // changed
 	rec.waitFor(cs, "c's new state", hasHash(c2))
-	eventually(t, "b's removal deferred", func() bool {
+	testenv.EventuallyTrue(t, "b's removal deferred", func() bool {
 		st := src.Stats()
 		return st.GenerationChanges >= 1 && st.Deferred == 1
 	})
@@ -463,8 +464,8 @@ func TestGenerationChangeAfterWipe(t *testing.T) {
 // see the deletions before the control loop sees the generation; the list
 // that decides a removal reads the generation and marker itself.
 func TestGenerationChangeInPlace(t *testing.T) {
-	srv := startEtcd(t, "")
-	writer := newClient(t, srv)
+	srv := testenv.StartEtcd(t, embedetcd.Options{})
+	writer := testenv.Client(t, srv.Endpoints())
 	put(t, writer, space.Generation(), "g1")
 	svcs := servicesInShards("ns", 2, keyspace.DefaultShards)
 	a, b := svcs[0], svcs[1]
@@ -473,7 +474,7 @@ func TestGenerationChangeInPlace(t *testing.T) {
 		writeService(t, writer, service(s, 3, 0), 1, 0)
 		putMarker(t, writer, shard(s), "g1", 1)
 	}
-	src := runSource(t, newClient(t, srv), Options{})
+	src := runSource(t, testenv.Client(t, srv.Endpoints()), Options{})
 	rec := newRecorder(t, src)
 	for _, s := range svcs {
 		src.Watch(s)
@@ -481,7 +482,7 @@ func TestGenerationChangeInPlace(t *testing.T) {
 	}
 	// The control loop has loaded g1 (its two watches are open): otherwise
 	// it could first read g2 and rightly see no change.
-	eventually(t, "control loop loaded", func() bool { return src.Stats().WatchesOpen == int64(len(svcs)+2) })
+	testenv.EventuallyTrue(t, "control loop loaded", func() bool { return src.Stats().WatchesOpen == int64(len(svcs)+2) })
 
 	if _, err := writer.Txn(ctxT(t)).Then(
 		clientv3.OpDelete(space.ServicesPrefix(), clientv3.WithPrefix()),
@@ -492,7 +493,7 @@ func TestGenerationChangeInPlace(t *testing.T) {
 	}
 	writeService(t, writer, service(a, 3, 0), 1, 0)
 	putMarker(t, writer, shard(a), "g2", 1)
-	eventually(t, "b deferred in g2", func() bool {
+	testenv.EventuallyTrue(t, "b deferred in g2", func() bool {
 		st := src.Stats()
 		return st.GenerationChanges == 1 && st.Deferred == 1
 	})

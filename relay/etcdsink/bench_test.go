@@ -9,6 +9,7 @@ import (
 	"github.com/meshrelay/meshrelay/internal/embedetcd"
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 	"github.com/meshrelay/meshrelay/internal/model"
+	"github.com/meshrelay/meshrelay/internal/testsupport/testenv"
 )
 
 // benchServices builds n services of 5 endpoints, each with one VIP in
@@ -75,8 +76,8 @@ func BenchmarkInitialSync10k(b *testing.B) {
 // of one service changes; the cost of comparing and writing it (one
 // transaction of one key), without the coalescing window.
 func BenchmarkSteadyStateChange(b *testing.B) {
-	srv := startEtcd(b, embedetcd.Options{})
-	c := newClient(b, srv)
+	srv := testenv.StartEtcd(b, embedetcd.Options{})
+	c := testenv.Client(b, srv.Endpoints())
 	keys, svcs := benchServices(10_000)
 	s := New(c, Options{Cluster: testCluster, OpsPerSecond: 1e9})
 	ctx := context.Background()

@@ -10,7 +10,6 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/meshrelay/meshrelay/internal/embedetcd"
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 	"github.com/meshrelay/meshrelay/internal/model"
 	v1 "github.com/meshrelay/meshrelay/proto/meshrelay/v1"
@@ -20,29 +19,6 @@ import (
 const testCluster = "test"
 
 var space = keyspace.New(testCluster)
-
-// startEtcd starts an embedded etcd stopped by the test's cleanup.
-func startEtcd(tb testing.TB, opts embedetcd.Options) *embedetcd.Server {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	srv, err := embedetcd.Start(ctx, opts)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { srv.Close() })
-	return srv
-}
-
-func newClient(tb testing.TB, srv *embedetcd.Server) *clientv3.Client {
-	tb.Helper()
-	c, err := embedetcd.NewClient(srv.Endpoints())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { c.Close() })
-	return c
-}
 
 // testOptions are fast options for tests: short windows and backoff.
 func testOptions() Options {
@@ -55,40 +31,6 @@ func testOptions() Options {
 		Backoff:                 Backoff{Initial: 20 * time.Millisecond, Max: 500 * time.Millisecond},
 		RequestTimeout:          2 * time.Second,
 		GenerationCheckInterval: 100 * time.Millisecond,
-	}
-}
-
-// runSink runs s until the test ends and returns the channel Run's result
-// arrives on.
-func runSink(tb testing.TB, s *Sink) <-chan error {
-	tb.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		done <- s.Run(ctx)
-	}()
-	tb.Cleanup(func() {
-		cancel()
-		select {
-		case <-finished:
-		case <-time.After(20 * time.Second):
-			tb.Error("Run did not return after cancel")
-		}
-	})
-	return done
-}
-
-// waitFor polls cond every 10 ms for up to 20 s.
-func waitFor(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 

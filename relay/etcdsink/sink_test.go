@@ -13,6 +13,7 @@ import (
 	"github.com/meshrelay/meshrelay/internal/embedetcd"
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 	"github.com/meshrelay/meshrelay/internal/model"
+	"github.com/meshrelay/meshrelay/internal/testsupport/testenv"
 )
 
 // fixture is a running Sink on a fresh embedded etcd.
@@ -20,22 +21,22 @@ type fixture struct {
 	srv  *embedetcd.Server
 	c    *clientv3.Client
 	sink *Sink
-	done <-chan error
 }
 
 func newFixture(t *testing.T, opts Options) *fixture {
 	t.Helper()
-	srv := startEtcd(t, embedetcd.Options{})
-	c := newClient(t, srv)
+	srv := testenv.StartEtcd(t, embedetcd.Options{})
+	c := testenv.Client(t, srv.Endpoints())
 	s := New(c, opts)
-	return &fixture{srv: srv, c: c, sink: s, done: runSink(t, s)}
+	testenv.Run(t, s.Run)
+	return &fixture{srv: srv, c: c, sink: s}
 }
 
 // settle waits until the sink has processed n more services than when
 // before was taken (written or skipped).
 func (f *fixture) settle(t *testing.T, before Stats, skipped uint64) {
 	t.Helper()
-	waitFor(t, "sink to process the change", func() bool {
+	testenv.EventuallyTrue(t, "sink to process the change", func() bool {
 		st := f.sink.Stats()
 		return st.Skipped >= before.Skipped+skipped && st.QueueDepth == 0
 	})
@@ -56,7 +57,7 @@ func TestInitialWrite(t *testing.T) {
 	want[big] = newService(big, []string{vip(500), vip(501)}, 2500, 0) // 3 slices
 	f.sink.Set(big, want[big], observed)
 
-	waitFor(t, "all specs written", func() bool {
+	testenv.EventuallyTrue(t, "all specs written", func() bool {
 		return countPrefix(t, f.c, space.ServicesPrefix()) == int64(2*n+4)
 	})
 	for key, svc := range want {
@@ -137,7 +138,7 @@ func TestIdenticalSetWritesNothing(t *testing.T) {
 	key := svcName(1)
 	svc := newService(key, []string{vip(1)}, 5, 0)
 	f.sink.Set(key, svc, time.Now())
-	waitFor(t, "service written", func() bool { return get(t, f.c, space.Spec(key)) != nil })
+	testenv.EventuallyTrue(t, "service written", func() bool { return get(t, f.c, space.Spec(key)) != nil })
 	f.settle(t, f.sink.Stats(), 0)
 
 	rev := headerRevision(t, f.c)
@@ -160,7 +161,7 @@ func TestOneSliceChangeWritesOneKey(t *testing.T) {
 	key := svcName(2)
 	svc := newService(key, []string{vip(2)}, 2500, 0) // slices 0..2
 	f.sink.Set(key, svc, time.Now())
-	waitFor(t, "service written", func() bool { return get(t, f.c, space.Slice(key, 2)) != nil })
+	testenv.EventuallyTrue(t, "service written", func() bool { return get(t, f.c, space.Slice(key, 2)) != nil })
 	f.settle(t, f.sink.Stats(), 0)
 
 	keys := []string{space.Spec(key), space.Slice(key, 0), space.Slice(key, 1), space.Slice(key, 2), space.VIP(vip(2))}
@@ -172,7 +173,7 @@ func TestOneSliceChangeWritesOneKey(t *testing.T) {
 
 	changed := withEndpointPort(svc, 1500, 9999) // in slice 1
 	f.sink.Set(key, changed, time.Now())
-	waitFor(t, "slice 1 rewritten", func() bool { return get(t, f.c, space.Slice(key, 1)).modRevision != mod[space.Slice(key, 1)] })
+	testenv.EventuallyTrue(t, "slice 1 rewritten", func() bool { return get(t, f.c, space.Slice(key, 1)).modRevision != mod[space.Slice(key, 1)] })
 
 	if got := headerRevision(t, f.c); got != rev+1 {
 		t.Errorf("one slice change took etcd from revision %d to %d, want one transaction", rev, got)
@@ -195,10 +196,10 @@ func TestSliceCountShrinkDeletesExtraKeys(t *testing.T) {
 	f := newFixture(t, testOptions())
 	key := svcName(3)
 	f.sink.Set(key, newService(key, nil, 2500, 0), time.Now())
-	waitFor(t, "three slices", func() bool { return countPrefix(t, f.c, space.ServicePrefix(key)) == 4 })
+	testenv.EventuallyTrue(t, "three slices", func() bool { return countPrefix(t, f.c, space.ServicePrefix(key)) == 4 })
 
 	f.sink.Set(key, newService(key, nil, 10, 0), time.Now())
-	waitFor(t, "extra slices deleted", func() bool { return countPrefix(t, f.c, space.ServicePrefix(key)) == 2 })
+	testenv.EventuallyTrue(t, "extra slices deleted", func() bool { return countPrefix(t, f.c, space.ServicePrefix(key)) == 2 })
 	spec := decodeSpec(t, f.c, key)
 	if spec.GetEndpointSlices() != 1 || spec.GetRevision() != 2 {
 		t.Errorf("spec: endpoint_slices %d revision %d, want 1 and 2", spec.GetEndpointSlices(), spec.GetRevision())
@@ -213,8 +214,8 @@ func TestSliceCountShrinkDeletesExtraKeys(t *testing.T) {
 // index, and a reload deletes the stale canonical slice beyond the desired
 // count but leaves the foreign keys to the service's prefix delete.
 func TestLoadIgnoresForeignSliceKeys(t *testing.T) {
-	srv := startEtcd(t, embedetcd.Options{})
-	c := newClient(t, srv)
+	srv := testenv.StartEtcd(t, embedetcd.Options{})
+	c := testenv.Client(t, srv.Endpoints())
 	key := svcName(4)
 	huge := space.ServicePrefix(key) + "endpoints/100000000"
 	padded := space.ServicePrefix(key) + "endpoints/010"
@@ -225,9 +226,9 @@ func TestLoadIgnoresForeignSliceKeys(t *testing.T) {
 		}
 	}
 	s := New(c, testOptions())
-	runSink(t, s)
+	testenv.Run(t, s.Run)
 	s.Set(key, newService(key, nil, 10, 0), time.Now())
-	waitFor(t, "stale slice deleted", func() bool { return get(t, c, space.Slice(key, 0)) != nil && get(t, c, stale) == nil })
+	testenv.EventuallyTrue(t, "stale slice deleted", func() bool { return get(t, c, space.Slice(key, 0)) != nil && get(t, c, stale) == nil })
 	if get(t, c, huge) == nil || get(t, c, padded) == nil {
 		t.Error("a key the relay does not own was deleted by a slice delete")
 	}
@@ -235,7 +236,7 @@ func TestLoadIgnoresForeignSliceKeys(t *testing.T) {
 		t.Errorf("stats: %+v", st)
 	}
 	s.Set(key, nil, time.Now())
-	waitFor(t, "service deleted with its prefix", func() bool { return countPrefix(t, c, space.ServicePrefix(key)) == 0 })
+	testenv.EventuallyTrue(t, "service deleted with its prefix", func() bool { return countPrefix(t, c, space.ServicePrefix(key)) == 0 })
 }
 
 func TestVIPIndex(t *testing.T) {
@@ -249,35 +250,35 @@ func TestVIPIndex(t *testing.T) {
 	}
 
 	f.sink.Set(a, newService(a, []string{vip(1)}, 1, 0), time.Now())
-	waitFor(t, "vip 1 -> a", func() bool { return vipValue(vip(1)) == a.String() })
+	testenv.EventuallyTrue(t, "vip 1 -> a", func() bool { return vipValue(vip(1)) == a.String() })
 
 	// Add a second VIP.
 	f.sink.Set(a, newService(a, []string{vip(1), vip(2)}, 1, 0), time.Now())
-	waitFor(t, "vip 2 -> a", func() bool { return vipValue(vip(2)) == a.String() })
+	testenv.EventuallyTrue(t, "vip 2 -> a", func() bool { return vipValue(vip(2)) == a.String() })
 
 	// Remove the first.
 	f.sink.Set(a, newService(a, []string{vip(2)}, 1, 0), time.Now())
-	waitFor(t, "vip 1 removed", func() bool { return vipValue(vip(1)) == "" })
+	testenv.EventuallyTrue(t, "vip 1 removed", func() bool { return vipValue(vip(1)) == "" })
 
 	// b also lists vip 2: a keeps the entry while it lists it...
 	f.sink.Set(b, newService(b, []string{vip(2)}, 1, 0), time.Now())
-	waitFor(t, "b written", func() bool { return get(t, f.c, space.Spec(b)) != nil })
+	testenv.EventuallyTrue(t, "b written", func() bool { return get(t, f.c, space.Spec(b)) != nil })
 	if got := vipValue(vip(2)); got != a.String() {
 		t.Fatalf("vip 2 = %q while a still lists it, want %s", got, a)
 	}
 	// ...and b gets it when a is deleted.
 	f.sink.Set(a, nil, time.Now())
-	waitFor(t, "a deleted", func() bool { return countPrefix(t, f.c, space.ServicePrefix(a)) == 0 })
+	testenv.EventuallyTrue(t, "a deleted", func() bool { return countPrefix(t, f.c, space.ServicePrefix(a)) == 0 })
 	if got := vipValue(vip(2)); got != b.String() {
 		t.Fatalf("vip 2 = %q after a's delete, want %s", got, b)
 	}
 	f.sink.Set(b, nil, time.Now())
-	waitFor(t, "b's VIP removed", func() bool { return countPrefix(t, f.c, space.VIPsPrefix()) == 0 })
+	testenv.EventuallyTrue(t, "b's VIP removed", func() bool { return countPrefix(t, f.c, space.VIPsPrefix()) == 0 })
 }
 
 func TestRestartWritesNothing(t *testing.T) {
-	srv := startEtcd(t, embedetcd.Options{})
-	c := newClient(t, srv)
+	srv := testenv.StartEtcd(t, embedetcd.Options{})
+	c := testenv.Client(t, srv.Endpoints())
 	const n = 50
 	desired := make([]*model.Service, n)
 	present := make([]keyspace.Service, n)
@@ -285,31 +286,27 @@ func TestRestartWritesNothing(t *testing.T) {
 		present[i] = svcName(i)
 		desired[i] = newService(present[i], []string{vip(i)}, 1+i%4, 0)
 	}
-	run := func() (*Sink, context.CancelFunc, <-chan error) {
+	run := func() (*Sink, *testenv.Running) {
 		s := New(c, testOptions())
 		for i, svc := range desired {
 			s.Set(present[i], svc, time.Now())
 		}
 		s.Complete(present)
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- s.Run(ctx) }()
+		r := testenv.Run(t, s.Run)
 		waitSynced(t, s)
-		return s, cancel, done
+		return s, r
 	}
 
-	s1, cancel, done := run()
-	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Fatalf("Run = %v, want context.Canceled", err)
+	s1, r := run()
+	if err := r.Stop(); err != nil || !errors.Is(r.Err(), context.Canceled) {
+		t.Fatalf("Run = %v, want context.Canceled", r.Err())
 	}
 	if st := s1.Stats(); st.Txns == 0 {
 		t.Fatal("first relay wrote nothing")
 	}
 	rev := headerRevision(t, c)
 
-	s2, cancel, done := run()
-	defer func() { cancel(); <-done }()
+	s2, _ := run()
 	if got := headerRevision(t, c); got != rev {
 		t.Fatalf("restart with unchanged state moved etcd from revision %d to %d (stats %+v)", rev, got, s2.Stats())
 	}
@@ -319,8 +316,8 @@ func TestRestartWritesNothing(t *testing.T) {
 }
 
 func TestCompleteSweepsAndWritesMarkers(t *testing.T) {
-	srv := startEtcd(t, embedetcd.Options{})
-	c := newClient(t, srv)
+	srv := testenv.StartEtcd(t, embedetcd.Options{})
+	c := testenv.Client(t, srv.Endpoints())
 	opts := testOptions()
 
 	// A previous relay left a, b and c in etcd.
@@ -329,18 +326,17 @@ func TestCompleteSweepsAndWritesMarkers(t *testing.T) {
 	for i, key := range []keyspace.Service{a, b, cc} {
 		old.Set(key, newService(key, []string{vip(20 + i)}, 2, 0), time.Now())
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- old.Run(ctx) }()
-	waitFor(t, "previous relay's services", func() bool { return countPrefix(t, c, space.VIPsPrefix()) == 3 })
-	cancel()
-	<-done
+	prev := testenv.Run(t, old.Run)
+	testenv.EventuallyTrue(t, "previous relay's services", func() bool { return countPrefix(t, c, space.VIPsPrefix()) == 3 })
+	if err := prev.Stop(); err != nil {
+		t.Fatalf("previous relay's Run = %v", err)
+	}
 
 	s := New(c, opts)
-	runSink(t, s)
+	testenv.Run(t, s.Run)
 	s.Set(a, newService(a, []string{vip(20)}, 2, 0), time.Now())
 	s.Set(d, newService(d, []string{vip(23)}, 2, 0), time.Now())
-	waitFor(t, "d written", func() bool { return get(t, c, space.Spec(d)) != nil })
+	testenv.EventuallyTrue(t, "d written", func() bool { return get(t, c, space.Spec(d)) != nil })
 	select {
 	case <-s.Synced():
 		t.Fatal("synced before Complete")
@@ -415,17 +411,17 @@ func TestEtcdOutage(t *testing.T) {
 		outage = 2 * time.Second
 	}
 	dir := shmDir(t)
-	srv := startEtcd(t, embedetcd.Options{Dir: dir})
+	srv := testenv.StartEtcd(t, embedetcd.Options{Dir: dir})
 	ep := srv.Endpoints()[0]
-	c := newClient(t, srv)
+	c := testenv.Client(t, srv.Endpoints())
 	s := New(c, testOptions())
-	runSink(t, s)
+	testenv.Run(t, s.Run)
 
 	const n = 20
 	for i := range n {
 		s.Set(svcName(i), newService(svcName(i), []string{vip(i)}, 3, 0), time.Now())
 	}
-	waitFor(t, "initial write", func() bool { return countPrefix(t, c, space.VIPsPrefix()) == n })
+	testenv.EventuallyTrue(t, "initial write", func() bool { return countPrefix(t, c, space.VIPsPrefix()) == n })
 
 	if err := srv.Close(); err != nil {
 		t.Fatal(err)
@@ -442,8 +438,8 @@ func TestEtcdOutage(t *testing.T) {
 	s.Set(svcName(5), final, time.Now())
 	s.Set(svcName(0), nil, time.Now())
 
-	startEtcd(t, embedetcd.Options{Dir: dir, ClientURL: ep})
-	waitFor(t, "convergence after the outage", func() bool {
+	testenv.StartEtcd(t, embedetcd.Options{Dir: dir, ClientURL: ep})
+	testenv.EventuallyTrue(t, "convergence after the outage", func() bool {
 		spec := get(t, c, space.Spec(svcName(5)))
 		if spec == nil || countPrefix(t, c, space.ServicePrefix(svcName(0))) != 0 {
 			return false
@@ -467,11 +463,11 @@ func TestEtcdOutage(t *testing.T) {
 // TestEtcdWiped replaces etcd by an empty one on the same port: the sink
 // recreates the generation and rewrites everything.
 func TestEtcdWiped(t *testing.T) {
-	srv := startEtcd(t, embedetcd.Options{})
+	srv := testenv.StartEtcd(t, embedetcd.Options{})
 	ep := srv.Endpoints()[0]
-	c := newClient(t, srv)
+	c := testenv.Client(t, srv.Endpoints())
 	s := New(c, testOptions())
-	runSink(t, s)
+	testenv.Run(t, s.Run)
 
 	const n = 30
 	present := make([]keyspace.Service, n)
@@ -485,8 +481,8 @@ func TestEtcdWiped(t *testing.T) {
 	keys := countPrefix(t, c, space.Prefix())
 
 	srv.Close()
-	startEtcd(t, embedetcd.Options{ClientURL: ep}) // fresh dir: empty
-	waitFor(t, "rewrite after wipe", func() bool {
+	testenv.StartEtcd(t, embedetcd.Options{ClientURL: ep}) // fresh dir: empty
+	testenv.EventuallyTrue(t, "rewrite after wipe", func() bool {
 		g := get(t, c, space.Generation())
 		return g != nil && string(g.value) != gen && countPrefix(t, c, space.Prefix()) == keys
 	})
@@ -512,16 +508,16 @@ func TestEtcdRestoredFromOlderCopy(t *testing.T) {
 	}
 	// The older copy: the generation and nothing else, at revision 2.
 	oldDir := shmDir(t)
-	older := startEtcd(t, embedetcd.Options{Dir: oldDir})
-	putGen(newClient(t, older))
+	older := testenv.StartEtcd(t, embedetcd.Options{Dir: oldDir})
+	putGen(testenv.Client(t, older.Endpoints()))
 	older.Close()
 
-	srv := startEtcd(t, embedetcd.Options{})
+	srv := testenv.StartEtcd(t, embedetcd.Options{})
 	ep := srv.Endpoints()[0]
-	c := newClient(t, srv)
+	c := testenv.Client(t, srv.Endpoints())
 	putGen(c)
 	s := New(c, testOptions())
-	runSink(t, s)
+	testenv.Run(t, s.Run)
 	const n = 20
 	present := make([]keyspace.Service, n)
 	for i := range n {
@@ -536,7 +532,7 @@ func TestEtcdRestoredFromOlderCopy(t *testing.T) {
 		}
 	}
 	rev := headerRevision(t, c)
-	waitFor(t, "a generation check at the current revision", func() bool {
+	testenv.EventuallyTrue(t, "a generation check at the current revision", func() bool {
 		s.genMu.Lock()
 		defer s.genMu.Unlock()
 		return s.incarnation.Revision() >= rev
@@ -544,8 +540,8 @@ func TestEtcdRestoredFromOlderCopy(t *testing.T) {
 	keys := countPrefix(t, c, space.ServicesPrefix())
 
 	srv.Close()
-	startEtcd(t, embedetcd.Options{ClientURL: ep, Dir: oldDir})
-	waitFor(t, "rewrite after restore", func() bool { return countPrefix(t, c, space.ServicesPrefix()) == keys })
+	testenv.StartEtcd(t, embedetcd.Options{ClientURL: ep, Dir: oldDir})
+	testenv.EventuallyTrue(t, "rewrite after restore", func() bool { return countPrefix(t, c, space.ServicesPrefix()) == keys })
 	if st := s.Stats(); st.GenerationChanges == 0 || st.Generation != gen {
 		t.Errorf("stats after restore: %+v", st)
 	}
@@ -559,7 +555,7 @@ func TestGenerationDeleted(t *testing.T) {
 	f := newFixture(t, opts)
 	key := svcName(1)
 	f.sink.Set(key, newService(key, nil, 1, 0), time.Now())
-	waitFor(t, "written", func() bool { return get(t, f.c, space.Spec(key)) != nil })
+	testenv.EventuallyTrue(t, "written", func() bool { return get(t, f.c, space.Spec(key)) != nil })
 	gen := f.sink.Stats().Generation
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -570,7 +566,7 @@ func TestGenerationDeleted(t *testing.T) {
 	if _, err := f.c.Delete(ctx, space.Spec(key)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "new generation and rewritten spec", func() bool {
+	testenv.EventuallyTrue(t, "new generation and rewritten spec", func() bool {
 		g := get(t, f.c, space.Generation())
 		return g != nil && string(g.value) != gen && get(t, f.c, space.Spec(key)) != nil
 	})
@@ -601,26 +597,26 @@ func TestFenceFailureStopsRun(t *testing.T) {
 	opts.Fence = func() []clientv3.Cmp {
 		return []clientv3.Cmp{clientv3.Compare(clientv3.Value("fence"), "=", "relay-0")}
 	}
-	srv := startEtcd(t, embedetcd.Options{})
-	c := newClient(t, srv)
+	srv := testenv.StartEtcd(t, embedetcd.Options{})
+	c := testenv.Client(t, srv.Endpoints())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := c.Put(ctx, "fence", "relay-0"); err != nil {
 		t.Fatal(err)
 	}
 	s := New(c, opts)
-	done := runSink(t, s)
+	r := testenv.Run(t, s.Run)
 	key := svcName(1)
 	s.Set(key, newService(key, nil, 1, 0), time.Now())
-	waitFor(t, "written while holding the fence", func() bool { return get(t, c, space.Spec(key)) != nil })
+	testenv.EventuallyTrue(t, "written while holding the fence", func() bool { return get(t, c, space.Spec(key)) != nil })
 
 	if _, err := c.Put(ctx, "fence", "relay-1"); err != nil {
 		t.Fatal(err)
 	}
 	s.Set(key, newService(key, nil, 1, 1), time.Now())
 	select {
-	case err := <-done:
-		if !errors.Is(err, ErrFenced) {
+	case <-r.Done():
+		if err := r.Stop(); !errors.Is(err, ErrFenced) {
 			t.Fatalf("Run = %v, want ErrFenced", err)
 		}
 	case <-time.After(20 * time.Second):
@@ -635,15 +631,15 @@ func TestFenceFailureStopsRun(t *testing.T) {
 }
 
 func TestSetBeforeRunAndDeleteUnknown(t *testing.T) {
-	srv := startEtcd(t, embedetcd.Options{})
-	c := newClient(t, srv)
+	srv := testenv.StartEtcd(t, embedetcd.Options{})
+	c := testenv.Client(t, srv.Endpoints())
 	s := New(c, testOptions())
 	key, unknown := svcName(1), svcName(2)
 	s.Set(key, newService(key, nil, 1, 0), time.Now())
 	s.Set(unknown, nil, time.Now())
-	runSink(t, s)
-	waitFor(t, "written", func() bool { return get(t, c, space.Spec(key)) != nil })
-	waitFor(t, "unknown delete skipped", func() bool { return s.Stats().Skipped == 1 })
+	testenv.Run(t, s.Run)
+	testenv.EventuallyTrue(t, "written", func() bool { return get(t, c, space.Spec(key)) != nil })
+	testenv.EventuallyTrue(t, "unknown delete skipped", func() bool { return s.Stats().Skipped == 1 })
 	s.mu.Lock()
 	_, kept := s.desired[unknown]
 	s.mu.Unlock()

@@ -11,6 +11,7 @@ import (
 
 	"github.com/meshrelay/meshrelay/internal/embedetcd"
 	"github.com/meshrelay/meshrelay/internal/keyspace"
+	"github.com/meshrelay/meshrelay/internal/testsupport/testenv"
 	v1 "github.com/meshrelay/meshrelay/proto/meshrelay/v1"
 )
 
@@ -86,8 +87,8 @@ func TestTxnPacking(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := startEtcd(t, embedetcd.Options{})
-			rec := &recordingClient{Client: newClient(t, srv)}
+			srv := testenv.StartEtcd(t, embedetcd.Options{})
+			rec := &recordingClient{Client: testenv.Client(t, srv.Endpoints())}
 			opts := testOptions()
 			opts.MaxTxnBytes = tc.maxTxnBytes
 			opts.Window = 50 * time.Millisecond
@@ -99,7 +100,7 @@ func TestTxnPacking(t *testing.T) {
 				s.Set(present[i], newService(present[i], []string{vip(i)}, tc.endpoints, 0), time.Now())
 			}
 			s.Complete(present)
-			runSink(t, s)
+			testenv.Run(t, s.Run)
 			waitSynced(t, s)
 
 			txnOf := map[keyspace.Service]int{}
@@ -150,19 +151,19 @@ func TestTxnPacking(t *testing.T) {
 // in the same batch never put the same key twice in one transaction (etcd
 // refuses that) and end with the new owner.
 func TestVIPHandoverInOneBatch(t *testing.T) {
-	srv := startEtcd(t, embedetcd.Options{})
-	rec := &recordingClient{Client: newClient(t, srv)}
+	srv := testenv.StartEtcd(t, embedetcd.Options{})
+	rec := &recordingClient{Client: testenv.Client(t, srv.Endpoints())}
 	opts := testOptions()
 	opts.Window = 100 * time.Millisecond
 	s := New(rec, opts)
-	runSink(t, s)
+	testenv.Run(t, s.Run)
 	a, b := svcName(1), svcName(2)
 	s.Set(a, newService(a, []string{vip(7)}, 1, 0), time.Now())
-	waitFor(t, "a written", func() bool { return get(t, rec, space.VIP(vip(7))) != nil })
+	testenv.EventuallyTrue(t, "a written", func() bool { return get(t, rec, space.VIP(vip(7))) != nil })
 
 	s.Set(a, nil, time.Now())
 	s.Set(b, newService(b, []string{vip(7)}, 1, 0), time.Now())
-	waitFor(t, "b owns the VIP", func() bool {
+	testenv.EventuallyTrue(t, "b owns the VIP", func() bool {
 		v := get(t, rec, space.VIP(vip(7)))
 		return v != nil && string(v.value) == b.String() && countPrefix(t, rec, space.ServicePrefix(a)) == 0
 	})

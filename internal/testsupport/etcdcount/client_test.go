@@ -9,19 +9,12 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/meshrelay/meshrelay/internal/embedetcd"
+	"github.com/meshrelay/meshrelay/internal/testsupport/testenv"
 )
 
 func TestCounts(t *testing.T) {
-	srv, err := embedetcd.Start(context.Background(), embedetcd.Options{Dir: filepath.Join(t.TempDir(), "etcd")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	raw, err := embedetcd.NewClient(srv.Endpoints())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
+	srv := testenv.StartEtcd(t, embedetcd.Options{Dir: filepath.Join(t.TempDir(), "etcd")})
+	raw := testenv.Client(t, srv.Endpoints())
 	c := New(raw.KV, raw.Watcher)
 	var held []string
 	c.BeforeWatch = func(_ context.Context, key string) { held = append(held, key) }

@@ -22,6 +22,8 @@ import (
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 	"github.com/meshrelay/meshrelay/internal/model"
 	"github.com/meshrelay/meshrelay/internal/testsupport/cgroupclient"
+	"github.com/meshrelay/meshrelay/internal/testsupport/dpfake"
+	"github.com/meshrelay/meshrelay/internal/testsupport/testenv"
 	"github.com/meshrelay/meshrelay/nodeagent/cmd/nodeagent/dumpview"
 	"github.com/meshrelay/meshrelay/nodeagent/datapath"
 	v1 "github.com/meshrelay/meshrelay/proto/meshrelay/v1"
@@ -105,16 +107,6 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-func startEtcd(t *testing.T) string {
-	t.Helper()
-	srv, err := embedetcd.Start(context.Background(), embedetcd.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	return srv.Endpoints()[0]
-}
-
 func get(url string) (int, string) {
 	resp, err := http.Get(url)
 	if err != nil {
@@ -129,7 +121,7 @@ func get(url string) (int, string) {
 // opened (the pin path is not on bpffs): without --datapath it falls back to
 // memory and serves /readyz and /metrics; with --datapath=bpf it fails.
 func TestRunFallsBackToMemory(t *testing.T) {
-	endpoint := startEtcd(t)
+	endpoint := testenv.StartEtcd(t, embedetcd.Options{}).Endpoints()[0]
 	metrics := freeAddr(t)
 	pin := filepath.Join(t.TempDir(), "not-bpffs")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -175,29 +167,11 @@ func TestRunFallsBackToMemory(t *testing.T) {
 	}
 }
 
-// bpfPinPath returns a fresh pin directory under /sys/fs/bpf, or skips the
-// test where BPF maps cannot be pinned.
-func bpfPinPath(t *testing.T) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: pinned BPF maps need root (CAP_BPF, CAP_SYS_ADMIN)")
-	}
-	if err := os.MkdirAll(datapath.BPFFSMount, 0o755); err != nil {
-		t.Skipf("skipping: no %s: %v", datapath.BPFFSMount, err)
-	}
-	dir, err := os.MkdirTemp(datapath.BPFFSMount, "meshrelay-cmd-test-")
-	if err != nil {
-		t.Skipf("skipping: cannot create a pin directory: %v", err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
-
 // TestBPFRunDumpUninstall runs the agent with the bpf datapath (programs
 // attached to a child cgroup), dumps the pinned maps while it runs, and
 // uninstalls after it stopped.
 func TestBPFRunDumpUninstall(t *testing.T) {
-	pin := bpfPinPath(t)
+	pin := dpfake.PinDir(t, "meshrelay-cmd-test-")
 	if err := cgroupclient.CheckCgroup2(datapath.DefaultCgroupPath); err != nil {
 		t.Skipf("skipping: %v", err)
 	}
@@ -212,7 +186,7 @@ func TestBPFRunDumpUninstall(t *testing.T) {
 	})
 	t.Cleanup(func() { datapath.Uninstall(pin) }) // if the test failed before uninstalling
 
-	endpoint := startEtcd(t)
+	endpoint := testenv.StartEtcd(t, embedetcd.Options{}).Endpoints()[0]
 	writeService(t, endpoint)
 	metrics := freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -8,13 +8,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/testing/protocmp"
 
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 	"github.com/meshrelay/meshrelay/internal/testsupport/istiodsim"
+	"github.com/meshrelay/meshrelay/internal/testsupport/testenv"
 	v1 "github.com/meshrelay/meshrelay/proto/meshrelay/v1"
 	"github.com/meshrelay/meshrelay/relay/translate/workload"
 )
@@ -101,18 +101,6 @@ func (c *consumer) diffTruth(sim *istiodsim.Sim) string {
 	return ""
 }
 
-// eventually polls cond until it holds or a generous deadline passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func startSim(t *testing.T, opts istiodsim.Options) *istiodsim.Sim {
 	t.Helper()
 	sim, err := istiodsim.New(opts)
@@ -141,7 +129,7 @@ func TestSimSyncAndChanges(t *testing.T) {
 	sim := startSim(t, istiodsim.Options{Services: 5, EndpointsPerService: 3, PortsPerService: 2, Weights: true})
 	c, cons := startConsumer(t, sim.Addr())
 
-	eventually(t, "initial sync", func() bool { return c.Stats().Complete && cons.diffTruth(sim) == "" })
+	testenv.EventuallyTrue(t, "initial sync", func() bool { return c.Stats().Complete && cons.diffTruth(sim) == "" })
 	dirty, _, complete := cons.take()
 	if len(dirty) != 5 || complete == 0 {
 		t.Fatalf("initial sync: dirty %v, %d complete updates; want 5 services, complete", dirty, complete)
@@ -166,7 +154,7 @@ func TestSimSyncAndChanges(t *testing.T) {
 		if err := st.do(); err != nil {
 			t.Fatalf("%s: %v", st.name, err)
 		}
-		eventually(t, st.name, func() bool { return cons.diffTruth(sim) == "" })
+		testenv.EventuallyTrue(t, st.name, func() bool { return cons.diffTruth(sim) == "" })
 		dirty, _, _ := cons.take()
 		if d := cmp.Diff(st.dirty, dirty); d != "" {
 			t.Errorf("%s: dirty services (-want +got):\n%s", st.name, d)
@@ -183,7 +171,7 @@ func TestSimSyncAndChanges(t *testing.T) {
 func TestSimReconnectSendsInitialVersions(t *testing.T) {
 	sim := startSim(t, istiodsim.Options{Services: 4, EndpointsPerService: 2})
 	c, cons := startConsumer(t, sim.Addr())
-	eventually(t, "initial sync", func() bool { return c.Stats().Complete && cons.diffTruth(sim) == "" })
+	testenv.EventuallyTrue(t, "initial sync", func() bool { return c.Stats().Complete && cons.diffTruth(sim) == "" })
 	_, changesBefore, _ := cons.take()
 	held := c.Stats().Resources[AddressType]
 	if held != 4+4*2 {
@@ -193,8 +181,8 @@ func TestSimReconnectSendsInitialVersions(t *testing.T) {
 	if err := sim.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "resubscription", func() bool { return len(sim.DeltaSubscriptions()) == 2 })
-	eventually(t, "complete again", func() bool { return c.Stats().StreamsOpened == 2 && c.Stats().Complete })
+	testenv.EventuallyTrue(t, "resubscription", func() bool { return len(sim.DeltaSubscriptions()) == 2 })
+	testenv.EventuallyTrue(t, "complete again", func() bool { return c.Stats().StreamsOpened == 2 && c.Stats().Complete })
 	subs := sim.DeltaSubscriptions()
 	var addr istiodsim.DeltaSubscription
 	for _, s := range subs {
@@ -215,7 +203,7 @@ func TestSimReconnectSendsInitialVersions(t *testing.T) {
 
 	// A change made while disconnected arrives as a difference only.
 	sim.Stop()
-	eventually(t, "disconnect", func() bool { return !c.Connected() })
+	testenv.EventuallyTrue(t, "disconnect", func() bool { return !c.Connected() })
 	if diff := cons.diffTruth(sim); diff != "" {
 		t.Fatalf("state changed while disconnected: %s", diff)
 	}
@@ -225,7 +213,7 @@ func TestSimReconnectSendsInitialVersions(t *testing.T) {
 	if err := sim.Start(sim.Addr()); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "difference after reconnect", func() bool { return cons.diffTruth(sim) == "" })
+	testenv.EventuallyTrue(t, "difference after reconnect", func() bool { return cons.diffTruth(sim) == "" })
 	dirty, _, _ = cons.take()
 	if d := cmp.Diff([]keyspace.Service{key(2)}, dirty); d != "" {
 		t.Errorf("after reconnect, dirty (-want +got):\n%s", d)
@@ -235,7 +223,7 @@ func TestSimReconnectSendsInitialVersions(t *testing.T) {
 func TestSimMalformedAddressIsNACKed(t *testing.T) {
 	sim := startSim(t, istiodsim.Options{Services: 3, EndpointsPerService: 2})
 	c, cons := startConsumer(t, sim.Addr())
-	eventually(t, "initial sync", func() bool { return c.Stats().Complete && cons.diffTruth(sim) == "" })
+	testenv.EventuallyTrue(t, "initial sync", func() bool { return c.Stats().Complete && cons.diffTruth(sim) == "" })
 	before := cons.model()
 	cons.take()
 
@@ -243,7 +231,7 @@ func TestSimMalformedAddressIsNACKed(t *testing.T) {
 		if err := sim.PushMalformedAddress(m); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "NACK of "+m.String(), func() bool { return len(sim.Nacks()) == i+1 })
+		testenv.EventuallyTrue(t, "NACK of "+m.String(), func() bool { return len(sim.Nacks()) == i+1 })
 		n := sim.Nacks()[i]
 		if n.TypeURL != istiodsim.AddressType || n.Message == "" || n.Nonce == "" {
 			t.Errorf("%s: NACK %+v: want Address type, a reason and the nonce", m, n)
@@ -262,5 +250,5 @@ func TestSimMalformedAddressIsNACKed(t *testing.T) {
 	if err := sim.SetEndpoints(1, 4); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "valid push after NACKs", func() bool { return cons.diffTruth(sim) == "" })
+	testenv.EventuallyTrue(t, "valid push after NACKs", func() bool { return cons.diffTruth(sim) == "" })
 }

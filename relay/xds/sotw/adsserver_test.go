@@ -17,6 +17,7 @@ import (
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+	"github.com/meshrelay/meshrelay/internal/testsupport/testenv"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -179,18 +180,10 @@ func startClient(t *testing.T, addr string, opts Options) (*Client, *recorder) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
+	run := testenv.Run(t, c.Run)
 	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != context.Canceled {
-				t.Errorf("Run returned %v, want context.Canceled", err)
-			}
-		case <-time.After(waitFor):
-			t.Error("Run did not return")
+		if err := run.Stop(); err != nil || run.Err() != context.Canceled {
+			t.Errorf("Run returned %v, want context.Canceled", run.Err())
 		}
 	})
 	return c, rec

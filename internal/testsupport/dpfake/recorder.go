@@ -1,23 +1,25 @@
-package datapath
+package dpfake
 
 import (
 	"context"
 	"sync"
+
+	"github.com/meshrelay/meshrelay/nodeagent/datapath"
 )
 
 // Recorder wraps a Datapath and remembers every change set applied
 // through it, for tests that assert on what was (not) written.
 type Recorder struct {
-	Datapath
+	datapath.Datapath
 	mu   sync.Mutex
-	sets []ChangeSet
+	sets []datapath.ChangeSet
 }
 
 // NewRecorder wraps dp.
-func NewRecorder(dp Datapath) *Recorder { return &Recorder{Datapath: dp} }
+func NewRecorder(dp datapath.Datapath) *Recorder { return &Recorder{Datapath: dp} }
 
 // Apply records cs and applies it.
-func (r *Recorder) Apply(ctx context.Context, cs ChangeSet) (ApplyStats, error) {
+func (r *Recorder) Apply(ctx context.Context, cs datapath.ChangeSet) (datapath.ApplyStats, error) {
 	r.mu.Lock()
 	r.sets = append(r.sets, cs)
 	r.mu.Unlock()
