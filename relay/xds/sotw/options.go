@@ -8,11 +8,10 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/grpc"
-	grpcbackoff "google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/meshrelay/meshrelay/relay/xds/reconnect"
 )
 
 // Defaults for Options.
@@ -24,10 +23,9 @@ const (
 	// names Istiod may never answer before calling the state complete.
 	DefaultSyncTimeout = 5 * time.Second
 	// DefaultKeepaliveTime and DefaultKeepaliveTimeout are the gRPC client
-	// keepalive: ping after 30 s without activity, drop the connection when
-	// the ping is not answered in 10 s. Istiod permits pings every 15 s.
-	DefaultKeepaliveTime    = 30 * time.Second
-	DefaultKeepaliveTimeout = 10 * time.Second
+	// keepalive (see reconnect.DialOptions).
+	DefaultKeepaliveTime    = reconnect.KeepaliveTime
+	DefaultKeepaliveTimeout = reconnect.KeepaliveTimeout
 )
 
 // Options configure a Client. Zero values mean the documented defaults.
@@ -118,22 +116,4 @@ func (o Options) withDefaults() (Options, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return o, nil
-}
-
-// dialOptions are the client's gRPC options followed by the caller's.
-func (o *Options) dialOptions() []grpc.DialOption {
-	own := []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(o.MaxRecvMsgSize)),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: DefaultKeepaliveTime, Timeout: DefaultKeepaliveTimeout}),
-		// gRPC's own reconnect backoff (default up to 120 s) must not
-		// outlast ours.
-		grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff: grpcbackoff.Config{
-				BaseDelay: o.Backoff.Initial, Multiplier: 2, Jitter: 0.2, MaxDelay: o.Backoff.Max,
-			},
-			MinConnectTimeout: 5 * time.Second,
-		}),
-	}
-	return append(own, o.DialOptions...)
 }
