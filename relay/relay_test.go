@@ -14,6 +14,7 @@ import (
 	"github.com/meshrelay/meshrelay/internal/istiodsim"
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 	"github.com/meshrelay/meshrelay/internal/opsserver"
+	"github.com/meshrelay/meshrelay/relay/xds/sotw"
 )
 
 func readyz(t *testing.T, url string) int {
@@ -158,11 +159,11 @@ func TestIdenticalRepushAndRestartWriteNothing(t *testing.T) {
 	w.quiesce(r)
 	rev := w.revision()
 
-	acks := r.client.Stats().ACKs
+	acks := r.client.(*sotw.Client).Stats().ACKs
 	w.sim.Repush()
 	w.eventually("re-push ACKed", func() error {
-		if r.client.Stats().ACKs < acks+4 {
-			return fmt.Errorf("ACKs %d, want ≥ %d", r.client.Stats().ACKs, acks+4)
+		if r.client.(*sotw.Client).Stats().ACKs < acks+4 {
+			return fmt.Errorf("ACKs %d, want ≥ %d", r.client.(*sotw.Client).Stats().ACKs, acks+4)
 		}
 		return nil
 	})
@@ -286,7 +287,7 @@ func TestUpstreamDown(t *testing.T) {
 	if len(changed) == 0 {
 		t.Error("the real change made while upstream was down was not written")
 	}
-	if s := r.client.Stats(); s.StreamsOpened < 2 {
+	if s := r.client.(*sotw.Client).Stats(); s.StreamsOpened < 2 {
 		t.Errorf("streams opened = %d, want a reconnect", s.StreamsOpened)
 	}
 }

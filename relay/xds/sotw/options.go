@@ -82,24 +82,9 @@ func (o Options) withDefaults() (Options, error) {
 	if err := o.Validate(); err != nil {
 		return o, err
 	}
-	node := proto.Clone(o.Node).(*corev3.Node)
-	if o.NodeID != "" {
-		node.Id = o.NodeID
-	}
-	if len(o.NodeMetadata) > 0 {
-		if node.Metadata == nil {
-			node.Metadata = &structpb.Struct{}
-		}
-		if node.Metadata.Fields == nil {
-			node.Metadata.Fields = map[string]*structpb.Value{}
-		}
-		for k, v := range o.NodeMetadata {
-			sv, err := structpb.NewValue(v)
-			if err != nil {
-				return o, fmt.Errorf("options: node metadata %q: %w", k, err)
-			}
-			node.Metadata.Fields[k] = sv
-		}
+	node, err := OverrideNode(o.Node, o.NodeID, o.NodeMetadata)
+	if err != nil {
+		return o, fmt.Errorf("options: %w", err)
 	}
 	if err := ValidateNode(node); err != nil {
 		return o, fmt.Errorf("options: %w", err)
@@ -116,4 +101,31 @@ func (o Options) withDefaults() (Options, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return o, nil
+}
+
+// OverrideNode returns a copy of node with its id replaced by id when id is
+// set, and metadata's entries set into its metadata (values are anything
+// structpb.NewValue accepts). The relay applies --node-id and
+// --node-metadata with it in both modes.
+func OverrideNode(node *corev3.Node, id string, metadata map[string]any) (*corev3.Node, error) {
+	node = proto.Clone(node).(*corev3.Node)
+	if id != "" {
+		node.Id = id
+	}
+	if len(metadata) > 0 {
+		if node.Metadata == nil {
+			node.Metadata = &structpb.Struct{}
+		}
+		if node.Metadata.Fields == nil {
+			node.Metadata.Fields = map[string]*structpb.Value{}
+		}
+		for k, v := range metadata {
+			sv, err := structpb.NewValue(v)
+			if err != nil {
+				return nil, fmt.Errorf("node metadata %q: %w", k, err)
+			}
+			node.Metadata.Fields[k] = sv
+		}
+	}
+	return node, nil
 }
