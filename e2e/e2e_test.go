@@ -16,6 +16,7 @@ import (
 	"github.com/meshrelay/meshrelay/internal/testsupport/testenv"
 	"github.com/meshrelay/meshrelay/nodeagent"
 	"github.com/meshrelay/meshrelay/nodeagent/datapath"
+	"github.com/meshrelay/meshrelay/relay"
 )
 
 var serviceCIDRs = []netip.Prefix{netip.MustParsePrefix("127.77.0.0/16")}
@@ -24,7 +25,18 @@ var serviceCIDRs = []netip.Prefix{netip.MustParsePrefix("127.77.0.0/16")}
 // exactly as the simulator holds them (VIP × port, target ports, weights),
 // and no other service is ever read or watched.
 func TestDeclaredServicesConverge(t *testing.T) {
-	w := newWorld(t, istiodsim.Options{Services: 30, EndpointsPerService: 4, Namespaces: 3, PortsPerService: 2, Weights: true, SubsetClusters: true})
+	testDeclaredServicesConverge(t, relay.ModeSotW)
+}
+
+// TestDeclaredServicesConvergeWorkload is TestDeclaredServicesConverge with
+// the relay in workload mode (delta WDS): the keyspace, and so the agent,
+// do not depend on the mode.
+func TestDeclaredServicesConvergeWorkload(t *testing.T) {
+	testDeclaredServicesConverge(t, relay.ModeWorkload)
+}
+
+func testDeclaredServicesConverge(t *testing.T, mode relay.Mode) {
+	w := newWorldMode(t, istiodsim.Options{Services: 30, EndpointsPerService: 4, Namespaces: 3, PortsPerService: 2, Weights: true, SubsetClusters: true}, mode)
 	declared := []int{1, 5, 17, 22}
 	var keys []keyspace.Service
 	for _, i := range declared {

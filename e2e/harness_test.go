@@ -41,6 +41,13 @@ type world struct {
 
 func newWorld(t *testing.T, so istiodsim.Options) *world {
 	t.Helper()
+	return newWorldMode(t, so, relay.ModeSotW)
+}
+
+// newWorldMode is newWorld with a relay consuming the simulator's mode
+// upstream API.
+func newWorldMode(t *testing.T, so istiodsim.Options, mode relay.Mode) *world {
+	t.Helper()
 	sim, err := istiodsim.New(so)
 	if err != nil {
 		t.Fatal(err)
@@ -56,6 +63,7 @@ func newWorld(t *testing.T, so istiodsim.Options) *world {
 
 	r, err := relay.New(w.client, relay.Options{
 		Istiod:      sim.Addr(),
+		Mode:        mode,
 		RelayID:     "relay-e2e",
 		SyncTimeout: 2 * time.Second,
 		Sink: etcdsink.Options{

@@ -29,6 +29,7 @@ type world struct {
 	etcdOp embedetcd.Options
 	client *clientv3.Client
 	space  keyspace.Space
+	mode   Mode // of the relays startRelay starts
 }
 
 func newWorld(t *testing.T, so istiodsim.Options, startSim bool) *world {
@@ -62,6 +63,7 @@ func (w *world) startRelay(addr string) (*Relay, func()) {
 	w.t.Helper()
 	r, err := New(w.client, Options{
 		Istiod:      addr,
+		Mode:        w.mode,
 		RelayID:     "relay-test",
 		SyncTimeout: 2 * time.Second,
 		Sink:        etcdsink.Options{Window: 20 * time.Millisecond, MaxDelay: 200 * time.Millisecond, RequestTimeout: time.Second},

@@ -25,5 +25,9 @@ func (r *Relay) metrics() []prometheus.Collector {
 			Help: "Complete upstream syncs (at most one per stream).",
 		}, locked(func() int { return r.completes })),
 	}
-	return append(append(own, r.client.Metrics()...), r.sink.Metrics()...)
+	// The delta client has no Prometheus collectors yet.
+	if c, ok := r.client.(interface{ Metrics() []prometheus.Collector }); ok {
+		own = append(own, c.Metrics()...)
+	}
+	return append(own, r.sink.Metrics()...)
 }

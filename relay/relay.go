@@ -13,10 +13,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/meshrelay/meshrelay/internal/keyspace"
+	"github.com/meshrelay/meshrelay/internal/model"
 	"github.com/meshrelay/meshrelay/relay/etcdsink"
 	"github.com/meshrelay/meshrelay/relay/translate"
+	"github.com/meshrelay/meshrelay/relay/translate/workload"
+	"github.com/meshrelay/meshrelay/relay/xds/delta"
 	"github.com/meshrelay/meshrelay/relay/xds/sotw"
 )
 
@@ -25,7 +29,10 @@ type Options struct {
 	// Istiod is the upstream xDS address (host:port), e.g.
 	// istiod.istio-system.svc:15010.
 	Istiod string
-	// Node is the xDS node identity; nil means sotw.NodeFromEnv.
+	// Mode is the upstream API: ModeSotW (default) or ModeWorkload.
+	Mode Mode
+	// Node is the xDS node identity; nil means sotw.NodeFromEnv, or
+	// delta.NodeFromEnv (a ztunnel identity) in ModeWorkload.
 	Node *corev3.Node
 	// NodeID, when set, replaces the node's id; NodeMetadata entries are
 	// merged into its metadata (e.g. {"CLUSTER_ID": "east"}).
@@ -34,7 +41,9 @@ type Options struct {
 	// DialOptions add to the upstream dial (TLS credentials, ...).
 	DialOptions []grpc.DialOption
 	// SyncTimeout bounds how long a stream waits for named EDS/RDS
-	// resources before its state counts as complete (default 5 s).
+	// resources (ModeSotW), or for types Istiod has nothing new for after
+	// a reconnect (ModeWorkload), before its state counts as complete
+	// (default 5 s).
 	SyncTimeout time.Duration
 	// MaxRecvMsgSize is the upstream gRPC receive limit (default 256 MiB).
 	MaxRecvMsgSize int
@@ -56,15 +65,43 @@ type Options struct {
 	Logger     *slog.Logger
 }
 
+// Mode is the upstream API a relay consumes.
+type Mode string
+
+// Upstream API modes.
+const (
+	// ModeSotW: State-of-the-World ADS, wildcard CDS and LDS, named EDS
+	// and RDS (relay/xds/sotw, relay/translate).
+	ModeSotW Mode = "sotw"
+	// ModeWorkload: Istio's ambient workload API over delta ADS
+	// (relay/xds/delta, relay/translate/workload).
+	ModeWorkload Mode = "workload"
+)
+
+// upstream is the xDS client of a mode.
+type upstream interface {
+	Run(ctx context.Context) error
+	Connected() bool
+}
+
+// index is the translation of a mode: it applies the client's updates and
+// translates the services they touch (translate.Index,
+// workload.Index).
+type index interface {
+	Apply(typeURL string, upserted map[string]proto.Message, removed []string) []keyspace.Service
+	Service(k keyspace.Service) (*model.Service, bool)
+	Services() []keyspace.Service
+}
+
 // Relay mirrors one Istiod's configuration into etcd.
 type Relay struct {
 	opts   Options
 	log    *slog.Logger
 	sink   *etcdsink.Sink
-	client *sotw.Client
+	client upstream
 
 	mu    sync.Mutex
-	index *translate.Index
+	index index
 	// gated holds services changed before the first complete upstream
 	// sync. They are written all at once when the state is complete, so a
 	// restart against unchanged config never writes a half-synced service.
@@ -80,6 +117,8 @@ func (o Options) Validate() error {
 	switch {
 	case o.Istiod == "":
 		return errors.New("relay: no Istiod address")
+	case o.Mode != "" && o.Mode != ModeSotW && o.Mode != ModeWorkload:
+		return fmt.Errorf("relay: mode %q: want %q or %q", o.Mode, ModeSotW, ModeWorkload)
 	case o.SyncTimeout < 0 || o.MaxRecvMsgSize < 0:
 		return fmt.Errorf("relay: SyncTimeout %v, MaxRecvMsgSize %d: want >= 0", o.SyncTimeout, o.MaxRecvMsgSize)
 	case o.Sink.Cluster != "" || o.Sink.Shards != 0 || o.Sink.RelayID != "" || o.Sink.Logger != nil:
@@ -122,28 +161,20 @@ func New(etcd etcdsink.Client, opts Options) (*Relay, error) {
 	r := &Relay{
 		opts:  opts,
 		log:   opts.Logger,
-		index: translate.NewIndex(),
 		gated: map[keyspace.Service]time.Time{},
 	}
 	r.sink = etcdsink.New(etcd, opts.sinkOptions())
-	node := opts.Node
-	if node == nil {
-		node = sotw.NodeFromEnv(osGetenv, opts.Cluster)
+	var err error
+	if opts.Mode == ModeWorkload {
+		r.index = workload.NewIndex()
+		r.client, err = newDeltaClient(opts, r)
+	} else {
+		r.index = translate.NewIndex()
+		r.client, err = newSotWClient(opts, r)
 	}
-	c, err := sotw.New(sotw.Options{
-		Address:        opts.Istiod,
-		Node:           node,
-		NodeID:         opts.NodeID,
-		NodeMetadata:   opts.NodeMetadata,
-		DialOptions:    opts.DialOptions,
-		MaxRecvMsgSize: opts.MaxRecvMsgSize,
-		SyncTimeout:    opts.SyncTimeout,
-		Logger:         opts.Logger.With("stage", "xds"),
-	}, r)
 	if err != nil {
 		return nil, fmt.Errorf("relay: %w", err)
 	}
-	r.client = c
 	if opts.Registerer != nil {
 		for _, c := range r.metrics() {
 			if err := opts.Registerer.Register(c); err != nil {
@@ -152,6 +183,42 @@ func New(etcd etcdsink.Client, opts Options) (*Relay, error) {
 		}
 	}
 	return r, nil
+}
+
+func newSotWClient(opts Options, h sotw.Handler) (*sotw.Client, error) {
+	node := opts.Node
+	if node == nil {
+		node = sotw.NodeFromEnv(osGetenv, opts.Cluster)
+	}
+	return sotw.New(sotw.Options{
+		Address:        opts.Istiod,
+		Node:           node,
+		NodeID:         opts.NodeID,
+		NodeMetadata:   opts.NodeMetadata,
+		DialOptions:    opts.DialOptions,
+		MaxRecvMsgSize: opts.MaxRecvMsgSize,
+		SyncTimeout:    opts.SyncTimeout,
+		Logger:         opts.Logger.With("stage", "xds"),
+	}, h)
+}
+
+func newDeltaClient(opts Options, h delta.Handler) (*delta.Client, error) {
+	node := opts.Node
+	if node == nil {
+		node = delta.NodeFromEnv(osGetenv, opts.Cluster)
+	}
+	node, err := sotw.OverrideNode(node, opts.NodeID, opts.NodeMetadata)
+	if err != nil {
+		return nil, err
+	}
+	return delta.New(delta.Options{
+		Address:        opts.Istiod,
+		Node:           node,
+		DialOptions:    opts.DialOptions,
+		MaxRecvMsgSize: opts.MaxRecvMsgSize,
+		SyncTimeout:    opts.SyncTimeout,
+		Logger:         opts.Logger.With("stage", "xds"),
+	}, h)
 }
 
 // Run runs the upstream client and the etcd writer until ctx is done or
@@ -181,7 +248,8 @@ func (r *Relay) Ready() (bool, string) {
 	return false, "first complete sync not yet written to etcd"
 }
 
-// OnUpdate implements sotw.Handler: it re-translates the services the
+// OnUpdate implements sotw.Handler (and delta.Handler, the same): it
+// re-translates the services the
 // update touches and hands them to the sink.
 func (r *Relay) OnUpdate(ctx context.Context, u sotw.Update) {
 	r.mu.Lock()

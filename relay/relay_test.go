@@ -15,6 +15,7 @@ import (
 	"github.com/meshrelay/meshrelay/internal/opsserver"
 	"github.com/meshrelay/meshrelay/internal/testsupport/istiodsim"
 	"github.com/meshrelay/meshrelay/internal/testsupport/testenv"
+	"github.com/meshrelay/meshrelay/relay/xds/sotw"
 )
 
 func readyz(t *testing.T, url string) int {
@@ -159,11 +160,11 @@ func TestIdenticalRepushAndRestartWriteNothing(t *testing.T) {
 	w.quiesce(r)
 	rev := w.revision()
 
-	acks := r.client.Stats().ACKs
+	acks := r.client.(*sotw.Client).Stats().ACKs
 	w.sim.Repush()
 	testenv.Eventually(w.t, "re-push ACKed", func() error {
-		if r.client.Stats().ACKs < acks+4 {
-			return fmt.Errorf("ACKs %d, want ≥ %d", r.client.Stats().ACKs, acks+4)
+		if r.client.(*sotw.Client).Stats().ACKs < acks+4 {
+			return fmt.Errorf("ACKs %d, want ≥ %d", r.client.(*sotw.Client).Stats().ACKs, acks+4)
 		}
 		return nil
 	})
@@ -287,7 +288,7 @@ func TestUpstreamDown(t *testing.T) {
 	if len(changed) == 0 {
 		t.Error("the real change made while upstream was down was not written")
 	}
-	if s := r.client.Stats(); s.StreamsOpened < 2 {
+	if s := r.client.(*sotw.Client).Stats(); s.StreamsOpened < 2 {
 		t.Errorf("streams opened = %d, want a reconnect", s.StreamsOpened)
 	}
 }

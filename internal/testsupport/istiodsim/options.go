@@ -55,6 +55,11 @@ type Options struct {
 	// MaxMessageSize is the gRPC send and receive limit. Default 256 MiB
 	// (Istiod's messages exceed gRPC's 4 MiB default).
 	MaxMessageSize int
+	// InitialWindowSize, when set, is the server's gRPC flow-control window
+	// per stream and per connection, in bytes (at least 64 KiB; a set
+	// window turns off gRPC's window growth). Tests set a small one to
+	// make flow control bite. Default 0: gRPC's.
+	InitialWindowSize int32
 	// OnPush, when set, is called after every push has been handed to the
 	// streams, from the goroutine that made the push. It must not block; it
 	// may call the Sim's methods.
@@ -136,7 +141,7 @@ func (o Options) withDefaults() (Options, error) {
 		}
 	}
 	slices.SortFunc(o.Ports, func(a, b Port) int { return cmp.Compare(a.Port, b.Port) })
-	if o.Debounce < 0 || o.MaxDebounce < 0 || o.MaxConnectionAge < 0 || o.MaxMessageSize < 0 {
+	if o.Debounce < 0 || o.MaxDebounce < 0 || o.MaxConnectionAge < 0 || o.MaxMessageSize < 0 || o.InitialWindowSize < 0 {
 		return o, fmt.Errorf("negative duration or size in options")
 	}
 	if o.MaxDebounce == 0 {

@@ -159,14 +159,18 @@ func (s *Sim) Start(addr string) error {
 		kp.MaxConnectionAge = s.opts.MaxConnectionAge
 		kp.MaxConnectionAgeGrace = 10 * time.Second
 	}
-	srv := grpc.NewServer(
+	sopts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(s.codec),
 		grpc.MaxRecvMsgSize(s.opts.MaxMessageSize),
 		grpc.MaxSendMsgSize(s.opts.MaxMessageSize),
 		grpc.KeepaliveParams(kp),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.WaitForHandlers(true),
-	)
+	}
+	if w := s.opts.InitialWindowSize; w > 0 {
+		sopts = append(sopts, grpc.InitialWindowSize(w), grpc.InitialConnWindowSize(w))
+	}
+	srv := grpc.NewServer(sopts...)
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(srv, &adsServer{sim: s})
 	s.server = srv
 	s.addr = lis.Addr().String()

@@ -9,10 +9,13 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/meshrelay/meshrelay/internal/mailbox"
 )
 
 // StreamAggregatedResources serves one State-of-the-World ADS stream.
@@ -319,10 +322,17 @@ func intersect(sorted []string, set map[string]struct{}) []string {
 	return out
 }
 
+// request is what serveLoop needs of a SotW or delta request.
+type request interface {
+	GetTypeUrl() string
+	GetErrorDetail() *statuspb.Status
+	GetResponseNonce() string
+}
+
 // serveLoop is the goroutine of one stream: it handles the requests recv
 // reads and the wake-ups of pushes until the client ends the stream (nil),
 // ctx ends, or handling fails (its error).
-func serveLoop[T any](ctx context.Context, recv func() (T, error), wake <-chan struct{}, handle func(T) error, drain func() error) error {
+func serveLoop[T request](ctx context.Context, recv func() (T, error), wake <-chan struct{}, handle func(T) error, drain func() error) error {
 	reqs, recvErr := receiveRequests(ctx, recv)
 	for {
 		var err error
@@ -334,8 +344,10 @@ func serveLoop[T any](ctx context.Context, recv func() (T, error), wake <-chan s
 				return nil
 			}
 			return err
-		case req := <-reqs:
-			err = handle(req)
+		case <-reqs.Ready():
+			for req, ok := reqs.Pop(); ok && err == nil; req, ok = reqs.Pop() {
+				err = handle(req)
+			}
 		case <-wake:
 			err = drain()
 		}
@@ -346,21 +358,33 @@ func serveLoop[T any](ctx context.Context, recv func() (T, error), wake <-chan s
 }
 
 // receiveRequests reads a stream's requests with recv on a goroutine of its
-// own and hands them over one by one, until recv fails (the error goes to
-// the second channel) or ctx ends.
-func receiveRequests[T any](ctx context.Context, recv func() (T, error)) (<-chan T, <-chan error) {
-	reqs := make(chan T)
+// own until recv fails (the error goes to the channel) or ctx ends. Like
+// Istiod, it keeps reading while the stream's goroutine is blocked sending:
+// a client that waits for its request to be read before it receives again
+// must not deadlock the stream. Requests not handled yet wait in the
+// mailbox: the latest request per type URL, which is all Istiod acts on,
+// and every NACK (one per nonce: as many as responses were sent, so they
+// are recorded). The first request (it carries the node) is never
+// replaced.
+func receiveRequests[T request](ctx context.Context, recv func() (T, error)) (*mailbox.Mailbox[string, T], <-chan error) {
+	reqs := mailbox.New[string, T]()
 	recvErr := make(chan error, 1)
 	go func() {
-		for {
+		for first := true; ; first = false {
 			req, err := recv()
 			if err != nil {
 				recvErr <- err
 				return
 			}
-			select {
-			case reqs <- req:
-			case <-ctx.Done():
+			key := req.GetTypeUrl()
+			switch {
+			case first:
+				key = "\x00first"
+			case req.GetErrorDetail() != nil:
+				key += " nack " + req.GetResponseNonce()
+			}
+			reqs.Put(key, req)
+			if ctx.Err() != nil {
 				return
 			}
 		}

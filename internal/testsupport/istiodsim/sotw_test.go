@@ -150,6 +150,11 @@ func TestStaleNonceIsIgnored(t *testing.T) {
 	r := c.recv(EndpointType)
 	stale := &discoveryv3.DiscoveryResponse{VersionInfo: r.GetVersionInfo(), Nonce: "not-the-last-nonce"}
 	c.request(EndpointType, []string{a, b}, stale)
+	// A request not handled yet is replaced by a newer one of its type:
+	// let the Sim look at the stale one first.
+	for deadline := time.Now().Add(wait); sim.Stats().StaleRequests == 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 	c.request(EndpointType, []string{a, b}, r)
 	r2 := c.recv(EndpointType)
 	if got := loads(t, r2); len(got) != 2 {

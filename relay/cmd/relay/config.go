@@ -51,11 +51,11 @@ func (c *config) Bind(fs *pflag.FlagSet) {
 	c.Etcd.Bind(fs, "etcd endpoints (comma-separated); empty starts an embedded in-memory etcd")
 	c.Log.Bind(fs)
 	fs.StringVar(&c.Istiod, "istiod", "127.0.0.1:15010", "Istiod xDS address (host:port); 15010 is plaintext, 15012 needs --istiod-ca")
-	fs.StringVar(&c.Mode, "mode", modeSotW, "upstream API: sotw (CDS/EDS/LDS/RDS); workload (ambient, delta) is not available yet")
+	fs.StringVar(&c.Mode, "mode", modeSotW, "upstream API: sotw (CDS/EDS/LDS/RDS); workload (Istio's ambient workload API over delta xDS)")
 	fs.IntVar(&c.Shards, "shards", keyspace.DefaultShards, "number of keyspace shards")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", "127.0.0.1:9464", "address of /metrics, /healthz, /readyz and /debug/pprof/ (empty disables)")
 	fs.StringVar(&c.RelayID, "relay-id", "", "this replica's id in synced/ markers (default $POD_NAME, else the host name)")
-	fs.StringVar(&c.NodeID, "node-id", "", "xDS node id (default sidecar~$POD_IP~$POD_NAME.$POD_NAMESPACE~$POD_NAMESPACE.svc.cluster.local)")
+	fs.StringVar(&c.NodeID, "node-id", "", "xDS node id (default sidecar~$POD_IP~$POD_NAME.$POD_NAMESPACE~$POD_NAMESPACE.svc.cluster.local; ztunnel~... in --mode workload)")
 	fs.StringToStringVar(&c.NodeMetadata, "node-metadata", nil, "extra xDS node metadata, key=value,... (e.g. ISTIO_VERSION=1.28.0)")
 	fs.StringVar(&c.IstiodCA, "istiod-ca", "", "Istiod TLS: CA file (enables TLS)")
 	fs.StringVar(&c.IstiodCert, "istiod-cert", "", "Istiod TLS: client certificate file")
@@ -102,9 +102,6 @@ func (c *config) Validate() error {
 	}
 	if c.MaxRecvMsgSize <= 0 {
 		return cliconfig.Invalid("max-recv-msg-size", c.MaxRecvMsgSize, "want > 0")
-	}
-	if c.Mode == modeWorkload {
-		return cliconfig.Invalid("mode", c.Mode, "the ambient workload API mode is not implemented yet; use sotw")
 	}
 	return nil
 }

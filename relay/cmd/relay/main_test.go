@@ -53,7 +53,6 @@ func TestBadValuesExit2(t *testing.T) {
 		want string
 	}{
 		"mode":         {args: []string{"--mode", "both"}, want: `invalid --mode "both": want one of sotw, workload`},
-		"workload":     {args: []string{"--mode", "workload"}, want: `invalid --mode "workload": the ambient workload API mode is not implemented yet`},
 		"shards":       {args: []string{"--shards", "0"}, want: `invalid --shards "0": want 1..4096`},
 		"istiod":       {args: []string{"--istiod", "istiod-without-port"}, want: `invalid --istiod "istiod-without-port": want host:port`},
 		"unknown flag": {args: []string{"--no-such-flag"}, want: "unknown flag: --no-such-flag"},
@@ -107,6 +106,14 @@ func freeAddr(t *testing.T) string {
 // the simulator, waits for /readyz, then reads a service back with
 // `relay inspect`.
 func TestRelayCommandEndToEnd(t *testing.T) {
+	for _, mode := range []string{modeSotW, modeWorkload} {
+		t.Run(mode, func(t *testing.T) { testRelayCommand(t, mode) })
+	}
+}
+
+// testRelayCommand runs the relay command in mode against the simulator
+// until /readyz is ready, then inspects what it wrote.
+func testRelayCommand(t *testing.T, mode string) {
 	sim, err := istiodsim.New(istiodsim.Options{Services: 5, EndpointsPerService: 2})
 	if err != nil {
 		t.Fatal(err)
@@ -121,7 +128,7 @@ func TestRelayCommandEndToEnd(t *testing.T) {
 	stdout, stderr := &syncBuffer{}, &syncBuffer{}
 	go func() {
 		cmd := newRootCommand(strings.NewReader(""), stdout, stderr)
-		cmd.SetArgs([]string{"--istiod", sim.Addr(), "--metrics-listen", metrics, "--relay-id", "cmd-test"})
+		cmd.SetArgs([]string{"--istiod", sim.Addr(), "--mode", mode, "--metrics-listen", metrics, "--relay-id", "cmd-test"})
 		done <- cmd.ExecuteContext(ctx)
 	}()
 	t.Cleanup(func() {
@@ -171,7 +178,11 @@ func TestRelayCommandEndToEnd(t *testing.T) {
 	var body bytes.Buffer
 	body.ReadFrom(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{"meshrelay_relay_xds_acks_total", "meshrelay_relay_etcd_txns_total", fmt.Sprintf("meshrelay_relay_services %d", len(sim.Truth()))} {
+	wantMetrics := []string{"meshrelay_relay_etcd_txns_total", fmt.Sprintf("meshrelay_relay_services %d", len(sim.Truth()))}
+	if mode == modeSotW {
+		wantMetrics = append(wantMetrics, "meshrelay_relay_xds_acks_total")
+	}
+	for _, want := range wantMetrics {
 		if !strings.Contains(body.String(), want) {
 			t.Errorf("/metrics lacks %q", want)
 		}

@@ -35,6 +35,7 @@ func runRelay(ctx context.Context, cfg *config, stdout, stderr io.Writer) error 
 	}
 	opts := relay.Options{
 		Istiod:         cfg.Istiod,
+		Mode:           relay.Mode(cfg.Mode),
 		Cluster:        cfg.Etcd.Cluster,
 		Shards:         cfg.Shards,
 		RelayID:        cfg.relayID(),
@@ -85,7 +86,7 @@ func runRelay(ctx context.Context, cfg *config, stdout, stderr io.Writer) error 
 		return cliconfig.Invalid("metrics-listen", cfg.MetricsListen, err.Error())
 	}
 	defer stopOps()
-	log.Info("relay starting", "istiod", opts.Istiod, "cluster", opts.Cluster, "shards", opts.Shards, "relay_id", opts.RelayID, "etcd", endpoints)
+	log.Info("relay starting", "istiod", opts.Istiod, "mode", cfg.Mode, "cluster", opts.Cluster, "shards", opts.Shards, "relay_id", opts.RelayID, "etcd", endpoints)
 	err = rl.Run(ctx)
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		log.Info("relay stopped")

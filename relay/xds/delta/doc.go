@@ -10,7 +10,10 @@
 //     response carries resources added or changed and names removed.
 //   - Every response is ACKed or NACKed by its nonce. A response holding one
 //     invalid resource is NACKed with error_detail and changes nothing: the
-//     last good state is kept.
+//     last good state is kept. Replies go out from a sender goroutine of
+//     their own, so receiving never waits on gRPC flow control; a reply not
+//     sent yet is replaced by the reply to a newer nonce of its type, the
+//     only one Istiod reads (relay/xds/reconnect).
 //   - A stream that ends for any reason is reopened with jittered
 //     exponential backoff. Nothing is deleted while disconnected. The new
 //     stream's first request of each type carries initial_resource_versions

@@ -11,9 +11,8 @@ import (
 )
 
 // handleResponse validates one response, ACKs or NACKs it by its nonce,
-// applies it to the state and gives the resulting Update to the handler. An
-// error means the stream is broken.
-func (c *Client) handleResponse(ctx context.Context, s *stream, resp *discoveryv3.DeltaDiscoveryResponse, at time.Time) error {
+// applies it to the state and gives the resulting Update to the handler.
+func (c *Client) handleResponse(ctx context.Context, s *stream, resp *discoveryv3.DeltaDiscoveryResponse, at time.Time) {
 	c.stats.responses.Add(1)
 	var size int
 	for _, r := range resp.GetResources() {
@@ -24,7 +23,7 @@ func (c *Client) handleResponse(ctx context.Context, s *stream, resp *discoveryv
 	typ := typeByURL(resp.GetTypeUrl())
 	if typ == nil {
 		c.log.Warn("delta xds response of a type never requested; ignored", "type", resp.GetTypeUrl(), "nonce", resp.GetNonce())
-		return nil
+		return
 	}
 	ca := c.caches[typ.url]
 	entries, err := ca.decode(resp)
@@ -32,7 +31,8 @@ func (c *Client) handleResponse(ctx context.Context, s *stream, resp *discoveryv
 		c.stats.nacks.Add(1)
 		c.stats.setError(fmt.Errorf("NACK %s nonce %q: %w", typ.short, resp.GetNonce(), err), at)
 		c.log.Warn("delta xds NACK", "type", typ.short, "nonce", resp.GetNonce(), "held", ca.len(), "reason", err)
-		return s.reply(typ, resp.GetNonce(), &statuspb.Status{Code: int32(codes.InvalidArgument), Message: err.Error()})
+		s.reply(typ, resp.GetNonce(), &statuspb.Status{Code: int32(codes.InvalidArgument), Message: err.Error()})
+		return
 	}
 
 	wasComplete := s.complete
@@ -42,16 +42,13 @@ func (c *Client) handleResponse(ctx context.Context, s *stream, resp *discoveryv
 	c.known[typ.url] = true
 	s.healthy = true
 	c.stats.acks.Add(1)
-	if err := s.reply(typ, resp.GetNonce(), nil); err != nil {
-		return err
-	}
+	s.reply(typ, resp.GetNonce(), nil)
 	c.publishSizes()
 	newly := c.checkComplete(s, time.Now())
 	if len(u.Upserted) == 0 && len(u.Removed) == 0 && !newly {
-		return nil
+		return
 	}
 	c.emit(ctx, s, u, wasComplete)
-	return nil
 }
 
 // handleSyncTimeout reports completeness reached because SyncTimeout passed

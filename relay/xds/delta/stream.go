@@ -19,7 +19,11 @@ const wildcard = "*"
 // accepted and completeness. The Client's caches carry over to the next
 // stream.
 type stream struct {
-	ads  discoveryv3.AggregatedDiscoveryService_DeltaAggregatedResourcesClient
+	// out holds the requests not sent yet, latest per type URL; the
+	// stream's sender goroutine sends them (reconnect.Send). A
+	// subscription is never replaced: Istiod answers it before the client
+	// has anything to ACK.
+	out  *reconnect.Requests[*discoveryv3.DeltaDiscoveryRequest]
 	node *corev3.Node
 
 	accepted map[string]bool // a response of the type was accepted
@@ -33,28 +37,22 @@ type stream struct {
 	syncTimer *time.Timer
 }
 
-// subscribe sends the first request of typ on the stream: the node, the
+// subscribe queues the first request of typ on the stream: the node, the
 // wildcard, and the versions of every resource held.
-func (s *stream) subscribe(typ *resourceType, versions map[string]string) error {
-	req := &discoveryv3.DeltaDiscoveryRequest{
+func (s *stream) subscribe(typ *resourceType, versions map[string]string) {
+	s.out.Put(typ.url, &discoveryv3.DeltaDiscoveryRequest{
 		Node:                    s.node,
 		TypeUrl:                 typ.url,
 		ResourceNamesSubscribe:  []string{wildcard},
 		InitialResourceVersions: versions,
-	}
-	if err := s.ads.Send(req); err != nil {
-		return fmt.Errorf("send %s subscription: %w", typ.short, err)
-	}
-	return nil
+	})
 }
 
-// reply ACKs (detail nil) or NACKs the response of typ with nonce.
-func (s *stream) reply(typ *resourceType, nonce string, detail *statuspb.Status) error {
-	req := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: typ.url, ResponseNonce: nonce, ErrorDetail: detail}
-	if err := s.ads.Send(req); err != nil {
-		return fmt.Errorf("send %s reply: %w", typ.short, err)
-	}
-	return nil
+// reply queues the ACK (detail nil) or NACK of the response of typ with
+// nonce. It replaces a reply to an older nonce not sent yet: Istiod ignores
+// replies to nonces older than the last it sent (see reconnect.Requests).
+func (s *stream) reply(typ *resourceType, nonce string, detail *statuspb.Status) {
+	s.out.Put(typ.url, &discoveryv3.DeltaDiscoveryRequest{TypeUrl: typ.url, ResponseNonce: nonce, ErrorDetail: detail})
 }
 
 // runStream opens one stream, subscribes and handles responses until the
@@ -69,17 +67,25 @@ func (c *Client) runStream(ctx context.Context, ads discoveryv3.AggregatedDiscov
 	}
 	c.stats.streamsOpened.Add(1)
 	now := time.Now()
-	s := &stream{ads: grpcStream, node: c.node, accepted: map[string]bool{}, opened: now,
-		syncTimer: time.NewTimer(c.opts.SyncTimeout)}
+	s := &stream{node: c.node,
+		accepted: map[string]bool{}, opened: now, syncTimer: time.NewTimer(c.opts.SyncTimeout)}
 	defer s.syncTimer.Stop()
+
+	// One goroutine receives, one sends, and this one handles: receiving
+	// never waits on a send (reconnect.Send). Stopping the pump before the
+	// next stream makes sure both are gone.
+	pump := reconnect.StartPump[*discoveryv3.DeltaDiscoveryRequest](sctx, grpcStream.Recv, grpcStream.Send)
+	defer func() {
+		cancel()
+		pump.Stop()
+	}()
+	s.out = pump.Requests
 
 	held := 0
 	for _, t := range resourceTypes {
 		versions := c.caches[t.url].versions()
 		held += len(versions)
-		if err := s.subscribe(t, versions); err != nil {
-			return false, err
-		}
+		s.subscribe(t, versions)
 	}
 	c.stats.complete.Store(false)
 	c.stats.connected.Store(true)
@@ -89,30 +95,14 @@ func (c *Client) runStream(ctx context.Context, ads discoveryv3.AggregatedDiscov
 	}()
 	c.log.Info("delta xds stream open", "address", c.opts.Address, "node", c.node.GetId(), "initial_resources", held)
 
-	// The deferred wait makes sure the receiver is gone before the next
-	// stream.
-	responses := make(chan reconnect.Received[*discoveryv3.DeltaDiscoveryResponse])
-	recvErr := make(chan error, 1)
-	recvDone := make(chan struct{})
-	go func() {
-		defer close(recvDone)
-		recvErr <- reconnect.Receive(sctx, grpcStream.Recv, responses)
-	}()
-	defer func() {
-		cancel()
-		<-recvDone
-	}()
-
 	for {
 		select {
 		case <-ctx.Done():
 			return s.healthy, ctx.Err()
-		case err := <-recvErr:
+		case err := <-pump.Ended:
 			return s.healthy, err
-		case r := <-responses:
-			if err := c.handleResponse(ctx, s, r.Msg, r.At); err != nil {
-				return s.healthy, err
-			}
+		case r := <-pump.Responses:
+			c.handleResponse(ctx, s, r.Msg, r.At)
 		case now := <-s.syncTimer.C:
 			c.handleSyncTimeout(ctx, s, now)
 		}

@@ -70,3 +70,30 @@ func TestDialOptionsExtraLast(t *testing.T) {
 		t.Errorf("%d options with 2 extra, %d without", m, n)
 	}
 }
+
+func TestSendLatestPerTypeUntilFailure(t *testing.T) {
+	reqs := NewRequests[string]()
+	reqs.Put("cds", "cds-1")
+	reqs.Put("eds", "eds-1")
+	reqs.Put("cds", "cds-2")
+	boom := errors.New("boom")
+	var sent []string
+	err := Send(context.Background(), reqs, func(r string) error {
+		sent = append(sent, r)
+		if len(sent) == 3 {
+			return boom
+		}
+		if len(sent) == 2 {
+			reqs.Put("lds", "lds-1")
+		}
+		return nil
+	})
+	if !errors.Is(err, boom) || strings.Join(sent, ",") != "cds-2,eds-1,lds-1" {
+		t.Errorf("Send = %v after %v; want boom after cds-2,eds-1,lds-1", err, sent)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := Send(ctx, NewRequests[string](), func(string) error { return nil }); !errors.Is(err, context.Canceled) {
+		t.Errorf("Send on a cancelled context = %v", err)
+	}
+}

@@ -11,7 +11,7 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc"
 
-	"github.com/meshrelay/meshrelay/internal/backoff"
+	"github.com/meshrelay/meshrelay/relay/xds/reconnect"
 )
 
 // Client keeps one ADS stream to Istiod open and reports changes to its
@@ -72,45 +72,19 @@ func (c *Client) Run(ctx context.Context) error {
 	default:
 		return errors.New("sotw: Run is already running")
 	}
-	conn, err := grpc.NewClient(c.opts.Address, c.opts.dialOptions()...)
+	conn, err := grpc.NewClient(c.opts.Address, reconnect.DialOptions(c.opts.MaxRecvMsgSize, c.opts.Backoff, c.opts.DialOptions...)...)
 	if err != nil {
 		return fmt.Errorf("sotw: grpc client for %s: %w", c.opts.Address, err)
 	}
 	defer conn.Close()
 	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
-
-	bo := backoff.New(c.opts.Backoff)
-	for {
-		opened := time.Now()
-		healthy, err := c.runStream(ctx, ads)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		// A stream that worked (or lived long) ended normally, e.g.
-		// Istiod's 30-minute GOAWAY: come back fast.
-		if healthy || time.Since(opened) >= c.opts.Backoff.Max {
-			bo.Reset()
-		}
-		delay := bo.Next()
-		c.stats.setError(err, time.Now())
-		level := slog.LevelWarn
-		if healthy {
-			level = slog.LevelInfo // e.g. Istiod's periodic GOAWAY
-		}
-		c.log.Log(ctx, level, "xds stream ended", "address", c.opts.Address, "error", err,
-			"lived", time.Since(opened).Round(time.Millisecond), "retry_in", delay.Round(time.Millisecond))
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		}
-	}
+	return reconnect.Loop(ctx, c.log, c.opts.Address, c.opts.Backoff,
+		func(ctx context.Context) (bool, error) { return c.runStream(ctx, ads) },
+		func(err error) { c.stats.setError(err, time.Now()) })
 }
 
 // Connected reports whether a stream to Istiod is open: it was created and
-// the first requests were sent. For /readyz and metrics.
+// the first requests were queued. For /readyz and metrics.
 func (c *Client) Connected() bool { return c.stats.connected.Load() }
 
 // Stats returns a snapshot of the client's counters.

@@ -14,6 +14,10 @@
 //     request with an empty name list is never sent, because Istiod reads it
 //     as "unsubscribe".
 //   - Every response is ACKed or NACKed; a NACKed response changes nothing.
+//     Requests go out from a sender goroutine of their own, so the client
+//     keeps receiving while a large ACK waits on gRPC flow control; a
+//     request not sent yet is replaced by a newer one of its type
+//     (relay/xds/reconnect), which carries everything it did.
 //   - Versions and nonces belong to one stream; changes are found by hashing
 //     each resource's bytes, so an identical re-push reports nothing.
 //   - A stream that ends for any reason is reopened with jittered exponential
@@ -26,7 +30,7 @@
 // Package relay imports it (its translator consumes Updates), and the scale
 // harness for its node identity helpers. It imports go-control-plane's
 // protos, grpc and the Prometheus client; of meshrelay's, only
-// internal/backoff and internal/promvalue. Its metrics
+// internal/backoff, internal/promvalue and relay/xds/reconnect. Its metrics
 // (meshrelay_relay_xds_*) are Prometheus collectors returned by
 // Client.Metrics, one set per Client.
 package sotw

@@ -8,11 +8,10 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/grpc"
-	grpcbackoff "google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/meshrelay/meshrelay/relay/xds/reconnect"
 )
 
 // Defaults for Options.
@@ -24,10 +23,9 @@ const (
 	// names Istiod may never answer before calling the state complete.
 	DefaultSyncTimeout = 5 * time.Second
 	// DefaultKeepaliveTime and DefaultKeepaliveTimeout are the gRPC client
-	// keepalive: ping after 30 s without activity, drop the connection when
-	// the ping is not answered in 10 s. Istiod permits pings every 15 s.
-	DefaultKeepaliveTime    = 30 * time.Second
-	DefaultKeepaliveTimeout = 10 * time.Second
+	// keepalive (see reconnect.DialOptions).
+	DefaultKeepaliveTime    = reconnect.KeepaliveTime
+	DefaultKeepaliveTimeout = reconnect.KeepaliveTimeout
 )
 
 // Options configure a Client. Zero values mean the documented defaults.
@@ -84,24 +82,9 @@ func (o Options) withDefaults() (Options, error) {
 	if err := o.Validate(); err != nil {
 		return o, err
 	}
-	node := proto.Clone(o.Node).(*corev3.Node)
-	if o.NodeID != "" {
-		node.Id = o.NodeID
-	}
-	if len(o.NodeMetadata) > 0 {
-		if node.Metadata == nil {
-			node.Metadata = &structpb.Struct{}
-		}
-		if node.Metadata.Fields == nil {
-			node.Metadata.Fields = map[string]*structpb.Value{}
-		}
-		for k, v := range o.NodeMetadata {
-			sv, err := structpb.NewValue(v)
-			if err != nil {
-				return o, fmt.Errorf("options: node metadata %q: %w", k, err)
-			}
-			node.Metadata.Fields[k] = sv
-		}
+	node, err := OverrideNode(o.Node, o.NodeID, o.NodeMetadata)
+	if err != nil {
+		return o, fmt.Errorf("options: %w", err)
 	}
 	if err := ValidateNode(node); err != nil {
 		return o, fmt.Errorf("options: %w", err)
@@ -120,20 +103,29 @@ func (o Options) withDefaults() (Options, error) {
 	return o, nil
 }
 
-// dialOptions are the client's gRPC options followed by the caller's.
-func (o *Options) dialOptions() []grpc.DialOption {
-	own := []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(o.MaxRecvMsgSize)),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: DefaultKeepaliveTime, Timeout: DefaultKeepaliveTimeout}),
-		// gRPC's own reconnect backoff (default up to 120 s) must not
-		// outlast ours.
-		grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff: grpcbackoff.Config{
-				BaseDelay: o.Backoff.Initial, Multiplier: 2, Jitter: 0.2, MaxDelay: o.Backoff.Max,
-			},
-			MinConnectTimeout: 5 * time.Second,
-		}),
+// OverrideNode returns a copy of node with its id replaced by id when id is
+// set, and metadata's entries set into its metadata (values are anything
+// structpb.NewValue accepts). The relay applies --node-id and
+// --node-metadata with it in both modes.
+func OverrideNode(node *corev3.Node, id string, metadata map[string]any) (*corev3.Node, error) {
+	node = proto.Clone(node).(*corev3.Node)
+	if id != "" {
+		node.Id = id
 	}
-	return append(own, o.DialOptions...)
+	if len(metadata) > 0 {
+		if node.Metadata == nil {
+			node.Metadata = &structpb.Struct{}
+		}
+		if node.Metadata.Fields == nil {
+			node.Metadata.Fields = map[string]*structpb.Value{}
+		}
+		for k, v := range metadata {
+			sv, err := structpb.NewValue(v)
+			if err != nil {
+				return nil, fmt.Errorf("node metadata %q: %w", k, err)
+			}
+			node.Metadata.Fields[k] = sv
+		}
+	}
+	return node, nil
 }

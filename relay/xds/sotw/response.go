@@ -12,8 +12,8 @@ import (
 
 // handleResponse validates one response, ACKs or NACKs it, applies it to the
 // state, updates the dependent subscription, and gives the resulting Updates
-// to the handler. An error means the stream is broken.
-func (c *Client) handleResponse(ctx context.Context, s *stream, resp *discoveryv3.DiscoveryResponse, at time.Time) error {
+// to the handler.
+func (c *Client) handleResponse(ctx context.Context, s *stream, resp *discoveryv3.DiscoveryResponse, at time.Time) {
 	c.stats.responses.Add(1)
 	var size int
 	for _, a := range resp.GetResources() {
@@ -24,7 +24,7 @@ func (c *Client) handleResponse(ctx context.Context, s *stream, resp *discoveryv
 	typ := typeByURL(resp.GetTypeUrl())
 	if typ == nil {
 		c.log.Warn("xds response of a type never requested; ignored", "type", resp.GetTypeUrl(), "nonce", resp.GetNonce())
-		return nil
+		return
 	}
 	s.nonce[typ.url] = resp.GetNonce()
 	ca := c.caches[typ.url]
@@ -35,7 +35,8 @@ func (c *Client) handleResponse(ctx context.Context, s *stream, resp *discoveryv
 		c.stats.setError(fmt.Errorf("NACK %s version %q: %w", typ.short, resp.GetVersionInfo(), err), at)
 		c.log.Warn("xds NACK", "type", typ.short, "version", resp.GetVersionInfo(), "nonce", resp.GetNonce(),
 			"kept_version", s.version[typ.url], "reason", err)
-		return s.send(typ, c.names(typ), &statuspb.Status{Code: int32(codes.InvalidArgument), Message: err.Error()})
+		s.send(typ, c.names(typ), &statuspb.Status{Code: int32(codes.InvalidArgument), Message: err.Error()})
+		return
 	}
 
 	// Accepted: apply, then ACK with the full current names.
@@ -56,9 +57,7 @@ func (c *Client) handleResponse(ctx context.Context, s *stream, resp *discoveryv
 	s.accepted[typ.url] = true
 	s.healthy = true
 	c.stats.acks.Add(1)
-	if err := s.send(typ, c.names(typ), nil); err != nil {
-		return err
-	}
+	s.send(typ, c.names(typ), nil)
 	var updates []Update
 	if !u.empty() {
 		updates = append(updates, u)
@@ -77,9 +76,7 @@ func (c *Client) handleResponse(ctx context.Context, s *stream, resp *discoveryv
 			if dropped := c.caches[dep.url].drop(removed); len(dropped) > 0 {
 				updates = append(updates, Update{TypeURL: dep.url, Removed: dropped, ReceivedAt: at})
 			}
-			if err := s.send(dep, sub.sorted(), nil); err != nil {
-				return err
-			}
+			s.send(dep, sub.sorted(), nil)
 		}
 	}
 	c.publishSizes()
@@ -88,7 +85,6 @@ func (c *Client) handleResponse(ctx context.Context, s *stream, resp *discoveryv
 		updates = append(updates, Update{TypeURL: typ.url, ReceivedAt: at})
 	}
 	c.emit(ctx, s, updates, wasComplete)
-	return nil
 }
 
 // handleSyncTimeout reports completeness reached because SyncTimeout passed

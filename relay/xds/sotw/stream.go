@@ -2,14 +2,14 @@ package sotw
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
+
+	"github.com/meshrelay/meshrelay/relay/xds/reconnect"
 )
 
 // stream is one ADS stream and what only holds on it: Istiod's versions and
@@ -17,7 +17,9 @@ import (
 // nothing of this (versions are never compared across streams), while the
 // Client's caches and subscriptions carry over.
 type stream struct {
-	ads  discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient
+	// out holds the requests not sent yet, latest per type URL; the
+	// stream's sender goroutine sends them (reconnect.Send).
+	out  *reconnect.Requests[*discoveryv3.DiscoveryRequest]
 	node *corev3.Node
 
 	version  map[string]string  // last accepted version_info, by type URL
@@ -35,9 +37,8 @@ type stream struct {
 	syncTimer     *time.Timer
 }
 
-func newStream(ads discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient, node *corev3.Node, now time.Time, syncTimeout time.Duration) *stream {
+func newStream(node *corev3.Node, now time.Time, syncTimeout time.Duration) *stream {
 	s := &stream{
-		ads:           ads,
 		node:          node,
 		version:       map[string]string{},
 		nonce:         map[string]string{},
@@ -52,26 +53,24 @@ func newStream(ads discoveryv3.AggregatedDiscoveryService_StreamAggregatedResour
 	return s
 }
 
-// send sends a request of type typ for names, carrying the stream's last
+// send queues a request of type typ for names, carrying the stream's last
 // accepted version and latest nonce of that type, and detail when it is a
-// NACK. A request of a named type with no names is never sent: Istiod would
-// read it as unsubscribing; send then does nothing.
-func (s *stream) send(typ *resourceType, names []string, detail *statuspb.Status) error {
+// NACK. It never blocks: the request replaces one of the same type not sent
+// yet, which it supersedes (see reconnect.Requests). A request of a named
+// type with no names is never sent: Istiod would read it as unsubscribing;
+// send then does nothing.
+func (s *stream) send(typ *resourceType, names []string, detail *statuspb.Status) {
 	if !typ.fullState && len(names) == 0 {
-		return nil
+		return
 	}
-	req := &discoveryv3.DiscoveryRequest{
+	s.out.Put(typ.url, &discoveryv3.DiscoveryRequest{
 		VersionInfo:   s.version[typ.url],
 		Node:          s.node,
 		ResourceNames: names,
 		TypeUrl:       typ.url,
 		ResponseNonce: s.nonce[typ.url],
 		ErrorDetail:   detail,
-	}
-	if err := s.ads.Send(req); err != nil {
-		return fmt.Errorf("send %s request: %w", typ.short, err)
-	}
-	return nil
+	})
 }
 
 // subscriptionChanged restarts the sync timeout.
@@ -80,12 +79,6 @@ func (s *stream) subscriptionChanged(now time.Time, syncTimeout time.Duration) {
 	if !s.complete {
 		s.syncTimer.Reset(syncTimeout)
 	}
-}
-
-// response is one response and when it arrived.
-type response struct {
-	resp *discoveryv3.DiscoveryResponse
-	at   time.Time
 }
 
 // runStream opens one stream, subscribes and handles responses until the
@@ -99,16 +92,24 @@ func (c *Client) runStream(ctx context.Context, ads discoveryv3.AggregatedDiscov
 		return false, fmt.Errorf("open stream: %w", err)
 	}
 	c.stats.streamsOpened.Add(1)
-	s := newStream(grpcStream, c.node, time.Now(), c.opts.SyncTimeout)
+	s := newStream(c.node, time.Now(), c.opts.SyncTimeout)
 	defer s.syncTimer.Stop()
 
-	// Wildcard CDS and LDS, then the current EDS and RDS names at once, so
-	// that after a reconnect the new stream gets everything. On the first
-	// stream these are empty and go out after the first CDS/LDS response.
+	// One goroutine receives, one sends, and this one handles: receiving
+	// never waits on a send (reconnect.Send). Stopping the pump before the
+	// next stream makes sure both are gone.
+	pump := reconnect.StartPump[*discoveryv3.DiscoveryRequest](sctx, grpcStream.Recv, grpcStream.Send)
+	defer func() {
+		cancel()
+		pump.Stop()
+	}()
+	s.out = pump.Requests
+
+	// Wildcard CDS and LDS, then the current EDS and RDS names, so that
+	// after a reconnect the new stream gets everything. On the first stream
+	// these are empty and go out after the first CDS/LDS response.
 	for _, t := range resourceTypes {
-		if err := s.send(t, c.names(t), nil); err != nil {
-			return false, err
-		}
+		s.send(t, c.names(t), nil)
 	}
 	c.stats.complete.Store(false)
 	c.stats.connected.Store(true)
@@ -119,53 +120,16 @@ func (c *Client) runStream(ctx context.Context, ads discoveryv3.AggregatedDiscov
 	c.log.Info("xds stream open", "address", c.opts.Address, "node", c.node.GetId(),
 		"eds_names", c.subs[endpointType.url].len(), "rds_names", c.subs[routeType.url].len())
 
-	// The receiving goroutine hands responses over an unbuffered channel:
-	// order is kept and memory stays bounded by gRPC flow control. It ends
-	// when the stream fails (reported on recvErr) or sctx is cancelled; the
-	// deferred wait makes sure it is gone before the next stream.
-	responses := make(chan response)
-	recvErr := make(chan error, 1)
-	recvDone := make(chan struct{})
-	go func() {
-		defer close(recvDone)
-		recvErr <- receive(sctx, grpcStream, responses)
-	}()
-	defer func() {
-		cancel()
-		<-recvDone
-	}()
-
 	for {
 		select {
 		case <-ctx.Done():
 			return s.healthy, ctx.Err()
-		case err := <-recvErr:
+		case err := <-pump.Ended:
 			return s.healthy, err
-		case r := <-responses:
-			if err := c.handleResponse(ctx, s, r.resp, r.at); err != nil {
-				return s.healthy, err
-			}
+		case r := <-pump.Responses:
+			c.handleResponse(ctx, s, r.Msg, r.At)
 		case now := <-s.syncTimer.C:
 			c.handleSyncTimeout(ctx, s, now)
-		}
-	}
-}
-
-// receive reads responses from st into out until the stream fails, and
-// returns why it ended.
-func receive(ctx context.Context, st discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient, out chan<- response) error {
-	for {
-		resp, err := st.Recv()
-		if errors.Is(err, io.EOF) {
-			return errors.New("stream closed by server")
-		}
-		if err != nil {
-			return fmt.Errorf("receive: %w", err)
-		}
-		select {
-		case out <- response{resp: resp, at: time.Now()}:
-		case <-ctx.Done():
-			return ctx.Err()
 		}
 	}
 }
