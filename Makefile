@@ -7,7 +7,7 @@ PROTOC  ?= protoc
 DEMO_SECONDS ?= 0
 GOTESTFLAGS ?=
 
-.PHONY: all build demo test test-short vet generate generate-proto generate-bpf check-generated tools bench scale-test clean certs chart-test manifests check-manifests
+.PHONY: all build demo test test-short vet generate generate-proto generate-bpf check-generated tools bench scale-test clean certs chart-test chart-etcd-test manifests check-manifests
 
 all: build
 
@@ -80,6 +80,13 @@ chart-test:
 # manifests: regenerate deploy/kubernetes from the chart.
 manifests:
 	$(CHART_TEST) run ./cmd/render -chart ../helm/meshrelay -out ../kubernetes
+
+# chart-etcd-test: also run the chart's etcd start script and flags with a
+# real etcd (built from deploy/etcd-smoke, the main module's etcd version) on
+# loopback, with `make certs` material.
+chart-etcd-test:
+	cd deploy/etcd-smoke && $(GO) build -o ../../bin/etcd-smoke .
+	MESHRELAY_ETCD_BIN=$(CURDIR)/bin/etcd-smoke $(CHART_TEST) test -count=1 -run 'TestEtcdCommandLine|TestMakeCerts' -v ./...
 
 check-manifests:
 	$(CHART_TEST) test -count=1 -run TestManifestsUpToDate ./...

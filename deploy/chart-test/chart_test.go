@@ -340,7 +340,9 @@ func checkPodSpec(t *testing.T, p profile, component string, spec corev1.PodSpec
 	}
 }
 
-func args(c corev1.Container) string { return strings.Join(append(append([]string{}, c.Command...), c.Args...), "\n") }
+func args(c corev1.Container) string {
+	return strings.Join(append(append([]string{}, c.Command...), c.Args...), "\n")
+}
 
 func container(t *testing.T, spec corev1.PodSpec, name string) corev1.Container {
 	t.Helper()

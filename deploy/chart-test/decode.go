@@ -12,7 +12,6 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-
 // Decoded is one rendered document decoded into its API type.
 type Decoded struct {
 	Manifest
