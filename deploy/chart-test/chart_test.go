@@ -31,6 +31,7 @@ type profile struct {
 	valueFiles []string
 	// legacyKernel: the agent also gets SYS_ADMIN and IPC_LOCK.
 	legacyKernel   bool
+	perfmon        bool
 	passwordAuth   bool
 	etcdReplicas   int32
 	serviceMonitor bool
@@ -41,7 +42,7 @@ type profile struct {
 
 var profiles = []profile{
 	{name: "default", etcdReplicas: 3},
-	{name: "custom", valueFiles: []string{"testdata/values-custom.yaml"}, legacyKernel: true, passwordAuth: true,
+	{name: "custom", valueFiles: []string{"testdata/values-custom.yaml"}, legacyKernel: true, perfmon: true, passwordAuth: true,
 		etcdReplicas: 1, serviceMonitor: true, pprof: true, staticEtcd: true, tlsCreated: true},
 }
 
@@ -235,7 +236,10 @@ func podSpec(obj any) *corev1.PodSpec {
 // agentCaps are the capabilities the node agent may have; see the chart's
 // README, "Node agent capabilities".
 func agentCaps(p profile) []corev1.Capability {
-	caps := []corev1.Capability{"BPF", "NET_ADMIN", "PERFMON"}
+	caps := []corev1.Capability{"BPF", "NET_ADMIN"}
+	if p.perfmon {
+		caps = append(caps, "PERFMON")
+	}
 	if p.legacyKernel {
 		caps = append(caps, "SYS_ADMIN", "IPC_LOCK")
 	}
