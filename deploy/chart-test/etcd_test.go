@@ -1,7 +1,6 @@
 package charttest
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -21,8 +20,8 @@ import (
 )
 
 // makeCerts runs `make certs`' script into a temporary directory for the
-// test release and renders the chart with what it wrote (one etcd member).
-func makeCerts(t *testing.T) (dir string, objs []Decoded) {
+// test release and renders the chart with what it wrote and set.
+func makeCerts(t *testing.T, set ...string) (dir string, objs []Decoded) {
 	t.Helper()
 	if _, err := exec.LookPath("openssl"); err != nil {
 		t.Skip("make certs needs openssl, not installed")
@@ -34,7 +33,7 @@ func makeCerts(t *testing.T) (dir string, objs []Decoded) {
 		t.Fatalf("gen.sh: %v\n%s", err, out)
 	}
 	ms, err := Render(RenderOptions{ChartDir: chartDir, ReleaseName: release, Namespace: namespace,
-		ValueFiles: []string{filepath.Join(dir, "tls-values.yaml")}, Set: []string{"etcd.replicas=1"}})
+		ValueFiles: []string{filepath.Join(dir, "tls-values.yaml")}, Set: set})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,13 +142,9 @@ func freePort(t *testing.T) string {
 	return fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
 }
 
-// TestEtcdCommandLine runs the chart's etcd start script and flags with a
-// real etcd, on loopback, with `make certs`' material: it must start, serve
-// its health endpoints, refuse clients without a certificate, plaintext
-// and TLS 1.2, and accept the agent's certificate verified by the service
-// name. MESHRELAY_ETCD_BIN names the etcd binary (make chart-etcd-test
-// builds one from the main module's etcd version).
-func TestEtcdCommandLine(t *testing.T) {
+// etcdBin returns the etcd binary of MESHRELAY_ETCD_BIN, or skips.
+func etcdBin(t *testing.T) string {
+	t.Helper()
 	bin := os.Getenv("MESHRELAY_ETCD_BIN")
 	if bin == "" {
 		t.Skip("MESHRELAY_ETCD_BIN is not set (make chart-etcd-test builds etcd and sets it)")
@@ -161,7 +156,30 @@ func TestEtcdCommandLine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, objs := makeCerts(t)
+	return bin
+}
+
+// loopback runs the chart's etcd members as processes on loopback: the
+// rendered start script with the members' names and ports moved to
+// 127.0.0.1 and the pod's paths moved under a temporary directory.
+type loopback struct {
+	t       *testing.T
+	root    string
+	binDir  string
+	script  []string // command and args of the etcd container
+	members []*member
+}
+
+type member struct {
+	name, client, peer, metrics string
+	data                        string
+	log                         string
+	cmd                         *exec.Cmd
+	exited                      chan error
+}
+
+func newLoopback(t *testing.T, bin string, objs []Decoded) *loopback {
+	t.Helper()
 	var sts *appsv1.StatefulSet
 	for _, o := range objs {
 		if s, ok := o.Obj.(*appsv1.StatefulSet); ok {
@@ -171,10 +189,10 @@ func TestEtcdCommandLine(t *testing.T) {
 	if sts == nil {
 		t.Fatal("no StatefulSet")
 	}
-	root := t.TempDir()
+	l := &loopback{t: t, root: t.TempDir()}
 	prefix := release + "-meshrelay-etcd-"
 	for _, role := range []string{"server", "peer", "root"} {
-		d := filepath.Join(root, "etc/etcd", role)
+		d := filepath.Join(l.root, "etc/etcd", role)
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			t.Fatal(err)
 		}
@@ -184,86 +202,156 @@ func TestEtcdCommandLine(t *testing.T) {
 			}
 		}
 	}
-	binDir := filepath.Join(root, "bin")
-	if err := os.MkdirAll(binDir, 0o700); err != nil {
+	l.binDir = filepath.Join(l.root, "bin")
+	if err := os.MkdirAll(l.binDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink(bin, filepath.Join(binDir, "etcd")); err != nil {
-		t.Fatal(err)
-	}
-
-	// The script as rendered, moved onto loopback ports and temporary paths.
-	c := container(t, sts.Spec.Template.Spec, "etcd")
-	script := c.Args[0]
-	client, peer, metrics := freePort(t), freePort(t), freePort(t)
-	member := release + "-meshrelay-etcd-0"
-	peerHost := "." + release + "-meshrelay-etcd." + namespace + ".svc:2380"
-	script = strings.NewReplacer(
-		"${POD_NAME}"+peerHost, "127.0.0.1:"+peer,
-		member+peerHost, "127.0.0.1:"+peer,
-		"0.0.0.0:2379", "127.0.0.1:"+client,
-		"${POD_IP}:2379", "127.0.0.1:"+client,
-		"0.0.0.0:2380", "127.0.0.1:"+peer,
-		"0.0.0.0:2381", "127.0.0.1:"+metrics,
-		"/etc/etcd/", root+"/etc/etcd/",
-		"/var/run/etcd", root+"/data",
-	).Replace(script)
-	// With one member the script skips the re-join branch (member DNS
-	// names); what etcd itself gets must be all loopback and temporary.
-	_, etcdLine, _ := strings.Cut(script, "exec etcd")
-	for _, leftover := range []string{"0.0.0.0", ".svc:", "/var/run/", "/etc/etcd/server"} {
-		if strings.Contains(strings.ReplaceAll(etcdLine, root+"/etc/etcd/", ""), leftover) {
-			t.Fatalf("script still has %q after moving it to loopback:\n%s", leftover, script)
+	for _, name := range []string{"etcd", "etcdctl"} {
+		if err := os.Symlink(bin, filepath.Join(l.binDir, name)); err != nil {
+			t.Fatal(err)
 		}
 	}
-	cmd := exec.Command(c.Command[0], append(c.Command[1:], script)...)
-	cmd.Env = []string{"PATH=" + binDir + ":/usr/bin:/bin", "POD_NAME=" + member, "POD_IP=127.0.0.1"}
-	logs, err := os.Create(filepath.Join(root, "etcd.log"))
-	if err != nil {
-		t.Fatal(err)
+	c := container(t, sts.Spec.Template.Spec, "etcd")
+	l.script = append(append([]string{}, c.Command...), c.Args...)
+	for i := range int(*sts.Spec.Replicas) {
+		l.members = append(l.members, &member{
+			name: fmt.Sprintf("%s%d", prefix, i), client: freePort(t), peer: freePort(t), metrics: freePort(t),
+			data: filepath.Join(l.root, fmt.Sprintf("data-%d", i)), log: filepath.Join(l.root, fmt.Sprintf("etcd-%d.log", i)),
+		})
 	}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
+		for _, m := range l.members {
+			l.stop(m)
 		}
 	})
-	fail := func(format string, args ...any) {
-		t.Helper()
-		out, _ := os.ReadFile(logs.Name())
-		t.Fatalf(format+"\netcd log:\n%s", append(args, out)...)
-	}
+	return l
+}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for _, path := range []string{"/livez", "/readyz"} {
-		for {
-			resp, err := http.Get("http://127.0.0.1:" + metrics + path)
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					break
-				}
-			}
-			select {
-			case err := <-exited:
-				fail("etcd exited: %v", err)
-			case <-ctx.Done():
-				fail("%s never answered 200 (last error %v)", path, err)
-			case <-time.After(200 * time.Millisecond):
-			}
+// scriptFor is the start script of m on loopback.
+func (l *loopback) scriptFor(m *member) []string {
+	svc := "." + release + "-meshrelay-etcd." + namespace + ".svc"
+	pairs := []string{
+		"${POD_NAME}" + svc + ":2380", "127.0.0.1:" + m.peer,
+		"0.0.0.0:2379", "127.0.0.1:" + m.client,
+		"${POD_IP}:2379", "127.0.0.1:" + m.client,
+		"0.0.0.0:2380", "127.0.0.1:" + m.peer,
+		"0.0.0.0:2381", "127.0.0.1:" + m.metrics,
+		"/etc/etcd/", l.root + "/etc/etcd/",
+		"/var/run/etcd", m.data,
+	}
+	for _, o := range l.members {
+		pairs = append(pairs, o.name+svc+":2380", "127.0.0.1:"+o.peer, o.name+svc+":2379", "127.0.0.1:"+o.client)
+	}
+	out := append([]string{}, l.script...)
+	last := strings.NewReplacer(pairs...).Replace(out[len(out)-1])
+	// What etcd and etcdctl get must be all loopback and temporary.
+	for _, leftover := range []string{"0.0.0.0", ".svc:", "/var/run/", " /etc/etcd/", "=/etc/etcd/"} {
+		if strings.Contains(last, leftover) {
+			l.t.Fatalf("script still has %q after moving it to loopback:\n%s", leftover, last)
 		}
 	}
+	out[len(out)-1] = last
+	return out
+}
+
+func (l *loopback) start(m *member) {
+	l.t.Helper()
+	script := l.scriptFor(m)
+	m.cmd = exec.Command(script[0], script[1:]...)
+	m.cmd.Env = []string{"PATH=" + l.binDir + ":/usr/bin:/bin", "POD_NAME=" + m.name, "POD_IP=127.0.0.1"}
+	logs, err := os.OpenFile(m.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	defer logs.Close()
+	m.cmd.Stdout, m.cmd.Stderr = logs, logs
+	m.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := m.cmd.Start(); err != nil {
+		l.t.Fatal(err)
+	}
+	m.exited = make(chan error, 1)
+	go func(cmd *exec.Cmd, exited chan error) { exited <- cmd.Wait() }(m.cmd, m.exited)
+}
+
+// stop ends m's process group (the script and etcd it started).
+func (l *loopback) stop(m *member) {
+	if m.cmd == nil {
+		return
+	}
+	_ = syscall.Kill(-m.cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-m.exited:
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL)
+		<-m.exited
+	}
+	m.cmd = nil
+}
+
+func (l *loopback) fail(format string, args ...any) {
+	l.t.Helper()
+	var logs strings.Builder
+	for _, m := range l.members {
+		b, _ := os.ReadFile(m.log)
+		lines := strings.Split(string(b), "\n")
+		lines = lines[max(0, len(lines)-15):]
+		fmt.Fprintf(&logs, "--- %s (last lines):\n%s\n", m.name, strings.Join(lines, "\n"))
+	}
+	l.t.Fatalf(format+"\netcd logs:\n%s", append(args, logs.String())...)
+}
+
+// ready waits until m answers 200 on path of its metrics listener.
+func (l *loopback) ready(m *member, path string) {
+	l.t.Helper()
+	deadline := time.After(60 * time.Second)
+	for {
+		resp, err := http.Get("http://127.0.0.1:" + m.metrics + path)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		select {
+		case err := <-m.exited:
+			l.fail("%s exited: %v", m.name, err)
+		case <-deadline:
+			l.fail("%s: %s never answered 200 (last error %v)", m.name, path, err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// ctl runs etcdctl as root against every member.
+func (l *loopback) ctl(args ...string) (string, error) {
+	var eps []string
+	for _, m := range l.members {
+		eps = append(eps, "https://127.0.0.1:"+m.client)
+	}
+	d := filepath.Join(l.root, "etc/etcd/root")
+	cmd := exec.Command(filepath.Join(l.binDir, "etcdctl"), append([]string{"--endpoints=" + strings.Join(eps, ","),
+		"--cacert=" + d + "/ca.crt", "--cert=" + d + "/tls.crt", "--key=" + d + "/tls.key", "--command-timeout=10s"}, args...)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// TestEtcdCommandLine runs the chart's etcd start script and flags with a
+// real etcd, on loopback, with `make certs`' material: it must start, serve
+// its health endpoints, refuse clients without a certificate, plaintext
+// and TLS 1.2, and accept the agent's certificate verified by the service
+// name. MESHRELAY_ETCD_BIN names the etcd binary (make chart-etcd-test
+// builds one from the main module's etcd version).
+func TestEtcdCommandLine(t *testing.T) {
+	bin := etcdBin(t)
+	_, objs := makeCerts(t, "etcd.replicas=1")
+	l := newLoopback(t, bin, objs)
+	m := l.members[0]
+	l.start(m)
+	l.ready(m, "/livez")
+	l.ready(m, "/readyz")
+	client := m.client
+	prefix := release + "-meshrelay-etcd-"
+	fail := l.fail
 
 	ca := x509.NewCertPool()
 	ca.AppendCertsFromPEM(secretData(t, objs, prefix+"agent")["ca.crt"])
@@ -304,5 +392,60 @@ func TestEtcdCommandLine(t *testing.T) {
 	}
 	if err := get("http", nil); err == nil {
 		t.Error("plaintext: etcd answered")
+	}
+}
+
+// TestEtcdMembersRejoin runs the chart's three members and restarts one
+// twice: with its data kept (a container restart: it must come back as the
+// same member) and with its data gone (a new pod: the start script must
+// replace its old entry and join again), and the cluster must end with
+// three started members.
+func TestEtcdMembersRejoin(t *testing.T) {
+	bin := etcdBin(t)
+	_, objs := makeCerts(t)
+	l := newLoopback(t, bin, objs)
+	if len(l.members) != 3 {
+		t.Fatalf("%d members rendered, want 3", len(l.members))
+	}
+	for _, m := range l.members {
+		l.start(m)
+	}
+	for _, m := range l.members {
+		l.ready(m, "/readyz")
+	}
+	if out, err := l.ctl("put", "/meshrelay/v1/probe", "before"); err != nil {
+		l.fail("put: %v\n%s", err, out)
+	}
+	restarted := l.members[1]
+	for _, wipe := range []bool{false, true} {
+		l.stop(restarted)
+		if wipe {
+			if err := os.RemoveAll(restarted.data); err != nil {
+				t.Fatal(err)
+			}
+		}
+		l.start(restarted)
+		l.ready(restarted, "/readyz")
+		out, err := l.ctl("member", "list")
+		if err != nil {
+			l.fail("member list: %v\n%s", err, out)
+		}
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		started := 0
+		for _, line := range lines {
+			if strings.Contains(line, ", started, ") {
+				started++
+			}
+		}
+		if len(lines) != 3 || started != 3 {
+			l.fail("wipe %v: member list has %d members, %d started, want 3 and 3:\n%s", wipe, len(lines), started, out)
+		}
+		// The re-joined member serves the cluster's data.
+		d := filepath.Join(l.root, "etc/etcd/root")
+		get := exec.Command(filepath.Join(l.binDir, "etcdctl"), "--endpoints=https://127.0.0.1:"+restarted.client,
+			"--cacert="+d+"/ca.crt", "--cert="+d+"/tls.crt", "--key="+d+"/tls.key", "get", "/meshrelay/v1/probe", "--print-value-only")
+		if out, err := get.CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "before" {
+			l.fail("wipe %v: get from the restarted member: %q %v", wipe, out, err)
+		}
 	}
 }
