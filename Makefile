@@ -7,7 +7,7 @@ PROTOC  ?= protoc
 DEMO_SECONDS ?= 0
 GOTESTFLAGS ?=
 
-.PHONY: all build demo test test-short vet generate generate-proto generate-bpf check-generated tools bench scale-test clean
+.PHONY: all build demo test test-short vet generate generate-proto generate-bpf check-generated tools bench scale-test clean certs chart-test chart-etcd-test manifests check-manifests
 
 all: build
 
@@ -58,3 +58,35 @@ check-generated: generate
 
 clean:
 	rm -rf bin
+
+# Deployment (deploy/): the Helm chart deploy/helm/meshrelay and the manifests
+# rendered from it. deploy/chart-test is a module of its own (Helm and the
+# Kubernetes API types stay out of the main module's build); it needs no
+# cluster and no network once its modules are downloaded.
+CHART_TEST = cd deploy/chart-test && $(GO)
+
+# make certs: etcd TLS material (CA, server, peer, relay, agent, root) in
+# deploy/certs/out, plus tls-values.yaml for the chart. RELEASE, NAMESPACE,
+# DAYS, OUT override the defaults.
+certs:
+	sh deploy/certs/gen.sh
+
+# chart-test: lint and render the chart with the default and a custom values
+# file, decode every object strictly, check security contexts, probes,
+# resources, labels, and that deploy/kubernetes is current.
+chart-test:
+	$(CHART_TEST) vet ./... && $(CHART_TEST) test -count=1 ./...
+
+# manifests: regenerate deploy/kubernetes from the chart.
+manifests:
+	$(CHART_TEST) run ./cmd/render -chart ../helm/meshrelay -out ../kubernetes
+
+# chart-etcd-test: also run the chart's etcd start script and flags with a
+# real etcd (built from deploy/etcd-smoke, the main module's etcd version) on
+# loopback, with `make certs` material.
+chart-etcd-test:
+	cd deploy/etcd-smoke && $(GO) build -o ../../bin/etcd-smoke .
+	MESHRELAY_ETCD_BIN=$(CURDIR)/bin/etcd-smoke $(CHART_TEST) test -count=1 -run 'TestEtcdCommandLine|TestMakeCerts' -v ./...
+
+check-manifests:
+	$(CHART_TEST) test -count=1 -run TestManifestsUpToDate ./...
