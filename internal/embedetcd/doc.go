@@ -6,5 +6,7 @@
 // directory lives on tmpfs (/dev/shm) when available and fsync is disabled:
 // meshrelay's etcd is a rebuildable cache (docs/contract.md), not a system of record.
 //
-// Any meshrelay package may import it. It imports nothing of meshrelay's.
+// The relay's main (the embedded default), the demo, the scale harness and
+// tests (through internal/testsupport/testenv) import it. Of meshrelay's it
+// imports only internal/etcddial.
 package embedetcd

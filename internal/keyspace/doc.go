@@ -3,8 +3,10 @@
 // JSON codec, the generation id and the detector of a wiped or replaced etcd,
 // and the shard function that partitions services between relay replicas.
 //
-// It is pure: no I/O, no etcd client. The relay (relay/etcdsink,
-// relay/inspect, relay/cmd/relay), the node agent (nodeagent,
-// nodeagent/etcdsource) and the scale harness import it; it imports nothing
-// of meshrelay's.
+// It is pure: no I/O, no etcd client. Both sides import it: the relay
+// (relay, relay/etcdsink, relay/inspect, relay/translate,
+// relay/translate/workload, relay/cmd/relay), the node agent (nodeagent,
+// nodeagent/etcdsource, nodeagent/nodemodel, nodeagent/cmd/nodeagent), and
+// internal/model, internal/cliconfig, the demo and the scale harness. It
+// imports nothing of meshrelay's.
 package keyspace

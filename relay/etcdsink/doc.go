@@ -28,7 +28,7 @@
 // limit (1.5 MiB) is reported the same way.
 //
 // Package relay creates the Sink; the relay's main, the scale harness and
-// the node agent's end-to-end tests import this package for its Options
+// the end-to-end tests (e2e) import this package for its Options
 // and Stats. It imports internal/keyspace, internal/model, relay/coalesce,
 // internal/backoff and internal/promvalue.
 package etcdsink

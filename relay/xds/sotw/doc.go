@@ -27,8 +27,9 @@
 // Client.Run; Update.Complete tells it when the state of the current stream is
 // complete enough for a mark-and-sweep downstream.
 //
-// Package relay imports it (its translator consumes Updates), and the scale
-// harness for its node identity helpers. It imports go-control-plane's
+// Package relay imports it (its translator consumes Updates),
+// relay/xds/delta for the Update type the two clients share, and the scale
+// harness for its direct-mode nodes. It imports go-control-plane's
 // protos, grpc and the Prometheus client; of meshrelay's, only
 // internal/backoff, internal/promvalue and relay/xds/reconnect. Its metrics
 // (meshrelay_relay_xds_*) are Prometheus collectors returned by
