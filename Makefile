@@ -7,7 +7,7 @@ PROTOC  ?= protoc
 DEMO_SECONDS ?= 0
 GOTESTFLAGS ?=
 
-.PHONY: all build demo test test-short vet generate generate-proto generate-bpf check-generated tools bench scale-test clean certs chart-test chart-etcd-test manifests check-manifests
+.PHONY: all build demo test fuzz test-short vet generate generate-proto generate-bpf check-generated tools bench scale-test clean certs chart-test chart-etcd-test manifests check-manifests
 
 all: build
 
@@ -17,9 +17,23 @@ build:
 demo:
 	DEMO_SECONDS=$(DEMO_SECONDS) $(GO) run ./demo
 
-# make test: vet, the generated-code check, then all tests.
+# make test: vet, every test (the generated-code check is one of them,
+# internal/archtest), then each fuzz target for FUZZTIME.
 test: vet
 	$(GO) test -count=1 -timeout 15m $(GOTESTFLAGS) ./...
+	$(MAKE) --no-print-directory fuzz
+
+# fuzz runs every Fuzz* target of the module for FUZZTIME each, from its
+# committed seed corpus (testdata/fuzz) on.
+FUZZTIME ?= 10s
+fuzz:
+	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' relay nodeagent internal); do \
+		d=$$(dirname $$f); \
+		for t in $$(grep -o '^func Fuzz[A-Za-z0-9_]*' $$f | cut -c6-); do \
+			echo "fuzz: $$t in ./$$d for $(FUZZTIME)"; \
+			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./$$d; \
+		done; \
+	done
 
 test-short:
 	$(GO) test -short -count=1 ./...
