@@ -17,6 +17,9 @@ type item struct {
 	drop bool
 }
 
+// removal says whether it removes the service's entries.
+func (it item) removal() bool { return it.drop || (it.ev.State == nil && !it.ev.Invalid) }
+
 // pull moves the source's events into the agent's queue until ctx is done.
 // The queue holds one item per service (latest wins), so it is bounded by
 // the number of services however far the writer is behind.
@@ -62,7 +65,7 @@ func (a *Agent) flush(ctx context.Context) error {
 	// Removals first: within a chunk ChangeSet's order already frees
 	// entries before it adds; across chunks this does.
 	slices.SortFunc(items, func(x, y item) int {
-		xr, yr := x.drop || x.ev.State == nil, y.drop || y.ev.State == nil
+		xr, yr := x.removal(), y.removal()
 		if xr != yr {
 			if xr {
 				return -1
@@ -100,6 +103,14 @@ func (a *Agent) applyItem(it item) {
 		if drop {
 			table.Remove(svc)
 		}
+		return
+	}
+	if it.ev.Invalid {
+		// Invalid values, nothing good queued before: keep what the
+		// datapath holds, and do not wait for the service to be ready.
+		a.mu.Lock()
+		a.load.markAbsent(svc)
+		a.mu.Unlock()
 		return
 	}
 	if it.ev.State == nil {

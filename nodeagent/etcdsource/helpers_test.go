@@ -271,7 +271,7 @@ func hasHash(m *model.Service) func(Event) bool {
 	return func(ev Event) bool { return ev.State != nil && ev.State.Hash() == h }
 }
 
-func isRemoval(ev Event) bool { return ev.State == nil }
+func isRemoval(ev Event) bool { return ev.State == nil && !ev.Invalid }
 
 // eventually polls cond for up to 20 s.
 func eventually(t *testing.T, what string, cond func() bool) {

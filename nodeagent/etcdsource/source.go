@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -34,6 +35,12 @@ type Options struct {
 	// reached, further misses are not cached until entries expire.
 	// Default 65,536.
 	MaxNegative int
+	// ServiceCIDRs, when set, are the ranges every VIP of a spec must be
+	// in; a spec with a VIP outside them is invalid.
+	ServiceCIDRs []netip.Prefix
+	// MaxFrontends bounds a spec's VIPs × ports; a spec with more is
+	// invalid. Default DefaultMaxFrontends.
+	MaxFrontends int
 	// ProbeInterval is how often the generation key is read to detect an
 	// etcd that was wiped and rebuilt: its revisions restart, so watches
 	// resumed at old revisions go silent instead of failing. Default 5 s.
@@ -75,6 +82,9 @@ func New(c Client, opts Options) *Source {
 	}
 	if opts.MaxNegative <= 0 {
 		opts.MaxNegative = 1 << 16
+	}
+	if opts.MaxFrontends <= 0 {
+		opts.MaxFrontends = DefaultMaxFrontends
 	}
 	if opts.ProbeInterval <= 0 {
 		opts.ProbeInterval = 5 * time.Second
@@ -152,7 +162,7 @@ func (s *Source) Watch(svc keyspace.Service) {
 		s.mu.Unlock()
 		return
 	}
-	w := newWatch(svc, keyspace.Shard(svc, s.opts.Shards))
+	w := newWatch(svc, keyspace.Shard(svc, s.opts.Shards), limits{cidrs: s.opts.ServiceCIDRs, maxFrontends: s.opts.MaxFrontends})
 	s.watches[svc] = w
 	s.unstarted = append(s.unstarted, w)
 	s.mu.Unlock()

@@ -510,7 +510,7 @@ func TestGenerationChangeInPlace(t *testing.T) {
 func TestNextCoalescesPerService(t *testing.T) {
 	s := New(nil, Options{})
 	a, b := keyspace.Service{Namespace: "ns", Name: "a"}, keyspace.Service{Namespace: "ns", Name: "b"}
-	wa, wb := newWatch(a, 0), newWatch(b, 0)
+	wa, wb := newWatch(a, 0, limits{}), newWatch(b, 0, limits{})
 	s.watches[a], s.watches[b] = wa, wb
 	for rev := int64(1); rev <= 100; rev++ {
 		s.emit(wa, Event{Service: a, Revision: rev})
