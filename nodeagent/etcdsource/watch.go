@@ -27,7 +27,7 @@ type watch struct {
 	emitted string // hash of the last queued state; "" when nothing, or a removal, was queued
 	// invalidSent: an Invalid event was queued since the last state or removal.
 	invalidSent bool
-	listed  bool
+	listed      bool
 }
 
 func newWatch(svc keyspace.Service, shard int, lim limits) *watch {
