@@ -21,6 +21,7 @@ const (
 	DefaultMaxMapOpsPerSecond  = 100_000
 	DefaultBurst               = 10_000
 	DefaultMaxAppliesPerSecond = 200
+	DefaultStallTimeout        = 2 * time.Minute
 )
 
 // Options configure an Agent. Zero fields take the documented defaults.
@@ -67,6 +68,11 @@ type Options struct {
 	// MaxAppliesPerSecond limits the change sets applied per second
 	// (each is at least one map syscall). Default 200.
 	MaxAppliesPerSecond float64
+
+	// StallTimeout: Healthy reports false when no change set was written
+	// for this long while changes are queued or services are parked.
+	// Default 2 m.
+	StallTimeout time.Duration
 
 	// Source tunes the etcd source. Its Cluster, Shards, ServiceCIDRs and
 	// Logger are taken from the fields above and must be left zero
@@ -151,6 +157,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxAppliesPerSecond <= 0 {
 		o.MaxAppliesPerSecond = DefaultMaxAppliesPerSecond
+	}
+	if o.StallTimeout <= 0 {
+		o.StallTimeout = DefaultStallTimeout
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

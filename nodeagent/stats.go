@@ -52,6 +52,10 @@ type Stats struct {
 	// owns the same VIP, port and protocol. TranslateProblems counts
 	// service states with parts the datapath cannot express.
 	Conflicts, TranslateProblems int64
+	// Parked is the number of services whose change the datapath refuses
+	// (kept at their last written state, retried); Parks counts parkings.
+	Parked int
+	Parks  int64
 
 	// Lag is the propagation lag (now − observed_unix_nano of the newest
 	// value applied) of changed services, in seconds.
@@ -86,6 +90,7 @@ func (a *Agent) Stats() Stats {
 	st.Misses = st.MissesIgnored + st.MissesKnown + st.MissesUnknown + st.MissesLoaded + st.MissesRefused + st.MissErrors
 	st.Refused, st.EvictedLRU, st.EvictedIdle = count(m.refused), count(m.evictedLRU), count(m.evictedIdle)
 	st.Conflicts, st.TranslateProblems = count(m.conflicts), count(m.translateProblems)
+	st.Parked, st.Parks = int(count(m.parked)), count(m.parks)
 	st.Lag, st.BatchEntries = histogramStats(m.lag), histogramStats(m.batch)
 	st.Source = a.src.Stats()
 	return st
