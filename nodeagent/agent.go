@@ -254,8 +254,12 @@ func (a *Agent) becomeReady(ctx context.Context, g *errgroup.Group) error {
 }
 
 // Ready reports whether the first complete reconcile has been applied, and
-// if not, why.
+// if not, why. An agent whose --shards or --cluster disagrees with the
+// relays' (etcdsource.Source.Mismatch) is not ready, with that reason.
 func (a *Agent) Ready() (bool, string) {
+	if why := a.src.Mismatch(); why != "" {
+		return false, why
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	switch {

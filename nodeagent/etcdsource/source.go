@@ -70,6 +70,8 @@ type Source struct {
 
 	vips  vipCache
 	stats counters
+	// mismatch: why the relays' configuration disagrees (Mismatch); guarded by mu.
+	mismatch string
 }
 
 // New returns a Source reading through c. It does nothing until Run.
