@@ -271,9 +271,33 @@ func (a *Agent) Ready() (bool, string) {
 	return false, a.load.waitingFor()
 }
 
-// consumeMisses feeds the programs' miss reports to ReportMiss until the
-// channel closes or ctx is done.
+// Miss resolution: a queue of missQueue misses served by missWorkers
+// goroutines, each miss given missTimeout; a miss that finds the queue
+// full is dropped (counted; the next connect reports it again).
+const (
+	missQueue   = 1024
+	missWorkers = 8
+	missTimeout = 2 * time.Second
+)
+
+// consumeMisses feeds the programs' miss reports to ReportMiss, from
+// missWorkers goroutines, until the channel closes or ctx is done.
 func (a *Agent) consumeMisses(ctx context.Context, misses <-chan netip.AddrPort) {
+	queue := make(chan netip.AddrPort, missQueue)
+	var wg sync.WaitGroup
+	for range missWorkers {
+		wg.Go(func() {
+			for m := range queue {
+				rctx, cancel := context.WithTimeout(ctx, missTimeout)
+				if _, _, err := a.ReportMiss(rctx, m); err != nil && ctx.Err() == nil {
+					a.log.Debug("resolving a miss", "addr", m, "err", err)
+				}
+				cancel()
+			}
+		})
+	}
+	defer wg.Wait()
+	defer close(queue)
 	for {
 		select {
 		case <-ctx.Done():
@@ -282,11 +306,11 @@ func (a *Agent) consumeMisses(ctx context.Context, misses <-chan netip.AddrPort)
 			if !ok {
 				return
 			}
-			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			if _, _, err := a.ReportMiss(rctx, m); err != nil && ctx.Err() == nil {
-				a.log.Warn("resolving a miss", "addr", m, "err", err)
+			select {
+			case queue <- m:
+			default:
+				a.m.missesDropped.Inc()
 			}
-			cancel()
 		}
 	}
 }

@@ -16,7 +16,7 @@ type metrics struct {
 	events, coalesced, flushes, applies, applyErrors, removals prometheus.Counter
 	updates, deletes, syscalls, throttled                      prometheus.Counter
 	missesIgnored, missesKnown, missesUnknown                  prometheus.Counter
-	missesLoaded, missesRefused, missErrors                    prometheus.Counter
+	missesLoaded, missesRefused, missErrors, missesDropped     prometheus.Counter
 	refused, evictedIdle, evictedLRU                           prometheus.Counter
 	conflicts, translateProblems, parks                        prometheus.Counter
 	garbage, parked                                            prometheus.Gauge
@@ -62,6 +62,7 @@ func newMetrics() *metrics {
 		missesLoaded:      miss("loaded"),
 		missesRefused:     miss("refused"),
 		missErrors:        miss("error"),
+		missesDropped:     miss("dropped"),
 		refused:           c("on_demand_refused_total", "On-demand services not loaded because of --max-services.", nil),
 		evictedIdle:       evicted("idle"),
 		evictedLRU:        evicted("lru"),
@@ -90,7 +91,7 @@ func (m *metrics) register(r prometheus.Registerer, a *Agent) error {
 	cs := []prometheus.Collector{
 		m.events, m.coalesced, m.flushes, m.applies, m.applyErrors, m.removals,
 		m.updates, m.deletes, m.syscalls, m.throttled,
-		m.missesIgnored, m.missesKnown, m.missesUnknown, m.missesLoaded, m.missesRefused, m.missErrors,
+		m.missesIgnored, m.missesKnown, m.missesUnknown, m.missesLoaded, m.missesRefused, m.missErrors, m.missesDropped,
 		m.refused, m.evictedIdle, m.evictedLRU, m.conflicts, m.translateProblems, m.parks, m.parked, m.garbage, m.lag, m.batch,
 		gauge("ready", "1 once the first complete reconcile has been applied.", nil, func(s Stats) int {
 			if s.Ready {

@@ -42,8 +42,10 @@ type Stats struct {
 	// Misses counts ReportMiss calls: ignored (on-demand off or outside
 	// the service CIDRs), known (a VIP of a loaded service), unknown (no
 	// service has the VIP), loaded, refused (--max-services), errors
-	// (etcd failed).
+	// (etcd failed), dropped (the miss queue was full, or the etcd read
+	// budget could not serve it in time).
 	Misses, MissesIgnored, MissesKnown, MissesUnknown, MissesLoaded, MissesRefused, MissErrors int64
+	MissesDropped                                                                              int64
 	// Refused counts on-demand services not loaded for --max-services;
 	// EvictedLRU those unloaded to make room; EvictedIdle those unloaded
 	// after --idle-timeout.
@@ -87,7 +89,8 @@ func (a *Agent) Stats() Stats {
 	st.Removals = count(m.removals)
 	st.MissesIgnored, st.MissesKnown, st.MissesUnknown = count(m.missesIgnored), count(m.missesKnown), count(m.missesUnknown)
 	st.MissesLoaded, st.MissesRefused, st.MissErrors = count(m.missesLoaded), count(m.missesRefused), count(m.missErrors)
-	st.Misses = st.MissesIgnored + st.MissesKnown + st.MissesUnknown + st.MissesLoaded + st.MissesRefused + st.MissErrors
+	st.MissesDropped = count(m.missesDropped)
+	st.Misses = st.MissesIgnored + st.MissesKnown + st.MissesUnknown + st.MissesLoaded + st.MissesRefused + st.MissErrors + st.MissesDropped
 	st.Refused, st.EvictedLRU, st.EvictedIdle = count(m.refused), count(m.evictedLRU), count(m.evictedIdle)
 	st.Conflicts, st.TranslateProblems = count(m.conflicts), count(m.translateProblems)
 	st.Parked, st.Parks = int(count(m.parked)), count(m.parks)
