@@ -111,3 +111,33 @@ func TestMissScanIsBounded(t *testing.T) {
 		t.Errorf("stats %+v: every scanned miss should be counted unknown or dropped", st)
 	}
 }
+
+// Misses that the etcd read budget cannot serve before their deadline are
+// dropped and counted, not queued without bound.
+func TestMissesBeyondTheReadBudgetAreDropped(t *testing.T) {
+	e := newEnv(t)
+	e.markSynced()
+	cc := etcdcount.New(e.client, e.client)
+	ag := start(t, cc, cc, newMemory(), Options{
+		OnDemand:     true,
+		ServiceCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+		Source:       etcdsource.Options{MaxVIPReadsPerSecond: 2},
+	})
+	const n = 20 // distinct /24s, at 2 reads per second with 100 ms each
+	for i := range n {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		ag.ReportMiss(ctx, netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 120, byte(i), 1}), 80))
+		cancel()
+	}
+	st := ag.Stats()
+	if st.MissesDropped == 0 || st.MissesDropped+st.MissesUnknown != n {
+		t.Fatalf("stats %+v: want dropped misses, and every miss dropped or unknown", st)
+	}
+	reads := 0
+	for _, k := range cc.Touched(space.VIPsPrefix()) {
+		reads += cc.ReadCount(k)
+	}
+	if int64(reads) != st.MissesUnknown {
+		t.Fatalf("%d reads of vips/ for %d misses answered", reads, st.MissesUnknown)
+	}
+}
