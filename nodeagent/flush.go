@@ -144,6 +144,7 @@ func (a *Agent) applyItem(it item) (change, bool) {
 		a.m.translateProblems.Inc()
 		a.log.Debug("parts of a service cannot be translated", "service", svc, "err", err)
 	}
+	a.rememberHeld(svc, fes)
 	conflicts := table.Set(svc, fes)
 	if len(conflicts) > 0 {
 		a.m.conflicts.Add(float64(len(conflicts)))

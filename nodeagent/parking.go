@@ -9,6 +9,7 @@ import (
 
 	"github.com/meshrelay/meshrelay/internal/backoff"
 	"github.com/meshrelay/meshrelay/internal/keyspace"
+	"github.com/meshrelay/meshrelay/nodeagent/datapath"
 	"github.com/meshrelay/meshrelay/nodeagent/nodemodel"
 )
 
@@ -58,6 +59,38 @@ func (a *Agent) setChange(c change) {
 		return
 	}
 	a.w.table.Set(c.svc, c.fes)
+}
+
+// rememberHeld records, for a service not written by this agent yet, what
+// the datapath already holds for the frontends fes claims (entries of a
+// previous run), as its last written state: a failing first change then
+// reverts to them instead of removing them.
+func (a *Agent) rememberHeld(svc keyspace.Service, fes []nodemodel.Frontend) {
+	if _, ok := a.park.written[svc]; ok {
+		return
+	}
+	st := a.w.table.Applied()
+	var held []nodemodel.Frontend
+	for _, fe := range fes {
+		if _, ok := st.Frontends[fe.Key]; !ok {
+			continue
+		}
+		weights := map[uint32]uint32{}
+		for _, id := range st.SlotTable(fe.Key) {
+			weights[id]++
+		}
+		h := nodemodel.Frontend{Key: fe.Key, Backends: []nodemodel.Backend{}}
+		for id, w := range weights {
+			if bv, ok := st.Backends[datapath.BackendKey{BackendId: id}]; ok {
+				h.Backends = append(h.Backends, nodemodel.Backend{Addr: bv.AddrPort(), Weight: w})
+			}
+		}
+		slices.SortFunc(h.Backends, func(x, y nodemodel.Backend) int { return x.Addr.Compare(y.Addr) })
+		held = append(held, h)
+	}
+	if len(held) > 0 {
+		a.park.written[svc] = held
+	}
 }
 
 // revert puts svc back at its last written state in the table. A service

@@ -69,3 +69,32 @@ func TestTooBigServiceIsParked(t *testing.T) {
 	})
 	holds(t, mem, expected(s1b, s2))
 }
+
+// After a restart, a service whose new state does not fit keeps the
+// entries the previous run wrote for it (they are its last written state).
+func TestParkedAfterRestartKeepsPreviousEntries(t *testing.T) {
+	e := newEnv(t)
+	small, other := testService("ns", 1, 3, 0), testService("ns", 2, 2, 0)
+	e.write(small, 1)
+	e.write(other, 1)
+	e.markSynced()
+	mem := datapath.NewMemory(datapath.MemoryOptions{
+		MaxEntries: datapath.MaxEntries{Slots: 20},
+		Logger:     slog.New(slog.DiscardHandler),
+	})
+	opts := Options{Services: []keyspace.Service{small.Key, other.Key}}
+	first := start(t, e.client, e.client, mem, opts)
+	holds(t, mem, expected(small, other))
+	first.stop()
+
+	big := testService("ns", 1, 30, 100) // same service, too large now
+	e.write(big, 2)
+	ag := start(t, e.client, e.client, mem, opts)
+	eventually(t, "big parked", func() error {
+		if st := ag.Stats(); st.Parked != 1 || !st.Ready {
+			return fmt.Errorf("stats %+v", st)
+		}
+		return nil
+	})
+	holds(t, mem, expected(small, other))
+}
