@@ -6,8 +6,9 @@ GO      ?= go
 PROTOC  ?= protoc
 DEMO_SECONDS ?= 0
 GOTESTFLAGS ?=
+FUZZTIME ?= 10s
 
-.PHONY: all build demo test test-short vet generate generate-proto generate-bpf check-generated tools bench scale-test clean
+.PHONY: all build demo test test-short vet generate generate-proto generate-bpf check-generated tools bench scale-test fuzz clean
 
 all: build
 
@@ -26,6 +27,13 @@ test-short:
 
 vet:
 	$(GO) vet ./...
+
+# make fuzz: each fuzz target for FUZZTIME (seed corpora in testdata/fuzz/).
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzAssemble$$' -fuzztime $(FUZZTIME) ./nodeagent/etcdsource
+	$(GO) test -run '^$$' -fuzz '^FuzzTable$$' -fuzztime $(FUZZTIME) ./nodeagent/nodemodel
+	$(GO) test -run '^$$' -fuzz '^FuzzParseServiceKey$$' -fuzztime $(FUZZTIME) ./internal/keyspace
+	$(GO) test -run '^$$' -fuzz '^FuzzIndex$$' -fuzztime $(FUZZTIME) ./relay/translate/workload
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./relay/... ./nodeagent/...
