@@ -41,6 +41,7 @@ test-short:
 vet:
 	$(GO) vet ./...
 
+
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./relay/... ./nodeagent/...
 

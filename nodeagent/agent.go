@@ -36,7 +36,8 @@ type Agent struct {
 	wake chan struct{} // capacity 1: the main loop has something to do
 
 	// Owned by the main loop (Run's goroutine).
-	w        *writer
+	w        *writer // set under mu (Healthy reads it)
+	park     parking
 	swept    bool
 	programs *datapath.Programs // nil when the datapath has none
 
@@ -48,6 +49,8 @@ type Agent struct {
 	pending   map[keyspace.Service]item
 	snapshot  tableSnapshot
 	orphanIPs []netip.Addr // VIPs of orphan frontends, published by the main loop until the sweep
+	// parkedNames are the parked services, published by the main loop.
+	parkedNames []keyspace.Service
 }
 
 // tableSnapshot are figures of the table published by the main loop.
@@ -79,6 +82,7 @@ func New(c etcdsource.Client, dp datapath.Datapath, opts Options) (*Agent, error
 		wake:    make(chan struct{}, 1),
 		load:    newLoadSet(opts.Services, len(opts.Namespaces), opts.MaxServices, idle, opts.Now),
 		pending: map[keyspace.Service]item{},
+		park:    newParking(),
 	}
 	if len(opts.Services) > opts.MaxServices {
 		a.log.Warn("more declared services than --max-services; all are loaded, none on demand",
@@ -112,7 +116,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("nodeagent: dump datapath: %w", err)
 	}
-	a.w = newWriter(a.dp, nodemodel.NewTable(dump), a.opts, a.m)
+	w := newWriter(a.dp, nodemodel.NewTable(dump), a.opts, a.m)
+	a.mu.Lock()
+	a.w = w
+	a.mu.Unlock()
 	a.publish()
 	if n := dump.Len(); n > 0 {
 		a.log.Info("datapath holds entries from a previous run; keeping them until the state is known",
@@ -158,6 +165,8 @@ func (a *Agent) loop(ctx context.Context, g *errgroup.Group) error {
 	}
 	gc := time.NewTimer(time.Hour)
 	defer gc.Stop()
+	retry := time.NewTimer(time.Hour)
+	defer retry.Stop()
 	for {
 		if err := a.step(ctx, g); err != nil {
 			return err
@@ -166,7 +175,14 @@ func (a *Agent) loop(ctx context.Context, g *errgroup.Group) error {
 			// Unreferenced entries wait for a quiet moment.
 			gc.Reset(max(2*a.opts.FlushWindow, garbageDelay))
 		}
+		if d, ok := a.nextParkRetry(); ok {
+			retry.Reset(d)
+		}
 		select {
+		case <-retry.C:
+			if err := a.retryParked(ctx); err != nil {
+				return err
+			}
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-a.wake:
@@ -176,7 +192,7 @@ func (a *Agent) loop(ctx context.Context, g *errgroup.Group) error {
 			if !a.w.hasGarbage() {
 				continue
 			}
-			if err := a.w.write(ctx); err != nil {
+			if err := a.writeChanges(ctx, nil); err != nil {
 				return err
 			}
 			a.publish()
@@ -238,8 +254,12 @@ func (a *Agent) becomeReady(ctx context.Context, g *errgroup.Group) error {
 }
 
 // Ready reports whether the first complete reconcile has been applied, and
-// if not, why.
+// if not, why. An agent whose --shards or --cluster disagrees with the
+// relays' (etcdsource.Source.Mismatch) is not ready, with that reason.
 func (a *Agent) Ready() (bool, string) {
+	if why := a.src.Mismatch(); why != "" {
+		return false, why
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	switch {
@@ -251,9 +271,33 @@ func (a *Agent) Ready() (bool, string) {
 	return false, a.load.waitingFor()
 }
 
-// consumeMisses feeds the programs' miss reports to ReportMiss until the
-// channel closes or ctx is done.
+// Miss resolution: a queue of missQueue misses served by missWorkers
+// goroutines, each miss given missTimeout; a miss that finds the queue
+// full is dropped (counted; the next connect reports it again).
+const (
+	missQueue   = 1024
+	missWorkers = 8
+	missTimeout = 2 * time.Second
+)
+
+// consumeMisses feeds the programs' miss reports to ReportMiss, from
+// missWorkers goroutines, until the channel closes or ctx is done.
 func (a *Agent) consumeMisses(ctx context.Context, misses <-chan netip.AddrPort) {
+	queue := make(chan netip.AddrPort, missQueue)
+	var wg sync.WaitGroup
+	for range missWorkers {
+		wg.Go(func() {
+			for m := range queue {
+				rctx, cancel := context.WithTimeout(ctx, missTimeout)
+				if _, _, err := a.ReportMiss(rctx, m); err != nil && ctx.Err() == nil {
+					a.log.Debug("resolving a miss", "addr", m, "err", err)
+				}
+				cancel()
+			}
+		})
+	}
+	defer wg.Wait()
+	defer close(queue)
 	for {
 		select {
 		case <-ctx.Done():
@@ -262,11 +306,11 @@ func (a *Agent) consumeMisses(ctx context.Context, misses <-chan netip.AddrPort)
 			if !ok {
 				return
 			}
-			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			if _, _, err := a.ReportMiss(rctx, m); err != nil && ctx.Err() == nil {
-				a.log.Warn("resolving a miss", "addr", m, "err", err)
+			select {
+			case queue <- m:
+			default:
+				a.m.missesDropped.Inc()
 			}
-			cancel()
 		}
 	}
 }

@@ -1,7 +1,6 @@
 package nodeagent
 
 import (
-	"cmp"
 	"context"
 	"slices"
 
@@ -16,6 +15,9 @@ type item struct {
 	ev   etcdsource.Event
 	drop bool
 }
+
+// removal says whether it removes the service's entries.
+func (it item) removal() bool { return it.drop || (it.ev.State == nil && !it.ev.Invalid) }
 
 // pull moves the source's events into the agent's queue until ctx is done.
 // The queue holds one item per service (latest wins), so it is bounded by
@@ -62,26 +64,30 @@ func (a *Agent) flush(ctx context.Context) error {
 	// Removals first: within a chunk ChangeSet's order already frees
 	// entries before it adds; across chunks this does.
 	slices.SortFunc(items, func(x, y item) int {
-		xr, yr := x.drop || x.ev.State == nil, y.drop || y.ev.State == nil
+		xr, yr := x.removal(), y.removal()
 		if xr != yr {
 			if xr {
 				return -1
 			}
 			return 1
 		}
-		return cmp.Or(cmp.Compare(x.ev.Service.Namespace, y.ev.Service.Namespace), cmp.Compare(x.ev.Service.Name, y.ev.Service.Name))
+		return compareServices(x.ev.Service, y.ev.Service)
 	})
 	a.m.flushes.Inc()
+	var chunk []change
 	for i, it := range items {
-		a.applyItem(it)
+		if c, ok := a.applyItem(it); ok {
+			chunk = append(chunk, c)
+		}
 		if a.w.full() || i == len(items)-1 {
-			if err := a.w.write(ctx); err != nil {
+			if err := a.writeChanges(ctx, chunk); err != nil {
 				return err
 			}
+			chunk = chunk[:0]
 		}
 	}
-	if a.retryConflicts() {
-		if err := a.w.write(ctx); err != nil {
+	if retried := a.retryConflicts(); len(retried) > 0 {
+		if err := a.writeChanges(ctx, retried); err != nil {
 			return err
 		}
 	}
@@ -89,8 +95,9 @@ func (a *Agent) flush(ctx context.Context) error {
 	return nil
 }
 
-// applyItem applies one queued change to the table (not yet to the datapath).
-func (a *Agent) applyItem(it item) {
+// applyItem applies one queued change to the table (not yet to the
+// datapath), and returns it when it changed the table.
+func (a *Agent) applyItem(it item) (change, bool) {
 	svc := it.ev.Service
 	table := a.w.table
 	if it.drop {
@@ -100,7 +107,15 @@ func (a *Agent) applyItem(it item) {
 		if drop {
 			table.Remove(svc)
 		}
-		return
+		return change{svc: svc, removed: true}, drop
+	}
+	if it.ev.Invalid {
+		// Invalid values, nothing good queued before: keep what the
+		// datapath holds, and do not wait for the service to be ready.
+		a.mu.Lock()
+		a.load.markAbsent(svc)
+		a.mu.Unlock()
+		return change{}, false
 	}
 	if it.ev.State == nil {
 		a.mu.Lock()
@@ -114,7 +129,7 @@ func (a *Agent) applyItem(it item) {
 			a.m.removals.Inc()
 			a.log.Debug("service removed", "service", svc, "revision", it.ev.Revision)
 		}
-		return
+		return change{svc: svc, removed: true}, ok
 	}
 
 	hash := it.ev.State.Hash()
@@ -122,13 +137,14 @@ func (a *Agent) applyItem(it item) {
 	changed, first := a.load.change(svc, hash)
 	a.mu.Unlock()
 	if !changed {
-		return
+		return change{}, false
 	}
 	fes, err := nodemodel.Translate(it.ev.State)
 	if err != nil {
 		a.m.translateProblems.Inc()
 		a.log.Debug("parts of a service cannot be translated", "service", svc, "err", err)
 	}
+	a.rememberHeld(svc, fes)
 	conflicts := table.Set(svc, fes)
 	if len(conflicts) > 0 {
 		a.m.conflicts.Add(float64(len(conflicts)))
@@ -140,23 +156,26 @@ func (a *Agent) applyItem(it item) {
 	a.mu.Lock()
 	a.load.applied(svc, hash, it.ev.State, fes, len(conflicts) > 0)
 	a.mu.Unlock()
+	return change{svc: svc, fes: fes}, true
 }
 
 // retryConflicts sets again the services that had frontend keys owned by
-// another service, which may have let them go in this flush. It reports
-// whether it changed anything.
-func (a *Agent) retryConflicts() bool {
+// another service, which may have let them go in this flush. It returns
+// the changes it made.
+func (a *Agent) retryConflicts() []change {
 	a.mu.Lock()
 	retry := a.load.conflicts()
 	a.mu.Unlock()
+	var out []change
 	for _, s := range retry {
 		fes, _ := nodemodel.Translate(s.state)
 		c := a.w.table.Set(s.key, fes)
 		a.mu.Lock()
 		a.load.setConflicts(s, len(c) > 0)
 		a.mu.Unlock()
+		out = append(out, change{svc: s.key, fes: fes})
 	}
-	return len(retry) > 0
+	return out
 }
 
 // newestObserved returns the newest observed_unix_nano of m's values.

@@ -16,10 +16,10 @@ type metrics struct {
 	events, coalesced, flushes, applies, applyErrors, removals prometheus.Counter
 	updates, deletes, syscalls, throttled                      prometheus.Counter
 	missesIgnored, missesKnown, missesUnknown                  prometheus.Counter
-	missesLoaded, missesRefused, missErrors                    prometheus.Counter
+	missesLoaded, missesRefused, missErrors, missesDropped     prometheus.Counter
 	refused, evictedIdle, evictedLRU                           prometheus.Counter
-	conflicts, translateProblems                               prometheus.Counter
-	garbage                                                    prometheus.Gauge
+	conflicts, translateProblems, parks                        prometheus.Counter
+	garbage, parked                                            prometheus.Gauge
 	lag, batch                                                 prometheus.Histogram
 }
 
@@ -62,11 +62,15 @@ func newMetrics() *metrics {
 		missesLoaded:      miss("loaded"),
 		missesRefused:     miss("refused"),
 		missErrors:        miss("error"),
+		missesDropped:     miss("dropped"),
 		refused:           c("on_demand_refused_total", "On-demand services not loaded because of --max-services.", nil),
 		evictedIdle:       evicted("idle"),
 		evictedLRU:        evicted("lru"),
 		conflicts:         c("frontend_conflicts_total", "Frontends not installed because another service owns the same VIP, port and protocol.", nil),
 		translateProblems: c("translate_problems_total", "Service states with parts the datapath cannot express.", nil),
+		parks:             c("parks_total", "Services whose change the datapath refused, parked at their last written state and retried with backoff.", nil),
+		parked: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "meshrelay", Subsystem: "nodeagent", Name: "parked_services",
+			Help: "Services whose change the datapath refuses, kept at their last written state and retried with backoff."}),
 		garbage: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "meshrelay", Subsystem: "nodeagent", Name: "garbage_entries",
 			Help: "Unreferenced slots and backends left in the datapath for a later change set."}),
 		lag:   hist("propagation_lag_seconds", "Time from the relay's receipt of an upstream push to its application in this node's datapath (changed services).", lagBuckets),
@@ -87,8 +91,8 @@ func (m *metrics) register(r prometheus.Registerer, a *Agent) error {
 	cs := []prometheus.Collector{
 		m.events, m.coalesced, m.flushes, m.applies, m.applyErrors, m.removals,
 		m.updates, m.deletes, m.syscalls, m.throttled,
-		m.missesIgnored, m.missesKnown, m.missesUnknown, m.missesLoaded, m.missesRefused, m.missErrors,
-		m.refused, m.evictedIdle, m.evictedLRU, m.conflicts, m.translateProblems, m.garbage, m.lag, m.batch,
+		m.missesIgnored, m.missesKnown, m.missesUnknown, m.missesLoaded, m.missesRefused, m.missErrors, m.missesDropped,
+		m.refused, m.evictedIdle, m.evictedLRU, m.conflicts, m.translateProblems, m.parks, m.parked, m.garbage, m.lag, m.batch,
 		gauge("ready", "1 once the first complete reconcile has been applied.", nil, func(s Stats) int {
 			if s.Ready {
 				return 1

@@ -21,6 +21,7 @@ const (
 	DefaultMaxMapOpsPerSecond  = 100_000
 	DefaultBurst               = 10_000
 	DefaultMaxAppliesPerSecond = 200
+	DefaultStallTimeout        = 2 * time.Minute
 )
 
 // Options configure an Agent. Zero fields take the documented defaults.
@@ -42,7 +43,9 @@ type Options struct {
 	// The command's default is true.
 	OnDemand bool
 	// ServiceCIDRs are the ranges service VIPs are in. Misses outside them
-	// are ignored; with none, nothing is loaded on demand.
+	// are ignored; with none, nothing is loaded on demand. When set, a spec
+	// with a VIP outside them is invalid: it is not installed (declared
+	// services included), and its service keeps its last good state.
 	ServiceCIDRs []netip.Prefix
 	// IdleTimeout unloads an on-demand service unused this long. Default
 	// 30 m; negative never unloads.
@@ -66,8 +69,14 @@ type Options struct {
 	// (each is at least one map syscall). Default 200.
 	MaxAppliesPerSecond float64
 
-	// Source tunes the etcd source. Its Cluster, Shards and Logger are
-	// taken from the fields above and must be left zero (Validate).
+	// StallTimeout: Healthy reports false when no change set was written
+	// for this long while changes are queued or services are parked.
+	// Default 2 m.
+	StallTimeout time.Duration
+
+	// Source tunes the etcd source. Its Cluster, Shards, ServiceCIDRs and
+	// Logger are taken from the fields above and must be left zero
+	// (Validate).
 	Source etcdsource.Options
 
 	// Registerer receives the agent's metrics (its own collectors, the
@@ -103,8 +112,8 @@ func (o Options) Validate() error {
 		return &FieldError{"Cluster", o.Cluster, "want an id without '/'"}
 	case o.Shards < 0 || o.Shards > keyspace.MaxShards:
 		return &FieldError{"Shards", o.Shards, fmt.Sprintf("want 1..%d", keyspace.MaxShards)}
-	case o.Source.Cluster != "" || o.Source.Shards != 0 || o.Source.Logger != nil:
-		return &FieldError{"Source", "Cluster, Shards, Logger", "set them on nodeagent.Options, not on Options.Source"}
+	case o.Source.Cluster != "" || o.Source.Shards != 0 || o.Source.Logger != nil || o.Source.ServiceCIDRs != nil:
+		return &FieldError{"Source", "Cluster, Shards, Logger, ServiceCIDRs", "set them on nodeagent.Options, not on Options.Source"}
 	}
 	for _, ns := range o.Namespaces {
 		if ns == "" || strings.Contains(ns, "/") {
@@ -149,6 +158,9 @@ func (o Options) withDefaults() Options {
 	if o.MaxAppliesPerSecond <= 0 {
 		o.MaxAppliesPerSecond = DefaultMaxAppliesPerSecond
 	}
+	if o.StallTimeout <= 0 {
+		o.StallTimeout = DefaultStallTimeout
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -156,5 +168,6 @@ func (o Options) withDefaults() Options {
 		o.Now = time.Now
 	}
 	o.Source.Cluster, o.Source.Shards, o.Source.Logger = o.Cluster, o.Shards, o.Logger.With("stage", "etcdsource")
+	o.Source.ServiceCIDRs = o.ServiceCIDRs // a spec's VIPs must be inside them (docs/contract.md)
 	return o
 }

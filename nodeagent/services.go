@@ -2,6 +2,7 @@ package nodeagent
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"time"
 
@@ -11,8 +12,9 @@ import (
 
 // ReportMiss reports that a socket connected to addr, which is no frontend
 // of the datapath. With on-demand loading, an address inside the service
-// CIDRs is resolved with one read of vips/<ip> (unknown addresses are
-// remembered by the source for its negative TTL) and its service is
+// CIDRs is resolved by the source (etcdsource.Source.Resolve: one read per
+// /24 per negative TTL, under an in-flight bound and a read rate limit; a
+// miss that cannot be read in time is dropped and counted) and its service is
 // watched: its entries reach the datapath with the next flush after the
 // source delivers it. It returns the service and whether it is loaded (or
 // being loaded); an address outside the CIDRs, or of no service, returns
@@ -34,6 +36,9 @@ func (a *Agent) ReportMiss(ctx context.Context, addr netip.AddrPort) (keyspace.S
 
 	svc, ok, err := a.src.Resolve(ctx, ip)
 	switch {
+	case errors.Is(err, etcdsource.ErrBusy) || errors.Is(err, context.DeadlineExceeded):
+		a.m.missesDropped.Inc()
+		return keyspace.Service{}, false, err
 	case err != nil:
 		a.m.missErrors.Inc()
 		return keyspace.Service{}, false, err

@@ -226,7 +226,7 @@ func (a *Agent) maybeSweep(ctx context.Context) error {
 		a.log.Info("removing frontends of services no longer loaded", "frontends", n)
 	}
 	a.w.table.SweepOrphans() // also debris: stray slots, unused backends
-	if err := a.w.write(ctx); err != nil {
+	if err := a.writeChanges(ctx, nil); err != nil {
 		return err
 	}
 	a.publish()

@@ -42,8 +42,10 @@ type Stats struct {
 	// Misses counts ReportMiss calls: ignored (on-demand off or outside
 	// the service CIDRs), known (a VIP of a loaded service), unknown (no
 	// service has the VIP), loaded, refused (--max-services), errors
-	// (etcd failed).
+	// (etcd failed), dropped (the miss queue was full, or the etcd read
+	// budget could not serve it in time).
 	Misses, MissesIgnored, MissesKnown, MissesUnknown, MissesLoaded, MissesRefused, MissErrors int64
+	MissesDropped                                                                              int64
 	// Refused counts on-demand services not loaded for --max-services;
 	// EvictedLRU those unloaded to make room; EvictedIdle those unloaded
 	// after --idle-timeout.
@@ -52,6 +54,10 @@ type Stats struct {
 	// owns the same VIP, port and protocol. TranslateProblems counts
 	// service states with parts the datapath cannot express.
 	Conflicts, TranslateProblems int64
+	// Parked is the number of services whose change the datapath refuses
+	// (kept at their last written state, retried); Parks counts parkings.
+	Parked int
+	Parks  int64
 
 	// Lag is the propagation lag (now − observed_unix_nano of the newest
 	// value applied) of changed services, in seconds.
@@ -83,9 +89,11 @@ func (a *Agent) Stats() Stats {
 	st.Removals = count(m.removals)
 	st.MissesIgnored, st.MissesKnown, st.MissesUnknown = count(m.missesIgnored), count(m.missesKnown), count(m.missesUnknown)
 	st.MissesLoaded, st.MissesRefused, st.MissErrors = count(m.missesLoaded), count(m.missesRefused), count(m.missErrors)
-	st.Misses = st.MissesIgnored + st.MissesKnown + st.MissesUnknown + st.MissesLoaded + st.MissesRefused + st.MissErrors
+	st.MissesDropped = count(m.missesDropped)
+	st.Misses = st.MissesIgnored + st.MissesKnown + st.MissesUnknown + st.MissesLoaded + st.MissesRefused + st.MissErrors + st.MissesDropped
 	st.Refused, st.EvictedLRU, st.EvictedIdle = count(m.refused), count(m.evictedLRU), count(m.evictedIdle)
 	st.Conflicts, st.TranslateProblems = count(m.conflicts), count(m.translateProblems)
+	st.Parked, st.Parks = int(count(m.parked)), count(m.parks)
 	st.Lag, st.BatchEntries = histogramStats(m.lag), histogramStats(m.batch)
 	st.Source = a.src.Stats()
 	return st

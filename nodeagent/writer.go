@@ -2,12 +2,13 @@ package nodeagent
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
 
-	"github.com/meshrelay/meshrelay/internal/backoff"
 	"github.com/meshrelay/meshrelay/nodeagent/datapath"
 	"github.com/meshrelay/meshrelay/nodeagent/nodemodel"
 )
@@ -21,8 +22,9 @@ const (
 
 // writer writes the pending change set of a table into the datapath,
 // paced by two token buckets (map entries and change sets per second),
-// deferring the deletes of unreferenced entries to a later change set and
-// retrying a failed Apply over a fresh dump. It is used by one goroutine
+// deferring the deletes of unreferenced entries to a later change set. A
+// failed Apply resets the table to a fresh dump and is returned; the agent
+// isolates the failing service (parking.go). It is used by one goroutine
 // (the agent's main loop).
 type writer struct {
 	dp    datapath.Datapath
@@ -41,14 +43,19 @@ type writer struct {
 	// lagWait are the newest observed_unix_nano of the services applied
 	// in the current chunk, whose lag is observed at commit.
 	lagWait []int64
+	// lastProgress is when a write last succeeded (unix nanoseconds);
+	// read by the health check from other goroutines.
+	lastProgress atomic.Int64
 }
 
 func newWriter(dp datapath.Datapath, table *nodemodel.Table, opts Options, m *metrics) *writer {
-	return &writer{
+	w := &writer{
 		dp: dp, table: table, log: opts.Logger, m: m, now: opts.Now, burst: opts.Burst,
 		entries: rate.NewLimiter(rate.Limit(opts.MaxMapOpsPerSecond), opts.Burst),
 		applies: rate.NewLimiter(rate.Limit(opts.MaxAppliesPerSecond), max(1, int(opts.MaxAppliesPerSecond/10))),
 	}
+	w.progress()
+	return w
 }
 
 // full says whether the table's pending change set is a chunk to write.
@@ -62,62 +69,65 @@ func (w *writer) hasGarbage() bool { return !w.garbageSince.IsZero() }
 func (w *writer) observeLater(observed int64) { w.lagWait = append(w.lagWait, observed) }
 
 // write applies the table's pending change set to the datapath, after the
-// token buckets allow it. A failed Apply is retried with backoff over a
-// fresh dump (Apply is idempotent) until it succeeds or ctx is done.
-func (w *writer) write(ctx context.Context) error {
-	var retry *backoff.Backoff
-	for {
-		cs := w.table.Pending()
-		if cs.Empty() {
-			w.table.Commit(cs)
-			w.garbageSince = time.Time{}
-			w.m.garbage.Set(0)
-			w.observeLag()
-			return nil
-		}
-		// Deletes of entries nothing references any more wait for a change
-		// set that does not also upsert into their map (at most
-		// maxGarbageAge, or a garbage-only one after a quiet moment), so
-		// that a change set writes each map with one syscall.
-		now, garbage := datapath.SplitGarbage(cs)
-		overdue := !w.garbageSince.IsZero() && w.now().Sub(w.garbageSince) >= maxGarbageAge
-		split := !garbage.Empty() && (garbage.Len() >= w.burst || overdue)
-		if split {
-			now, garbage = cs, datapath.ChangeSet{} // written as two change sets by apply
-		}
-		err := w.apply(ctx, now, split)
-		if err == nil {
-			w.table.Commit(now)
-			w.m.garbage.Set(float64(garbage.Len()))
-			switch {
-			case !garbage.Empty():
-				w.table.Retain(garbage)
-				if w.garbageSince.IsZero() {
-					w.garbageSince = w.now()
-				}
-			default:
-				w.garbageSince = time.Time{}
-			}
-			w.observeLag()
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		w.m.applyErrors.Inc()
-		w.log.Error("datapath apply failed; re-reading the datapath and retrying", "entries", now.Len(), "err", err)
-		if dump, derr := w.dp.Dump(ctx); derr == nil {
-			w.table.Reset(dump)
-		} else {
-			w.log.Error("datapath dump failed", "err", derr)
-		}
-		if retry == nil {
-			retry = backoff.New(backoff.Options{Max: 5 * time.Second})
-		}
-		if !retry.Wait(ctx) {
-			return ctx.Err()
-		}
+// token buckets allow it. With cleanup, deletes of unreferenced entries are
+// not deferred (after a failure, they free room in full maps). When the Apply fails, the datapath is dumped
+// again and the table reset to what it holds (Apply is idempotent), and
+// the error is returned: the caller isolates the failing service
+// (parking.go). It returns ctx.Err() when ctx is done.
+func (w *writer) write(ctx context.Context, cleanup bool) error {
+	cs := w.table.Pending()
+	if cs.Empty() {
+		w.table.Commit(cs)
+		w.garbageSince = time.Time{}
+		w.m.garbage.Set(0)
+		w.observeLag()
+		return nil
 	}
+	// Deletes of entries nothing references any more wait for a change
+	// set that does not also upsert into their map (at most
+	// maxGarbageAge, or a garbage-only one after a quiet moment), so
+	// that a change set writes each map with one syscall.
+	now, garbage := datapath.SplitGarbage(cs)
+	overdue := !w.garbageSince.IsZero() && w.now().Sub(w.garbageSince) >= maxGarbageAge
+	split := !garbage.Empty() && (garbage.Len() >= w.burst || overdue || cleanup)
+	if split {
+		now, garbage = cs, datapath.ChangeSet{} // written as two change sets by apply
+	}
+	err := w.apply(ctx, now, split)
+	if err == nil {
+		w.table.Commit(now)
+		w.m.garbage.Set(float64(garbage.Len()))
+		switch {
+		case !garbage.Empty():
+			w.table.Retain(garbage)
+			if w.garbageSince.IsZero() {
+				w.garbageSince = w.now()
+			}
+		default:
+			w.garbageSince = time.Time{}
+		}
+		w.observeLag()
+		w.progress()
+		return nil
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	w.m.applyErrors.Inc()
+	w.log.Warn("datapath apply failed; re-reading the datapath", "entries", now.Len(), "err", err)
+	if dump, derr := w.dp.Dump(ctx); derr == nil {
+		w.table.Reset(dump)
+	} else {
+		w.log.Error("datapath dump failed", "err", derr)
+		w.table.Reset(w.table.Applied()) // compare everything next time
+	}
+	w.lagWait = w.lagWait[:0]
+	return fmt.Errorf("apply %d entries: %w", now.Len(), err)
+}
+
+// progress records that a change set was written.
+func (w *writer) progress() {
+	w.lastProgress.Store(w.now().UnixNano())
 }
 
 // apply writes cs through the token buckets. With split, a change set

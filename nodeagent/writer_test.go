@@ -29,7 +29,7 @@ func TestWriterDefersUnreferencedDeletes(t *testing.T) {
 		if c := w.table.Set(st.Key, fes); len(c) != 0 {
 			t.Fatalf("conflicts %v", c)
 		}
-		if err := w.write(ctx); err != nil {
+		if err := w.write(ctx, false); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -50,7 +50,7 @@ func TestWriterDefersUnreferencedDeletes(t *testing.T) {
 	if backends() != 4 || !w.hasGarbage() || count(m.garbage) != 2 {
 		t.Fatalf("after a replacement: %d backends (want 4: the old ones wait), garbage %d", backends(), count(m.garbage))
 	}
-	if err := w.write(ctx); err != nil { // a quiet moment
+	if err := w.write(ctx, false); err != nil { // a quiet moment
 		t.Fatal(err)
 	}
 	if backends() != 2 || w.hasGarbage() || count(m.garbage) != 0 {

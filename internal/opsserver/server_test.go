@@ -74,3 +74,20 @@ func TestStartOrNone(t *testing.T) {
 		t.Fatal("bad address accepted")
 	}
 }
+
+func TestHealthzHook(t *testing.T) {
+	var healthy atomic.Bool
+	s, err := Start(Options{Listen: "127.0.0.1:0", Healthy: func() (bool, string) { return healthy.Load(), "apply loop stalled" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(context.Background()) })
+	base := "http://" + s.Addr()
+	if code, body := get(t, base+"/healthz"); code != 503 || !strings.Contains(body, "apply loop stalled") {
+		t.Fatalf("/healthz while unhealthy: %d %q", code, body)
+	}
+	healthy.Store(true)
+	if code, _ := get(t, base+"/healthz"); code != 200 {
+		t.Fatalf("/healthz when healthy: %d", code)
+	}
+}

@@ -25,6 +25,9 @@ type control struct {
 type marker struct {
 	generation string
 	rev        int64 // etcd mod revision of the marker
+	// The writer's configuration (0 and "" from an older writer).
+	shards  int
+	cluster string
 }
 
 // parseMarker decodes a synced/<shard> value with keyspace.ParseMarker.
@@ -33,7 +36,7 @@ func parseMarker(kv *mvccpb.KeyValue) (marker, error) {
 	if err != nil {
 		return marker{}, fmt.Errorf("%s: %w", kv.Key, err)
 	}
-	return marker{generation: m.Generation, rev: kv.ModRevision}, nil
+	return marker{generation: m.Generation, rev: kv.ModRevision, shards: m.Shards, cluster: m.Cluster}, nil
 }
 
 // runControl follows generation and the synced markers until ctx is done.
@@ -84,6 +87,10 @@ func (s *Source) followControl(ctx context.Context) error {
 			continue
 		}
 		markers[shard] = m
+	}
+	s.checkMarkers(markers)
+	if gen == "" && len(markers) == 0 {
+		s.checkCluster(ctx)
 	}
 	s.load(gen, markers, rev)
 
@@ -185,6 +192,9 @@ func (s *Source) applyMarker(ev *clientv3.Event) {
 			return
 		}
 	}
+	if ev.Type != mvccpb.DELETE {
+		s.checkMarker(shard, m)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.ctl.incarnation.Advance(ev.Kv.ModRevision)
@@ -229,6 +239,8 @@ func (s *Source) rebuilt(ctx context.Context) bool {
 	gen := ""
 	if len(resp.Kvs) > 0 {
 		gen = string(resp.Kvs[0].Value)
+	} else {
+		s.checkCluster(ctx) // nothing of this cluster yet: is etcd another cluster's?
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -15,9 +15,10 @@
 // # What it reads
 //
 // One etcd watch per watched service on services/<ns>/<name>/ (trailing
-// slash), one on generation and one on the synced/ prefix, plus one Get of
-// vips/<ip> per unknown VIP asked for with Resolve (misses are cached for
-// Options.NegativeTTL). RunNamespace adds a keys-only list and a watch of
+// slash), one on generation and one on the synced/ prefix, plus, for
+// Resolve, one range read of the vips/ keys of an IPv4 /24 (or one Get of
+// an IPv6 vips/<ip>), whose answer is cached for Options.NegativeTTL, under
+// an in-flight bound and a global read rate limit. RunNamespace adds a keys-only list and a watch of
 // services/<ns>/ per loaded namespace; HasSpec a count-only read of one
 // spec key. Nothing else under services/ is ever read. All
 // watches are opened with contexts that carry the same gRPC metadata, so

@@ -16,6 +16,11 @@ type Event struct {
 	State *model.Service
 	// Revision is the etcd revision the state reflects.
 	Revision int64
+	// Invalid: the service's values in etcd are invalid (counted and logged
+	// by the Source) and no state of it was queued before. State is nil,
+	// and this is no removal: the consumer keeps what it installed and may
+	// stop waiting for the service.
+	Invalid bool
 }
 
 // queue holds at most one pending event per service, in the order the

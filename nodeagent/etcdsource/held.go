@@ -2,7 +2,6 @@ package etcdsource
 
 import (
 	"errors"
-	"fmt"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -12,12 +11,21 @@ import (
 	v1 "github.com/meshrelay/meshrelay/proto/meshrelay/v1"
 )
 
-// held is what a watch knows of one service's keys, decoded.
+// held is what a watch knows of one service's keys, decoded and
+// validated (validate.go). Its memory is bounded by the keys read.
 type held struct {
 	rev    int64 // etcd revision the keys reflect
 	spec   *v1.ServiceSpec
 	slices map[int]*v1.EndpointSlice
+	lim    limits
+	// bad are the keys whose value is invalid, by slice index (specKey for
+	// the spec), with the value's mod revision; prev is bad before a reset,
+	// so that a re-list does not report the same value again.
+	bad, prev map[int]int64
 }
+
+// specKey is the spec's index in held.bad.
+const specKey = -1
 
 // completeness says whether held keys make a service.
 type completeness int
@@ -26,11 +34,14 @@ const (
 	absent     completeness = iota // no spec
 	incomplete                     // spec present, a slice it counts is missing
 	complete
+	invalid // the spec, or a slice it counts, is invalid: hold the last good state
 )
 
 // reset replaces everything held by kvs, listed at rev.
 func (h *held) reset(space keyspace.Space, kvs []*mvccpb.KeyValue, rev int64) error {
 	h.spec, h.slices, h.rev = nil, map[int]*v1.EndpointSlice{}, rev
+	h.prev, h.bad = h.bad, map[int]int64{}
+	defer func() { h.prev = nil }()
 	var errs []error
 	for _, kv := range kvs {
 		if err := h.put(space, kv); err != nil {
@@ -50,16 +61,19 @@ func (h *held) apply(space keyspace.Space, ev *clientv3.Event) error {
 		switch k.Kind {
 		case keyspace.KindSpec:
 			h.spec = nil
+			delete(h.bad, specKey)
 		case keyspace.KindSlice:
 			delete(h.slices, k.Slice)
+			delete(h.bad, k.Slice)
 		}
 		return nil
 	}
 	return h.put(space, ev.Kv)
 }
 
-// put stores one key. A value that does not decode is dropped (the key
-// counts as missing, so the service is held), and reported.
+// put stores one key. A value that does not decode or validate is
+// dropped and marked bad (the service is held at its last good state), and
+// reported as an *InvalidValueError the first time it is seen.
 func (h *held) put(space keyspace.Space, kv *mvccpb.KeyValue) error {
 	k, ok := space.ParseServiceKey(string(kv.Key))
 	if !ok {
@@ -68,20 +82,30 @@ func (h *held) put(space keyspace.Space, kv *mvccpb.KeyValue) error {
 	switch k.Kind {
 	case keyspace.KindSpec:
 		spec, err := model.DecodeSpec(kv.Value)
+		reason := ReasonDecode
+		if err == nil {
+			reason, err = h.lim.checkSpec(k.Service, spec)
+		}
 		if err != nil {
 			h.spec = nil
-			return fmt.Errorf("%s: %w", kv.Key, err)
+			return h.refuse(kv, specKey, reason, err)
 		}
+		delete(h.bad, specKey)
 		if spec.ContentHash == "" {
 			spec.ContentHash = model.SpecHash(spec)
 		}
 		h.spec = spec
 	case keyspace.KindSlice:
 		sl, err := model.DecodeSlice(kv.Value)
+		reason := ReasonDecode
+		if err == nil {
+			reason, err = checkSlice(k.Slice, sl)
+		}
 		if err != nil {
 			delete(h.slices, k.Slice)
-			return fmt.Errorf("%s: %w", kv.Key, err)
+			return h.refuse(kv, k.Slice, reason, err)
 		}
+		delete(h.bad, k.Slice)
 		if sl.ContentHash == "" {
 			sl.ContentHash = model.SliceHash(sl)
 		}
@@ -90,13 +114,43 @@ func (h *held) put(space keyspace.Space, kv *mvccpb.KeyValue) error {
 	return nil
 }
 
+// refuse marks the key of index i bad. It returns the error to report, or
+// nil when this value (same mod revision) was reported already.
+func (h *held) refuse(kv *mvccpb.KeyValue, i int, reason string, err error) error {
+	if h.bad == nil {
+		h.bad = map[int]int64{}
+	}
+	seen := h.bad[i] == kv.ModRevision || h.prev[i] == kv.ModRevision
+	h.bad[i] = kv.ModRevision
+	if seen && kv.ModRevision != 0 {
+		return nil
+	}
+	return &InvalidValueError{Key: string(kv.Key), Reason: reason, Err: err}
+}
+
 // assemble returns the service when it is complete. For an incomplete
-// service it also returns the first missing slice.
+// service it also returns the first missing slice. It allocates by the
+// slices held, never by the count in the spec.
 func (h *held) assemble(svc keyspace.Service) (*model.Service, completeness, int) {
+	if _, bad := h.bad[specKey]; bad {
+		return nil, invalid, 0
+	}
 	if h.spec == nil {
 		return nil, absent, 0
 	}
 	n := int(h.spec.EndpointSlices)
+	for i := range h.bad {
+		if i < n {
+			return nil, invalid, i
+		}
+	}
+	if n > len(h.slices) {
+		for i := range len(h.slices) + 1 { // a missing one is among these
+			if _, ok := h.slices[i]; !ok {
+				return nil, incomplete, i
+			}
+		}
+	}
 	out := &model.Service{Key: svc, Spec: h.spec, Slices: make([]*v1.EndpointSlice, n)}
 	for i := range n {
 		sl, ok := h.slices[i]

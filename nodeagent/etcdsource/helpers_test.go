@@ -239,7 +239,7 @@ func hasHash(m *model.Service) func(Event) bool {
 	return func(ev Event) bool { return ev.State != nil && ev.State.Hash() == h }
 }
 
-func isRemoval(ev Event) bool { return ev.State == nil }
+func isRemoval(ev Event) bool { return ev.State == nil && !ev.Invalid }
 
 // startProxy forwards a loopback port to the etcd client URL target.
 func startProxy(t *testing.T, target string) *tcpproxy.Proxy {

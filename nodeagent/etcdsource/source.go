@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"golang.org/x/time/rate"
 
 	"github.com/meshrelay/meshrelay/internal/backoff"
 	"github.com/meshrelay/meshrelay/internal/keyspace"
@@ -27,13 +29,25 @@ type Options struct {
 	// Shards is the number of relay shards; it must match the relay's
 	// --shards. Default keyspace.DefaultShards.
 	Shards int
-	// NegativeTTL is how long Resolve remembers that a VIP is unknown.
-	// Default 5 s.
+	// NegativeTTL is how long Resolve remembers the VIPs of a range (an
+	// IPv4 /24, an IPv6 address) read from etcd, and so that an address
+	// of it is unknown. Default 5 s.
 	NegativeTTL time.Duration
-	// MaxNegative bounds the number of unknown VIPs remembered. When it is
-	// reached, further misses are not cached until entries expire.
-	// Default 65,536.
+	// MaxNegative bounds the ranges remembered. When it is reached,
+	// further answers are not cached until entries expire (a scan cannot
+	// flush the cache). Default 65,536 (an IPv4 /8 of /24s).
 	MaxNegative int
+	// MaxVIPReads bounds the reads of vips/ in flight. Default 8.
+	MaxVIPReads int
+	// MaxVIPReadsPerSecond is the global rate limit of reads of vips/
+	// (burst: a tenth of it, at least 1). Default 100.
+	MaxVIPReadsPerSecond float64
+	// ServiceCIDRs, when set, are the ranges every VIP of a spec must be
+	// in; a spec with a VIP outside them is invalid.
+	ServiceCIDRs []netip.Prefix
+	// MaxFrontends bounds a spec's VIPs × ports; a spec with more is
+	// invalid. Default DefaultMaxFrontends.
+	MaxFrontends int
 	// ProbeInterval is how often the generation key is read to detect an
 	// etcd that was wiped and rebuilt: its revisions restart, so watches
 	// resumed at old revisions go silent instead of failing. Default 5 s.
@@ -61,8 +75,11 @@ type Source struct {
 	ctl       control
 	queue     queue
 
-	vips  vipCache
-	stats counters
+	vips     vipCache
+	vipReads *rate.Limiter // reads of vips/ per second
+	stats    counters
+	// mismatch: why the relays' configuration disagrees (Mismatch); guarded by mu.
+	mismatch string
 }
 
 // New returns a Source reading through c. It does nothing until Run.
@@ -76,6 +93,15 @@ func New(c Client, opts Options) *Source {
 	if opts.MaxNegative <= 0 {
 		opts.MaxNegative = 1 << 16
 	}
+	if opts.MaxVIPReads <= 0 {
+		opts.MaxVIPReads = 8
+	}
+	if opts.MaxVIPReadsPerSecond <= 0 {
+		opts.MaxVIPReadsPerSecond = 100
+	}
+	if opts.MaxFrontends <= 0 {
+		opts.MaxFrontends = DefaultMaxFrontends
+	}
 	if opts.ProbeInterval <= 0 {
 		opts.ProbeInterval = 5 * time.Second
 	}
@@ -84,18 +110,19 @@ func New(c Client, opts Options) *Source {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Source{
-		c:       c,
-		space:   keyspace.New(opts.Cluster),
-		opts:    opts,
-		log:     log,
-		now:     time.Now,
-		spawn:   make(chan struct{}, 1),
-		probe:   make(chan struct{}, 1),
-		watches: map[keyspace.Service]*watch{},
-		ctl:     control{markers: map[int]marker{}},
-		queue:   newQueue(),
-		vips:    newVIPCache(),
-		stats:   newCounters(),
+		c:        c,
+		space:    keyspace.New(opts.Cluster),
+		opts:     opts,
+		log:      log,
+		now:      time.Now,
+		spawn:    make(chan struct{}, 1),
+		probe:    make(chan struct{}, 1),
+		watches:  map[keyspace.Service]*watch{},
+		ctl:      control{markers: map[int]marker{}},
+		queue:    newQueue(),
+		vips:     newVIPCache(opts.MaxVIPReads),
+		vipReads: rate.NewLimiter(rate.Limit(opts.MaxVIPReadsPerSecond), max(1, int(opts.MaxVIPReadsPerSecond/10))),
+		stats:    newCounters(),
 	}
 }
 
@@ -152,7 +179,7 @@ func (s *Source) Watch(svc keyspace.Service) {
 		s.mu.Unlock()
 		return
 	}
-	w := newWatch(svc, keyspace.Shard(svc, s.opts.Shards))
+	w := newWatch(svc, keyspace.Shard(svc, s.opts.Shards), limits{cidrs: s.opts.ServiceCIDRs, maxFrontends: s.opts.MaxFrontends})
 	s.watches[svc] = w
 	s.unstarted = append(s.unstarted, w)
 	s.mu.Unlock()

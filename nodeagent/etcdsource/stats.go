@@ -37,6 +37,9 @@ type Stats struct {
 	DeferredDeletes int64
 	// GenerationChanges counts changed generations and rebuilt etcds seen.
 	GenerationChanges int64
+	// Invalid counts refused values under services/, by reason (the
+	// Reason constants); each value is counted once.
+	Invalid map[string]int64
 }
 
 // counters are the Source's metrics: the only storage of its counts.
@@ -46,6 +49,7 @@ type counters struct {
 	watchEvents, events, coalesced, delivered  prometheus.Counter
 	compactions, deferredDeletes               prometheus.Counter
 	generationChanges                          prometheus.Counter
+	invalid                                    *prometheus.CounterVec
 }
 
 func newCounters() counters {
@@ -67,6 +71,8 @@ func newCounters() counters {
 		compactions:       c("etcd_compactions_total", "Service watches that failed with ErrCompacted."),
 		deferredDeletes:   c("etcd_deferred_removals_total", "Removals deferred for lack of a synced marker of the current generation."),
 		generationChanges: c("etcd_generation_changes_total", "Changed generations and rebuilt etcds seen."),
+		invalid: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "meshrelay", Subsystem: "nodeagent",
+			Name: "invalid_values_total", Help: "Values under services/ refused (their service keeps its last good state), by reason."}, []string{"reason"}),
 	}
 }
 
@@ -74,7 +80,7 @@ func newCounters() counters {
 func (s *Source) Register(r prometheus.Registerer) error {
 	c := &s.stats
 	for _, m := range []prometheus.Collector{c.watchesOpen, c.lists, c.relists, c.gets, c.negativeHits, c.probes,
-		c.watchEvents, c.events, c.coalesced, c.delivered, c.compactions, c.deferredDeletes, c.generationChanges} {
+		c.watchEvents, c.events, c.coalesced, c.delivered, c.compactions, c.deferredDeletes, c.generationChanges, c.invalid} {
 		if err := r.Register(m); err != nil {
 			return err
 		}
@@ -99,6 +105,12 @@ func (s *Source) Stats() Stats {
 		Compactions:       read(c.compactions),
 		DeferredDeletes:   read(c.deferredDeletes),
 		GenerationChanges: read(c.generationChanges),
+	}
+	st.Invalid = map[string]int64{}
+	for _, r := range invalidReasons {
+		if n := read(c.invalid.WithLabelValues(r)); n > 0 {
+			st.Invalid[r] = n
+		}
 	}
 	s.mu.Lock()
 	st.Services = len(s.watches)

@@ -2,6 +2,7 @@ package etcdsource
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -24,11 +25,13 @@ type watch struct {
 	// Owned by the goroutine.
 	held    held
 	emitted string // hash of the last queued state; "" when nothing, or a removal, was queued
-	listed  bool
+	// invalidSent: an Invalid event was queued since the last state or removal.
+	invalidSent bool
+	listed      bool
 }
 
-func newWatch(svc keyspace.Service, shard int) *watch {
-	return &watch{svc: svc, shard: shard, relist: make(chan struct{}, 1)}
+func newWatch(svc keyspace.Service, shard int, lim limits) *watch {
+	return &watch{svc: svc, shard: shard, relist: make(chan struct{}, 1), held: held{lim: lim}}
 }
 
 // listing is what a list read besides the service's own keys.
@@ -98,9 +101,7 @@ func (s *Source) list(ctx context.Context, w *watch) (listing, error) {
 			s.log.Warn("ignoring bad synced marker", "err", err)
 		}
 	}
-	if err := w.held.reset(s.space, resp.Responses[2].GetResponseRange().GetKvs(), l.rev); err != nil {
-		s.log.Warn("undecodable value, holding the service", "service", w.svc, "err", err)
-	}
+	s.reportInvalid(w, w.held.reset(s.space, resp.Responses[2].GetResponseRange().GetKvs(), l.rev))
 	s.noticeListing(l)
 	s.reconcile(w, &l)
 	return l, nil
@@ -154,9 +155,7 @@ func (s *Source) applyResponse(w *watch, resp clientv3.WatchResponse) (confirm b
 			continue
 		}
 		s.stats.watchEvents.Add(1)
-		if err := w.held.apply(s.space, ev); err != nil {
-			s.log.Warn("undecodable value, holding the service", "service", w.svc, "err", err)
-		}
+		s.reportInvalid(w, w.held.apply(s.space, ev))
 		last = max(last, ev.Kv.ModRevision)
 	}
 	if last == from {
@@ -176,7 +175,13 @@ func (s *Source) reconcile(w *watch, l *listing) (confirm bool) {
 	case complete:
 		s.setDeferred(w, false)
 		if h := state.Hash(); h != w.emitted && s.emit(w, Event{Service: w.svc, State: state, Revision: w.held.rev}) {
-			w.emitted = h
+			w.emitted, w.invalidSent = h, false
+		}
+	case invalid:
+		// The last good state stays with the consumer. When nothing was
+		// queued yet, say so once, so that readiness does not wait for it.
+		if w.emitted == "" && !w.invalidSent && s.emit(w, Event{Service: w.svc, Invalid: true, Revision: w.held.rev}) {
+			w.invalidSent = true
 		}
 	case incomplete:
 		s.log.Debug("holding incomplete service", "service", w.svc, "slices", w.held.spec.EndpointSlices, "missing", missing, "revision", w.held.rev)
@@ -189,7 +194,7 @@ func (s *Source) reconcile(w *watch, l *listing) (confirm bool) {
 		case l.confirmed():
 			s.setDeferred(w, false)
 			if s.emit(w, Event{Service: w.svc, Revision: l.rev}) {
-				w.emitted = ""
+				w.emitted, w.invalidSent = "", false
 			}
 		default:
 			s.deferRemoval(w, *l)
@@ -225,5 +230,27 @@ func (s *Source) deferRemoval(w *watch, l listing) {
 	m, ok := s.ctl.markers[w.shard]
 	if ok && l.generation != "" && s.ctl.generation == l.generation && m.generation == l.generation && m.rev > l.rev {
 		kick(w.relist)
+	}
+}
+
+// reportInvalid logs and counts each invalid value in err (from held: one
+// *InvalidValueError per value, joined), one line naming the key.
+func (s *Source) reportInvalid(w *watch, err error) {
+	if err == nil {
+		return
+	}
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	for _, e := range errs {
+		var iv *InvalidValueError
+		if !errors.As(e, &iv) {
+			s.log.Warn("bad value, holding the service", "service", w.svc, "err", e)
+			continue
+		}
+		s.stats.invalid.WithLabelValues(iv.Reason).Inc()
+		s.log.Warn("invalid value in etcd: skipping it, the service keeps its last good state",
+			"key", iv.Key, "reason", iv.Reason, "err", iv.Err)
 	}
 }

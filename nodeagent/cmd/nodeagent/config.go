@@ -39,6 +39,7 @@ type config struct {
 	FlushWindow        time.Duration
 	MaxMapOpsPerSecond float64
 	MapOpsBurst        int
+	StallTimeout       time.Duration
 }
 
 // Datapath kinds (--datapath).
@@ -82,6 +83,7 @@ func (c *config) Bind(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.FlushWindow, "flush-window", nodeagent.DefaultFlushWindow, "how long changes are coalesced before they are written (0 writes at once)")
 	fs.Float64Var(&c.MaxMapOpsPerSecond, "max-map-ops-per-second", nodeagent.DefaultMaxMapOpsPerSecond, "map entries written per second at most (token bucket)")
 	fs.IntVar(&c.MapOpsBurst, "map-ops-burst", nodeagent.DefaultBurst, "token bucket size, and the largest change set written at once (entries)")
+	fs.DurationVar(&c.StallTimeout, "stall-timeout", nodeagent.DefaultStallTimeout, "/healthz fails when no datapath write succeeded this long while changes are queued or services parked")
 	c.Log.Bind(fs)
 }
 
@@ -132,6 +134,7 @@ func (c *config) options() (nodeagent.Options, error) {
 		FlushWindow:        c.FlushWindow,
 		MaxMapOpsPerSecond: c.MaxMapOpsPerSecond,
 		Burst:              c.MapOpsBurst,
+		StallTimeout:       c.StallTimeout,
 	}
 	for _, s := range c.Services {
 		svc, err := keyspace.ParseService(s)

@@ -66,6 +66,10 @@ func TestConfigOptions(t *testing.T) {
 	if opts, err := cfg.options(); err != nil || opts.IdleTimeout != time.Minute || opts.FlushWindow != 5*time.Millisecond {
 		t.Errorf("durations: %v %v (%v)", opts.IdleTimeout, opts.FlushWindow, err)
 	}
+	cfg = bound(t, "--stall-timeout=30s")
+	if opts, err := cfg.options(); err != nil || opts.StallTimeout != 30*time.Second {
+		t.Errorf("--stall-timeout: %v (%v)", opts.StallTimeout, err)
+	}
 }
 
 // TestDatapathExplicit: --datapath given anywhere (flag, environment,

@@ -42,7 +42,7 @@ func runAgent(ctx context.Context, cfg *config, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	stopOps, err := opsserver.StartOrNone(opsserver.Options{Listen: cfg.MetricsListen, Gatherer: reg, Ready: a.Ready, Logger: log})
+	stopOps, err := opsserver.StartOrNone(opsserver.Options{Listen: cfg.MetricsListen, Gatherer: reg, Ready: a.Ready, Healthy: a.Healthy, Logger: log})
 	if err != nil {
 		return cliconfig.Invalid("metrics-listen", cfg.MetricsListen, err.Error())
 	}
