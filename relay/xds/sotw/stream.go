@@ -2,7 +2,6 @@ package sotw
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -85,51 +84,29 @@ func (s *stream) subscriptionChanged(now time.Time, syncTimeout time.Duration) {
 // stream fails or ctx is done. It reports whether the stream was healthy
 // (accepted a response) and the error that ended it.
 func (c *Client) runStream(ctx context.Context, ads discoveryv3.AggregatedDiscoveryServiceClient) (healthy bool, err error) {
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	grpcStream, err := ads.StreamAggregatedResources(sctx)
-	if err != nil {
-		return false, fmt.Errorf("open stream: %w", err)
-	}
-	c.stats.streamsOpened.Add(1)
-	s := newStream(c.node, time.Now(), c.opts.SyncTimeout)
-	defer s.syncTimer.Stop()
-
-	// One goroutine receives, one sends, and this one handles: receiving
-	// never waits on a send (reconnect.Send). Stopping the pump before the
-	// next stream makes sure both are gone.
-	pump := reconnect.StartPump[*discoveryv3.DiscoveryRequest](sctx, grpcStream.Recv, grpcStream.Send)
-	defer func() {
-		cancel()
-		pump.Stop()
-	}()
-	s.out = pump.Requests
-
-	// Wildcard CDS and LDS, then the current EDS and RDS names, so that
-	// after a reconnect the new stream gets everything. On the first stream
-	// these are empty and go out after the first CDS/LDS response.
-	for _, t := range resourceTypes {
-		s.send(t, c.names(t), nil)
-	}
-	c.stats.complete.Store(false)
-	c.stats.connected.Store(true)
-	defer func() {
-		c.stats.connected.Store(false)
-		c.stats.complete.Store(false)
-	}()
-	c.log.Info("xds stream open", "address", c.opts.Address, "node", c.node.GetId(),
-		"eds_names", c.subs[endpointType.url].len(), "rds_names", c.subs[routeType.url].len())
-
-	for {
-		select {
-		case <-ctx.Done():
-			return s.healthy, ctx.Err()
-		case err := <-pump.Ended:
-			return s.healthy, err
-		case r := <-pump.Responses:
+	var s *stream
+	err = reconnect.Serve(ctx, c.stats, ads.StreamAggregatedResources,
+		func(out *reconnect.Requests[*discoveryv3.DiscoveryRequest]) <-chan time.Time {
+			s = newStream(c.node, time.Now(), c.opts.SyncTimeout)
+			s.out = out
+			// Wildcard CDS and LDS, then the current EDS and RDS names, so
+			// that after a reconnect the new stream gets everything. On the
+			// first stream these are empty and go out after the first
+			// CDS/LDS response.
+			for _, t := range resourceTypes {
+				s.send(t, c.names(t), nil)
+			}
+			c.log.Info("xds stream open", "address", c.opts.Address, "node", c.node.GetId(),
+				"eds_names", c.subs[endpointType.url].len(), "rds_names", c.subs[routeType.url].len())
+			return s.syncTimer.C
+		},
+		func(ctx context.Context, r reconnect.Received[*discoveryv3.DiscoveryResponse]) {
 			c.handleResponse(ctx, s, r.Msg, r.At)
-		case now := <-s.syncTimer.C:
-			c.handleSyncTimeout(ctx, s, now)
-		}
+		},
+		func(ctx context.Context, now time.Time) { c.handleSyncTimeout(ctx, s, now) })
+	if s == nil {
+		return false, err
 	}
+	s.syncTimer.Stop()
+	return s.healthy, err
 }
