@@ -13,12 +13,11 @@ import (
 // handleResponse validates one response, ACKs or NACKs it by its nonce,
 // applies it to the state and gives the resulting Update to the handler.
 func (c *Client) handleResponse(ctx context.Context, s *stream, resp *discoveryv3.DeltaDiscoveryResponse, at time.Time) {
-	c.stats.Responses.Inc()
 	var size int
 	for _, r := range resp.GetResources() {
 		size += len(r.GetResource().GetValue())
 	}
-	c.stats.Bytes.Add(float64(size))
+	c.stats.Received(size)
 
 	typ := typeByURL(resp.GetTypeUrl())
 	if typ == nil {

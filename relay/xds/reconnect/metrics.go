@@ -93,6 +93,12 @@ func (m *Metrics) Collectors() []prometheus.Collector {
 		m.resources, m.subscribed, m.connectedGauge, m.completeGauge}
 }
 
+// Received counts a response whose resources are size serialized bytes.
+func (m *Metrics) Received(size int) {
+	m.Responses.Inc()
+	m.Bytes.Add(float64(size))
+}
+
 // SetError records the latest error (a stream's end or a NACK's reason).
 func (m *Metrics) SetError(err error, at time.Time) {
 	m.mu.Lock()

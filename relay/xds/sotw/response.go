@@ -14,12 +14,11 @@ import (
 // state, updates the dependent subscription, and gives the resulting Updates
 // to the handler.
 func (c *Client) handleResponse(ctx context.Context, s *stream, resp *discoveryv3.DiscoveryResponse, at time.Time) {
-	c.stats.Responses.Inc()
 	var size int
 	for _, a := range resp.GetResources() {
 		size += len(a.GetValue())
 	}
-	c.stats.Bytes.Add(float64(size))
+	c.stats.Received(size)
 
 	typ := typeByURL(resp.GetTypeUrl())
 	if typ == nil {
