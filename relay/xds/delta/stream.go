@@ -59,10 +59,9 @@ func (s *stream) reply(typ *resourceType, nonce string, detail *statuspb.Status)
 // (accepted a response) and the error that ended it.
 func (c *Client) runStream(ctx context.Context, ads discoveryv3.AggregatedDiscoveryServiceClient) (healthy bool, err error) {
 	var s *stream
-	err = reconnect.Serve(ctx, c.stats, ads.DeltaAggregatedResources,
-		func(out *reconnect.Requests[*discoveryv3.DeltaDiscoveryRequest]) <-chan time.Time {
-			s = &stream{out: out, node: c.node,
-				accepted: map[string]bool{}, opened: time.Now(), syncTimer: time.NewTimer(c.opts.SyncTimeout)}
+	err = reconnect.Serve(ctx, c.stats, c.opts.SyncTimeout, ads.DeltaAggregatedResources,
+		func(out *reconnect.Requests[*discoveryv3.DeltaDiscoveryRequest], sync *time.Timer) {
+			s = &stream{out: out, node: c.node, accepted: map[string]bool{}, opened: time.Now(), syncTimer: sync}
 			held := 0
 			for _, t := range resourceTypes {
 				versions := c.caches[t.url].versions()
@@ -70,15 +69,10 @@ func (c *Client) runStream(ctx context.Context, ads discoveryv3.AggregatedDiscov
 				s.subscribe(t, versions)
 			}
 			c.log.Info("delta xds stream open", "address", c.opts.Address, "node", c.node.GetId(), "initial_resources", held)
-			return s.syncTimer.C
 		},
-		func(ctx context.Context, r reconnect.Received[*discoveryv3.DeltaDiscoveryResponse]) {
-			c.handleResponse(ctx, s, r.Msg, r.At)
+		func(ctx context.Context, resp *discoveryv3.DeltaDiscoveryResponse, at time.Time) {
+			c.handleResponse(ctx, s, resp, at)
 		},
 		func(ctx context.Context, now time.Time) { c.handleSyncTimeout(ctx, s, now) })
-	if s == nil {
-		return false, err
-	}
-	s.syncTimer.Stop()
-	return s.healthy, err
+	return s != nil && s.healthy, err
 }

@@ -8,16 +8,17 @@ import (
 	"google.golang.org/grpc"
 )
 
-// Serve runs one stream: it opens it with open, starts its Pump, lets start
-// queue the first requests (start returns the channel of the stream's sync
-// timer), marks m connected, and then hands every response to handle and
-// every tick of the sync timer to tick, all from the calling goroutine,
-// until the stream fails or ctx is done. It returns the error that ended
-// the stream; the Pump is stopped before it returns.
-func Serve[Req, Resp any](ctx context.Context, m *Metrics,
+// Serve runs one stream: it opens it with open, starts its Pump and the
+// stream's sync timer (firing after syncTimeout; the client may stop or
+// reset it), lets start queue the first requests, marks m connected, and
+// then hands every response to handle and every firing of the sync timer to
+// tick, all from the calling goroutine, until the stream fails or ctx is
+// done. It returns the error that ended the stream; the Pump and the timer
+// are stopped before it returns.
+func Serve[Req, Resp any](ctx context.Context, m *Metrics, syncTimeout time.Duration,
 	open func(context.Context, ...grpc.CallOption) (grpc.BidiStreamingClient[Req, Resp], error),
-	start func(out *Requests[*Req]) (sync <-chan time.Time),
-	handle func(context.Context, Received[*Resp]),
+	start func(out *Requests[*Req], sync *time.Timer),
+	handle func(ctx context.Context, msg *Resp, at time.Time),
 	tick func(context.Context, time.Time)) error {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -33,7 +34,9 @@ func Serve[Req, Resp any](ctx context.Context, m *Metrics,
 		cancel()
 		pump.Stop()
 	}()
-	sync := start(pump.Requests)
+	sync := time.NewTimer(syncTimeout)
+	defer sync.Stop()
+	start(pump.Requests, sync)
 	defer m.StreamOpened()()
 
 	for {
@@ -43,8 +46,8 @@ func Serve[Req, Resp any](ctx context.Context, m *Metrics,
 		case err := <-pump.Ended:
 			return err
 		case r := <-pump.Responses:
-			handle(ctx, r)
-		case now := <-sync:
+			handle(ctx, r.Msg, r.At)
+		case now := <-sync.C:
 			tick(ctx, now)
 		}
 	}

@@ -36,7 +36,7 @@ type stream struct {
 	syncTimer     *time.Timer
 }
 
-func newStream(node *corev3.Node, now time.Time, syncTimeout time.Duration) *stream {
+func newStream(node *corev3.Node, now time.Time, syncTimer *time.Timer) *stream {
 	s := &stream{
 		node:          node,
 		version:       map[string]string{},
@@ -44,7 +44,7 @@ func newStream(node *corev3.Node, now time.Time, syncTimeout time.Duration) *str
 		accepted:      map[string]bool{},
 		received:      map[string]nameSet{},
 		lastSubChange: now,
-		syncTimer:     time.NewTimer(syncTimeout),
+		syncTimer:     syncTimer,
 	}
 	for _, t := range resourceTypes {
 		s.received[t.url] = nameSet{}
@@ -85,9 +85,9 @@ func (s *stream) subscriptionChanged(now time.Time, syncTimeout time.Duration) {
 // (accepted a response) and the error that ended it.
 func (c *Client) runStream(ctx context.Context, ads discoveryv3.AggregatedDiscoveryServiceClient) (healthy bool, err error) {
 	var s *stream
-	err = reconnect.Serve(ctx, c.stats, ads.StreamAggregatedResources,
-		func(out *reconnect.Requests[*discoveryv3.DiscoveryRequest]) <-chan time.Time {
-			s = newStream(c.node, time.Now(), c.opts.SyncTimeout)
+	err = reconnect.Serve(ctx, c.stats, c.opts.SyncTimeout, ads.StreamAggregatedResources,
+		func(out *reconnect.Requests[*discoveryv3.DiscoveryRequest], sync *time.Timer) {
+			s = newStream(c.node, time.Now(), sync)
 			s.out = out
 			// Wildcard CDS and LDS, then the current EDS and RDS names, so
 			// that after a reconnect the new stream gets everything. On the
@@ -98,15 +98,10 @@ func (c *Client) runStream(ctx context.Context, ads discoveryv3.AggregatedDiscov
 			}
 			c.log.Info("xds stream open", "address", c.opts.Address, "node", c.node.GetId(),
 				"eds_names", c.subs[endpointType.url].len(), "rds_names", c.subs[routeType.url].len())
-			return s.syncTimer.C
 		},
-		func(ctx context.Context, r reconnect.Received[*discoveryv3.DiscoveryResponse]) {
-			c.handleResponse(ctx, s, r.Msg, r.At)
+		func(ctx context.Context, resp *discoveryv3.DiscoveryResponse, at time.Time) {
+			c.handleResponse(ctx, s, resp, at)
 		},
 		func(ctx context.Context, now time.Time) { c.handleSyncTimeout(ctx, s, now) })
-	if s == nil {
-		return false, err
-	}
-	s.syncTimer.Stop()
-	return s.healthy, err
+	return s != nil && s.healthy, err
 }
