@@ -42,18 +42,9 @@ func runAgent(ctx context.Context, cfg *config, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	stopOps, err := opsserver.StartOrNone(opsserver.Options{Listen: cfg.MetricsListen, Gatherer: reg, Ready: a.Ready, Healthy: a.Healthy, Logger: log})
-	if err != nil {
-		return cliconfig.Invalid("metrics-listen", cfg.MetricsListen, err.Error())
-	}
-	defer stopOps()
-	log.Info("node agent starting", "node", opts.NodeName, "datapath", cfg.Datapath.kind, "cluster", opts.Cluster, "etcd", cfg.Etcd.Endpoints)
-	err = a.Run(ctx)
-	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
-		log.Info("node agent stopped; the pinned maps keep serving")
-		return nil
-	}
-	return err
+	return cliconfig.Serve(ctx, log, cfg.MetricsListen, opsserver.Options{Gatherer: reg, Ready: a.Ready, Healthy: a.Healthy}, a.Run,
+		"node agent starting", "node agent stopped; the pinned maps keep serving",
+		"node", opts.NodeName, "datapath", cfg.Datapath.kind, "cluster", opts.Cluster, "etcd", cfg.Etcd.Endpoints)
 }
 
 // openDatapath opens the datapath of --datapath. An unavailable bpf

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -81,18 +80,9 @@ func runRelay(ctx context.Context, cfg *config, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	stopOps, err := opsserver.StartOrNone(opsserver.Options{Listen: cfg.MetricsListen, Gatherer: reg, Ready: rl.Ready, Logger: log})
-	if err != nil {
-		return cliconfig.Invalid("metrics-listen", cfg.MetricsListen, err.Error())
-	}
-	defer stopOps()
-	log.Info("relay starting", "istiod", opts.Istiod, "mode", cfg.Mode, "cluster", opts.Cluster, "shards", opts.Shards, "relay_id", opts.RelayID, "etcd", endpoints)
-	err = rl.Run(ctx)
-	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
-		log.Info("relay stopped")
-		return nil
-	}
-	return err
+	return cliconfig.Serve(ctx, log, cfg.MetricsListen, opsserver.Options{Gatherer: reg, Ready: rl.Ready}, rl.Run,
+		"relay starting", "relay stopped",
+		"istiod", opts.Istiod, "mode", cfg.Mode, "cluster", opts.Cluster, "shards", opts.Shards, "relay_id", opts.RelayID, "etcd", endpoints)
 }
 
 // istiodCredentials returns TLS credentials when --istiod-ca or
