@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -51,10 +52,18 @@ type Options struct {
 	// (Validate refuses them rather than overwrite them).
 	Sink etcdsink.Options
 
+	// StallTimeout bounds how long the writer (or the handling of one
+	// upstream update) may make no progress while work is pending before
+	// Healthy reports the relay unhealthy (default DefaultStallTimeout).
+	StallTimeout time.Duration
+
 	// Registerer receives the relay's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
 }
+
+// DefaultStallTimeout is the default Options.StallTimeout.
+const DefaultStallTimeout = 2 * time.Minute
 
 // Relay mirrors one Istiod's configuration into etcd.
 type Relay struct {
@@ -72,6 +81,10 @@ type Relay struct {
 	completes   int  // complete syncs seen (one per stream at most)
 	wasComplete bool // the previous update was complete
 	services    int
+
+	// updating is when the OnUpdate in progress started (unix
+	// nanoseconds), 0 when none is: the main loop's liveness.
+	updating atomic.Int64
 }
 
 // Validate reports the first invalid field. Zero fields are valid: they
@@ -80,8 +93,8 @@ func (o Options) Validate() error {
 	switch {
 	case o.Istiod == "":
 		return errors.New("relay: no Istiod address")
-	case o.SyncTimeout < 0 || o.MaxRecvMsgSize < 0:
-		return fmt.Errorf("relay: SyncTimeout %v, MaxRecvMsgSize %d: want >= 0", o.SyncTimeout, o.MaxRecvMsgSize)
+	case o.SyncTimeout < 0 || o.MaxRecvMsgSize < 0 || o.StallTimeout < 0:
+		return fmt.Errorf("relay: SyncTimeout %v, MaxRecvMsgSize %d, StallTimeout %v: want >= 0", o.SyncTimeout, o.MaxRecvMsgSize, o.StallTimeout)
 	case o.Sink.Cluster != "" || o.Sink.Shards != 0 || o.Sink.RelayID != "" || o.Sink.Logger != nil:
 		return errors.New("relay: set Cluster, Shards, RelayID and Logger on relay.Options, not on Options.Sink")
 	}
@@ -118,6 +131,9 @@ func New(etcd etcdsink.Client, opts Options) (*Relay, error) {
 	}
 	if opts.RelayID == "" {
 		opts.RelayID = etcdsink.DefaultRelayID
+	}
+	if opts.StallTimeout == 0 {
+		opts.StallTimeout = DefaultStallTimeout
 	}
 	r := &Relay{
 		opts:  opts,
@@ -181,9 +197,30 @@ func (r *Relay) Ready() (bool, string) {
 	return false, "first complete sync not yet written to etcd"
 }
 
+// Healthy reports liveness for /healthz: unhealthy when the etcd writer
+// has had work pending without progress, or one upstream update has been
+// in handling, for longer than Options.StallTimeout.
+func (r *Relay) Healthy() (bool, string) {
+	if t := r.updating.Load(); t != 0 {
+		if d := time.Since(time.Unix(0, t)); d > r.opts.StallTimeout {
+			return false, fmt.Sprintf("handling one upstream update for %v", d.Round(time.Second))
+		}
+	}
+	if stalled, why := r.sink.Stalled(r.opts.StallTimeout); stalled {
+		return false, why
+	}
+	return true, ""
+}
+
+// ReleaseDeletions releases the removals the mass-deletion guard holds
+// (docs/contract.md, "Held deletions") and returns how many there were.
+func (r *Relay) ReleaseDeletions() int { return r.sink.ReleaseDeletions() }
+
 // OnUpdate implements sotw.Handler: it re-translates the services the
 // update touches and hands them to the sink.
 func (r *Relay) OnUpdate(ctx context.Context, u sotw.Update) {
+	r.updating.Store(time.Now().UnixNano())
+	defer r.updating.Store(0)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var dirty []keyspace.Service
@@ -201,7 +238,7 @@ func (r *Relay) OnUpdate(ctx context.Context, u sotw.Update) {
 	}
 	// Newly complete: the first sync, or the first complete update of a
 	// reconnected stream (whose earlier updates were incomplete).
-	newlyComplete := u.Complete && (r.completes == 0 || !r.wasComplete)
+	newlyComplete := u.Complete && (r.completes == 0 || !r.wasComplete || u.NewlyComplete)
 	r.wasComplete = u.Complete
 	if !newlyComplete {
 		return

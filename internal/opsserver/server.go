@@ -23,8 +23,14 @@ type Options struct {
 	Gatherer prometheus.Gatherer
 	// Ready reports whether /readyz answers 200; nil means always ready.
 	// It returns a short reason when not ready.
-	Ready  func() (bool, string)
-	Logger *slog.Logger
+	Ready func() (bool, string)
+	// Healthy reports whether /healthz answers 200; nil means always
+	// healthy. It returns a short reason when not.
+	Healthy func() (bool, string)
+	// Handlers are extra handlers by pattern (http.ServeMux syntax, e.g.
+	// "POST /release-deletions").
+	Handlers map[string]http.Handler
+	Logger   *slog.Logger
 }
 
 // Server is a running ops HTTP server.
@@ -47,8 +53,17 @@ func Start(opts Options) (*Server, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if opts.Healthy != nil {
+			if ok, why := opts.Healthy(); !ok {
+				http.Error(w, "unhealthy: "+why, http.StatusServiceUnavailable)
+				return
+			}
+		}
 		fmt.Fprintln(w, "ok")
 	})
+	for pattern, h := range opts.Handlers {
+		mux.Handle(pattern, h)
+	}
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if opts.Ready != nil {
 			if ok, why := opts.Ready(); !ok {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,11 +45,16 @@ type Sink struct {
 	claims map[string]map[keyspace.Service]struct{}
 	// present is the service set of the latest Complete (nil before).
 	present map[keyspace.Service]struct{}
+	// lastComplete is when Complete was last called: the complete state
+	// of a fresh upstream stream.
+	lastComplete time.Time
 
 	// Owned by the Run goroutine.
 	written  map[keyspace.Service]*writtenService
 	vipOwner map[string]keyspace.Service
 	markers  map[int]keyspace.Marker
+	guard    deleteGuard
+	progress progress
 	// bootstrapping is true until synced markers are written for the
 	// current generation; the token bucket runs at the bootstrap rate.
 	bootstrapping bool
@@ -62,6 +66,8 @@ type Sink struct {
 	gen          atomic.Pointer[string]
 	running      atomic.Bool
 	reloadNeeded atomic.Bool
+	releaseAsked atomic.Bool  // ReleaseDeletions was called
+	heldCount    atomic.Int64 // len(guard.held), for metrics and Stats
 
 	synced     chan struct{}
 	syncedOnce sync.Once
@@ -105,10 +111,11 @@ func New(c Client, opts Options) *Sink {
 		written:       make(map[keyspace.Service]*writtenService),
 		vipOwner:      make(map[string]keyspace.Service),
 		markers:       make(map[int]keyspace.Marker),
+		guard:         deleteGuard{held: make(map[keyspace.Service]struct{}), approved: make(map[keyspace.Service]struct{})},
 		bootstrapping: true,
 		synced:        make(chan struct{}),
 	}
-	s.metrics = newMetrics(s.queue.Len)
+	s.metrics = newMetrics(s.queue.Len, s.HeldDeletions)
 	s.gen.Store(new(string))
 	return s
 }
@@ -148,6 +155,7 @@ func (s *Sink) Complete(present []keyspace.Service) {
 	var gone []task
 	s.mu.Lock()
 	s.present = set
+	s.lastComplete = now
 	for svc, d := range s.desired {
 		if _, ok := set[svc]; !ok && d.svc != nil {
 			s.unclaimLocked(svc)
@@ -194,6 +202,7 @@ func (s *Sink) Run(ctx context.Context) error {
 		}
 	}
 	retry.Reset()
+	s.progress.done(time.Now(), nil)
 
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -208,7 +217,9 @@ func (s *Sink) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		s.progress.start(time.Now())
 		err = s.process(ctx, tasks)
+		s.progress.done(time.Now(), err)
 		switch {
 		case err == nil:
 			retry.Reset()
@@ -257,8 +268,10 @@ func (s *Sink) process(ctx context.Context, tasks []task) error {
 	if markers {
 		svcs = append(svcs, s.sweepWritten()...)
 	}
-	slices.SortFunc(svcs, compareServices)
-	svcs = slices.Compact(svcs)
+	svcs, heldChanged := s.guardDeletions(svcs)
+	if heldChanged && s.hasPresent() {
+		markers = true // held_deletions changed
+	}
 
 	if err := s.writeServices(ctx, svcs); err != nil {
 		if markers {
@@ -295,6 +308,12 @@ func (s *Sink) sweepWritten() []keyspace.Service {
 		}
 	}
 	return gone
+}
+
+func (s *Sink) hasPresent() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.present != nil
 }
 
 // generationChanged asks Run to reload and rewrite everything.

@@ -32,6 +32,9 @@ type Stats struct {
 	// changed.
 	GenerationChanges uint64
 
+	// HeldDeletions is the number of services whose removal the
+	// mass-deletion guard holds.
+	HeldDeletions int
 	// QueueDepth is the number of dirty services (and pending marker
 	// writes) waiting for the writer.
 	QueueDepth int
@@ -54,13 +57,14 @@ type metrics struct {
 	throttled                  prometheus.Counter // seconds
 	txnSeconds                 prometheus.Histogram
 	queueDepth                 prometheus.GaugeFunc
+	heldDeletions              prometheus.GaugeFunc
 
 	mu            sync.Mutex // guards the latest error, which is not a metric
 	lastError     string
 	lastErrorTime time.Time
 }
 
-func newMetrics(queueLen func() int) *metrics {
+func newMetrics(queueLen, held func() int) *metrics {
 	c := func(name, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "meshrelay", Subsystem: "relay_etcd", Name: name, Help: help})
 	}
@@ -84,12 +88,16 @@ func newMetrics(queueLen func() int) *metrics {
 			Namespace: "meshrelay", Subsystem: "relay_etcd", Name: "queue_depth",
 			Help: "Dirty services waiting for the writer.",
 		}, func() float64 { return float64(queueLen()) }),
+		heldDeletions: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "meshrelay", Subsystem: "relay_etcd", Name: "held_deletions",
+			Help: "Services whose removal the mass-deletion guard holds (still in etcd, gone upstream).",
+		}, func() float64 { return float64(held()) }),
 	}
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.txns, m.puts, m.deletes, m.bytes, m.skipped, m.retries, m.oversized,
-		m.fenceFailures, m.generationChanges, m.throttled, m.txnSeconds, m.queueDepth}
+		m.fenceFailures, m.generationChanges, m.throttled, m.txnSeconds, m.queueDepth, m.heldDeletions}
 }
 
 func (m *metrics) recordError(err error) {
@@ -118,6 +126,7 @@ func (s *Sink) Stats() Stats {
 		FenceFailures:     n(m.fenceFailures),
 		GenerationChanges: n(m.generationChanges),
 		QueueDepth:        s.queue.Len(),
+		HeldDeletions:     s.HeldDeletions(),
 		Throttled:         time.Duration(promvalue.Of(m.throttled) * float64(time.Second)),
 		Generation:        s.generation(),
 	}

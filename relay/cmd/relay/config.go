@@ -37,6 +37,10 @@ type config struct {
 	EtcdOpsPerSecond, EtcdBootstrapOpsPerSecond float64
 
 	EtcdListen, EtcdDataDir string
+
+	MaxDeleteFraction float64
+	DeleteGuardMin    int
+	DeleteHoldTime    time.Duration
 }
 
 // Upstream API modes (--mode).
@@ -67,6 +71,9 @@ func (c *config) Bind(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.CoalesceMaxDelay, "coalesce-max-delay", time.Second, "longest a change waits in a burst before it is written")
 	fs.Float64Var(&c.EtcdOpsPerSecond, "etcd-ops-per-second", etcdsink.DefaultOpsPerSecond, "etcd write rate limit after the first complete sync (operations/s)")
 	fs.Float64Var(&c.EtcdBootstrapOpsPerSecond, "etcd-bootstrap-ops-per-second", etcdsink.DefaultBootstrapOpsPerSecond, "etcd write rate limit until the first complete sync (operations/s)")
+	fs.Float64Var(&c.MaxDeleteFraction, "max-delete-fraction", etcdsink.DefaultMaxDeleteFraction, "largest share of the services in etcd one upstream state may remove before the removals are held (1 disables the guard)")
+	fs.IntVar(&c.DeleteGuardMin, "delete-guard-min", etcdsink.DefaultDeleteGuardMin, "removals below this many services are never held")
+	fs.DurationVar(&c.DeleteHoldTime, "delete-hold-time", etcdsink.DefaultDeleteHoldTime, "how long held removals wait before a fresh upstream stream still asking for them releases them")
 	fs.StringVar(&c.EtcdListen, "etcd-listen", "127.0.0.1:0", "embedded etcd only: client address (loopback; port 0 picks a free one)")
 	fs.StringVar(&c.EtcdDataDir, "etcd-data-dir", "", "embedded etcd only: data directory (default a temporary in-memory directory)")
 }
@@ -102,6 +109,15 @@ func (c *config) Validate() error {
 	}
 	if c.MaxRecvMsgSize <= 0 {
 		return cliconfig.Invalid("max-recv-msg-size", c.MaxRecvMsgSize, "want > 0")
+	}
+	if c.MaxDeleteFraction <= 0 || c.MaxDeleteFraction > 1 {
+		return cliconfig.Invalid("max-delete-fraction", c.MaxDeleteFraction, "want a fraction in (0, 1]")
+	}
+	if c.DeleteGuardMin < 1 {
+		return cliconfig.Invalid("delete-guard-min", c.DeleteGuardMin, "want >= 1")
+	}
+	if c.DeleteHoldTime <= 0 {
+		return cliconfig.Invalid("delete-hold-time", c.DeleteHoldTime, "want > 0")
 	}
 	if c.Mode == modeWorkload {
 		return cliconfig.Invalid("mode", c.Mode, "the ambient workload API mode is not implemented yet; use sotw")

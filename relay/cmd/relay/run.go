@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"time"
 
@@ -48,6 +50,9 @@ func runRelay(ctx context.Context, cfg *config, stdout, stderr io.Writer) error 
 			MaxDelay:              cfg.CoalesceMaxDelay,
 			OpsPerSecond:          cfg.EtcdOpsPerSecond,
 			BootstrapOpsPerSecond: cfg.EtcdBootstrapOpsPerSecond,
+			MaxDeleteFraction:     cfg.MaxDeleteFraction,
+			DeleteGuardMin:        cfg.DeleteGuardMin,
+			DeleteHoldTime:        cfg.DeleteHoldTime,
 		},
 		Logger: log,
 	}
@@ -80,7 +85,10 @@ func runRelay(ctx context.Context, cfg *config, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	stopOps, err := opsserver.StartOrNone(opsserver.Options{Listen: cfg.MetricsListen, Gatherer: reg, Ready: rl.Ready, Logger: log})
+	stopOps, err := opsserver.StartOrNone(opsserver.Options{
+		Listen: cfg.MetricsListen, Gatherer: reg, Ready: rl.Ready, Healthy: rl.Healthy, Logger: log,
+		Handlers: map[string]http.Handler{releaseDeletionsPattern: releaseDeletions(rl, log)},
+	})
 	if err != nil {
 		return cliconfig.Invalid("metrics-listen", cfg.MetricsListen, err.Error())
 	}
@@ -92,6 +100,21 @@ func runRelay(ctx context.Context, cfg *config, stdout, stderr io.Writer) error 
 		return nil
 	}
 	return err
+}
+
+// releaseDeletionsPattern is the operator's release of held deletions
+// (docs/contract.md, "Held deletions"):
+//
+//	curl -X POST http://127.0.0.1:9464/release-deletions
+const releaseDeletionsPattern = "POST /release-deletions"
+
+// releaseDeletions serves releaseDeletionsPattern.
+func releaseDeletions(rl *relay.Relay, log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := rl.ReleaseDeletions()
+		log.Warn("operator released held deletions", "services", n, "remote", r.RemoteAddr)
+		fmt.Fprintf(w, "released %d held service removals\n", n)
+	})
 }
 
 // istiodCredentials returns TLS credentials when --istiod-ca or

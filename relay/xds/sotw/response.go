@@ -133,7 +133,8 @@ func (c *Client) checkComplete(s *stream, now time.Time) bool {
 // once all of them are applied.
 func (c *Client) emit(ctx context.Context, s *stream, updates []Update, wasComplete bool) {
 	for i, u := range updates {
-		u.Complete = wasComplete || (s.complete && i == len(updates)-1)
+		u.NewlyComplete = !wasComplete && s.complete && i == len(updates)-1
+		u.Complete = wasComplete || u.NewlyComplete
 		c.stats.updates.Add(1)
 		c.handler.OnUpdate(ctx, u)
 	}
