@@ -256,10 +256,15 @@ func (r *Relay) OnUpdate(ctx context.Context, u sotw.Update) {
 
 // set hands one service's current translation to the sink. A service that
 // no longer translates is deleted only when the upstream state is complete;
-// otherwise the sweep after the next complete sync removes it.
+// otherwise the sweep after the next complete sync removes it. A service
+// whose EDS assignment was never received keeps what etcd holds (unknown is
+// not empty, docs/contract.md): it is handed over once the assignment
+// arrives, which marks it dirty again.
 func (r *Relay) set(k keyspace.Service, observed time.Time, complete bool) {
 	s, ok := r.index.Service(k)
 	switch {
+	case ok && r.index.Unknown(k):
+		r.log.Debug("endpoints of service unknown: keeping what etcd holds", "service", k)
 	case ok:
 		r.sink.Set(k, s, observed)
 	case complete:

@@ -264,6 +264,18 @@ func (x *Index) Service(k keyspace.Service) (svc *model.Service, ok bool) {
 	return svc, true
 }
 
+// Unknown reports whether service k reads an EDS assignment the Index has
+// not received: its endpoints are unknown, not empty (docs/contract.md,
+// "Unknown is not empty"). A received assignment with no endpoints is known.
+func (x *Index) Unknown(k keyspace.Service) bool {
+	for _, sc := range x.byKey[k] {
+		if sc.edsName != "" && x.assignments[sc.edsName] == nil {
+			return true
+		}
+	}
+	return false
+}
+
 // Services returns every service that currently exists, sorted by
 // namespace then name.
 func (x *Index) Services() []keyspace.Service {
