@@ -95,6 +95,12 @@ func (c *config) Validate() error {
 	if err := c.Etcd.Validate(); err != nil {
 		return err
 	}
+	if len(c.Etcd.Endpoints) == 0 && c.Etcd.TLS() {
+		return cliconfig.Invalid("etcd-ca", c.Etcd.CAFile+c.Etcd.CertFile, "etcd TLS flags need --etcd-endpoints with https://; the embedded etcd is plaintext on loopback")
+	}
+	if err := c.validateIstiodTLS(); err != nil {
+		return err
+	}
 	if c.CoalesceWindow <= 0 || c.CoalesceMaxDelay < c.CoalesceWindow {
 		return cliconfig.Invalid("coalesce-max-delay", c.CoalesceMaxDelay, "want coalesce-window > 0 and coalesce-max-delay >= coalesce-window")
 	}
@@ -121,6 +127,20 @@ func (c *config) Validate() error {
 	}
 	if c.Mode == modeWorkload {
 		return cliconfig.Invalid("mode", c.Mode, "the ambient workload API mode is not implemented yet; use sotw")
+	}
+	return nil
+}
+
+// validateIstiodTLS refuses Istiod TLS flags that make no complete
+// configuration: TLS needs --istiod-ca (Istiod's certificate is always
+// verified); --istiod-cert and --istiod-key go together; a server name
+// alone would select plaintext.
+func (c *config) validateIstiodTLS() error {
+	if (c.IstiodCert == "") != (c.IstiodKey == "") {
+		return cliconfig.Invalid("istiod-cert", c.IstiodCert, "--istiod-cert and --istiod-key go together")
+	}
+	if c.IstiodCA == "" && (c.IstiodCert != "" || c.IstiodServerName != "") {
+		return cliconfig.Invalid("istiod-ca", "", "Istiod TLS (--istiod-cert, --istiod-key, --istiod-server-name) needs --istiod-ca")
 	}
 	return nil
 }

@@ -117,29 +117,28 @@ func releaseDeletions(rl *relay.Relay, log *slog.Logger) http.Handler {
 	})
 }
 
-// istiodCredentials returns TLS credentials when --istiod-ca or
-// --istiod-cert is set (Istiod's 15012 port), insecure ones otherwise.
+// istiodCredentials returns TLS credentials when --istiod-ca is set
+// (Istiod's 15012 port), insecure ones otherwise; Validate refused every
+// other TLS flag without it.
 func (c *config) istiodCredentials() (credentials.TransportCredentials, error) {
 	ca, cert, key := c.IstiodCA, c.IstiodCert, c.IstiodKey
-	if ca == "" && cert == "" {
+	if ca == "" {
 		return insecure.NewCredentials(), nil
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.IstiodServerName}
 	if cfg.ServerName == "" {
 		cfg.ServerName, _, _ = net.SplitHostPort(c.Istiod)
 	}
-	if ca != "" {
-		pem, err := os.ReadFile(ca)
-		if err != nil {
-			return nil, cliconfig.Invalid("istiod-ca", ca, err.Error())
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, cliconfig.Invalid("istiod-ca", ca, "no PEM certificate in file")
-		}
-		cfg.RootCAs = pool
+	pem, err := os.ReadFile(ca)
+	if err != nil {
+		return nil, cliconfig.Invalid("istiod-ca", ca, err.Error())
 	}
-	if cert != "" || key != "" {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, cliconfig.Invalid("istiod-ca", ca, "no PEM certificate in file")
+	}
+	cfg.RootCAs = pool
+	if cert != "" {
 		kp, err := tls.LoadX509KeyPair(cert, key)
 		if err != nil {
 			return nil, cliconfig.Invalid("istiod-cert", cert, err.Error())
