@@ -53,6 +53,9 @@ type Sink struct {
 	written  map[keyspace.Service]*writtenService
 	vipOwner map[string]keyspace.Service
 	markers  map[int]keyspace.Marker
+	stray    []string // non-canonical keys found by the last load
+	// strayDeleted counts the stray keys deleted since the last load.
+	strayDeleted int
 	guard    deleteGuard
 	progress progress
 	// bootstrapping is true until synced markers are written for the
@@ -280,6 +283,10 @@ func (s *Sink) process(ctx context.Context, tasks []task) error {
 		return err
 	}
 	if markers {
+		if err := s.deleteStray(ctx); err != nil {
+			s.queue.Mark(task{kind: kindMarkers})
+			return err
+		}
 		if err := s.writeMarkers(ctx); err != nil {
 			s.queue.Mark(task{kind: kindMarkers})
 			return err

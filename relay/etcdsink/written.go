@@ -31,6 +31,9 @@ type loaded struct {
 	vipOwner   map[string]keyspace.Service
 	markers    map[int]keyspace.Marker
 	keys       int // keys under services/ and vips/
+	// stray are keys under services/ and synced/ that do not parse
+	// canonically: deleted by the next sweep.
+	stray []string
 }
 
 // loadPageSize is the number of keys per range request when loading.
@@ -60,7 +63,8 @@ func (s *Sink) load(ctx context.Context) (*loaded, error) {
 		st.keys++
 		k, ok := s.space.ParseServiceKey(key)
 		if !ok {
-			return // not ours; a service delete removes it with the prefix
+			st.stray = append(st.stray, key) // O(1): nothing sized by the key
+			return
 		}
 		w := st.service(k.Service)
 		switch k.Kind {
@@ -111,7 +115,7 @@ func (s *Sink) load(ctx context.Context) (*loaded, error) {
 	err = s.rangePrefix(ctx, s.space.SyncedPrefix(), rev, func(key string, value []byte) {
 		shard, ok := s.space.ParseSynced(key)
 		if !ok {
-			s.log.Warn("not a synced marker key: ignoring it", "key", key)
+			st.stray = append(st.stray, key)
 			return
 		}
 		m, err := keyspace.ParseMarker(value)
@@ -188,6 +192,11 @@ func (s *Sink) reload(ctx context.Context) error {
 	s.incarnation.Reset()
 	s.incarnation.Observe(gen, true, st.rev)
 	s.written, s.vipOwner, s.markers = st.written, st.vipOwner, st.markers
+	s.stray, s.strayDeleted = st.stray, 0
+	if len(st.stray) > 0 {
+		s.log.Warn("etcd holds keys that are not canonical meshrelay keys: the sweep deletes them",
+			"keys", len(st.stray), "first", st.stray[0])
+	}
 
 	s.mu.Lock()
 	dirty := make([]task, 0, len(s.desired)+1)
