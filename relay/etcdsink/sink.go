@@ -56,8 +56,8 @@ type Sink struct {
 	stray    []string // non-canonical keys found by the last load
 	// strayDeleted counts the stray keys deleted since the last load.
 	strayDeleted int
-	guard    deleteGuard
-	progress progress
+	guard        deleteGuard
+	progress     progress
 	// bootstrapping is true until synced markers are written for the
 	// current generation; the token bucket runs at the bootstrap rate.
 	bootstrapping bool
