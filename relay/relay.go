@@ -56,6 +56,10 @@ type Options struct {
 	// upstream update) may make no progress while work is pending before
 	// Healthy reports the relay unhealthy (default DefaultStallTimeout).
 	StallTimeout time.Duration
+	// UpstreamLostTimeout is how long Istiod may be unreachable before
+	// Ready reports not ready (default DefaultUpstreamLostTimeout). etcd
+	// keeps the last state meanwhile; readiness says it is aging.
+	UpstreamLostTimeout time.Duration
 
 	// Registerer receives the relay's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
@@ -64,6 +68,9 @@ type Options struct {
 
 // DefaultStallTimeout is the default Options.StallTimeout.
 const DefaultStallTimeout = 2 * time.Minute
+
+// DefaultUpstreamLostTimeout is the default Options.UpstreamLostTimeout.
+const DefaultUpstreamLostTimeout = time.Minute
 
 // Relay mirrors one Istiod's configuration into etcd.
 type Relay struct {
@@ -93,8 +100,9 @@ func (o Options) Validate() error {
 	switch {
 	case o.Istiod == "":
 		return errors.New("relay: no Istiod address")
-	case o.SyncTimeout < 0 || o.MaxRecvMsgSize < 0 || o.StallTimeout < 0:
-		return fmt.Errorf("relay: SyncTimeout %v, MaxRecvMsgSize %d, StallTimeout %v: want >= 0", o.SyncTimeout, o.MaxRecvMsgSize, o.StallTimeout)
+	case o.SyncTimeout < 0 || o.MaxRecvMsgSize < 0 || o.StallTimeout < 0 || o.UpstreamLostTimeout < 0:
+		return fmt.Errorf("relay: SyncTimeout %v, MaxRecvMsgSize %d, StallTimeout %v, UpstreamLostTimeout %v: want >= 0",
+			o.SyncTimeout, o.MaxRecvMsgSize, o.StallTimeout, o.UpstreamLostTimeout)
 	case o.Sink.Cluster != "" || o.Sink.Shards != 0 || o.Sink.RelayID != "" || o.Sink.Logger != nil:
 		return errors.New("relay: set Cluster, Shards, RelayID and Logger on relay.Options, not on Options.Sink")
 	}
@@ -134,6 +142,9 @@ func New(etcd etcdsink.Client, opts Options) (*Relay, error) {
 	}
 	if opts.StallTimeout == 0 {
 		opts.StallTimeout = DefaultStallTimeout
+	}
+	if opts.UpstreamLostTimeout == 0 {
+		opts.UpstreamLostTimeout = DefaultUpstreamLostTimeout
 	}
 	r := &Relay{
 		opts:  opts,
@@ -184,10 +195,20 @@ func (r *Relay) Run(ctx context.Context) error {
 func (r *Relay) Synced() <-chan struct{} { return r.sink.Synced() }
 
 // Ready reports readiness for /readyz: ready once the first complete sync
-// has been written.
+// has been written, and not while Istiod has been unreachable for longer
+// than Options.UpstreamLostTimeout or every push of one type is NACKed
+// (its changes are frozen).
 func (r *Relay) Ready() (bool, string) {
+	if typ, n, reason, ok := r.client.NackLoop(); ok {
+		return false, fmt.Sprintf("NACKing every push of %s (%d in a row): %s", typ, n, reason)
+	}
 	select {
 	case <-r.sink.Synced():
+		if up, since := r.client.Upstream(); !up {
+			if d := time.Since(since); d > r.opts.UpstreamLostTimeout {
+				return false, fmt.Sprintf("Istiod %s lost for %v", r.opts.Istiod, d.Round(time.Second))
+			}
+		}
 		return true, ""
 	default:
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/meshrelay/meshrelay/internal/cliconfig"
 	"github.com/meshrelay/meshrelay/internal/keyspace"
+	"github.com/meshrelay/meshrelay/relay"
 	"github.com/meshrelay/meshrelay/relay/etcdsink"
 )
 
@@ -41,6 +42,8 @@ type config struct {
 	MaxDeleteFraction float64
 	DeleteGuardMin    int
 	DeleteHoldTime    time.Duration
+
+	UpstreamLostTimeout, StallTimeout time.Duration
 }
 
 // Upstream API modes (--mode).
@@ -74,6 +77,8 @@ func (c *config) Bind(fs *pflag.FlagSet) {
 	fs.Float64Var(&c.MaxDeleteFraction, "max-delete-fraction", etcdsink.DefaultMaxDeleteFraction, "largest share of the services in etcd one upstream state may remove before the removals are held (1 disables the guard)")
 	fs.IntVar(&c.DeleteGuardMin, "delete-guard-min", etcdsink.DefaultDeleteGuardMin, "removals below this many services are never held")
 	fs.DurationVar(&c.DeleteHoldTime, "delete-hold-time", etcdsink.DefaultDeleteHoldTime, "how long held removals wait before a fresh upstream stream still asking for them releases them")
+	fs.DurationVar(&c.UpstreamLostTimeout, "upstream-lost-timeout", relay.DefaultUpstreamLostTimeout, "/readyz fails once Istiod has been unreachable this long")
+	fs.DurationVar(&c.StallTimeout, "stall-timeout", relay.DefaultStallTimeout, "/healthz fails once the etcd writer (or one upstream update) made no progress this long with work pending")
 	fs.StringVar(&c.EtcdListen, "etcd-listen", "127.0.0.1:0", "embedded etcd only: client address (loopback; port 0 picks a free one)")
 	fs.StringVar(&c.EtcdDataDir, "etcd-data-dir", "", "embedded etcd only: data directory (default a temporary in-memory directory)")
 }
@@ -124,6 +129,12 @@ func (c *config) Validate() error {
 	}
 	if c.DeleteHoldTime <= 0 {
 		return cliconfig.Invalid("delete-hold-time", c.DeleteHoldTime, "want > 0")
+	}
+	if c.UpstreamLostTimeout <= 0 {
+		return cliconfig.Invalid("upstream-lost-timeout", c.UpstreamLostTimeout, "want > 0")
+	}
+	if c.StallTimeout <= 0 {
+		return cliconfig.Invalid("stall-timeout", c.StallTimeout, "want > 0")
 	}
 	if c.Mode == modeWorkload {
 		return cliconfig.Invalid("mode", c.Mode, "the ambient workload API mode is not implemented yet; use sotw")

@@ -36,15 +36,17 @@ func runRelay(ctx context.Context, cfg *config, stdout, stderr io.Writer) error 
 		return err
 	}
 	opts := relay.Options{
-		Istiod:         cfg.Istiod,
-		Cluster:        cfg.Etcd.Cluster,
-		Shards:         cfg.Shards,
-		RelayID:        cfg.relayID(),
-		SyncTimeout:    cfg.SyncTimeout,
-		NodeID:         cfg.NodeID,
-		NodeMetadata:   cfg.nodeMetadata(),
-		MaxRecvMsgSize: cfg.MaxRecvMsgSize,
-		DialOptions:    []grpc.DialOption{grpc.WithTransportCredentials(creds)},
+		Istiod:              cfg.Istiod,
+		Cluster:             cfg.Etcd.Cluster,
+		Shards:              cfg.Shards,
+		RelayID:             cfg.relayID(),
+		SyncTimeout:         cfg.SyncTimeout,
+		NodeID:              cfg.NodeID,
+		NodeMetadata:        cfg.nodeMetadata(),
+		MaxRecvMsgSize:      cfg.MaxRecvMsgSize,
+		StallTimeout:        cfg.StallTimeout,
+		UpstreamLostTimeout: cfg.UpstreamLostTimeout,
+		DialOptions:         []grpc.DialOption{grpc.WithTransportCredentials(creds)},
 		Sink: etcdsink.Options{
 			Window:                cfg.CoalesceWindow,
 			MaxDelay:              cfg.CoalesceMaxDelay,

@@ -29,6 +29,7 @@ type Client struct {
 
 	running chan struct{} // holds a token while Run runs
 	stats   *metrics
+	health  *health
 }
 
 // New checks opts and returns a Client that reports to h. It does not
@@ -50,6 +51,7 @@ func New(opts Options, h Handler) (*Client, error) {
 		subs:    map[string]*subscription{},
 		running: make(chan struct{}, 1),
 		stats:   newMetrics(),
+		health:  newHealth(time.Now()),
 	}
 	for _, t := range resourceTypes {
 		c.caches[t.url] = newCache(t)

@@ -32,6 +32,7 @@ func (c *Client) handleResponse(ctx context.Context, s *stream, resp *discoveryv
 	entries, err := ca.decode(resp)
 	if err != nil {
 		c.stats.nacks.Add(1)
+		c.health.nacked(typ.url, err, c.log)
 		c.stats.setError(fmt.Errorf("NACK %s version %q: %w", typ.short, resp.GetVersionInfo(), err), at)
 		c.log.Warn("xds NACK", "type", typ.short, "version", resp.GetVersionInfo(), "nonce", resp.GetNonce(),
 			"kept_version", s.version[typ.url], "reason", err)
@@ -56,6 +57,7 @@ func (c *Client) handleResponse(ctx context.Context, s *stream, resp *discoveryv
 	s.accepted[typ.url] = true
 	s.healthy = true
 	c.stats.acks.Add(1)
+	c.health.acked(typ.url)
 	if err := s.send(typ, c.names(typ), nil); err != nil {
 		return err
 	}

@@ -144,4 +144,6 @@ func messageName(typeURL string) string {
 
 // Metrics returns the client's Prometheus collectors
 // (meshrelay_relay_xds_*), for the caller to register.
-func (c *Client) Metrics() []prometheus.Collector { return c.stats.collectors() }
+func (c *Client) Metrics() []prometheus.Collector {
+	return append(c.stats.collectors(), c.health.gauge)
+}

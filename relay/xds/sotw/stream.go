@@ -112,7 +112,9 @@ func (c *Client) runStream(ctx context.Context, ads discoveryv3.AggregatedDiscov
 	}
 	c.stats.complete.Store(false)
 	c.stats.connected.Store(true)
+	c.health.setConnected(true, time.Now())
 	defer func() {
+		c.health.setConnected(false, time.Now())
 		c.stats.connected.Store(false)
 		c.stats.complete.Store(false)
 	}()
