@@ -7,7 +7,7 @@ PROTOC  ?= protoc
 DEMO_SECONDS ?= 0
 GOTESTFLAGS ?=
 
-.PHONY: all build demo test test-short vet generate generate-proto generate-bpf check-generated tools bench scale-test clean
+.PHONY: all build demo test test-short vet fuzz generate generate-proto generate-bpf check-generated tools bench scale-test clean
 
 all: build
 
@@ -26,6 +26,21 @@ test-short:
 
 vet:
 	$(GO) vet ./...
+
+# make fuzz: every fuzz target for FUZZTIME each (seed corpora in the
+# packages' testdata/fuzz run with every plain `go test` too).
+FUZZTIME ?= 10s
+FUZZ_TARGETS = \
+	./internal/keyspace:FuzzParseServiceKey \
+	./internal/model:FuzzDecodeValue \
+	./relay/translate:FuzzSotWIndex \
+	./relay/translate/workload:FuzzIndex
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$fn ($$pkg) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./relay/... ./nodeagent/...
