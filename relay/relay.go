@@ -202,6 +202,9 @@ func (r *Relay) Ready() (bool, string) {
 	if typ, n, reason, ok := r.client.NackLoop(); ok {
 		return false, fmt.Sprintf("NACKing every push of %s (%d in a row): %s", typ, n, reason)
 	}
+	if n := r.sink.Unwritable(); n > 0 {
+		return false, fmt.Sprintf("%d services too large for etcd are not written (meshrelay_relay_etcd_oversized_services_total)", n)
+	}
 	select {
 	case <-r.sink.Synced():
 		if up, since := r.client.Upstream(); !up {

@@ -16,7 +16,14 @@ import (
 type held struct {
 	rev    int64 // etcd revision the keys reflect
 	spec   *v1.ServiceSpec
-	slices map[int]*v1.EndpointSlice
+	slices map[sliceID]*v1.EndpointSlice
+}
+
+// sliceID names one slice key: its slice generation and index. Only the
+// spec's generation is assembled (docs/contract.md, "Services of any size").
+type sliceID struct {
+	gen uint32
+	i   int
 }
 
 // completeness says whether held keys make a service.
@@ -30,7 +37,7 @@ const (
 
 // reset replaces everything held by kvs, listed at rev.
 func (h *held) reset(space keyspace.Space, kvs []*mvccpb.KeyValue, rev int64) error {
-	h.spec, h.slices, h.rev = nil, map[int]*v1.EndpointSlice{}, rev
+	h.spec, h.slices, h.rev = nil, map[sliceID]*v1.EndpointSlice{}, rev
 	var errs []error
 	for _, kv := range kvs {
 		if err := h.put(space, kv); err != nil {
@@ -51,7 +58,7 @@ func (h *held) apply(space keyspace.Space, ev *clientv3.Event) error {
 		case keyspace.KindSpec:
 			h.spec = nil
 		case keyspace.KindSlice:
-			delete(h.slices, k.Slice)
+			delete(h.slices, sliceID{k.Gen, k.Slice})
 		}
 		return nil
 	}
@@ -79,13 +86,13 @@ func (h *held) put(space keyspace.Space, kv *mvccpb.KeyValue) error {
 	case keyspace.KindSlice:
 		sl, err := model.DecodeSlice(kv.Value)
 		if err != nil {
-			delete(h.slices, k.Slice)
+			delete(h.slices, sliceID{k.Gen, k.Slice})
 			return fmt.Errorf("%s: %w", kv.Key, err)
 		}
 		if sl.ContentHash == "" {
 			sl.ContentHash = model.SliceHash(sl)
 		}
-		h.slices[k.Slice] = sl
+		h.slices[sliceID{k.Gen, k.Slice}] = sl
 	}
 	return nil
 }
@@ -99,7 +106,7 @@ func (h *held) assemble(svc keyspace.Service) (*model.Service, completeness, int
 	n := int(h.spec.EndpointSlices)
 	out := &model.Service{Key: svc, Spec: h.spec, Slices: make([]*v1.EndpointSlice, n)}
 	for i := range n {
-		sl, ok := h.slices[i]
+		sl, ok := h.slices[sliceID{h.spec.SliceGeneration, i}]
 		if !ok {
 			return nil, incomplete, i
 		}

@@ -57,20 +57,23 @@ type Sink struct {
 	// strayDeleted counts the stray keys deleted since the last load.
 	strayDeleted int
 	guard        deleteGuard
-	progress     progress
+	// unwritableSet are services etcd refused for their size.
+	unwritableSet map[keyspace.Service]struct{}
+	progress      progress
 	// bootstrapping is true until synced markers are written for the
 	// current generation; the token bucket runs at the bootstrap rate.
 	bootstrapping bool
 
 	// genMu serialises reload with the generation checks of the watcher,
 	// so that a check never compares etcd's new generation with the old.
-	genMu        sync.Mutex
-	incarnation  keyspace.Incarnation // guarded by genMu
-	gen          atomic.Pointer[string]
-	running      atomic.Bool
-	reloadNeeded atomic.Bool
-	releaseAsked atomic.Bool  // ReleaseDeletions was called
-	heldCount    atomic.Int64 // len(guard.held), for metrics and Stats
+	genMu           sync.Mutex
+	incarnation     keyspace.Incarnation // guarded by genMu
+	gen             atomic.Pointer[string]
+	running         atomic.Bool
+	reloadNeeded    atomic.Bool
+	releaseAsked    atomic.Bool  // ReleaseDeletions was called
+	heldCount       atomic.Int64 // len(guard.held), for metrics and Stats
+	unwritableCount atomic.Int64 // len(unwritableSet)
 
 	synced     chan struct{}
 	syncedOnce sync.Once
@@ -114,6 +117,7 @@ func New(c Client, opts Options) *Sink {
 		written:       make(map[keyspace.Service]*writtenService),
 		vipOwner:      make(map[string]keyspace.Service),
 		markers:       make(map[int]keyspace.Marker),
+		unwritableSet: make(map[keyspace.Service]struct{}),
 		guard:         deleteGuard{held: make(map[keyspace.Service]struct{}), approved: make(map[keyspace.Service]struct{})},
 		bootstrapping: true,
 		synced:        make(chan struct{}),

@@ -5,11 +5,11 @@ import (
 	v1 "github.com/meshrelay/meshrelay/proto/meshrelay/v1"
 )
 
-// specValue encodes spec as stored: its content plus the bookkeeping
-// fields. It copies field by field instead of cloning, so a large spec is
+// specValue encodes spec as stored: its content, the slice generation gen
+// its slices are stored under, and the bookkeeping fields. It copies field by field instead of cloning, so a large spec is
 // not deep-copied; TestValueCopiesEveryField fails when the schema gains a
 // field this function does not copy.
-func specValue(spec *v1.ServiceSpec, hash string, revision uint64, observed int64) ([]byte, error) {
+func specValue(spec *v1.ServiceSpec, gen uint32, hash string, revision uint64, observed int64) ([]byte, error) {
 	return model.Marshal(&v1.ServiceSpec{
 		Namespace:        spec.GetNamespace(),
 		Name:             spec.GetName(),
@@ -18,6 +18,7 @@ func specValue(spec *v1.ServiceSpec, hash string, revision uint64, observed int6
 		Ports:            spec.GetPorts(),
 		LoadBalancing:    spec.GetLoadBalancing(),
 		EndpointSlices:   spec.GetEndpointSlices(),
+		SliceGeneration:  gen,
 		Revision:         revision,
 		ContentHash:      hash,
 		ObservedUnixNano: observed,

@@ -21,6 +21,16 @@ type writtenService struct {
 	slices   map[int]string
 	revision uint64   // highest revision among its values
 	vips     []string // VIP index entries pointing at this service
+	// gen is the slice generation the spec names: slices holds the
+	// hashes of that generation's keys.
+	gen uint32
+	// stale are slice keys of other generations (an interrupted staged
+	// write, or old slices not deleted yet); staleGen is their highest
+	// generation, so a new generation never reuses one of them.
+	stale    []string
+	staleGen uint32
+	// byGen collects slice hashes by generation while loading.
+	byGen map[uint32]map[int]string
 }
 
 // loaded is etcd's state read by load.
@@ -75,25 +85,44 @@ func (s *Sink) load(ctx context.Context) (*loaded, error) {
 				return
 			}
 			w.specHash = spec.GetContentHash()
+			w.gen = spec.GetSliceGeneration()
 			w.revision = max(w.revision, spec.GetRevision())
 		case keyspace.KindSlice:
-			if w.slices == nil {
-				w.slices = make(map[int]string)
+			if w.byGen == nil {
+				w.byGen = make(map[uint32]map[int]string)
+			}
+			hashes := w.byGen[k.Gen]
+			if hashes == nil {
+				hashes = make(map[int]string)
+				w.byGen[k.Gen] = hashes
 			}
 			sl, err := model.DecodeSlice(value)
 			if err != nil {
 				s.log.Warn("undecodable value: will rewrite it", "key", key, "err", err)
 				// Keep a placeholder so that the key is overwritten
 				// or deleted.
-				w.slices[k.Slice] = "undecodable"
+				hashes[k.Slice] = "undecodable"
 				return
 			}
-			w.slices[k.Slice] = sl.GetContentHash()
+			hashes[k.Slice] = sl.GetContentHash()
 			w.revision = max(w.revision, sl.GetRevision())
 		}
 	})
 	if err != nil {
 		return nil, err
+	}
+	for svc, w := range st.written {
+		for gen, hashes := range w.byGen {
+			if gen == w.gen {
+				w.slices = hashes
+				continue
+			}
+			for i := range hashes {
+				w.stale = append(w.stale, s.space.SliceOf(svc, gen, i))
+			}
+			w.staleGen = max(w.staleGen, gen)
+		}
+		w.byGen = nil
 	}
 
 	err = s.rangePrefix(ctx, s.space.VIPsPrefix(), rev, func(key string, value []byte) {
