@@ -57,17 +57,13 @@ func FuzzSotWIndex(f *testing.F) {
 			var msg proto.Message
 			switch typ {
 			case 0:
-				msg = pool.Clusters[name]
-				setOrDelete(state.Clusters, name, pool.Clusters[name], remove)
+				msg = setOrDelete(state.Clusters, pool.Clusters, name, remove)
 			case 1:
-				msg = pool.Endpoints[name]
-				setOrDelete(state.Endpoints, name, pool.Endpoints[name], remove)
+				msg = setOrDelete(state.Endpoints, pool.Endpoints, name, remove)
 			case 2:
-				msg = pool.Listeners[name]
-				setOrDelete(state.Listeners, name, pool.Listeners[name], remove)
+				msg = setOrDelete(state.Listeners, pool.Listeners, name, remove)
 			case 3:
-				msg = pool.Routes[name]
-				setOrDelete(state.Routes, name, pool.Routes[name], remove)
+				msg = setOrDelete(state.Routes, pool.Routes, name, remove)
 			}
 			if remove {
 				x.Apply(typeURLs[typ], nil, []string{name})
@@ -86,12 +82,15 @@ func FuzzSotWIndex(f *testing.F) {
 	})
 }
 
-func setOrDelete[V any](m map[string]V, name string, v V, remove bool) {
+// setOrDelete removes name from state, or sets it to pool's resource, and
+// returns that resource.
+func setOrDelete[V proto.Message](state, pool map[string]V, name string, remove bool) proto.Message {
 	if remove {
-		delete(m, name)
+		delete(state, name)
 	} else {
-		m[name] = v
+		state[name] = pool[name]
 	}
+	return pool[name]
 }
 
 // checkLimits fails t when s breaks a documented limit of the value schema.
