@@ -87,3 +87,4 @@ func TestUnknownEndpointsKept(t *testing.T) {
 		return nil
 	})
 }
+
