@@ -87,4 +87,3 @@ func TestUnknownEndpointsKept(t *testing.T) {
 		return nil
 	})
 }
-
