@@ -187,7 +187,41 @@ func (r *Relay) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return r.sink.Run(ctx) })
 	g.Go(func() error { return r.client.Run(ctx) })
+	g.Go(func() error { r.confirmHolds(ctx); return nil })
 	return g.Wait()
+}
+
+// holdCheckInterval is how often the relay checks whether held deletions
+// wait for a fresh stream.
+const holdCheckInterval = 200 * time.Millisecond
+
+// confirmHolds opens a fresh upstream stream when held deletions have
+// waited the hold time (docs/contract.md, "Held deletions"): its complete
+// state confirms or clears them. It asks at most once per hold time.
+func (r *Relay) confirmHolds(ctx context.Context) {
+	t := time.NewTicker(holdCheckInterval)
+	defer t.Stop()
+	var asked time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if r.sink.HoldDue(now) && now.Sub(asked) >= r.sinkHoldTime() {
+				asked = now
+				r.log.Info("held deletions waited the hold time: opening a fresh upstream stream to confirm them")
+				r.client.Reconnect()
+			}
+		}
+	}
+}
+
+// sinkHoldTime is the sink's hold time, defaults applied.
+func (r *Relay) sinkHoldTime() time.Duration {
+	if d := r.opts.Sink.DeleteHoldTime; d > 0 {
+		return d
+	}
+	return etcdsink.DefaultDeleteHoldTime
 }
 
 // Synced is closed once the first complete upstream sync is in etcd,

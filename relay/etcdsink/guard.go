@@ -133,6 +133,11 @@ func (s *Sink) guardDeletions(svcs []keyspace.Service) ([]keyspace.Service, bool
 func (s *Sink) guardResult(svcs []keyspace.Service, wasHeld int) ([]keyspace.Service, bool) {
 	n := len(s.guard.held)
 	s.heldCount.Store(int64(n))
+	if n == 0 {
+		s.heldSince.Store(0)
+	} else {
+		s.heldSince.Store(s.guard.since.UnixNano())
+	}
 	slices.SortFunc(svcs, compareServices)
 	return slices.Compact(svcs), (n == 0) != (wasHeld == 0) || n != wasHeld
 }
@@ -148,3 +153,17 @@ func (s *Sink) ReleaseDeletions() int {
 
 // HeldDeletions is the number of services whose removal the guard holds.
 func (s *Sink) HeldDeletions() int { return int(s.heldCount.Load()) }
+
+// HoldDue reports whether held deletions have waited the hold time without
+// the complete state of a fresh upstream stream since: the caller should
+// open a fresh stream, whose complete state then applies or clears them.
+func (s *Sink) HoldDue(now time.Time) bool {
+	since := s.heldSince.Load()
+	if since == 0 {
+		return false
+	}
+	due := time.Unix(0, since).Add(s.opts.DeleteHoldTime)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !now.Before(due) && s.lastComplete.Before(due)
+}

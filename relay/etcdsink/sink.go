@@ -73,6 +73,7 @@ type Sink struct {
 	reloadNeeded    atomic.Bool
 	releaseAsked    atomic.Bool  // ReleaseDeletions was called
 	heldCount       atomic.Int64 // len(guard.held), for metrics and Stats
+	heldSince       atomic.Int64 // guard.since in unix nanoseconds, 0 when nothing is held
 	unwritableCount atomic.Int64 // len(unwritableSet)
 
 	synced     chan struct{}

@@ -1,6 +1,8 @@
 package sotw
 
 import (
+	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -21,6 +23,29 @@ type health struct {
 	downSince time.Time
 	nacks     map[string]nackRun // by type URL; absent after an ACK
 	gauge     *prometheus.GaugeVec
+	// cancel ends the current stream (Reconnect); nil between streams.
+	cancel context.CancelCauseFunc
+}
+
+// errReconnect ends a stream on Reconnect.
+var errReconnect = errors.New("reconnect asked for")
+
+func (h *health) setStreamCancel(cancel context.CancelCauseFunc) {
+	h.mu.Lock()
+	h.cancel = cancel
+	h.mu.Unlock()
+}
+
+// Reconnect ends the current stream, if any; Run opens a fresh one at once
+// (a stream that worked resets the backoff). The relay uses it to have a
+// fresh stream confirm held deletions (docs/contract.md, "Held deletions").
+func (c *Client) Reconnect() {
+	c.health.mu.Lock()
+	cancel := c.health.cancel
+	c.health.mu.Unlock()
+	if cancel != nil {
+		cancel(errReconnect)
+	}
 }
 
 // nackRun is the consecutive NACKs of one type.

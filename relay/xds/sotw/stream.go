@@ -92,8 +92,10 @@ type response struct {
 // stream fails or ctx is done. It reports whether the stream was healthy
 // (accepted a response) and the error that ended it.
 func (c *Client) runStream(ctx context.Context, ads discoveryv3.AggregatedDiscoveryServiceClient) (healthy bool, err error) {
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	c.health.setStreamCancel(cancel)
+	defer c.health.setStreamCancel(nil)
 	grpcStream, err := ads.StreamAggregatedResources(sctx)
 	if err != nil {
 		return false, fmt.Errorf("open stream: %w", err)
@@ -133,7 +135,7 @@ func (c *Client) runStream(ctx context.Context, ads discoveryv3.AggregatedDiscov
 		recvErr <- receive(sctx, grpcStream, responses)
 	}()
 	defer func() {
-		cancel()
+		cancel(nil)
 		<-recvDone
 	}()
 
