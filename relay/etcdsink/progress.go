@@ -36,6 +36,9 @@ func (p *progress) done(now time.Time, err error) {
 	}
 }
 
+// committed records a committed transaction.
+func (p *progress) committed(now time.Time) { p.last.Store(now.UnixNano()) }
+
 // Stalled reports whether the writer has had work pending (queued or in
 // flight) without making progress for longer than bound, e.g. because etcd
 // blocks or keeps refusing its transactions. The reason names how long.

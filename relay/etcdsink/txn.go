@@ -198,6 +198,7 @@ func (s *Sink) commit(ctx context.Context, ops []clientv3.Op, bytes int) error {
 	}
 	s.metrics.txns.Add(1)
 	s.metrics.bytes.Add(float64(bytes))
+	s.progress.committed(time.Now()) // a long batch is progress too
 	return nil
 }
 
