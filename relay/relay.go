@@ -82,8 +82,10 @@ type Relay struct {
 	mu    sync.Mutex
 	index *translate.Index
 	// gated holds services changed before the first complete upstream
-	// sync. They are written all at once when the state is complete, so a
-	// restart against unchanged config never writes a half-synced service.
+	// sync, and those changed while an RDS route is missing. They are
+	// written all at once when the state is complete (and every route is
+	// in), so a restart against unchanged config never writes a
+	// half-synced service.
 	gated       map[keyspace.Service]time.Time
 	completes   int  // complete syncs seen (one per stream at most)
 	wasComplete bool // the previous update was complete
@@ -293,6 +295,9 @@ func (r *Relay) OnUpdate(ctx context.Context, u sotw.Update) {
 		for _, k := range dirty {
 			r.set(k, u.ReceivedAt, u.Complete)
 		}
+		if len(r.gated) > 0 {
+			r.flushGated(u.Complete)
+		}
 	}
 	// Newly complete: the first sync, or the first complete update of a
 	// reconnected stream (whose earlier updates were incomplete).
@@ -301,15 +306,24 @@ func (r *Relay) OnUpdate(ctx context.Context, u sotw.Update) {
 	if !newlyComplete {
 		return
 	}
-	for k, t := range r.gated {
-		r.set(k, t, true)
-	}
-	clear(r.gated)
+	r.flushGated(true)
 	present := r.index.Services()
 	r.services = len(present)
 	r.completes++
 	r.log.Info("upstream state complete", "services", len(present), "sync", r.completes)
 	r.sink.Complete(present)
+}
+
+// flushGated hands the gated services to the sink, unless an RDS route
+// listeners read is still missing.
+func (r *Relay) flushGated(complete bool) {
+	if r.index.RoutesPending() > 0 {
+		return
+	}
+	for k, t := range r.gated {
+		delete(r.gated, k)
+		r.set(k, t, complete)
+	}
 }
 
 // set hands one service's current translation to the sink. A service that
@@ -321,6 +335,10 @@ func (r *Relay) OnUpdate(ctx context.Context, u sotw.Update) {
 func (r *Relay) set(k keyspace.Service, observed time.Time, complete bool) {
 	s, ok := r.index.Service(k)
 	switch {
+	case ok && r.index.RoutesPending() > 0:
+		// A route listeners read has not arrived: the VIPs it may claim
+		// are unknown. Written once every route is in.
+		r.gated[k] = observed
 	case ok && r.index.Unknown(k):
 		r.log.Debug("endpoints of service unknown: keeping what etcd holds", "service", k)
 	case ok:

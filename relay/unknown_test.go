@@ -87,3 +87,41 @@ func TestUnknownEndpointsKept(t *testing.T) {
 		return nil
 	})
 }
+
+// TestUnknownRoutesKeepEtcd: a relay restarted against an upstream that
+// never answers RDS writes nothing while the route listeners read is
+// unknown (the VIPs it may claim are unknown, not absent), for longer than
+// three sync timeouts; once the route arrives, the change made meanwhile is
+// written.
+func TestUnknownRoutesKeepEtcd(t *testing.T) {
+	const syncTimeout = 300 * time.Millisecond
+	w := newWorld(t, istiodsim.Options{Services: 8, EndpointsPerService: 2}, true)
+	r, stop := w.startRelay(w.sim.Addr())
+	w.waitSynced(r)
+	w.eventually("etcd matches the simulator", w.matchTruth)
+	w.quiesce(r)
+	stop()
+	before := w.serviceKeys()
+
+	if err := w.sim.Withhold(resourcev3.RouteType, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.sim.SetEndpoints(1, 5); err != nil { // a change while RDS is unknown
+		t.Fatal(err)
+	}
+	r2, _ := w.startRelayWith(w.sim.Addr(), func(o *Options) {
+		o.SyncTimeout = syncTimeout
+		o.Sink.MaxDeleteFraction = 1
+	})
+	w.waitSynced(r2)
+	time.Sleep(4 * syncTimeout)
+	if after := w.serviceKeys(); !maps.Equal(before, after) {
+		changed, gone := changedSince(before, after, 0)
+		t.Fatalf("RDS never answered: etcd's service keys changed: %d changed or new, %d gone", len(changed), len(gone))
+	}
+	if err := w.sim.Withhold(resourcev3.RouteType, false); err != nil {
+		t.Fatal(err)
+	}
+	w.sim.Repush()
+	w.eventually("converged once the route arrived", w.matchTruth)
+}
