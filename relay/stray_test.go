@@ -15,11 +15,7 @@ import (
 // afterwards while every service is intact.
 func TestRestartSweepsStrayKeys(t *testing.T) {
 	w := newWorld(t, istiodsim.Options{Services: 12, EndpointsPerService: 2}, true)
-	r, stop := w.startRelay(w.sim.Addr())
-	w.waitSynced(r)
-	w.eventually("etcd matches the simulator", w.matchTruth)
-	w.quiesce(r)
-	stop()
+	w.syncOnce()
 
 	truth := w.sim.Truth()[0]
 	prefix := w.space.ServicePrefix(keyspace.Service{Namespace: truth.Namespace, Name: truth.Name})
@@ -43,4 +39,15 @@ func TestRestartSweepsStrayKeys(t *testing.T) {
 	if err := w.matchTruth(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// syncOnce runs a relay until etcd matches the simulator, then stops it:
+// the state a restarted relay finds.
+func (w *world) syncOnce() {
+	w.t.Helper()
+	r, stop := w.startRelay(w.sim.Addr())
+	w.waitSynced(r)
+	w.eventually("etcd matches the simulator", w.matchTruth)
+	w.quiesce(r)
+	stop()
 }

@@ -20,11 +20,7 @@ import (
 func TestUnknownEndpointsKept(t *testing.T) {
 	const syncTimeout = 300 * time.Millisecond
 	w := newWorld(t, istiodsim.Options{Services: 20, EndpointsPerService: 3}, true)
-	r, stop := w.startRelay(w.sim.Addr())
-	w.waitSynced(r)
-	w.eventually("etcd matches the simulator", w.matchTruth)
-	w.quiesce(r)
-	stop()
+	w.syncOnce()
 	before := w.serviceKeys()
 
 	if err := w.sim.Withhold(resourcev3.EndpointType, true); err != nil {
@@ -96,11 +92,7 @@ func TestUnknownEndpointsKept(t *testing.T) {
 func TestUnknownRoutesKeepEtcd(t *testing.T) {
 	const syncTimeout = 300 * time.Millisecond
 	w := newWorld(t, istiodsim.Options{Services: 8, EndpointsPerService: 2}, true)
-	r, stop := w.startRelay(w.sim.Addr())
-	w.waitSynced(r)
-	w.eventually("etcd matches the simulator", w.matchTruth)
-	w.quiesce(r)
-	stop()
+	w.syncOnce()
 	before := w.serviceKeys()
 
 	if err := w.sim.Withhold(resourcev3.RouteType, true); err != nil {

@@ -15,11 +15,7 @@ const hcmType = "type.googleapis.com/envoy.extensions.filters.network.http_conne
 // may claim VIPs for any hostname: until it arrives, VIPs are unknown.
 func listenerRoutes(l *listenerv3.Listener) []string {
 	var names []string
-	chains := l.GetFilterChains()
-	if dc := l.GetDefaultFilterChain(); dc != nil {
-		chains = append(chains[:len(chains):len(chains)], dc)
-	}
-	for _, fc := range chains {
+	for _, fc := range filterChains(l) {
 		for _, f := range fc.GetFilters() {
 			if f.GetTypedConfig().GetTypeUrl() != hcmType {
 				continue
