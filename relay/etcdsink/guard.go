@@ -116,6 +116,7 @@ func (s *Sink) guardDeletions(svcs []keyspace.Service) ([]keyspace.Service, bool
 
 	if len(g.held) == 0 {
 		g.since = time.Now()
+		s.metrics.holds.Add(1)
 		s.log.Warn("mass deletion held: the upstream state would remove too many services; keeping the last good state",
 			"removed", removed, "in_etcd", total, "max_delete_fraction", s.opts.MaxDeleteFraction,
 			"hold_time", s.opts.DeleteHoldTime, "release", "POST /release-deletions on the ops server")
