@@ -60,13 +60,42 @@ func (e *Etcd) Bind(fs *pflag.FlagSet, endpointsHelp string) {
 	fs.StringVar(&e.KeyFile, "etcd-key", "", "etcd TLS: client key file")
 }
 
-// Validate checks the cluster id: it is one key segment.
+// Validate checks the cluster id (one key segment) and that the endpoints
+// and TLS files make one secure or one plaintext configuration: every
+// endpoint has the same scheme, TLS files never go with an http://
+// endpoint, and --etcd-cert and --etcd-key come together. Peers are always
+// verified (docs/contract.md, section 4).
 func (e *Etcd) Validate() error {
 	if e.Cluster == "" || strings.Contains(e.Cluster, "/") {
 		return Invalid("cluster", e.Cluster, "want a non-empty id without '/'")
 	}
+	if (e.CertFile == "") != (e.KeyFile == "") {
+		return Invalid("etcd-cert", e.CertFile, "--etcd-cert and --etcd-key go together")
+	}
+	scheme := ""
+	for i, ep := range e.Endpoints {
+		sc, _, found := strings.Cut(ep, "://")
+		if !found {
+			sc = ""
+		}
+		switch sc {
+		case "", "http", "https":
+		default:
+			return Invalid("etcd-endpoints", ep, "want http://, https:// or host:port")
+		}
+		if i > 0 && sc != scheme {
+			return Invalid("etcd-endpoints", strings.Join(e.Endpoints, ","), "endpoints mix schemes; use one")
+		}
+		scheme = sc
+	}
+	if e.TLS() && scheme == "http" {
+		return Invalid("etcd-endpoints", strings.Join(e.Endpoints, ","), "--etcd-ca/--etcd-cert/--etcd-key need https:// endpoints, not http://")
+	}
 	return nil
 }
+
+// TLS reports whether a TLS file flag is set.
+func (e *Etcd) TLS() bool { return e.CAFile != "" || e.CertFile != "" || e.KeyFile != "" }
 
 // Dial opens an etcd client for endpoints (e.Endpoints, or the embedded
 // etcd's) with e's TLS files.

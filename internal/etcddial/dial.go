@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
@@ -17,7 +19,9 @@ import (
 // Options says how to reach etcd.
 type Options struct {
 	Endpoints []string
-	// CAFile, CertFile, KeyFile enable TLS when CAFile or CertFile is set.
+	// CAFile, CertFile, KeyFile enable TLS when CAFile or CertFile is set;
+	// an https:// endpoint enables it too (verified against the system's
+	// roots). The peer is always verified.
 	CAFile, CertFile, KeyFile string
 	// DialTimeout bounds the first connection (default 5 s).
 	DialTimeout time.Duration
@@ -40,12 +44,17 @@ func Dial(opts Options) (*clientv3.Client, error) {
 		opts.MaxCallRecvMsgSize = 64 << 20
 	}
 	var tlsCfg *tls.Config
-	if opts.CAFile != "" || opts.CertFile != "" {
+	switch {
+	case opts.CAFile != "" || opts.CertFile != "":
 		info := transport.TLSInfo{TrustedCAFile: opts.CAFile, CertFile: opts.CertFile, KeyFile: opts.KeyFile}
 		var err error
 		if tlsCfg, err = info.ClientConfig(); err != nil {
 			return nil, fmt.Errorf("etcd tls: %w", err)
 		}
+	case slices.ContainsFunc(opts.Endpoints, func(e string) bool { return strings.HasPrefix(e, "https://") }):
+		// https:// without files: verified against the system's roots,
+		// never plaintext.
+		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
 	c, err := clientv3.New(clientv3.Config{
 		Endpoints:          opts.Endpoints,

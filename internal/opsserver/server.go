@@ -25,9 +25,12 @@ type Options struct {
 	// It returns a short reason when not ready.
 	Ready func() (bool, string)
 	// Healthy reports whether /healthz answers 200; nil means always
-	// healthy. It returns a short reason when not healthy.
+	// healthy. It returns a short reason when not.
 	Healthy func() (bool, string)
-	Logger  *slog.Logger
+	// Handlers are extra handlers by pattern (http.ServeMux syntax, e.g.
+	// "POST /release-deletions").
+	Handlers map[string]http.Handler
+	Logger   *slog.Logger
 }
 
 // Server is a running ops HTTP server.
@@ -58,6 +61,9 @@ func Start(opts Options) (*Server, error) {
 		}
 		fmt.Fprintln(w, "ok")
 	})
+	for pattern, h := range opts.Handlers {
+		mux.Handle(pattern, h)
+	}
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if opts.Ready != nil {
 			if ok, why := opts.Ready(); !ok {

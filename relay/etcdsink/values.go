@@ -6,11 +6,12 @@ import (
 )
 
 // specValue encodes spec as stored: its content (model.SpecContent, which
-// shares spec's lists instead of deep-copying them) plus the bookkeeping
-// fields. TestValueCopiesEveryField fails when the schema gains a field.
-func specValue(spec *v1.ServiceSpec, hash string, revision uint64, observed int64) ([]byte, error) {
+// shares spec's lists instead of deep-copying them), the slice generation
+// gen its slices are stored under, and the bookkeeping fields.
+// TestValueCopiesEveryField fails when the schema gains a field.
+func specValue(spec *v1.ServiceSpec, gen uint32, hash string, revision uint64, observed int64) ([]byte, error) {
 	v := model.SpecContent(spec)
-	v.Revision, v.ContentHash, v.ObservedUnixNano = revision, hash, observed
+	v.SliceGeneration, v.Revision, v.ContentHash, v.ObservedUnixNano = gen, revision, hash, observed
 	return model.Marshal(v)
 }
 

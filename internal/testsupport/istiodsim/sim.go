@@ -31,6 +31,8 @@ type Sim struct {
 	nonces atomic.Uint64
 
 	responses, bytes, streamsTotal, stale atomic.Uint64
+	// withheld types are never answered (Withhold).
+	withheld [numTypes]atomic.Bool
 
 	mu        sync.Mutex // guards the fields below
 	gen       *generator

@@ -9,6 +9,7 @@ import (
 
 	"github.com/meshrelay/meshrelay/internal/cliconfig"
 	"github.com/meshrelay/meshrelay/internal/keyspace"
+	"github.com/meshrelay/meshrelay/relay"
 	"github.com/meshrelay/meshrelay/relay/etcdsink"
 )
 
@@ -37,6 +38,12 @@ type config struct {
 	EtcdOpsPerSecond, EtcdBootstrapOpsPerSecond float64
 
 	EtcdListen, EtcdDataDir string
+
+	MaxDeleteFraction float64
+	DeleteGuardMin    int
+	DeleteHoldTime    time.Duration
+
+	UpstreamLostTimeout, StallTimeout time.Duration
 }
 
 // Upstream API modes (--mode).
@@ -67,6 +74,11 @@ func (c *config) Bind(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.CoalesceMaxDelay, "coalesce-max-delay", time.Second, "longest a change waits in a burst before it is written")
 	fs.Float64Var(&c.EtcdOpsPerSecond, "etcd-ops-per-second", etcdsink.DefaultOpsPerSecond, "etcd write rate limit after the first complete sync (operations/s)")
 	fs.Float64Var(&c.EtcdBootstrapOpsPerSecond, "etcd-bootstrap-ops-per-second", etcdsink.DefaultBootstrapOpsPerSecond, "etcd write rate limit until the first complete sync (operations/s)")
+	fs.Float64Var(&c.MaxDeleteFraction, "max-delete-fraction", etcdsink.DefaultMaxDeleteFraction, "largest share of the services in etcd one upstream state may remove before the removals are held (1 disables the guard)")
+	fs.IntVar(&c.DeleteGuardMin, "delete-guard-min", etcdsink.DefaultDeleteGuardMin, "removals below this many services are never held")
+	fs.DurationVar(&c.DeleteHoldTime, "delete-hold-time", etcdsink.DefaultDeleteHoldTime, "how long held removals wait before a fresh upstream stream still asking for them releases them")
+	fs.DurationVar(&c.UpstreamLostTimeout, "upstream-lost-timeout", relay.DefaultUpstreamLostTimeout, "/readyz fails once Istiod has been unreachable this long")
+	fs.DurationVar(&c.StallTimeout, "stall-timeout", relay.DefaultStallTimeout, "/healthz fails once the etcd writer (or one upstream update) made no progress this long with work pending")
 	fs.StringVar(&c.EtcdListen, "etcd-listen", "127.0.0.1:0", "embedded etcd only: client address (loopback; port 0 picks a free one)")
 	fs.StringVar(&c.EtcdDataDir, "etcd-data-dir", "", "embedded etcd only: data directory (default a temporary in-memory directory)")
 }
@@ -88,6 +100,12 @@ func (c *config) Validate() error {
 	if err := c.Etcd.Validate(); err != nil {
 		return err
 	}
+	if len(c.Etcd.Endpoints) == 0 && c.Etcd.TLS() {
+		return cliconfig.Invalid("etcd-ca", c.Etcd.CAFile+c.Etcd.CertFile, "etcd TLS flags need --etcd-endpoints with https://; the embedded etcd is plaintext on loopback")
+	}
+	if err := c.validateIstiodTLS(); err != nil {
+		return err
+	}
 	if c.CoalesceWindow <= 0 || c.CoalesceMaxDelay < c.CoalesceWindow {
 		return cliconfig.Invalid("coalesce-max-delay", c.CoalesceMaxDelay, "want coalesce-window > 0 and coalesce-max-delay >= coalesce-window")
 	}
@@ -102,6 +120,35 @@ func (c *config) Validate() error {
 	}
 	if c.MaxRecvMsgSize <= 0 {
 		return cliconfig.Invalid("max-recv-msg-size", c.MaxRecvMsgSize, "want > 0")
+	}
+	if c.MaxDeleteFraction <= 0 || c.MaxDeleteFraction > 1 {
+		return cliconfig.Invalid("max-delete-fraction", c.MaxDeleteFraction, "want a fraction in (0, 1]")
+	}
+	if c.DeleteGuardMin < 1 {
+		return cliconfig.Invalid("delete-guard-min", c.DeleteGuardMin, "want >= 1")
+	}
+	if c.DeleteHoldTime <= 0 {
+		return cliconfig.Invalid("delete-hold-time", c.DeleteHoldTime, "want > 0")
+	}
+	if c.UpstreamLostTimeout <= 0 {
+		return cliconfig.Invalid("upstream-lost-timeout", c.UpstreamLostTimeout, "want > 0")
+	}
+	if c.StallTimeout <= 0 {
+		return cliconfig.Invalid("stall-timeout", c.StallTimeout, "want > 0")
+	}
+	return nil
+}
+
+// validateIstiodTLS refuses Istiod TLS flags that make no complete
+// configuration: TLS needs --istiod-ca (Istiod's certificate is always
+// verified); --istiod-cert and --istiod-key go together; a server name
+// alone would select plaintext.
+func (c *config) validateIstiodTLS() error {
+	if (c.IstiodCert == "") != (c.IstiodKey == "") {
+		return cliconfig.Invalid("istiod-cert", c.IstiodCert, "--istiod-cert and --istiod-key go together")
+	}
+	if c.IstiodCA == "" && (c.IstiodCert != "" || c.IstiodServerName != "") {
+		return cliconfig.Invalid("istiod-ca", "", "Istiod TLS (--istiod-cert, --istiod-key, --istiod-server-name) needs --istiod-ca")
 	}
 	return nil
 }

@@ -59,6 +59,26 @@ func TestBadValuesExit2(t *testing.T) {
 		"flag type":    {args: []string{"--shards", "many"}, want: `invalid argument "many" for "--shards"`},
 		"env":          {env: map[string]string{"MESHRELAY_COALESCE_WINDOW": "soon"}, want: `invalid --coalesce-window "soon"`},
 		"log level":    {args: []string{"--log-level", "loud"}, want: `invalid --log-level "loud"`},
+
+		// Unsafe TLS combinations.
+		"etcd tls with http": {args: []string{"--etcd-endpoints", "http://127.0.0.1:2379", "--etcd-ca", "/ca.pem"},
+			want: `need https:// endpoints, not http://`},
+		"etcd tls with embedded": {args: []string{"--etcd-ca", "/ca.pem"}, want: `invalid --etcd-ca`},
+		"etcd mixed schemes": {args: []string{"--etcd-endpoints", "http://127.0.0.1:2379,https://127.0.0.2:2379"},
+			want: `endpoints mix schemes`},
+		"etcd scheme and none": {args: []string{"--etcd-endpoints", "127.0.0.1:2379,https://127.0.0.2:2379"},
+			want: `endpoints mix schemes`},
+		"etcd key alone": {args: []string{"--etcd-endpoints", "https://127.0.0.1:2379", "--etcd-key", "/key.pem"},
+			want: `--etcd-cert and --etcd-key go together`},
+		"etcd cert alone": {args: []string{"--etcd-endpoints", "https://127.0.0.1:2379", "--etcd-cert", "/cert.pem", "--etcd-ca", "/ca.pem"},
+			want: `--etcd-cert and --etcd-key go together`},
+		"etcd odd scheme":  {args: []string{"--etcd-endpoints", "ftp://127.0.0.1:2379"}, want: `invalid --etcd-endpoints`},
+		"istiod key alone": {args: []string{"--istiod-key", "/key.pem"}, want: `--istiod-cert and --istiod-key go together`},
+		"istiod cert alone": {args: []string{"--istiod-cert", "/cert.pem", "--istiod-ca", "/ca.pem"},
+			want: `--istiod-cert and --istiod-key go together`},
+		"istiod server name alone": {args: []string{"--istiod-server-name", "istiod.istio-system.svc"}, want: `needs --istiod-ca`},
+		"istiod cert without ca":   {args: []string{"--istiod-cert", "/cert.pem", "--istiod-key", "/key.pem"}, want: `needs --istiod-ca`},
+		"delete fraction":          {args: []string{"--max-delete-fraction", "0"}, want: `invalid --max-delete-fraction "0"`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			for k, v := range tc.env {

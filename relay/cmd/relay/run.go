@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"time"
 
@@ -33,21 +35,26 @@ func runRelay(ctx context.Context, cfg *config, stdout, stderr io.Writer) error 
 		return err
 	}
 	opts := relay.Options{
-		Istiod:         cfg.Istiod,
-		Mode:           relay.Mode(cfg.Mode),
-		Cluster:        cfg.Etcd.Cluster,
-		Shards:         cfg.Shards,
-		RelayID:        cfg.relayID(),
-		SyncTimeout:    cfg.SyncTimeout,
-		NodeID:         cfg.NodeID,
-		NodeMetadata:   cfg.nodeMetadata(),
-		MaxRecvMsgSize: cfg.MaxRecvMsgSize,
-		DialOptions:    []grpc.DialOption{grpc.WithTransportCredentials(creds)},
+		Istiod:              cfg.Istiod,
+		Mode:                relay.Mode(cfg.Mode),
+		Cluster:             cfg.Etcd.Cluster,
+		Shards:              cfg.Shards,
+		RelayID:             cfg.relayID(),
+		SyncTimeout:         cfg.SyncTimeout,
+		NodeID:              cfg.NodeID,
+		NodeMetadata:        cfg.nodeMetadata(),
+		MaxRecvMsgSize:      cfg.MaxRecvMsgSize,
+		StallTimeout:        cfg.StallTimeout,
+		UpstreamLostTimeout: cfg.UpstreamLostTimeout,
+		DialOptions:         []grpc.DialOption{grpc.WithTransportCredentials(creds)},
 		Sink: etcdsink.Options{
 			Window:                cfg.CoalesceWindow,
 			MaxDelay:              cfg.CoalesceMaxDelay,
 			OpsPerSecond:          cfg.EtcdOpsPerSecond,
 			BootstrapOpsPerSecond: cfg.EtcdBootstrapOpsPerSecond,
+			MaxDeleteFraction:     cfg.MaxDeleteFraction,
+			DeleteGuardMin:        cfg.DeleteGuardMin,
+			DeleteHoldTime:        cfg.DeleteHoldTime,
 		},
 		Logger: log,
 	}
@@ -80,34 +87,50 @@ func runRelay(ctx context.Context, cfg *config, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	return cliconfig.Serve(ctx, log, cfg.MetricsListen, opsserver.Options{Gatherer: reg, Ready: rl.Ready}, rl.Run,
+	ops := opsserver.Options{Gatherer: reg, Ready: rl.Ready, Healthy: rl.Healthy,
+		Handlers: map[string]http.Handler{releaseDeletionsPattern: releaseDeletions(rl, log)}}
+	return cliconfig.Serve(ctx, log, cfg.MetricsListen, ops, rl.Run,
 		"relay starting", "relay stopped",
 		"istiod", opts.Istiod, "mode", cfg.Mode, "cluster", opts.Cluster, "shards", opts.Shards, "relay_id", opts.RelayID, "etcd", endpoints)
 }
 
-// istiodCredentials returns TLS credentials when --istiod-ca or
-// --istiod-cert is set (Istiod's 15012 port), insecure ones otherwise.
+// releaseDeletionsPattern is the operator's release of held deletions
+// (docs/contract.md, "Held deletions"):
+//
+//	curl -X POST http://127.0.0.1:9464/release-deletions
+const releaseDeletionsPattern = "POST /release-deletions"
+
+// releaseDeletions serves releaseDeletionsPattern.
+func releaseDeletions(rl *relay.Relay, log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := rl.ReleaseDeletions()
+		log.Warn("operator released held deletions", "services", n, "remote", r.RemoteAddr)
+		fmt.Fprintf(w, "released %d held service removals\n", n)
+	})
+}
+
+// istiodCredentials returns TLS credentials when --istiod-ca is set
+// (Istiod's 15012 port), insecure ones otherwise; Validate refused every
+// other TLS flag without it.
 func (c *config) istiodCredentials() (credentials.TransportCredentials, error) {
 	ca, cert, key := c.IstiodCA, c.IstiodCert, c.IstiodKey
-	if ca == "" && cert == "" {
+	if ca == "" {
 		return insecure.NewCredentials(), nil
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.IstiodServerName}
 	if cfg.ServerName == "" {
 		cfg.ServerName, _, _ = net.SplitHostPort(c.Istiod)
 	}
-	if ca != "" {
-		pem, err := os.ReadFile(ca)
-		if err != nil {
-			return nil, cliconfig.Invalid("istiod-ca", ca, err.Error())
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, cliconfig.Invalid("istiod-ca", ca, "no PEM certificate in file")
-		}
-		cfg.RootCAs = pool
+	pem, err := os.ReadFile(ca)
+	if err != nil {
+		return nil, cliconfig.Invalid("istiod-ca", ca, err.Error())
 	}
-	if cert != "" || key != "" {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, cliconfig.Invalid("istiod-ca", ca, "no PEM certificate in file")
+	}
+	cfg.RootCAs = pool
+	if cert != "" {
 		kp, err := tls.LoadX509KeyPair(cert, key)
 		if err != nil {
 			return nil, cliconfig.Invalid("istiod-cert", cert, err.Error())

@@ -28,6 +28,7 @@ func (c *Client) handleResponse(ctx context.Context, s *stream, resp *discoveryv
 	entries, err := ca.decode(resp)
 	if err != nil {
 		c.stats.NACKs.Inc()
+		c.health.Nacked(typ.url, err, c.log)
 		c.stats.SetError(fmt.Errorf("NACK %s nonce %q: %w", typ.short, resp.GetNonce(), err), at)
 		c.log.Warn("delta xds NACK", "type", typ.short, "nonce", resp.GetNonce(), "held", ca.len(), "reason", err)
 		s.reply(typ, resp.GetNonce(), &statuspb.Status{Code: int32(codes.InvalidArgument), Message: err.Error()})
@@ -41,6 +42,7 @@ func (c *Client) handleResponse(ctx context.Context, s *stream, resp *discoveryv
 	c.known[typ.url] = true
 	s.healthy = true
 	c.stats.ACKs.Inc()
+	c.health.Acked(typ.url)
 	s.reply(typ, resp.GetNonce(), nil)
 	c.publishSizes()
 	newly := c.checkComplete(s, time.Now())
@@ -89,7 +91,8 @@ func (c *Client) checkComplete(s *stream, now time.Time) bool {
 
 // emit gives u to the handler, marked complete when the stream is.
 func (c *Client) emit(ctx context.Context, s *stream, u Update, wasComplete bool) {
-	u.Complete = wasComplete || s.complete
+	u.NewlyComplete = !wasComplete && s.complete
+	u.Complete = wasComplete || u.NewlyComplete
 	c.stats.Updates.Inc()
 	c.handler.OnUpdate(ctx, u)
 }

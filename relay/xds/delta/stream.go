@@ -59,7 +59,7 @@ func (s *stream) reply(typ *resourceType, nonce string, detail *statuspb.Status)
 // (accepted a response) and the error that ended it.
 func (c *Client) runStream(ctx context.Context, ads discoveryv3.AggregatedDiscoveryServiceClient) (healthy bool, err error) {
 	var s *stream
-	err = reconnect.Serve(ctx, c.stats, c.opts.SyncTimeout, ads.DeltaAggregatedResources,
+	err = reconnect.Serve(ctx, c.stats, c.health, c.opts.SyncTimeout, ads.DeltaAggregatedResources,
 		func(out *reconnect.Requests[*discoveryv3.DeltaDiscoveryRequest], sync *time.Timer) {
 			s = &stream{out: out, node: c.node, accepted: map[string]bool{}, opened: time.Now(), syncTimer: sync}
 			held := 0

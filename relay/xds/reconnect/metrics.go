@@ -112,7 +112,7 @@ func (m *Metrics) SetSizes(resources, subscribed map[string]int) {
 	for vec, sizes := range map[*prometheus.GaugeVec]map[string]int{m.resources: resources, m.subscribed: subscribed} {
 		vec.Reset()
 		for url, n := range sizes {
-			vec.WithLabelValues(messageName(url)).Set(float64(n))
+			vec.WithLabelValues(MessageName(url)).Set(float64(n))
 		}
 	}
 }
@@ -156,7 +156,7 @@ func (m *Metrics) byURL(vec *prometheus.GaugeVec) map[string]int {
 	out := map[string]int{}
 	for name, v := range promvalue.ByLabel(vec) {
 		for _, url := range m.typeURLs {
-			if messageName(url) == name {
+			if MessageName(url) == name {
 				out[url] = int(v)
 			}
 		}
@@ -164,8 +164,8 @@ func (m *Metrics) byURL(vec *prometheus.GaugeVec) map[string]int {
 	return out
 }
 
-// messageName turns a type URL into its message name ("Cluster"), the
+// MessageName turns a type URL into its message name ("Cluster"), the
 // "type" label of the size metrics.
-func messageName(typeURL string) string {
+func MessageName(typeURL string) string {
 	return typeURL[strings.LastIndexByte(typeURL, '.')+1:]
 }

@@ -2,6 +2,7 @@ package reconnect
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -15,13 +16,16 @@ import (
 // tick, all from the calling goroutine, until the stream fails or ctx is
 // done. It returns the error that ended the stream; the Pump and the timer
 // are stopped before it returns.
-func Serve[Req, Resp any](ctx context.Context, m *Metrics, syncTimeout time.Duration,
+func Serve[Req, Resp any](ctx context.Context, m *Metrics, h *Health, syncTimeout time.Duration,
 	open func(context.Context, ...grpc.CallOption) (grpc.BidiStreamingClient[Req, Resp], error),
 	start func(out *Requests[*Req], sync *time.Timer),
 	handle func(ctx context.Context, msg *Resp, at time.Time),
 	tick func(context.Context, time.Time)) error {
-	sctx, cancel := context.WithCancel(ctx)
+	sctx, cancelCause := context.WithCancelCause(ctx)
+	cancel := func() { cancelCause(nil) }
 	defer cancel()
+	h.SetStreamCancel(cancelCause)
+	defer h.SetStreamCancel(nil)
 	st, err := open(sctx)
 	if err != nil {
 		return fmt.Errorf("open stream: %w", err)
@@ -38,12 +42,17 @@ func Serve[Req, Resp any](ctx context.Context, m *Metrics, syncTimeout time.Dura
 	defer sync.Stop()
 	start(pump.Requests, sync)
 	defer m.StreamOpened()()
+	h.SetConnected(true, time.Now())
+	defer func() { h.SetConnected(false, time.Now()) }()
 
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case err := <-pump.Ended:
+			if cause := context.Cause(sctx); ctx.Err() == nil && errors.Is(cause, ErrReconnect) {
+				return cause // Reconnect ended the stream, not a failure
+			}
 			return err
 		case r := <-pump.Responses:
 			handle(ctx, r.Msg, r.At)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 
@@ -24,8 +25,10 @@ type Client struct {
 	caches map[string]*cache        // by type URL, all four types
 	subs   map[string]*subscription // by type URL, EDS and RDS only
 
-	up    *reconnect.Upstream
-	stats *reconnect.Metrics
+	up                 *reconnect.Upstream
+	stats              *reconnect.Metrics
+	health             *reconnect.Health
+	reconnect.Readings // Reconnect, Upstream, NackLoop
 }
 
 // New checks opts and returns a Client that reports to h. It does not
@@ -55,6 +58,8 @@ func New(opts Options, h Handler) (*Client, error) {
 		urls = append(urls, t.url)
 	}
 	c.stats = reconnect.NewMetrics(urls)
+	c.health = reconnect.NewHealth(time.Now(), urls)
+	c.Readings = c.health.Readings()
 	c.up = &reconnect.Upstream{Name: "sotw", Address: opts.Address, MaxRecvMsgSize: opts.MaxRecvMsgSize,
 		Backoff: opts.Backoff, DialOptions: opts.DialOptions}
 	return c, nil

@@ -31,6 +31,7 @@ func (c *Client) handleResponse(ctx context.Context, s *stream, resp *discoveryv
 	entries, err := ca.decode(resp)
 	if err != nil {
 		c.stats.NACKs.Inc()
+		c.health.Nacked(typ.url, err, c.log)
 		c.stats.SetError(fmt.Errorf("NACK %s version %q: %w", typ.short, resp.GetVersionInfo(), err), at)
 		c.log.Warn("xds NACK", "type", typ.short, "version", resp.GetVersionInfo(), "nonce", resp.GetNonce(),
 			"kept_version", s.version[typ.url], "reason", err)
@@ -56,6 +57,7 @@ func (c *Client) handleResponse(ctx context.Context, s *stream, resp *discoveryv
 	s.accepted[typ.url] = true
 	s.healthy = true
 	c.stats.ACKs.Inc()
+	c.health.Acked(typ.url)
 	s.send(typ, c.names(typ), nil)
 	var updates []Update
 	if !u.empty() {
@@ -128,7 +130,8 @@ func (c *Client) checkComplete(s *stream, now time.Time) bool {
 // once all of them are applied.
 func (c *Client) emit(ctx context.Context, s *stream, updates []Update, wasComplete bool) {
 	for i, u := range updates {
-		u.Complete = wasComplete || (s.complete && i == len(updates)-1)
+		u.NewlyComplete = !wasComplete && s.complete && i == len(updates)-1
+		u.Complete = wasComplete || u.NewlyComplete
 		c.stats.Updates.Inc()
 		c.handler.OnUpdate(ctx, u)
 	}

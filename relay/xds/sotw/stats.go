@@ -13,4 +13,6 @@ type Stats = reconnect.Stats
 
 // Metrics returns the client's Prometheus collectors
 // (meshrelay_relay_xds_*), for the caller to register.
-func (c *Client) Metrics() []prometheus.Collector { return c.stats.Collectors() }
+func (c *Client) Metrics() []prometheus.Collector {
+	return append(c.stats.Collectors(), c.health.Gauge)
+}

@@ -85,7 +85,7 @@ func (s *stream) subscriptionChanged(now time.Time, syncTimeout time.Duration) {
 // (accepted a response) and the error that ended it.
 func (c *Client) runStream(ctx context.Context, ads discoveryv3.AggregatedDiscoveryServiceClient) (healthy bool, err error) {
 	var s *stream
-	err = reconnect.Serve(ctx, c.stats, c.opts.SyncTimeout, ads.StreamAggregatedResources,
+	err = reconnect.Serve(ctx, c.stats, c.health, c.opts.SyncTimeout, ads.StreamAggregatedResources,
 		func(out *reconnect.Requests[*discoveryv3.DiscoveryRequest], sync *time.Timer) {
 			s = newStream(c.node, time.Now(), sync)
 			s.out = out
