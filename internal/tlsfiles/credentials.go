@@ -25,7 +25,10 @@ func (t *transport) ClientHandshake(ctx context.Context, authority string, conn 
 	if h, _, err := net.SplitHostPort(authority); err == nil {
 		host = h
 	}
-	return credentials.NewTLS(t.files.Config(host)).ClientHandshake(ctx, authority, conn)
+	cfg := t.files.Config(host)
+	// gRPC's TLS credentials verify the name they are given as the
+	// authority, whatever the config's ServerName says.
+	return credentials.NewTLS(cfg).ClientHandshake(ctx, cfg.ServerName, conn)
 }
 
 func (t *transport) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
