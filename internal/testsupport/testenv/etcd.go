@@ -42,7 +42,10 @@ func Client(tb testing.TB, endpoints []string) *clientv3.Client {
 func StartTLSEtcd(tb testing.TB, ca *testpki.CA, clientCertAuth bool, opts embedetcd.Options) *embedetcd.Server {
 	tb.Helper()
 	f := ca.Write(tb, tb.TempDir(), ca.Server(tb, "etcd", "127.0.0.1", ServerName))
-	opts.ClientTLS = &embedetcd.TLS{CertFile: f.Cert, KeyFile: f.Key, CAFile: f.CA, ClientCertAuth: clientCertAuth}
+	opts.ClientTLS = &embedetcd.TLS{CertFile: f.Cert, KeyFile: f.Key}
+	if clientCertAuth { // etcd asks for client certificates whenever it has a CA for them
+		opts.ClientTLS.CAFile, opts.ClientTLS.ClientCertAuth = f.CA, true
+	}
 	return StartEtcd(tb, opts)
 }
 
