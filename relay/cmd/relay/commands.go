@@ -31,7 +31,7 @@ environment, which wins over the file.`,
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newDecodeCommand(stdin, stdout), newInspectCommand(stdout))
+	root.AddCommand(newDecodeCommand(stdin, stdout), newInspectCommand(stdout), newEtcdInitCommand(stderr))
 	return root
 }
 
