@@ -271,4 +271,3 @@ func TestIstiodTokenRotation(t *testing.T) {
 		t.Error("missing token file accepted")
 	}
 }
-
