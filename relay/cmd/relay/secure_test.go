@@ -128,13 +128,13 @@ func tlsIstiod(t *testing.T, token *atomic.Value) (*istiodsim.Sim, string) {
 
 // runRelayUntilReady runs the relay command with args and waits for
 // /readyz; the test's cleanup stops it.
-func runRelayUntilReady(t *testing.T, metrics string, args ...string) *syncBuffer {
+func runRelayUntilReady(t *testing.T, metrics string, args ...string) (stdout, stderr *syncBuffer) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	stdout, stderr = &syncBuffer{}, &syncBuffer{}
 	go func() {
 		cmd := newRootCommand(strings.NewReader(""), stdout, stderr)
-		cmd.SetArgs(append(args, "--metrics-listen", metrics, "--relay-id", "secure-test"))
+		cmd.SetArgs(append(args, "--metrics-listen", metrics, "--relay-id", "cmd-test"))
 		done <- cmd.ExecuteContext(ctx)
 	}()
 	t.Cleanup(func() {
@@ -165,7 +165,7 @@ func runRelayUntilReady(t *testing.T, metrics string, args ...string) *syncBuffe
 		}
 		return nil
 	})
-	return stderr
+	return stdout, stderr
 }
 
 type httpStatusError struct{ code int }
@@ -269,5 +269,23 @@ func TestIstiodTokenRotation(t *testing.T) {
 	}
 	if _, err := newTokenFile(filepath.Join(t.TempDir(), "none")); err == nil {
 		t.Error("missing token file accepted")
+	}
+}
+
+// TestNodeMetadataClusterID: $CLUSTER_ID reaches the xDS node metadata
+// unless --node-metadata sets it.
+func TestNodeMetadataClusterID(t *testing.T) {
+	t.Setenv("CLUSTER_ID", "east")
+	c := &config{}
+	if got := c.nodeMetadata()["CLUSTER_ID"]; got != "east" {
+		t.Errorf("from the environment: %v", got)
+	}
+	c.NodeMetadata = map[string]string{"CLUSTER_ID": "west", "ISTIO_VERSION": "1.28.0"}
+	if m := c.nodeMetadata(); m["CLUSTER_ID"] != "west" || m["ISTIO_VERSION"] != "1.28.0" {
+		t.Errorf("flag over environment: %v", m)
+	}
+	t.Setenv("CLUSTER_ID", "")
+	if m := (&config{}).nodeMetadata(); m != nil {
+		t.Errorf("nothing set: %v", m)
 	}
 }
