@@ -2,17 +2,12 @@ package cliconfig
 
 import (
 	"context"
-
 	"io"
 	"log/slog"
 	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	clientv3 "go.etcd.io/etcd/client/v3"
-
-	"github.com/meshrelay/meshrelay/internal/etcddial"
-	"github.com/meshrelay/meshrelay/internal/keyspace"
 )
 
 // Configurable is a main's configuration struct: Bind binds its fields to
@@ -41,70 +36,6 @@ func Bound(cmd *cobra.Command, cfg Configurable, run func(ctx context.Context, a
 		return run(cmd.Context(), args)
 	}
 	return cmd
-}
-
-// Etcd is the etcd connection configuration every binary shares:
-// --cluster, --etcd-endpoints and the etcd TLS files.
-type Etcd struct {
-	Cluster                   string
-	Endpoints                 []string
-	CAFile, CertFile, KeyFile string
-}
-
-// Bind adds the etcd flags to fs, bound to e.
-func (e *Etcd) Bind(fs *pflag.FlagSet, endpointsHelp string) {
-	fs.StringVar(&e.Cluster, "cluster", keyspace.DefaultCluster, "cluster id: keys live under /meshrelay/v1/<cluster>/")
-	fs.StringSliceVar(&e.Endpoints, "etcd-endpoints", nil, endpointsHelp)
-	fs.StringVar(&e.CAFile, "etcd-ca", "", "etcd TLS: CA file")
-	fs.StringVar(&e.CertFile, "etcd-cert", "", "etcd TLS: client certificate file")
-	fs.StringVar(&e.KeyFile, "etcd-key", "", "etcd TLS: client key file")
-}
-
-// Validate checks the cluster id (one key segment) and that the endpoints
-// and TLS files make one secure or one plaintext configuration: every
-// endpoint has the same scheme, TLS files never go with an http://
-// endpoint, and --etcd-cert and --etcd-key come together. Peers are always
-// verified (docs/contract.md, section 4).
-func (e *Etcd) Validate() error {
-	if e.Cluster == "" || strings.Contains(e.Cluster, "/") {
-		return Invalid("cluster", e.Cluster, "want a non-empty id without '/'")
-	}
-	if (e.CertFile == "") != (e.KeyFile == "") {
-		return Invalid("etcd-cert", e.CertFile, "--etcd-cert and --etcd-key go together")
-	}
-	scheme := ""
-	for i, ep := range e.Endpoints {
-		sc, _, found := strings.Cut(ep, "://")
-		if !found {
-			sc = ""
-		}
-		switch sc {
-		case "", "http", "https":
-		default:
-			return Invalid("etcd-endpoints", ep, "want http://, https:// or host:port")
-		}
-		if i > 0 && sc != scheme {
-			return Invalid("etcd-endpoints", strings.Join(e.Endpoints, ","), "endpoints mix schemes; use one")
-		}
-		scheme = sc
-	}
-	if e.TLS() && scheme == "http" {
-		return Invalid("etcd-endpoints", strings.Join(e.Endpoints, ","), "--etcd-ca/--etcd-cert/--etcd-key need https:// endpoints, not http://")
-	}
-	return nil
-}
-
-// TLS reports whether a TLS file flag is set.
-func (e *Etcd) TLS() bool { return e.CAFile != "" || e.CertFile != "" || e.KeyFile != "" }
-
-// Dial opens an etcd client for endpoints (e.Endpoints, or the embedded
-// etcd's) with e's TLS files.
-func (e *Etcd) Dial(endpoints []string, log *slog.Logger) (*clientv3.Client, error) {
-	return etcddial.Dial(etcddial.Options{
-		Endpoints: endpoints,
-		CAFile:    e.CAFile, CertFile: e.CertFile, KeyFile: e.KeyFile,
-		Logger: log,
-	})
 }
 
 // Log is --log-level and --log-format.

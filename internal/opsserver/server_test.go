@@ -28,7 +28,7 @@ func TestEndpoints(t *testing.T) {
 	reg.MustRegister(c)
 	c.Add(3)
 	var ready atomic.Bool
-	s, err := Start(Options{Listen: "127.0.0.1:0", Gatherer: reg, Ready: func() (bool, string) { return ready.Load(), "first sync pending" }})
+	s, err := Start(Options{Listen: "127.0.0.1:0", Pprof: true, Gatherer: reg, Ready: func() (bool, string) { return ready.Load(), "first sync pending" }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,6 +50,25 @@ func TestEndpoints(t *testing.T) {
 	}
 	if code, _ := get(t, base+"/debug/pprof/"); code != 200 {
 		t.Fatalf("/debug/pprof/: %d", code)
+	}
+}
+
+// TestPprofOffByDefault: without Options.Pprof, /debug/pprof/ and its
+// handlers are not served (404), while /metrics is.
+func TestPprofOffByDefault(t *testing.T) {
+	s, err := Start(Options{Listen: "127.0.0.1:0", Gatherer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(context.Background()) })
+	base := "http://" + s.Addr()
+	for _, p := range []string{"/debug/pprof/", "/debug/pprof/cmdline", "/debug/pprof/heap"} {
+		if code, _ := get(t, base+p); code != http.StatusNotFound {
+			t.Errorf("%s without Pprof: %d, want 404", p, code)
+		}
+	}
+	if code, _ := get(t, base+"/metrics"); code != 200 {
+		t.Errorf("/metrics: %d", code)
 	}
 }
 

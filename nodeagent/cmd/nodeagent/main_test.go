@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/meshrelay/meshrelay/internal/cliconfig"
@@ -279,6 +280,12 @@ func writeService(t *testing.T, endpoint string) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	writeServiceTo(t, c)
+}
+
+// writeServiceTo is writeService through c.
+func writeServiceTo(t *testing.T, c *clientv3.Client) {
+	t.Helper()
 	space := keyspace.New("test")
 	spec := &v1.ServiceSpec{Namespace: "ns", Name: "web", Vips: []string{"127.77.0.1"},
 		Ports: []*v1.ServicePort{{Port: 80, TargetPort: 8080, Protocol: v1.Protocol_TCP}}}

@@ -29,7 +29,7 @@ With no --etcd-endpoints it starts an embedded, in-memory etcd on loopback.
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newDecodeCommand(stdin, stdout), newInspectCommand(stdout))
+	root.AddCommand(newDecodeCommand(stdin, stdout), newInspectCommand(stdout), newEtcdInitCommand(stderr))
 	return root
 }
 

@@ -30,6 +30,9 @@ type config struct {
 	NodeMetadata  map[string]string
 
 	IstiodCA, IstiodCert, IstiodKey, IstiodServerName string
+	IstiodTokenFile                                   string
+
+	Pprof bool
 
 	SyncTimeout    time.Duration
 	MaxRecvMsgSize int
@@ -60,7 +63,8 @@ func (c *config) Bind(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Istiod, "istiod", "127.0.0.1:15010", "Istiod xDS address (host:port); 15010 is plaintext, 15012 needs --istiod-ca")
 	fs.StringVar(&c.Mode, "mode", modeSotW, "upstream API: sotw (CDS/EDS/LDS/RDS); workload (Istio's ambient workload API over delta xDS)")
 	fs.IntVar(&c.Shards, "shards", keyspace.DefaultShards, "number of keyspace shards")
-	fs.StringVar(&c.MetricsListen, "metrics-listen", "127.0.0.1:9464", "address of /metrics, /healthz, /readyz and /debug/pprof/ (empty disables)")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", "127.0.0.1:9464", "address of /metrics, /healthz, /readyz and, with --pprof, /debug/pprof/ (empty disables)")
+	fs.BoolVar(&c.Pprof, "pprof", false, "serve /debug/pprof/ on --metrics-listen")
 	fs.StringVar(&c.RelayID, "relay-id", "", "this replica's id in synced/ markers (default $POD_NAME, else the host name)")
 	fs.StringVar(&c.NodeID, "node-id", "", "xDS node id (default sidecar~$POD_IP~$POD_NAME.$POD_NAMESPACE~$POD_NAMESPACE.svc.cluster.local; ztunnel~... in --mode workload)")
 	fs.StringToStringVar(&c.NodeMetadata, "node-metadata", nil, "extra xDS node metadata, key=value,... (e.g. ISTIO_VERSION=1.28.0)")
@@ -68,6 +72,7 @@ func (c *config) Bind(fs *pflag.FlagSet) {
 	fs.StringVar(&c.IstiodCert, "istiod-cert", "", "Istiod TLS: client certificate file")
 	fs.StringVar(&c.IstiodKey, "istiod-key", "", "Istiod TLS: client key file")
 	fs.StringVar(&c.IstiodServerName, "istiod-server-name", "", "Istiod TLS: server name to verify (default: the host of --istiod)")
+	fs.StringVar(&c.IstiodTokenFile, "istiod-token-file", "", "Istiod TLS: JWT file (a projected service account token, audience istio-ca) sent as 'authorization: Bearer', read again when it changes")
 	fs.DurationVar(&c.SyncTimeout, "sync-timeout", 5*time.Second, "how long to wait for named EDS/RDS resources before the upstream state counts as complete")
 	fs.IntVar(&c.MaxRecvMsgSize, "max-recv-msg-size", 256<<20, "largest xDS message accepted from Istiod, bytes")
 	fs.DurationVar(&c.CoalesceWindow, "coalesce-window", 100*time.Millisecond, "quiet time that ends a burst of changes before it is written")
@@ -105,6 +110,9 @@ func (c *config) Validate() error {
 	}
 	if err := c.validateIstiodTLS(); err != nil {
 		return err
+	}
+	if c.IstiodTokenFile != "" && c.IstiodCA == "" && c.IstiodCert == "" {
+		return cliconfig.Invalid("istiod-token-file", c.IstiodTokenFile, "a token is sent over TLS only: set --istiod-ca")
 	}
 	if c.CoalesceWindow <= 0 || c.CoalesceMaxDelay < c.CoalesceWindow {
 		return cliconfig.Invalid("coalesce-max-delay", c.CoalesceMaxDelay, "want coalesce-window > 0 and coalesce-max-delay >= coalesce-window")
@@ -168,14 +176,20 @@ func (c *config) relayID() string {
 	return etcdsink.DefaultRelayID
 }
 
-// nodeMetadata converts --node-metadata to the relay's form.
+// nodeMetadata converts --node-metadata to the relay's form, with
+// CLUSTER_ID from the environment unless the flag sets it (the node's
+// SERVICE_ACCOUNT, NAMESPACE and the rest come from the environment in
+// package relay).
 func (c *config) nodeMetadata() map[string]any {
-	if len(c.NodeMetadata) == 0 {
-		return nil
+	m := make(map[string]any, len(c.NodeMetadata)+1)
+	if id := os.Getenv("CLUSTER_ID"); id != "" {
+		m["CLUSTER_ID"] = id
 	}
-	m := make(map[string]any, len(c.NodeMetadata))
 	for k, v := range c.NodeMetadata {
 		m[k] = v
+	}
+	if len(m) == 0 {
+		return nil
 	}
 	return m
 }

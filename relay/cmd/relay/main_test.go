@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/meshrelay/meshrelay/internal/cliconfig"
 	"github.com/meshrelay/meshrelay/internal/model"
@@ -143,40 +142,7 @@ func testRelayCommand(t *testing.T, mode string) {
 	}
 	t.Cleanup(sim.Stop)
 	metrics := freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	stdout, stderr := &syncBuffer{}, &syncBuffer{}
-	go func() {
-		cmd := newRootCommand(strings.NewReader(""), stdout, stderr)
-		cmd.SetArgs([]string{"--istiod", sim.Addr(), "--mode", mode, "--metrics-listen", metrics, "--relay-id", "cmd-test"})
-		done <- cmd.ExecuteContext(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("relay: %v\n%s", err, stderr)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("relay did not stop")
-		}
-	})
-
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get("http://" + metrics + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/readyz not ready after 30 s; stderr:\n%s", stderr)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	stdout, _ := runRelayUntilReady(t, metrics, "--istiod", sim.Addr(), "--mode", mode)
 	m := regexp.MustCompile(`listening on (http://127\.0\.0\.1:\d+)`).FindStringSubmatch(stdout.String())
 	if m == nil {
 		t.Fatalf("relay did not print the embedded etcd address:\n%s", stdout)

@@ -2,15 +2,13 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -21,16 +19,20 @@ import (
 	"github.com/meshrelay/meshrelay/internal/embedetcd"
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 	"github.com/meshrelay/meshrelay/internal/opsserver"
+	"github.com/meshrelay/meshrelay/internal/tlsfiles"
 	"github.com/meshrelay/meshrelay/relay"
 	"github.com/meshrelay/meshrelay/relay/etcdsink"
 	"github.com/meshrelay/meshrelay/relay/inspect"
 )
 
+// endpointsFileInterval is how often --etcd-endpoints-file is read again.
+const endpointsFileInterval = 5 * time.Second
+
 // runRelay starts etcd (embedded unless --etcd-endpoints), the ops server
 // and the relay, and runs until ctx ends.
 func runRelay(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	log := cfg.Log.Logger(stderr)
-	creds, err := cfg.istiodCredentials()
+	dialOpts, err := cfg.istiodDialOptions()
 	if err != nil {
 		return err
 	}
@@ -46,7 +48,7 @@ func runRelay(ctx context.Context, cfg *config, stdout, stderr io.Writer) error 
 		MaxRecvMsgSize:      cfg.MaxRecvMsgSize,
 		StallTimeout:        cfg.StallTimeout,
 		UpstreamLostTimeout: cfg.UpstreamLostTimeout,
-		DialOptions:         []grpc.DialOption{grpc.WithTransportCredentials(creds)},
+		DialOptions:         dialOpts,
 		Sink: etcdsink.Options{
 			Window:                cfg.CoalesceWindow,
 			MaxDelay:              cfg.CoalesceMaxDelay,
@@ -60,7 +62,11 @@ func runRelay(ctx context.Context, cfg *config, stdout, stderr io.Writer) error 
 	}
 
 	endpoints := cfg.Etcd.Endpoints
-	if len(endpoints) == 0 {
+	if cfg.Etcd.EndpointsFile != "" {
+		if endpoints, err = cfg.Etcd.FileEndpoints(); err != nil {
+			return err
+		}
+	} else if len(endpoints) == 0 {
 		srv, err := embedetcd.Start(ctx, embedetcd.Options{
 			ClientURL: "http://" + cfg.EtcdListen,
 			Dir:       cfg.EtcdDataDir,
@@ -80,6 +86,7 @@ func runRelay(ctx context.Context, cfg *config, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer client.Close()
+	go cfg.Etcd.FollowEndpointsFile(ctx, client, endpoints, endpointsFileInterval, log)
 
 	reg := opsserver.NewRegistry()
 	opts.Registerer = reg
@@ -87,7 +94,7 @@ func runRelay(ctx context.Context, cfg *config, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	ops := opsserver.Options{Gatherer: reg, Ready: rl.Ready, Healthy: rl.Healthy,
+	ops := opsserver.Options{Pprof: cfg.Pprof, Gatherer: reg, Ready: rl.Ready, Healthy: rl.Healthy,
 		Handlers: map[string]http.Handler{releaseDeletionsPattern: releaseDeletions(rl, log)}}
 	return cliconfig.Serve(ctx, log, cfg.MetricsListen, ops, rl.Run,
 		"relay starting", "relay stopped",
@@ -111,34 +118,42 @@ func releaseDeletions(rl *relay.Relay, log *slog.Logger) http.Handler {
 
 // istiodCredentials returns TLS credentials when --istiod-ca is set
 // (Istiod's 15012 port), insecure ones otherwise; Validate refused every
-// other TLS flag without it.
+// other TLS flag without it. The files are read again for every new
+// connection (internal/tlsfiles).
 func (c *config) istiodCredentials() (credentials.TransportCredentials, error) {
-	ca, cert, key := c.IstiodCA, c.IstiodCert, c.IstiodKey
-	if ca == "" {
+	if c.IstiodCA == "" {
 		return insecure.NewCredentials(), nil
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.IstiodServerName}
-	if cfg.ServerName == "" {
-		cfg.ServerName, _, _ = net.SplitHostPort(c.Istiod)
+	serverName := c.IstiodServerName
+	if serverName == "" {
+		serverName, _, _ = net.SplitHostPort(c.Istiod)
 	}
-	pem, err := os.ReadFile(ca)
+	files, err := tlsfiles.New(tlsfiles.Options{CAFile: c.IstiodCA, CertFile: c.IstiodCert, KeyFile: c.IstiodKey, ServerName: serverName})
 	if err != nil {
-		return nil, cliconfig.Invalid("istiod-ca", ca, err.Error())
+		return nil, cliconfig.Invalid("istiod-ca", c.IstiodCA, oneLine(err))
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, cliconfig.Invalid("istiod-ca", ca, "no PEM certificate in file")
-	}
-	cfg.RootCAs = pool
-	if cert != "" {
-		kp, err := tls.LoadX509KeyPair(cert, key)
-		if err != nil {
-			return nil, cliconfig.Invalid("istiod-cert", cert, err.Error())
-		}
-		cfg.Certificates = []tls.Certificate{kp}
-	}
-	return credentials.NewTLS(cfg), nil
+	return files.Credentials(), nil
 }
+
+// istiodDialOptions are the Istiod connection's credentials: TLS, and the
+// token of --istiod-token-file per RPC.
+func (c *config) istiodDialOptions() ([]grpc.DialOption, error) {
+	creds, err := c.istiodCredentials()
+	if err != nil {
+		return nil, err
+	}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	if c.IstiodTokenFile != "" {
+		tok, err := newTokenFile(c.IstiodTokenFile)
+		if err != nil {
+			return nil, cliconfig.Invalid("istiod-token-file", c.IstiodTokenFile, err.Error())
+		}
+		opts = append(opts, grpc.WithPerRPCCredentials(tok))
+	}
+	return opts, nil
+}
+
+func oneLine(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }
 
 func decode(b []byte, key string, stdout io.Writer) error {
 	m, err := inspect.Decode(b, key)
