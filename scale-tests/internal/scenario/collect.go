@@ -117,6 +117,17 @@ func (p *phase) collect(ctx context.Context, before, after phaseSnapshot) error 
 		}
 		return holders[svc]
 	})
+	if p.mode == config.ModeRelay {
+		var commits []measure.Commit
+		for _, rc := range p.relays {
+			var cr roles.CommitsResult
+			if err := rc.Control.CallTimeout(ctx, time.Minute, "commits", roles.CommitsRequest{Since: before.at.UnixNano()}, &cr); err != nil {
+				return err
+			}
+			commits = append(commits, cr.Commits...)
+		}
+		r.Lag.Stages, r.Lag.StageSamples = measure.ComputeStages(evs.Events, commits, samples.Deliveries, samples.Samples)
+	}
 	p.fillStatic(ctx, after)
 	return nil
 }

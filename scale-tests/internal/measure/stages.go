@@ -1,0 +1,257 @@
+package measure
+
+import (
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/meshrelay/meshrelay/internal/keyspace"
+	"github.com/meshrelay/meshrelay/internal/model"
+)
+
+// The stages of the relay-mode propagation lag, in order. Their durations
+// add up, for each (change, node) pair, to the push → map lag.
+const (
+	StageRelayReceive  = "sim push → relay receive"
+	StageEtcdCommit    = "relay receive → etcd commit"
+	StageWatchDelivery = "etcd commit → watch delivery"
+	StageAgentApply    = "watch delivery → agent apply"
+)
+
+// Stage is the distribution of one stage's duration over the (change,
+// node) pairs whose every timestamp is known.
+type Stage struct {
+	Name   string  `json:"name"`
+	P50Ms  float64 `json:"p50Ms"`
+	P99Ms  float64 `json:"p99Ms"`
+	MeanMs float64 `json:"meanMs"`
+	MaxMs  float64 `json:"maxMs"`
+}
+
+// Commit is one endpoint address that appeared in (Added) or left a
+// service in a relay transaction: Observed is the relay's receipt of the
+// push (observed_unix_nano of the value), At when etcd answered the
+// transaction (Unix nanoseconds), Rev its revision.
+type Commit struct {
+	Addr     string `json:"a"`
+	Added    bool   `json:"add,omitempty"`
+	Service  string `json:"s"`
+	Rev      int64  `json:"r"`
+	Observed int64  `json:"o"`
+	At       int64  `json:"t"`
+}
+
+// Delivery is one watch response of a service that reached a node's agent,
+// holding revisions up to Rev, at At (Unix nanoseconds).
+type Delivery struct {
+	Node    int32  `json:"n"`
+	Service string `json:"s"`
+	Rev     int64  `json:"r"`
+	At      int64  `json:"t"`
+}
+
+// CommitLog runs in a relay's process: it keeps the slice puts and deletes
+// of every committed transaction, raw, and turns them into Commits when
+// asked (decoding is left out of the relay's hot path).
+type CommitLog struct {
+	space keyspace.Space
+
+	mu   sync.Mutex
+	txns []loggedTxn
+}
+
+type loggedTxn struct {
+	rev, at int64
+	ops     []loggedOp
+}
+
+type loggedOp struct {
+	key   string
+	value []byte // nil: delete
+}
+
+// NewCommitLog returns an empty log for cluster's keyspace.
+func NewCommitLog(cluster string) *CommitLog { return &CommitLog{space: keyspace.New(cluster)} }
+
+// Add records a committed transaction's slice operations.
+func (l *CommitLog) Add(rev int64, at time.Time, keys []string, values [][]byte) {
+	t := loggedTxn{rev: rev, at: at.UnixNano()}
+	for i, k := range keys {
+		if sk, ok := l.space.ParseServiceKey(k); ok && sk.Kind == keyspace.KindSlice {
+			t.ops = append(t.ops, loggedOp{key: k, value: values[i]})
+		}
+	}
+	if len(t.ops) == 0 {
+		return
+	}
+	l.mu.Lock()
+	l.txns = append(l.txns, t)
+	l.mu.Unlock()
+}
+
+// Since returns the address changes of the transactions committed at or
+// after since (Unix nanoseconds), diffing each slice with its previous
+// value.
+func (l *CommitLog) Since(since int64) []Commit {
+	l.mu.Lock()
+	txns := slices.Clone(l.txns)
+	l.mu.Unlock()
+	slices.SortFunc(txns, func(a, b loggedTxn) int { return int(a.rev - b.rev) })
+	held := map[string][]string{} // slice key → addresses
+	var out []Commit
+	for _, t := range txns {
+		for _, op := range t.ops {
+			sk, _ := l.space.ParseServiceKey(op.key)
+			svc := sk.Service.String()
+			var now []string
+			var observed int64
+			if op.value != nil {
+				sl, err := model.DecodeSlice(op.value)
+				if err != nil {
+					continue
+				}
+				observed = sl.GetObservedUnixNano()
+				for _, e := range sl.GetEndpoints() {
+					now = append(now, e.GetAddress())
+				}
+				slices.Sort(now)
+			}
+			before := held[op.key]
+			held[op.key] = now
+			if t.at < since {
+				continue
+			}
+			emit := func(addr string, added bool) {
+				out = append(out, Commit{Addr: addr, Added: added, Service: svc, Rev: t.rev, Observed: observed, At: t.at})
+			}
+			for _, a := range now {
+				if _, found := slices.BinarySearch(before, a); !found {
+					emit(a, true)
+				}
+			}
+			for _, a := range before {
+				if _, found := slices.BinarySearch(now, a); !found {
+					emit(a, false)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// DeliveryLog collects the watch deliveries of all nodes of a pool, once
+// enabled.
+type DeliveryLog struct {
+	Enabled atomic.Bool
+	mu      sync.Mutex
+	ds      []Delivery
+}
+
+// Add records that node's agent received svc's events up to rev at at.
+func (l *DeliveryLog) Add(node int32, svc string, rev int64, at time.Time) {
+	if !l.Enabled.Load() {
+		return
+	}
+	l.mu.Lock()
+	l.ds = append(l.ds, Delivery{Node: node, Service: svc, Rev: rev, At: at.UnixNano()})
+	l.mu.Unlock()
+}
+
+// All returns the deliveries recorded.
+func (l *DeliveryLog) All() []Delivery {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.ds)
+}
+
+// ComputeStages splits the lag of every (change, node) pair into its
+// stages: the simulator's push (events), the relay's receipt and etcd's
+// commit (commits), the agent's watch delivery (deliveries) and the map
+// write (samples). Pairs with a timestamp missing are left out; matched
+// counts the others.
+func ComputeStages(events []UpstreamEvent, commits []Commit, deliveries []Delivery, samples []ApplySample) (stages []Stage, matched int) {
+	pushes := map[eventKey][]int64{}
+	for _, e := range events {
+		if e.Push != 0 {
+			k := eventKey{e.Addr, e.Added}
+			pushes[k] = append(pushes[k], e.Push)
+		}
+	}
+	for _, p := range pushes {
+		slices.Sort(p)
+	}
+	commitOf := map[eventKey][]Commit{}
+	for _, c := range commits {
+		k := eventKey{c.Addr, c.Added}
+		commitOf[k] = append(commitOf[k], c)
+	}
+	for _, cs := range commitOf {
+		slices.SortFunc(cs, func(a, b Commit) int { return int(a.Rev - b.Rev) })
+	}
+	type nodeService struct {
+		node int32
+		svc  string
+	}
+	delivered := map[nodeService][]Delivery{}
+	for _, d := range deliveries {
+		k := nodeService{d.Node, d.Service}
+		delivered[k] = append(delivered[k], d)
+	}
+	for _, ds := range delivered {
+		slices.SortFunc(ds, func(a, b Delivery) int { return int(a.Rev - b.Rev) })
+	}
+
+	durations := make([][]float64, 4)
+	type pair struct {
+		node int32
+		key  eventKey
+	}
+	seen := map[pair]struct{}{}
+	for _, s := range samples {
+		k := eventKey{s.Addr, s.Added}
+		if _, dup := seen[pair{s.Node, k}]; dup {
+			continue // another port of the same address, same write
+		}
+		p := pushes[k]
+		i := sort.Search(len(p), func(i int) bool { return p[i] > s.At })
+		if i == 0 {
+			continue
+		}
+		push := p[i-1]
+		// The latest commit of this change before the write.
+		cs := commitOf[k]
+		j := sort.Search(len(cs), func(j int) bool { return cs[j].At > s.At })
+		if j == 0 || cs[j-1].Observed == 0 {
+			continue
+		}
+		c := cs[j-1]
+		// The first delivery to this node holding the commit's revision.
+		ds := delivered[nodeService{s.Node, c.Service}]
+		di := sort.Search(len(ds), func(i int) bool { return ds[i].Rev >= c.Rev })
+		if di == len(ds) {
+			continue
+		}
+		seen[pair{s.Node, k}] = struct{}{}
+		ms := func(from, to int64) float64 { return float64(to-from) / float64(time.Millisecond) }
+		durations[0] = append(durations[0], ms(push, c.Observed))
+		durations[1] = append(durations[1], ms(c.Observed, c.At))
+		durations[2] = append(durations[2], ms(c.At, ds[di].At))
+		durations[3] = append(durations[3], ms(ds[di].At, s.At))
+	}
+	names := []string{StageRelayReceive, StageEtcdCommit, StageWatchDelivery, StageAgentApply}
+	for i, d := range durations {
+		if len(d) == 0 {
+			return nil, 0
+		}
+		slices.Sort(d)
+		sum := 0.0
+		for _, v := range d {
+			sum += v
+		}
+		stages = append(stages, Stage{Name: names[i], P50Ms: quantile(d, 0.5), P99Ms: quantile(d, 0.99),
+			MeanMs: sum / float64(len(d)), MaxMs: d[len(d)-1]})
+	}
+	return stages, len(durations[0])
+}
