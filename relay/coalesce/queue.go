@@ -124,6 +124,23 @@ func (q *Queue[K]) markLocked(k K, now time.Time) {
 	}
 }
 
+// Unwritten tells the queue that the latest release of each of ks wrote
+// nothing (its content had not changed), so it does not count against the
+// Window: the key's next Mark is a leading edge, and a pending one waiting
+// for the trailing edge is due at once. It never blocks.
+func (q *Queue[K]) Unwritten(ks ...K) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	now := time.Now()
+	for _, k := range ks {
+		delete(q.released, k)
+		if d, ok := q.pending[k]; ok && !d.leading {
+			delete(q.pending, k)
+			q.markLocked(k, now)
+		}
+	}
+}
+
 // Len is the number of pending keys.
 func (q *Queue[K]) Len() int {
 	q.mu.Lock()

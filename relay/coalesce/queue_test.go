@@ -319,3 +319,34 @@ func TestConcurrentProducers(t *testing.T) {
 		t.Fatalf("saw %d distinct keys, want %d", len(seen), producers*perProducer)
 	}
 }
+
+// TestUnwrittenFreesTheWindow: a release the consumer reports as having
+// written nothing does not hold the key's next change for the Window.
+func TestUnwrittenFreesTheWindow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q := New[string](Options{Window: time.Second, Pack: time.Millisecond})
+		q.Mark("a")
+		next(t, q)
+		q.Mark("a") // within the window: trailing edge
+		start := time.Now()
+		q.Unwritten("a")
+		next(t, q)
+		if d := time.Since(start); d != time.Millisecond {
+			t.Fatalf("pending key released %v after Unwritten, want the 1ms Pack", d)
+		}
+		// Written this time: the next Mark waits for the window again.
+		q.Mark("a")
+		start = time.Now()
+		next(t, q)
+		if d := time.Since(start); d < 900*time.Millisecond {
+			t.Fatalf("written key re-released after %v, want the rest of the 1s window", d)
+		}
+		q.Unwritten("a")
+		q.Mark("a") // leading edge again
+		start = time.Now()
+		next(t, q)
+		if d := time.Since(start); d != time.Millisecond {
+			t.Fatalf("key marked after Unwritten released after %v, want 1ms", d)
+		}
+	})
+}

@@ -128,6 +128,7 @@ func (s *Sink) writeServices(ctx context.Context, svcs []keyspace.Service) error
 		}
 		if len(p.ops) == 0 {
 			s.metrics.skipped.Add(1)
+			s.queue.Unwritten(task{svc: svc}) // nothing written: its window stays open
 			if d.svc == nil {
 				s.forgetDeleted(svc)
 			}

@@ -36,8 +36,9 @@ type Lag struct {
 	ByHolders []LagBucket `json:"byHolders,omitempty"`
 	// Stages splits the lag of relay mode into its stages (ComputeStages),
 	// over StageSamples of the Samples.
-	Stages       []Stage `json:"stages,omitempty"`
-	StageSamples int     `json:"stageSamples,omitempty"`
+	Stages          []Stage       `json:"stages,omitempty"`
+	StagesByHolders []StageBucket `json:"stagesByHolders,omitempty"`
+	StageSamples    int           `json:"stageSamples,omitempty"`
 }
 
 // LagBucket is the lag of the changes of services held by Min..Max nodes.

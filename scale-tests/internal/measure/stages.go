@@ -166,17 +166,29 @@ func (l *DeliveryLog) All() []Delivery {
 	return slices.Clone(l.ds)
 }
 
+// StageBucket are the stages of the changes of services held by Min..Max
+// nodes (fan-out).
+type StageBucket struct {
+	Min     int     `json:"min"`
+	Max     int     `json:"max"`
+	Samples int     `json:"samples"`
+	Stages  []Stage `json:"stages"`
+}
+
 // ComputeStages splits the lag of every (change, node) pair into its
 // stages: the simulator's push (events), the relay's receipt and etcd's
 // commit (commits), the agent's watch delivery (deliveries) and the map
-// write (samples). Pairs with a timestamp missing are left out; matched
-// counts the others.
-func ComputeStages(events []UpstreamEvent, commits []Commit, deliveries []Delivery, samples []ApplySample) (stages []Stage, matched int) {
+// write (samples); over all pairs (stages) and by how many nodes hold the
+// service (holders, as in ComputeLag). Pairs with a timestamp missing are
+// left out; matched counts the others.
+func ComputeStages(events []UpstreamEvent, commits []Commit, deliveries []Delivery, samples []ApplySample, holders func(service int) int) (stages []Stage, byHolders []StageBucket, matched int) {
 	pushes := map[eventKey][]int64{}
+	serviceOf := map[string]int{}
 	for _, e := range events {
 		if e.Push != 0 {
 			k := eventKey{e.Addr, e.Added}
 			pushes[k] = append(pushes[k], e.Push)
+			serviceOf[e.Addr] = e.Service
 		}
 	}
 	for _, p := range pushes {
@@ -204,6 +216,10 @@ func ComputeStages(events []UpstreamEvent, commits []Commit, deliveries []Delive
 	}
 
 	durations := make([][]float64, 4)
+	bucketDurations := make([][][]float64, len(holderBuckets))
+	for b := range bucketDurations {
+		bucketDurations[b] = make([][]float64, 4)
+	}
 	type pair struct {
 		node int32
 		key  eventKey
@@ -235,23 +251,40 @@ func ComputeStages(events []UpstreamEvent, commits []Commit, deliveries []Delive
 		}
 		seen[pair{s.Node, k}] = struct{}{}
 		ms := func(from, to int64) float64 { return float64(to-from) / float64(time.Millisecond) }
-		durations[0] = append(durations[0], ms(push, c.Observed))
-		durations[1] = append(durations[1], ms(c.Observed, c.At))
-		durations[2] = append(durations[2], ms(c.At, ds[di].At))
-		durations[3] = append(durations[3], ms(ds[di].At, s.At))
-	}
-	names := []string{StageRelayReceive, StageEtcdCommit, StageWatchDelivery, StageAgentApply}
-	for i, d := range durations {
-		if len(d) == 0 {
-			return nil, 0
+		ds4 := []float64{ms(push, c.Observed), ms(c.Observed, c.At), ms(c.At, ds[di].At), ms(ds[di].At, s.At)}
+		h := holders(serviceOf[s.Addr])
+		for i, d := range ds4 {
+			durations[i] = append(durations[i], d)
+			for b, r := range holderBuckets {
+				if h >= r[0] && h <= r[1] {
+					bucketDurations[b][i] = append(bucketDurations[b][i], d)
+				}
+			}
 		}
+	}
+	if len(durations[0]) == 0 {
+		return nil, nil, 0
+	}
+	for b, d := range bucketDurations {
+		if len(d[0]) > 0 {
+			byHolders = append(byHolders, StageBucket{Min: holderBuckets[b][0], Max: holderBuckets[b][1], Samples: len(d[0]), Stages: stageStats(d)})
+		}
+	}
+	return stageStats(durations), byHolders, len(durations[0])
+}
+
+// stageStats summarises the four stages' durations (sorted in place).
+func stageStats(durations [][]float64) []Stage {
+	names := []string{StageRelayReceive, StageEtcdCommit, StageWatchDelivery, StageAgentApply}
+	stages := make([]Stage, len(durations))
+	for i, d := range durations {
 		slices.Sort(d)
 		sum := 0.0
 		for _, v := range d {
 			sum += v
 		}
-		stages = append(stages, Stage{Name: names[i], P50Ms: quantile(d, 0.5), P99Ms: quantile(d, 0.99),
-			MeanMs: sum / float64(len(d)), MaxMs: d[len(d)-1]})
+		stages[i] = Stage{Name: names[i], P50Ms: quantile(d, 0.5), P99Ms: quantile(d, 0.99),
+			MeanMs: sum / float64(len(d)), MaxMs: d[len(d)-1]}
 	}
-	return stages, len(durations[0])
+	return stages
 }

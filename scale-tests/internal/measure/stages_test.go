@@ -56,9 +56,12 @@ func TestStagesSplitTheLag(t *testing.T) {
 		{Node: 1, Addr: "127.1.0.2", Added: true, At: 1100 * ms},
 		{Node: 2, Addr: "127.1.0.2", Added: true, At: 1100 * ms}, // no delivery recorded
 	}
-	stages, n := ComputeStages(events, commits, deliveries, samples)
+	stages, byHolders, n := ComputeStages(events, commits, deliveries, samples, func(int) int { return 3 })
 	if n != 2 || len(stages) != 4 {
 		t.Fatalf("%d pairs, %d stages, want 2 and 4", n, len(stages))
+	}
+	if len(byHolders) != 1 || byHolders[0].Min != 1 || byHolders[0].Samples != 2 || byHolders[0].Stages[3].MaxMs != 30 {
+		t.Fatalf("by holders %+v, want the 1–9 bucket with both pairs", byHolders)
 	}
 	want := []struct{ p50, max float64 }{{10, 10}, {20, 20}, {10, 40}, {5, 30}}
 	for i, st := range stages {

@@ -203,6 +203,25 @@ func Write(dir string, sum *results.Summary) error {
 			w("| %s | %.1f | %.1f | %.1f | %.1f |\n", st.Name, st.P50Ms, st.P99Ms, st.MeanMs, st.MaxMs)
 		}
 		w("| push → map (the lag, same pairs) | | | %.1f | |\n\n", stageMeanSum(relay.Lag.Stages))
+		if len(relay.Lag.StagesByHolders) > 0 {
+			w("By how many nodes hold the changed service (fan-out), p50 / p99 ms:\n\n| nodes holding the service | pairs |")
+			for _, st := range relay.Lag.Stages {
+				w(" %s |", st.Name)
+			}
+			w("\n|---|---:|%s\n", strings.Repeat("---:|", len(relay.Lag.Stages)))
+			for _, b := range relay.Lag.StagesByHolders {
+				rng := fmt.Sprintf("%d–%d", b.Min, b.Max)
+				if b.Max >= 1<<30 {
+					rng = fmt.Sprintf("≥ %d", b.Min)
+				}
+				w("| %s | %d |", rng, b.Samples)
+				for _, st := range b.Stages {
+					w(" %.1f / %.1f |", st.P50Ms, st.P99Ms)
+				}
+				w("\n")
+			}
+			w("\n")
+		}
 	}
 
 	if relay != nil && relay.Etcd != nil {

@@ -111,12 +111,13 @@ func (p *phase) collect(ctx context.Context, before, after phaseSnapshot) error 
 		}
 	}
 	all := p.mode == config.ModeDirect && p.cfg.DirectScope == "all"
-	r.Lag = measure.ComputeLag(evs.Events, samples.Samples, func(svc int) int {
+	holdersOf := func(svc int) int {
 		if all {
 			return len(p.nodes)
 		}
 		return holders[svc]
-	})
+	}
+	r.Lag = measure.ComputeLag(evs.Events, samples.Samples, holdersOf)
 	if p.mode == config.ModeRelay {
 		var commits []measure.Commit
 		for _, rc := range p.relays {
@@ -126,7 +127,7 @@ func (p *phase) collect(ctx context.Context, before, after phaseSnapshot) error 
 			}
 			commits = append(commits, cr.Commits...)
 		}
-		r.Lag.Stages, r.Lag.StageSamples = measure.ComputeStages(evs.Events, commits, samples.Deliveries, samples.Samples)
+		r.Lag.Stages, r.Lag.StagesByHolders, r.Lag.StageSamples = measure.ComputeStages(evs.Events, commits, samples.Deliveries, samples.Samples, holdersOf)
 	}
 	p.fillStatic(ctx, after)
 	return nil
