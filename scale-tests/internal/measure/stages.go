@@ -1,6 +1,7 @@
 package measure
 
 import (
+	"cmp"
 	"slices"
 	"sort"
 	"sync"
@@ -98,7 +99,7 @@ func (l *CommitLog) Since(since int64) []Commit {
 	l.mu.Lock()
 	txns := slices.Clone(l.txns)
 	l.mu.Unlock()
-	slices.SortFunc(txns, func(a, b loggedTxn) int { return int(a.rev - b.rev) })
+	slices.SortFunc(txns, func(a, b loggedTxn) int { return cmp.Compare(a.rev, b.rev) })
 	held := map[string][]string{} // slice key → addresses
 	var out []Commit
 	for _, t := range txns {
@@ -194,26 +195,12 @@ func ComputeStages(events []UpstreamEvent, commits []Commit, deliveries []Delive
 	for _, p := range pushes {
 		slices.Sort(p)
 	}
-	commitOf := map[eventKey][]Commit{}
-	for _, c := range commits {
-		k := eventKey{c.Addr, c.Added}
-		commitOf[k] = append(commitOf[k], c)
-	}
-	for _, cs := range commitOf {
-		slices.SortFunc(cs, func(a, b Commit) int { return int(a.Rev - b.Rev) })
-	}
+	commitOf := groupByRev(commits, func(c Commit) eventKey { return eventKey{c.Addr, c.Added} }, func(c Commit) int64 { return c.Rev })
 	type nodeService struct {
 		node int32
 		svc  string
 	}
-	delivered := map[nodeService][]Delivery{}
-	for _, d := range deliveries {
-		k := nodeService{d.Node, d.Service}
-		delivered[k] = append(delivered[k], d)
-	}
-	for _, ds := range delivered {
-		slices.SortFunc(ds, func(a, b Delivery) int { return int(a.Rev - b.Rev) })
-	}
+	delivered := groupByRev(deliveries, func(d Delivery) nodeService { return nodeService{d.Node, d.Service} }, func(d Delivery) int64 { return d.Rev })
 
 	durations := make([][]float64, 4)
 	bucketDurations := make([][][]float64, len(holderBuckets))
@@ -287,4 +274,16 @@ func stageStats(durations [][]float64) []Stage {
 			MeanMs: sum / float64(len(d)), MaxMs: d[len(d)-1]}
 	}
 	return stages
+}
+
+// groupByRev groups vs by key, each group sorted by revision.
+func groupByRev[K comparable, V any](vs []V, key func(V) K, rev func(V) int64) map[K][]V {
+	out := map[K][]V{}
+	for _, v := range vs {
+		out[key(v)] = append(out[key(v)], v)
+	}
+	for _, g := range out {
+		slices.SortFunc(g, func(a, b V) int { return cmp.Compare(rev(a), rev(b)) })
+	}
+	return out
 }
