@@ -16,10 +16,14 @@ import (
 // add up, for each (change, node) pair, to the push → map lag.
 const (
 	StageRelayReceive  = "sim push → relay receive"
-	StageEtcdCommit    = "relay receive → etcd commit"
+	StageRelayTxn      = "relay receive → txn sent (relay, coalescing)"
+	StageEtcdCommit    = "txn sent → etcd commit"
 	StageWatchDelivery = "etcd commit → watch delivery"
 	StageAgentApply    = "watch delivery → agent apply"
 )
+
+// stageNames are the stages in order.
+var stageNames = []string{StageRelayReceive, StageRelayTxn, StageEtcdCommit, StageWatchDelivery, StageAgentApply}
 
 // Stage is the distribution of one stage's duration over the (change,
 // node) pairs whose every timestamp is known.
@@ -33,14 +37,16 @@ type Stage struct {
 
 // Commit is one endpoint address that appeared in (Added) or left a
 // service in a relay transaction: Observed is the relay's receipt of the
-// push (observed_unix_nano of the value), At when etcd answered the
-// transaction (Unix nanoseconds), Rev its revision.
+// push (observed_unix_nano of the value), Sent when the relay sent the
+// transaction, At when etcd answered it (Unix nanoseconds), Rev its
+// revision.
 type Commit struct {
 	Addr     string `json:"a"`
 	Added    bool   `json:"add,omitempty"`
 	Service  string `json:"s"`
 	Rev      int64  `json:"r"`
 	Observed int64  `json:"o"`
+	Sent     int64  `json:"x"`
 	At       int64  `json:"t"`
 }
 
@@ -64,8 +70,8 @@ type CommitLog struct {
 }
 
 type loggedTxn struct {
-	rev, at int64
-	ops     []loggedOp
+	rev, sent, at int64
+	ops           []loggedOp
 }
 
 type loggedOp struct {
@@ -76,9 +82,10 @@ type loggedOp struct {
 // NewCommitLog returns an empty log for cluster's keyspace.
 func NewCommitLog(cluster string) *CommitLog { return &CommitLog{space: keyspace.New(cluster)} }
 
-// Add records a committed transaction's slice operations.
-func (l *CommitLog) Add(rev int64, at time.Time, keys []string, values [][]byte) {
-	t := loggedTxn{rev: rev, at: at.UnixNano()}
+// Add records a committed transaction's slice operations: sent when it
+// was sent, at when etcd answered.
+func (l *CommitLog) Add(rev int64, sent, at time.Time, keys []string, values [][]byte) {
+	t := loggedTxn{rev: rev, sent: sent.UnixNano(), at: at.UnixNano()}
 	for i, k := range keys {
 		if sk, ok := l.space.ParseServiceKey(k); ok && sk.Kind == keyspace.KindSlice {
 			t.ops = append(t.ops, loggedOp{key: k, value: values[i]})
@@ -125,7 +132,7 @@ func (l *CommitLog) Since(since int64) []Commit {
 				continue
 			}
 			emit := func(addr string, added bool) {
-				out = append(out, Commit{Addr: addr, Added: added, Service: svc, Rev: t.rev, Observed: observed, At: t.at})
+				out = append(out, Commit{Addr: addr, Added: added, Service: svc, Rev: t.rev, Observed: observed, Sent: t.sent, At: t.at})
 			}
 			for _, a := range now {
 				if _, found := slices.BinarySearch(before, a); !found {
@@ -202,10 +209,10 @@ func ComputeStages(events []UpstreamEvent, commits []Commit, deliveries []Delive
 	}
 	delivered := groupByRev(deliveries, func(d Delivery) nodeService { return nodeService{d.Node, d.Service} }, func(d Delivery) int64 { return d.Rev })
 
-	durations := make([][]float64, 4)
+	durations := make([][]float64, len(stageNames))
 	bucketDurations := make([][][]float64, len(holderBuckets))
 	for b := range bucketDurations {
-		bucketDurations[b] = make([][]float64, 4)
+		bucketDurations[b] = make([][]float64, len(stageNames))
 	}
 	type pair struct {
 		node int32
@@ -238,9 +245,9 @@ func ComputeStages(events []UpstreamEvent, commits []Commit, deliveries []Delive
 		}
 		seen[pair{s.Node, k}] = struct{}{}
 		ms := func(from, to int64) float64 { return float64(to-from) / float64(time.Millisecond) }
-		ds4 := []float64{ms(push, c.Observed), ms(c.Observed, c.At), ms(c.At, ds[di].At), ms(ds[di].At, s.At)}
+		each := []float64{ms(push, c.Observed), ms(c.Observed, c.Sent), ms(c.Sent, c.At), ms(c.At, ds[di].At), ms(ds[di].At, s.At)}
 		h := holders(serviceOf[s.Addr])
-		for i, d := range ds4 {
+		for i, d := range each {
 			durations[i] = append(durations[i], d)
 			for b, r := range holderBuckets {
 				if h >= r[0] && h <= r[1] {
@@ -260,9 +267,9 @@ func ComputeStages(events []UpstreamEvent, commits []Commit, deliveries []Delive
 	return stageStats(durations), byHolders, len(durations[0])
 }
 
-// stageStats summarises the four stages' durations (sorted in place).
+// stageStats summarises the stages' durations (sorted in place).
 func stageStats(durations [][]float64) []Stage {
-	names := []string{StageRelayReceive, StageEtcdCommit, StageWatchDelivery, StageAgentApply}
+	names := stageNames
 	stages := make([]Stage, len(durations))
 	for i, d := range durations {
 		slices.Sort(d)

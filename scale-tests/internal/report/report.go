@@ -196,7 +196,7 @@ func Write(dir string, sum *results.Summary) error {
 	}
 	if relay != nil && len(relay.Lag.Stages) > 0 {
 		w("## Where the relay-mode lag goes, stage by stage\n\n")
-		w("Each (change, node) pair's lag split at the relay's receipt of the push (observed_unix_nano), the relay's etcd transaction answered (commit), the agent's watch response received (delivery) and the datapath write. The stages of one pair add up to its lag; their percentiles do not add up. Measured over %d of the %d pairs (the others lack a timestamp).\n\n",
+		w("Each (change, node) pair's lag split at the relay's receipt of the push (observed_unix_nano), the relay's etcd transaction sent and answered (commit), the agent's watch response received (delivery) and the datapath write. The stages of one pair add up to its lag; their percentiles do not add up. Measured over %d of the %d pairs (the others lack a timestamp).\n\n",
 			relay.Lag.StageSamples, relay.Lag.Samples)
 		w("| stage | p50 ms | p99 ms | mean ms | max ms |\n|---|---:|---:|---:|---:|\n")
 		for _, st := range relay.Lag.Stages {

@@ -56,6 +56,7 @@ func (t *recordedTxn) Else(ops ...clientv3.Op) clientv3.Txn {
 }
 
 func (t *recordedTxn) Commit() (*clientv3.TxnResponse, error) {
+	sent := time.Now()
 	resp, err := t.Txn.Commit()
 	if err != nil || !resp.Succeeded {
 		return resp, err
@@ -73,6 +74,6 @@ func (t *recordedTxn) Commit() (*clientv3.TxnResponse, error) {
 			values = append(values, nil)
 		}
 	}
-	t.log.Add(resp.Header.Revision, at, keys, values)
+	t.log.Add(resp.Header.Revision, sent, at, keys, values)
 	return resp, err
 }
