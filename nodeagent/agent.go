@@ -38,6 +38,7 @@ type Agent struct {
 	// Owned by the main loop (Run's goroutine).
 	w        *writer // set under mu (Healthy reads it)
 	park     parking
+	pace     flushPace
 	swept    bool
 	programs *datapath.Programs // nil when the datapath has none
 
@@ -83,6 +84,7 @@ func New(c etcdsource.Client, dp datapath.Datapath, opts Options) (*Agent, error
 		load:    newLoadSet(opts.Services, len(opts.Namespaces), opts.MaxServices, idle, opts.Now),
 		pending: map[keyspace.Service]item{},
 		park:    newParking(),
+		pace:    flushPace{window: opts.FlushWindow},
 	}
 	if len(opts.Services) > opts.MaxServices {
 		a.log.Warn("more declared services than --max-services; all are loaded, none on demand",
@@ -200,11 +202,12 @@ func (a *Agent) loop(ctx context.Context, g *errgroup.Group) error {
 	}
 }
 
-// step flushes what is queued, after the coalescing window, and then does
+// step flushes what is queued, when the flush pace allows (at once after
+// quiet, else at the end of the window of the latest flush), and then does
 // what the new state allows: programs and readiness, the orphan sweep.
 func (a *Agent) step(ctx context.Context, g *errgroup.Group) error {
 	if a.queueDepth() > 0 {
-		if w := a.opts.FlushWindow; w > 0 {
+		if w := a.pace.wait(time.Now()); w > 0 {
 			t := time.NewTimer(w)
 			select {
 			case <-ctx.Done():
@@ -216,6 +219,7 @@ func (a *Agent) step(ctx context.Context, g *errgroup.Group) error {
 		if err := a.flush(ctx); err != nil {
 			return err
 		}
+		a.pace.flushed(time.Now())
 	}
 	if err := a.becomeReady(ctx, g); err != nil {
 		return err

@@ -28,10 +28,11 @@
 //
 // # Writing the datapath
 //
-// Changes are coalesced for Options.FlushWindow (latest state wins per
-// service; the queue holds at most one entry per service however fast
-// etcd changes) and written as one datapath.ChangeSet per flush, or per
-// chunk of about Options.Burst entries. A token bucket limits the entries
+// A change that arrives after quiet is flushed at once; the changes that
+// follow within Options.FlushWindow are coalesced and flushed at the
+// window's end (latest state wins per service; the queue holds at most one
+// entry per service however fast etcd changes). A flush is written as one
+// datapath.ChangeSet, or one per chunk of about Options.Burst entries. A token bucket limits the entries
 // written per second and another the change sets applied per second. An
 // unchanged service writes nothing; a one-endpoint change a handful of
 // entries. Ids and slot tables are kept stable (nodemodel.Table).

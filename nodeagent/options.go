@@ -56,8 +56,10 @@ type Options struct {
 	// 10,000.
 	MaxServices int
 
-	// FlushWindow is how long changes are coalesced before a flush.
-	// Default 20 ms; negative flushes at once.
+	// FlushWindow is the shortest time between two flushes: a change
+	// after quiet is flushed at once (after a packing delay of 2 ms), the
+	// changes that follow within the window together at its end. Default
+	// 20 ms; negative flushes at once.
 	FlushWindow time.Duration
 	// MaxMapOpsPerSecond is the token bucket rate of map entries written.
 	// Default 100,000.

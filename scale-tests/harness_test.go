@@ -86,6 +86,9 @@ func TestSmoke(t *testing.T) {
 					t.Error("direct mode ran the etcd-wipe scenario")
 				}
 			} else {
+				if len(relay.Lag.Stages) != 5 || relay.Lag.StageSamples == 0 || relay.Lag.StageSamples > relay.Lag.Samples {
+					t.Errorf("relay mode: %d lag stages over %d of %d samples, want 5 over some", len(relay.Lag.Stages), relay.Lag.StageSamples, relay.Lag.Samples)
+				}
 				direct := sum.Modes[1]
 				if direct.Istiod.Streams != 6 || direct.Lag.Samples == 0 {
 					t.Errorf("direct mode: %d streams (want 6), %d lag samples", direct.Istiod.Streams, direct.Lag.Samples)

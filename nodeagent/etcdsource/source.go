@@ -54,6 +54,11 @@ type Options struct {
 	ProbeInterval time.Duration
 	// Logger receives the Source's messages. Default: discarded.
 	Logger *slog.Logger
+	// OnResponse, if set, is called for every watch response that brings
+	// a service new events, with the newest revision it holds and when
+	// it arrived: the watch delivery stage of the propagation lag, for
+	// measurements (the scale harness). It must not block.
+	OnResponse func(svc keyspace.Service, revision int64, at time.Time)
 }
 
 // Source watches the etcd keys of the services its caller asks for and

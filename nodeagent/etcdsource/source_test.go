@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -549,5 +550,42 @@ func TestNextCoalescesPerService(t *testing.T) {
 	defer cancelShort()
 	if evs, err := s.Next(short, 0); err == nil {
 		t.Fatalf("Next after Unwatch returned %v", evs)
+	}
+}
+
+// TestOnResponseReportsDeliveries: Options.OnResponse sees every watch
+// response that brings a watched service new events, with the revision of
+// the event the Source then emits, and no response for the initial list.
+func TestOnResponseReportsDeliveries(t *testing.T) {
+	srv := testenv.StartEtcd(t, embedetcd.Options{})
+	writer := testenv.Client(t, srv.Endpoints())
+	put(t, writer, space.Generation(), "g1")
+	a := keyspace.Service{Namespace: "ns", Name: "a"}
+	writeService(t, writer, service(a, 3, 0), 1, 0)
+
+	type delivery struct {
+		svc keyspace.Service
+		rev int64
+	}
+	var mu sync.Mutex
+	var got []delivery
+	src := runSource(t, testenv.Client(t, srv.Endpoints()), Options{OnResponse: func(svc keyspace.Service, rev int64, at time.Time) {
+		if at.IsZero() {
+			t.Errorf("OnResponse(%s, %d) with a zero time", svc, rev)
+		}
+		mu.Lock()
+		got = append(got, delivery{svc, rev})
+		mu.Unlock()
+	}})
+	rec := newRecorder(t, src)
+	src.Watch(a)
+	rec.waitFor(a, "initial state", hasHash(service(a, 3, 0)))
+	a2 := service(a, 4, 5)
+	writeService(t, writer, a2, 2, 1)
+	ev := rec.waitFor(a, "update", hasHash(a2))
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 1 || got[0] != (delivery{a, ev.Revision}) {
+		t.Fatalf("OnResponse calls %v, want one for %s at revision %d", got, a, ev.Revision)
 	}
 }

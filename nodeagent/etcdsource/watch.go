@@ -145,6 +145,7 @@ func (s *Source) follow(ctx context.Context, w *watch, rev int64) error {
 // applyResponse applies one watch response and queues what changed. It
 // reports whether a list must confirm a removal.
 func (s *Source) applyResponse(w *watch, resp clientv3.WatchResponse) (confirm bool) {
+	at := time.Now()
 	from := w.held.rev
 	last := from
 	for _, ev := range resp.Events {
@@ -162,6 +163,9 @@ func (s *Source) applyResponse(w *watch, resp clientv3.WatchResponse) (confirm b
 		return false
 	}
 	w.held.rev = last
+	if s.opts.OnResponse != nil {
+		s.opts.OnResponse(w.svc, last, at)
+	}
 	return s.reconcile(w, nil)
 }
 

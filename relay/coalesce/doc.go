@@ -6,10 +6,13 @@
 // batch; marking a key a million times still holds one entry, so memory is
 // bounded by the number of distinct keys.
 //
-// Next returns once changes have settled (no Mark for Window) or have waited
-// long enough (MaxDelay since the oldest pending Mark), whichever comes
-// first: the relay turns a burst of upstream pushes into one write per key
-// while bounding the added latency.
+// A key marked after a quiet period is released at once (the leading
+// edge), after a packing delay of a few milliseconds so that keys marked
+// together go out in one batch. A key marked again within Window of its
+// release waits for the end of that Window (the trailing edge), where all
+// its marks meanwhile are one. So a lone change is not delayed, and a storm
+// still releases each key at most once per Window; MaxDelay bounds any
+// wait.
 //
 // relay/etcdsink imports it. It imports nothing of meshrelay's.
 package coalesce

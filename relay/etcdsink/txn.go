@@ -127,6 +127,7 @@ func (s *Sink) writeServices(ctx context.Context, svcs []keyspace.Service) error
 		if p.empty() {
 			s.metrics.skipped.Add(1)
 			s.setUnwritable(svc, false)
+			s.queue.Unwritten(task{svc: svc}) // nothing written: its window stays open
 			if d.svc == nil {
 				s.forgetDeleted(svc)
 			}

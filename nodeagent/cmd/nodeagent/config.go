@@ -82,7 +82,7 @@ func (c *config) Bind(fs *pflag.FlagSet) {
 	fs.StringVar(&c.CgroupPath, "cgroup-path", datapath.DefaultCgroupPath, "cgroup v2 directory the socket programs attach to")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", nodeagent.DefaultIdleTimeout, "unload an on-demand service unused this long (0 never unloads)")
 	fs.IntVar(&c.MaxServices, "max-services", nodeagent.DefaultMaxServices, "most services loaded; past it the least recently used on-demand service makes room")
-	fs.DurationVar(&c.FlushWindow, "flush-window", nodeagent.DefaultFlushWindow, "how long changes are coalesced before they are written (0 writes at once)")
+	fs.DurationVar(&c.FlushWindow, "flush-window", nodeagent.DefaultFlushWindow, "shortest time between two flushes: a change after quiet is written at once, the ones that follow within the window together at its end (0 writes at once)")
 	fs.Float64Var(&c.MaxMapOpsPerSecond, "max-map-ops-per-second", nodeagent.DefaultMaxMapOpsPerSecond, "map entries written per second at most (token bucket)")
 	fs.IntVar(&c.MapOpsBurst, "map-ops-burst", nodeagent.DefaultBurst, "token bucket size, and the largest change set written at once (entries)")
 	fs.DurationVar(&c.StallTimeout, "stall-timeout", nodeagent.DefaultStallTimeout, "/healthz fails when no datapath write succeeded this long while changes are queued or services parked")

@@ -25,6 +25,10 @@ func (s nameSet) sorted() []string {
 // as is, so the new stream gets everything at once.
 type subscription struct {
 	names nameSet
+	// order is names sorted, built on first use after a change: every
+	// ACK carries the whole subscription, and sorting 10,000 EDS names
+	// for each one held every push back by several milliseconds.
+	order []string
 }
 
 func newSubscription() *subscription {
@@ -41,6 +45,7 @@ func (s *subscription) replace(next nameSet) (removed []string, changed bool) {
 	}
 	changed = len(removed) > 0 || len(next) != len(s.names)
 	s.names = next
+	s.order = nil
 	slices.Sort(removed)
 	return removed, changed
 }
@@ -49,4 +54,11 @@ func (s *subscription) has(name string) bool { return s.names.has(name) }
 
 func (s *subscription) len() int { return len(s.names) }
 
-func (s *subscription) sorted() []string { return s.names.sorted() }
+// sorted returns the subscribed names in order. The slice is shared until
+// the next replace: callers must not modify it.
+func (s *subscription) sorted() []string {
+	if s.order == nil && len(s.names) > 0 {
+		s.order = s.names.sorted()
+	}
+	return s.order
+}

@@ -34,6 +34,11 @@ type Lag struct {
 	// service: a change of a service every node uses fans out to all of
 	// them at once.
 	ByHolders []LagBucket `json:"byHolders,omitempty"`
+	// Stages splits the lag of relay mode into its stages (ComputeStages),
+	// over StageSamples of the Samples.
+	Stages          []Stage       `json:"stages,omitempty"`
+	StagesByHolders []StageBucket `json:"stagesByHolders,omitempty"`
+	StageSamples    int           `json:"stageSamples,omitempty"`
 }
 
 // LagBucket is the lag of the changes of services held by Min..Max nodes.

@@ -71,7 +71,10 @@ type SamplesRequest struct {
 
 type SamplesResult struct {
 	Samples []measure.ApplySample `json:"samples"`
-	Next    int                   `json:"next"`
+	// Deliveries are the relay-mode agents' watch deliveries, when From
+	// is 0.
+	Deliveries []measure.Delivery `json:"deliveries,omitempty"`
+	Next       int                `json:"next"`
 }
 
 // poolNode is one simulated node's harness side.
@@ -86,7 +89,10 @@ type pool struct {
 	cfg     PoolConfig
 	nodes   []*poolNode
 	samples measure.SampleLog
-	bytes   measure.ByteCounter
+	// deliveries are the agents' watch deliveries (relay mode), recorded
+	// while samples are.
+	deliveries measure.DeliveryLog
+	bytes      measure.ByteCounter
 	// totals fills the mode's own counters into a PoolStats.
 	totals func(*PoolStats)
 
@@ -115,9 +121,14 @@ func (p *pool) register(ctl *control.Server) {
 	control.Handle(ctl, "samples", func(ctx context.Context, req SamplesRequest) (SamplesResult, error) {
 		if req.Enable != nil {
 			p.samples.Enabled.Store(*req.Enable)
+			p.deliveries.Enabled.Store(*req.Enable)
 		}
 		s, next := p.samples.From(req.From)
-		return SamplesResult{Samples: s, Next: next}, nil
+		res := SamplesResult{Samples: s, Next: next}
+		if req.From == 0 {
+			res.Deliveries = p.deliveries.All()
+		}
+		return res, nil
 	})
 	control.Handle(ctl, "expect", func(ctx context.Context, t gate.Truth) (struct{}, error) {
 		want := make(map[int]gate.WantService, len(t.Services))

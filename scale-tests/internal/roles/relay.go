@@ -13,6 +13,7 @@ import (
 	"github.com/meshrelay/meshrelay/relay/xds/sotw"
 	"github.com/meshrelay/meshrelay/scale-tests/internal/control"
 	"github.com/meshrelay/meshrelay/scale-tests/internal/launch"
+	"github.com/meshrelay/meshrelay/scale-tests/internal/measure"
 )
 
 // RelayConfig configures one relay replica.
@@ -48,7 +49,8 @@ func runRelayRole(ctx context.Context, raw []byte, ctl *control.Server, log *slo
 		}
 		return ""
 	}, cfg.Cluster)
-	r, err := relay.New(client, relay.Options{Istiod: cfg.Istiod, Node: node, Cluster: cfg.Cluster, RelayID: cfg.ID, Logger: log})
+	commits := measure.NewCommitLog(cfg.Cluster)
+	r, err := relay.New(commitRecorder{Client: client, log: commits}, relay.Options{Istiod: cfg.Istiod, Node: node, Cluster: cfg.Cluster, RelayID: cfg.ID, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -63,6 +65,9 @@ func runRelayRole(ctx context.Context, raw []byte, ctl *control.Server, log *slo
 	}()
 	control.Handle(ctl, "stats", func(ctx context.Context, _ struct{}) (RelayStats, error) {
 		return RelayStats{Started: started, Synced: synced.Load(), Sink: r.Stats()}, nil
+	})
+	control.Handle(ctl, "commits", func(ctx context.Context, req CommitsRequest) (CommitsResult, error) {
+		return CommitsResult{Commits: commits.Since(req.Since)}, nil
 	})
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()

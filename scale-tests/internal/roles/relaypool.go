@@ -51,6 +51,9 @@ func runRelayNodesRole(ctx context.Context, raw []byte, ctl *control.Server, log
 		}
 		clients = append(clients, client)
 		opts := nodeagent.Options{Cluster: cfg.Cluster, NodeName: spec.Name, Logger: log.With("node", spec.Name)}
+		opts.Source.OnResponse = func(svc keyspace.Service, rev int64, at time.Time) {
+			p.deliveries.Add(int32(i), svc.String(), rev, at)
+		}
 		if cfg.OnDemand {
 			opts.OnDemand = true
 			opts.ServiceCIDRs = []netip.Prefix{serviceCIDR}

@@ -111,12 +111,24 @@ func (p *phase) collect(ctx context.Context, before, after phaseSnapshot) error 
 		}
 	}
 	all := p.mode == config.ModeDirect && p.cfg.DirectScope == "all"
-	r.Lag = measure.ComputeLag(evs.Events, samples.Samples, func(svc int) int {
+	holdersOf := func(svc int) int {
 		if all {
 			return len(p.nodes)
 		}
 		return holders[svc]
-	})
+	}
+	r.Lag = measure.ComputeLag(evs.Events, samples.Samples, holdersOf)
+	if p.mode == config.ModeRelay {
+		var commits []measure.Commit
+		for _, rc := range p.relays {
+			var cr roles.CommitsResult
+			if err := rc.Control.CallTimeout(ctx, time.Minute, "commits", roles.CommitsRequest{Since: before.at.UnixNano()}, &cr); err != nil {
+				return err
+			}
+			commits = append(commits, cr.Commits...)
+		}
+		r.Lag.Stages, r.Lag.StagesByHolders, r.Lag.StageSamples = measure.ComputeStages(evs.Events, commits, samples.Deliveries, samples.Samples, holdersOf)
+	}
 	p.fillStatic(ctx, after)
 	return nil
 }
