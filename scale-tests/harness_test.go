@@ -70,6 +70,11 @@ func TestSmoke(t *testing.T) {
 				if m.Components[results.CompNodes] == nil || m.Components[results.CompNodes].MaxRSS == 0 {
 					t.Errorf("%s: node pool not sampled: %+v", m.Mode, m.Components)
 				}
+				// Map memory is the kernel's as root, a labelled model otherwise.
+				if pn := m.PerNode; os.Geteuid() == 0 && (pn.MemlockSource != results.MemlockKernel || len(pn.MemlockNodes) == 0 || pn.MemlockBytes <= 0) ||
+					os.Geteuid() != 0 && (pn.MemlockSource != results.MemlockModel || pn.MemlockNote == "") {
+					t.Errorf("%s: map memory %.0f B from %q (%d nodes replayed, note %q)", m.Mode, pn.MemlockBytes, pn.MemlockSource, len(pn.MemlockNodes), pn.MemlockNote)
+				}
 			}
 			relay := sum.Modes[0]
 			if relay.Mode != config.ModeRelay || relay.Istiod.Streams != 1 {
@@ -94,7 +99,11 @@ func TestSmoke(t *testing.T) {
 					t.Errorf("direct mode: %d streams (want 6), %d lag samples", direct.Istiod.Streams, direct.Lag.Samples)
 				}
 			}
-			for _, f := range []string{"report.md", report.PlotLag, report.PlotCPU, report.PlotMemory} {
+			plots := []string{"report.md", report.PlotLag, report.PlotCPU, report.PlotMemory}
+			if os.Geteuid() == 0 {
+				plots = append(plots, report.PlotMemlock)
+			}
+			for _, f := range plots {
 				if fi, err := os.Stat(filepath.Join(out, f)); err != nil || fi.Size() == 0 {
 					t.Errorf("%s: %v", f, err)
 				}

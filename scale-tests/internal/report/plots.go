@@ -22,10 +22,10 @@ const (
 )
 
 // WritePlots draws the run's PNG plots: the propagation lag CDF per mode,
-// CPU over time per mode and component, and memory against the number of
-// services in the mesh.
+// CPU over time per mode and component, memory against the number of
+// services in the mesh, and the kernel memlock of replayed nodes.
 func WritePlots(dir string, sum *results.Summary) error {
-	for _, f := range []func(string, *results.Summary) error{plotLagCDF, plotCPUOverTime, plotMemoryVsServices} {
+	for _, f := range []func(string, *results.Summary) error{plotLagCDF, plotCPUOverTime, plotMemoryVsServices, plotKernelMemlock} {
 		if err := f(dir, sum); err != nil {
 			return err
 		}

@@ -94,7 +94,7 @@ func Write(dir string, sum *results.Summary) error {
 	row("initial sync: bytes per node", func(m *results.Mode) float64 { return m.PerNode.BootstrapBytes }, bytesFmt)
 	row("initial sync: time to all nodes in sync (s)", func(m *results.Mode) float64 { return m.NodesSyncSeconds }, num("%.2f"))
 	row("map entries held per node", func(m *results.Mode) float64 { return m.PerNode.Entries }, num("%.0f"))
-	row("map memory per node (kernel memlock model)", func(m *results.Mode) float64 { return m.PerNode.MemlockBytes }, bytesFmt)
+	row(memlockRowName(relay, direct), func(m *results.Mode) float64 { return m.PerNode.MemlockBytes }, bytesFmt)
 	row("node pool RSS per node (max)", func(m *results.Mode) float64 { return m.PerNode.PoolRSS }, bytesFmt)
 	w("\n")
 
@@ -267,6 +267,9 @@ func Write(dir string, sum *results.Summary) error {
 	}
 	if c.Plots {
 		w("\n## Plots\n\n![lag CDF](%s)\n\n![CPU over time](%s)\n\n![memory vs services](%s)\n", PlotLag, PlotCPU, PlotMemory)
+		if hasKernelMemlock(sum) {
+			w("\n![map memory vs entries (kernel memlock)](%s)\n", PlotMemlock)
+		}
 	}
 	w("\nLogs of every component are in `logs/`; every figure above is in `summary.json`.\n")
 	return os.WriteFile(filepath.Join(dir, "report.md"), []byte(b.String()), 0o644)

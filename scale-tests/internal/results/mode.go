@@ -91,9 +91,15 @@ type PerNode struct {
 	// Bootstrap: CPU seconds and bytes per node for the initial sync.
 	BootstrapCPUSeconds float64 `json:"bootstrapCpuSeconds"`
 	BootstrapBytes      float64 `json:"bootstrapBytes"`
-	// Memory: entries held and modelled kernel memlock at the end.
-	Entries      float64 `json:"entries"`
-	MemlockBytes float64 `json:"memlockBytes"`
+	// Memory: entries held and map memory at the end. MemlockBytes is
+	// the kernel's memlock when MemlockSource is MemlockKernel (the mean
+	// of MemlockNodes), the model's otherwise (see memlock.go).
+	Entries       float64       `json:"entries"`
+	MemlockBytes  float64       `json:"memlockBytes"`
+	MemlockSource string        `json:"memlockSource,omitempty"`
+	MemlockNodes  []NodeMemlock `json:"memlockNodes,omitempty"`
+	// MemlockNote says why the kernel figure is missing.
+	MemlockNote string `json:"memlockNote,omitempty"`
 	// PoolRSS is the node pool's largest RSS divided by its nodes.
 	PoolRSS float64 `json:"poolRssBytes"`
 }

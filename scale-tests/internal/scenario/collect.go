@@ -147,6 +147,7 @@ func (p *phase) fillStatic(ctx context.Context, s phaseSnapshot) {
 	r.Istiod.Violations = s.sim.Violations
 	r.PerNode.Entries = float64(s.pool.Entries) / n
 	r.PerNode.MemlockBytes = float64(s.pool.MemlockBytes) / n
+	p.fillKernelMemlock(ctx)
 	r.Agents, r.Direct = s.pool.Agents, s.pool.Direct
 	r.Series = map[string][]measure.SamplePoint{}
 	for _, name := range p.smp.Names() {
