@@ -229,6 +229,7 @@ func TestMissScanThroughTheDatapathIsBounded(t *testing.T) {
 	vip := netip.AddrPortFrom(netip.MustParseAddr(legitVIP), 80)
 	asked := time.Now()
 	var took time.Duration
+	var during bool // the scan was still running when the service loaded
 	testenv.Eventually(t, "legitimate service loaded during the scan", func() error {
 		if _, err := caller.Do(cgroupclient.Request{Op: "bench", Addr: vip.String(), N: 1}); err != nil {
 			t.Fatal(err)
@@ -240,7 +241,7 @@ func TestMissScanThroughTheDatapathIsBounded(t *testing.T) {
 		if got := content(st); !slices.Equal(got, expected(legit)) {
 			return fmt.Errorf("datapath holds %q, want %q", got, expected(legit))
 		}
-		took = time.Since(asked)
+		took, during = time.Since(asked), len(done) == 0
 		return nil
 	})
 	// The VIP now reaches the backend.
@@ -255,23 +256,38 @@ func TestMissScanThroughTheDatapathIsBounded(t *testing.T) {
 	if r.connected != 0 || r.refused != n {
 		t.Errorf("scan of %d unknown addresses: %d connected, %d refused; want every one refused", n, r.connected, r.refused)
 	}
-	// Every miss the programs reported reaches a counter: the agent's, or
-	// the programs' own when their channel was full.
+	// Every miss that reaches user space is counted: resolved (unknown),
+	// or dropped by the agent's queue or the programs' channel. Reports the
+	// kernel could not put in the full ring buffer are lost uncounted (the
+	// programs keep no counter of them): they are logged, and more than
+	// maxUncounted of the scan fails the test.
+	const maxUncounted = 20 // in 100 (a busy machine lost 0.4% of 100,000)
 	var st Stats
-	testenv.Eventually(t, "every scanned miss counted", func() error {
+	var counted, last int64
+	testenv.Eventually(t, "the scanned misses counted", func() error {
 		st = ag.Stats()
-		if got := st.MissesUnknown + st.MissesDropped + int64(progs.DroppedMisses()); got < int64(n) {
-			return fmt.Errorf("%d misses counted unknown or dropped (agent stats %+v, programs dropped %d), want at least %d",
-				got, st, progs.DroppedMisses(), n)
+		counted, last = st.MissesUnknown+st.MissesDropped+int64(progs.DroppedMisses()), counted
+		switch {
+		case counted < int64(n)*(100-maxUncounted)/100:
+			return fmt.Errorf("%d misses counted unknown or dropped of %d scanned (agent stats %+v, programs dropped %d)",
+				counted, n, st, progs.DroppedMisses())
+		case counted != last:
+			return fmt.Errorf("%d misses counted, still counting", counted)
 		}
 		return nil
 	})
+	if st.MissErrors != 0 || st.MissesRefused != 0 || st.MissesLoaded == 0 {
+		t.Errorf("miss stats %+v: want no errors or refusals, and the legitimate service loaded by a miss", st)
+	}
+	if st.MissesUnknown > int64(n) {
+		t.Errorf("%d misses counted unknown for %d scanned addresses, each reported once", st.MissesUnknown, n)
+	}
 
 	reads := vipReads(cc)
 	ranges := (n + 255) / 256
-	t.Logf("%d misses through the datapath: %d etcd reads of vips/ (%d /24s), legitimate service loaded in %v (bound %v), scan took %v; misses unknown %d, dropped by the agent %d, by the programs %d",
-		n, reads, ranges, took.Round(time.Millisecond), onDemandBound, r.took.Round(time.Millisecond),
-		st.MissesUnknown, st.MissesDropped, progs.DroppedMisses())
+	t.Logf("%d misses through the datapath: %d etcd reads of vips/ (%d /24s), legitimate service loaded in %v (bound %v; during the scan: %v), scan took %v; misses unknown %d, dropped by the agent %d, by the programs %d, lost uncounted %d",
+		n, reads, ranges, took.Round(time.Millisecond), onDemandBound, during, r.took.Round(time.Millisecond),
+		st.MissesUnknown, st.MissesDropped, progs.DroppedMisses(), max(0, int64(n)-counted))
 	if limit := ranges + 2; reads > limit {
 		t.Errorf("%d etcd reads for %d scanned addresses, want at most %d (one per /24, plus the legitimate VIP's, plus one)", reads, n, limit)
 	}
