@@ -128,6 +128,14 @@ func peakRSS() (int64, error) {
 // attach to, removed by the test; it skips where that is not possible.
 func openTestBPF(t *testing.T) *datapath.BPF {
 	t.Helper()
+	b, _ := openTestBPFCgroup(t)
+	return b
+}
+
+// openTestBPFCgroup is openTestBPF, also returning the child cgroup the
+// programs attach to, for clients (cgroupclient.Start) to run in.
+func openTestBPFCgroup(t *testing.T) (*datapath.BPF, string) {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("skipping BPF test: needs root (CAP_BPF, CAP_SYS_ADMIN) for maps, pins and cgroup programs")
 	}
@@ -160,5 +168,5 @@ func openTestBPF(t *testing.T) *datapath.BPF {
 		t.Skipf("skipping BPF test: cannot open BPF maps: %v", err)
 	}
 	t.Cleanup(func() { b.Close() })
-	return b
+	return b, cg
 }

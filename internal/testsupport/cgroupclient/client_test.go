@@ -129,3 +129,25 @@ func TestBackendRefusesNonLoopback(t *testing.T) {
 		t.Fatal("non-loopback backend accepted")
 	}
 }
+
+// TestScan: "scan" connects once to each of N consecutive addresses from
+// Addr's, counting the connects that succeed and the refused ones.
+func TestScan(t *testing.T) {
+	b, err := ServeTCP(netip.MustParseAddrPort("127.0.0.1:0"), "alpha")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	var s session
+	// 127.0.0.1 answers; nothing listens on 127.0.0.2 and .3 at that port.
+	res := s.do(Request{Op: "scan", Addr: b.Addr.String(), N: 3})
+	if res.Peers[b.Addr.String()] != 1 || len(res.Peers) != 1 || res.Errors != 2 {
+		t.Fatalf("scan of 3 addresses from %s: %+v", b.Addr, res)
+	}
+	if res := s.do(Request{Op: "scan", Addr: "[::1]:80", N: 1}); res.Errors != 1 {
+		t.Fatalf("scan from an IPv6 address: %+v", res)
+	}
+	if got, _ := scanAddr("127.0.255.255:80", 1); got != netip.MustParseAddrPort("127.1.0.0:80") {
+		t.Fatalf("address after 127.0.255.255: %v", got)
+	}
+}

@@ -8,6 +8,6 @@
 // Request per line on stdin and answers one JSON Result per line. A binary
 // that starts clients must call RunIfChild first thing in main or TestMain.
 //
-// The datapath tests, the node agent command's tests, the end-to-end tests
+// The datapath tests, the node agent's and its command's tests, the end-to-end tests
 // (e2e) and the demo import it. It does not import cilium/ebpf.
 package cgroupclient

@@ -2,6 +2,7 @@ package cgroupclient
 
 import (
 	"bufio"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -31,6 +32,9 @@ type Request struct {
 	//     then write "ping" and read the answer (connect and getpeername
 	//     hooks);
 	//   - "bench": connect and close only;
+	//   - "scan": connect (TCP) once to each of N consecutive IPv4
+	//     addresses from Addr's, on Addr's port, and close; a refused
+	//     connect is an error, a connect that succeeds is counted in Peers;
 	//   - "hold": connect N TCP sockets (family of Addr) and keep them open;
 	//     Peers counts what getpeername returned at once;
 	//   - "peers": getpeername of every held socket now (N is ignored);
@@ -135,6 +139,17 @@ func (s *session) do(req Request) Result {
 			if _, _, err := dialTCP(req.Addr, false); err != nil {
 				fail(err)
 			}
+		case "scan":
+			ap, err := scanAddr(req.Addr, i)
+			if err != nil {
+				fail(err)
+				return res
+			}
+			if err := connect4(ap); err != nil {
+				fail(err)
+				continue
+			}
+			res.Peers[ap.String()]++
 		case "hold":
 			ap, err := netip.ParseAddrPort(req.Addr)
 			if err != nil {
@@ -327,4 +342,36 @@ func dial6(ap netip.AddrPort) (string, netip.AddrPort, error) {
 		return "", netip.AddrPort{}, err
 	}
 	return strings.TrimSpace(string(buf[:n])), netip.AddrPortFrom(netip.AddrFrom16(sa6.Addr), uint16(sa6.Port)), nil
+}
+
+// scanAddr is the i-th IPv4 address from addr's, on addr's port.
+func scanAddr(addr string, i int) (netip.AddrPort, error) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	if !ap.Addr().Is4() {
+		return netip.AddrPort{}, fmt.Errorf("scan from %s: not an IPv4 address", addr)
+	}
+	a := ap.Addr().As4()
+	v := binary.BigEndian.Uint32(a[:]) + uint32(i)
+	binary.BigEndian.PutUint32(a[:], v)
+	return netip.AddrPortFrom(netip.AddrFrom4(a), ap.Port()), nil
+}
+
+// connect4 connects an AF_INET TCP socket to ap (at most 2 s) and closes
+// it: a blocking connect, cheaper than net's for a scan of many addresses.
+func connect4(ap netip.AddrPort) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	tv := unix.Timeval{Sec: 2}
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
+	unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+	if err := unix.Connect(fd, &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}); err != nil {
+		return fmt.Errorf("connect %s: %w", ap, err)
+	}
+	return nil
 }
