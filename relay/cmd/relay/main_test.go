@@ -61,7 +61,7 @@ func TestBadValuesExit2(t *testing.T) {
 
 		// Unsafe TLS combinations.
 		"etcd tls with http": {args: []string{"--etcd-endpoints", "http://127.0.0.1:2379", "--etcd-ca", "/ca.pem"},
-			want: `need https:// endpoints, not http://`},
+			want: `want https:// endpoints, plaintext is refused`},
 		"etcd tls with embedded": {args: []string{"--etcd-ca", "/ca.pem"}, want: `invalid --etcd-ca`},
 		"etcd mixed schemes": {args: []string{"--etcd-endpoints", "http://127.0.0.1:2379,https://127.0.0.2:2379"},
 			want: `endpoints mix schemes`},
