@@ -1,12 +1,16 @@
 package relay
 
 import (
+	"bytes"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshrelay/meshrelay/internal/testsupport/istiodsim"
 	"github.com/meshrelay/meshrelay/internal/testsupport/testenv"
@@ -108,4 +112,80 @@ func TestHealthStuckWriter(t *testing.T) {
 		return nil
 	})
 	testenv.Eventually(w.t, "converged", w.matchTruth)
+}
+
+// TestReadinessMissingRoute: a relay whose listeners read an RDS route
+// that never arrives holds every service update; once the route has been
+// missing longer than UpstreamLostTimeout, Ready reports not ready naming
+// the route, the rds_routes_pending metric counts it, and one log line
+// says so. When the route arrives the relay is ready again and converges.
+func TestReadinessMissingRoute(t *testing.T) {
+	const bound = 300 * time.Millisecond
+	w := newWorld(t, istiodsim.Options{Services: 8, EndpointsPerService: 2}, true)
+	w.syncOnce()
+	if err := w.sim.Withhold(resourcev3.RouteType, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.sim.SetEndpoints(1, 5); err != nil { // a change held while the route is missing
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	var logs syncBuffer
+	r, _ := w.startRelayWith(w.sim.Addr(), func(o *Options) {
+		o.SyncTimeout = bound
+		o.UpstreamLostTimeout = bound
+		o.Sink.MaxDeleteFraction = 1
+		o.Registerer = reg
+		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	w.waitSynced(r)
+	w.notReady(r, fmt.Sprintf("RDS route %q", istiodsim.HTTPRoute))
+	if n := gauge(t, reg, "meshrelay_relay_rds_routes_pending"); n != 1 {
+		t.Errorf("meshrelay_relay_rds_routes_pending = %v, want 1", n)
+	}
+	if s := gauge(t, reg, "meshrelay_relay_rds_route_pending_seconds"); s < bound.Seconds() {
+		t.Errorf("meshrelay_relay_rds_route_pending_seconds = %v, want > %v", s, bound.Seconds())
+	}
+	wantLog := fmt.Sprintf("route=%s", istiodsim.HTTPRoute)
+	testenv.Eventually(w.t, "overdue route logged", func() error {
+		if n := strings.Count(logs.String(), wantLog); n != 1 {
+			return fmt.Errorf("%d log lines name %s:\n%s", n, wantLog, logs.String())
+		}
+		return nil
+	})
+	time.Sleep(4 * holdCheckInterval)
+	if n := strings.Count(logs.String(), wantLog); n != 1 {
+		t.Errorf("overdue route logged %d times, want once", n)
+	}
+	if err := w.matchTruth(); err == nil {
+		t.Fatal("etcd matches the changed simulator while the route is missing: the change was not held")
+	}
+
+	if err := w.sim.Withhold(resourcev3.RouteType, false); err != nil {
+		t.Fatal(err)
+	}
+	w.sim.Repush()
+	w.ready(r)
+	if n := gauge(t, reg, "meshrelay_relay_rds_routes_pending"); n != 0 {
+		t.Errorf("route arrived: meshrelay_relay_rds_routes_pending = %v", n)
+	}
+	testenv.Eventually(w.t, "converged once the route arrived", w.matchTruth)
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -1,6 +1,8 @@
 package relay
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -24,6 +26,19 @@ func (r *Relay) metrics() []prometheus.Collector {
 			Namespace: "meshrelay", Subsystem: "relay", Name: "complete_syncs_total",
 			Help: "Complete upstream syncs (at most one per stream).",
 		}, locked(func() int { return r.completes })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "meshrelay", Subsystem: "relay", Name: "rds_routes_pending",
+			Help: "RDS routes listeners read that have not arrived: while any is, service updates are held.",
+		}, func() float64 { return float64(r.routes.count()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "meshrelay", Subsystem: "relay", Name: "rds_route_pending_seconds",
+			Help: "How long the longest-missing RDS route listeners read has been missing (0 when none is).",
+		}, func() float64 {
+			if _, since, ok := r.routes.oldest(); ok {
+				return time.Since(since).Seconds()
+			}
+			return 0
+		}),
 	}
 	// The delta client has no Prometheus collectors yet.
 	if c, ok := r.client.(interface{ Metrics() []prometheus.Collector }); ok {

@@ -68,6 +68,9 @@ type Options struct {
 	// UpstreamLostTimeout is how long Istiod may be unreachable before
 	// Ready reports not ready (default DefaultUpstreamLostTimeout). etcd
 	// keeps the last state meanwhile; readiness says it is aging.
+	// It also bounds how long an RDS route that listeners read may be
+	// missing: while one is, service updates are held (deletions still
+	// apply), and past the bound Ready reports not ready naming it.
 	UpstreamLostTimeout time.Duration
 
 	// Registerer receives the relay's metrics; nil registers nothing.
@@ -107,9 +110,10 @@ type index interface {
 	Service(k keyspace.Service) (*model.Service, bool)
 	Services() []keyspace.Service
 	// RoutesPending counts the routes listeners read that have not
-	// arrived; Unknown says whether a service's endpoints are unknown.
+	// arrived, PendingRoutes names them; Unknown says whether a service's endpoints are unknown.
 	// Unknown is not empty (docs/contract.md).
 	RoutesPending() int
+	PendingRoutes() []string
 	Unknown(k keyspace.Service) bool
 }
 
@@ -137,6 +141,8 @@ type Relay struct {
 	completes   int  // complete syncs seen (one per stream at most)
 	wasComplete bool // the previous update was complete
 	services    int
+	// routes tracks the missing RDS routes for readiness.
+	routes *pendingRoutes
 
 	// updating is when the OnUpdate in progress started (unix
 	// nanoseconds), 0 when none is: the main loop's liveness.
@@ -198,9 +204,10 @@ func New(etcd etcdsink.Client, opts Options) (*Relay, error) {
 		opts.UpstreamLostTimeout = DefaultUpstreamLostTimeout
 	}
 	r := &Relay{
-		opts:  opts,
-		log:   opts.Logger,
-		gated: map[keyspace.Service]time.Time{},
+		opts:   opts,
+		log:    opts.Logger,
+		gated:  map[keyspace.Service]time.Time{},
+		routes: newPendingRoutes(),
 	}
 	r.sink = etcdsink.New(etcd, opts.sinkOptions())
 	var err error
@@ -267,6 +274,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	g.Go(func() error { return r.sink.Run(ctx) })
 	g.Go(func() error { return r.client.Run(ctx) })
 	g.Go(func() error { r.confirmHolds(ctx); return nil })
+	g.Go(func() error { r.routes.watch(ctx, r.opts.UpstreamLostTimeout, r.log); return nil })
 	return g.Wait()
 }
 
@@ -309,11 +317,18 @@ func (r *Relay) Synced() <-chan struct{} { return r.sink.Synced() }
 
 // Ready reports readiness for /readyz: ready once the first complete sync
 // has been written, and not while Istiod has been unreachable for longer
-// than Options.UpstreamLostTimeout or every push of one type is NACKed
-// (its changes are frozen).
+// than Options.UpstreamLostTimeout, every push of one type is NACKed
+// (its changes are frozen), or an RDS route listeners read has been missing
+// for longer than Options.UpstreamLostTimeout (service updates are held).
 func (r *Relay) Ready() (bool, string) {
 	if typ, n, reason, ok := r.client.NackLoop(); ok {
 		return false, fmt.Sprintf("NACKing every push of %s (%d in a row): %s", typ, n, reason)
+	}
+	if name, since, ok := r.routes.oldest(); ok {
+		if d := time.Since(since); d > r.opts.UpstreamLostTimeout {
+			return false, fmt.Sprintf("RDS route %q read by listeners missing for %v: service updates held (meshrelay_relay_rds_routes_pending)",
+				name, d.Round(time.Second))
+		}
 	}
 	if n := r.sink.Unwritable(); n > 0 {
 		return false, fmt.Sprintf("%d services too large for etcd are not written (meshrelay_relay_etcd_oversized_services_total)", n)
@@ -364,6 +379,7 @@ func (r *Relay) OnUpdate(ctx context.Context, u sotw.Update) {
 	var dirty []keyspace.Service
 	if u.TypeURL != "" { // an update with no type only reports completeness
 		dirty = r.index.Apply(u.TypeURL, u.Upserted, u.Removed)
+		r.routes.update(r.index.PendingRoutes(), time.Now())
 	}
 	if r.completes == 0 {
 		for _, k := range dirty {

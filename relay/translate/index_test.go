@@ -365,9 +365,15 @@ func TestIndexRoutesPending(t *testing.T) {
 	if n := x.RoutesPending(); n != 1 {
 		t.Fatalf("listener reading route 80: %d pending, want 1", n)
 	}
+	if names := x.PendingRoutes(); !slices.Equal(names, []string{"80"}) {
+		t.Fatalf("pending routes %q, want [80]", names)
+	}
 	mustApply(t, x, resourcev3.RouteType, map[string]proto.Message{"80": &routev3.RouteConfiguration{Name: "80"}})
 	if n := x.RoutesPending(); n != 0 {
 		t.Fatalf("route 80 received: %d pending", n)
+	}
+	if names := x.PendingRoutes(); len(names) != 0 {
+		t.Fatalf("route 80 received: pending routes %q", names)
 	}
 	mustApply(t, x, resourcev3.RouteType, nil, "80")
 	if n := x.RoutesPending(); n != 1 {

@@ -1,6 +1,8 @@
 package translate
 
 import (
+	"slices"
+
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/proto"
@@ -43,6 +45,18 @@ func (x *Index) RoutesPending() int {
 		}
 	}
 	return n
+}
+
+// PendingRoutes names, sorted, the routes RoutesPending counts.
+func (x *Index) PendingRoutes() []string {
+	var names []string
+	for name := range x.routeRefs {
+		if _, ok := x.routes[name]; !ok {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names
 }
 
 // refRoutes updates the route references when a listener changes from old

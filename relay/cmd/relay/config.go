@@ -82,7 +82,7 @@ func (c *config) Bind(fs *pflag.FlagSet) {
 	fs.Float64Var(&c.MaxDeleteFraction, "max-delete-fraction", etcdsink.DefaultMaxDeleteFraction, "largest share of the services in etcd one upstream state may remove before the removals are held (1 disables the guard)")
 	fs.IntVar(&c.DeleteGuardMin, "delete-guard-min", etcdsink.DefaultDeleteGuardMin, "removals below this many services are never held")
 	fs.DurationVar(&c.DeleteHoldTime, "delete-hold-time", etcdsink.DefaultDeleteHoldTime, "how long held removals wait before a fresh upstream stream still asking for them releases them")
-	fs.DurationVar(&c.UpstreamLostTimeout, "upstream-lost-timeout", relay.DefaultUpstreamLostTimeout, "/readyz fails once Istiod has been unreachable this long")
+	fs.DurationVar(&c.UpstreamLostTimeout, "upstream-lost-timeout", relay.DefaultUpstreamLostTimeout, "/readyz fails once Istiod has been unreachable, or an RDS route listeners read has been missing, this long")
 	fs.DurationVar(&c.StallTimeout, "stall-timeout", relay.DefaultStallTimeout, "/healthz fails once the etcd writer (or one upstream update) made no progress this long with work pending")
 	fs.StringVar(&c.EtcdListen, "etcd-listen", "127.0.0.1:0", "embedded etcd only: client address (loopback; port 0 picks a free one)")
 	fs.StringVar(&c.EtcdDataDir, "etcd-data-dir", "", "embedded etcd only: data directory (default a temporary in-memory directory)")

@@ -242,6 +242,9 @@ func removeFrom[K, I comparable, V any](m map[K]map[I]V, outer K, inner I) {
 // carries its VIPs itself.
 func (x *Index) RoutesPending() int { return 0 }
 
+// PendingRoutes is always empty, as RoutesPending is 0.
+func (x *Index) PendingRoutes() []string { return nil }
+
 // Unknown is always false: a Service and the Workloads that back it arrive
 // as resources of one type (Address), so once that type is complete a
 // service without workloads really has no endpoints.
