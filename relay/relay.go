@@ -137,7 +137,10 @@ type Relay struct {
 	// written all at once when the state is complete (and every route is
 	// in), so a restart against unchanged config never writes a
 	// half-synced service.
-	gated       map[keyspace.Service]time.Time
+	gated map[keyspace.Service]time.Time
+	// pending are the services set while handling one update, handed to
+	// the sink together (handOver).
+	pending     []etcdsink.Desired
 	completes   int  // complete syncs seen (one per stream at most)
 	wasComplete bool // the previous update was complete
 	services    int
@@ -376,6 +379,7 @@ func (r *Relay) OnUpdate(ctx context.Context, u sotw.Update) {
 	defer r.updating.Store(0)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	defer r.handOver()
 	var dirty []keyspace.Service
 	if u.TypeURL != "" { // an update with no type only reports completeness
 		dirty = r.index.Apply(u.TypeURL, u.Upserted, u.Removed)
@@ -401,6 +405,7 @@ func (r *Relay) OnUpdate(ctx context.Context, u sotw.Update) {
 		return
 	}
 	r.flushGated(true)
+	r.handOver()
 	present := r.index.Services()
 	r.services = len(present)
 	r.completes++
@@ -436,9 +441,18 @@ func (r *Relay) set(k keyspace.Service, observed time.Time, complete bool) {
 	case ok && r.index.Unknown(k):
 		r.log.Debug("endpoints of service unknown: keeping what etcd holds", "service", k)
 	case ok:
-		r.sink.Set(k, s, observed)
+		r.pending = append(r.pending, etcdsink.Desired{Service: k, State: s, Observed: observed})
 	case complete:
-		r.sink.Set(k, nil, observed)
+		r.pending = append(r.pending, etcdsink.Desired{Service: k, Observed: observed})
+	}
+}
+
+// handOver gives the sink every service set while handling one upstream
+// update, in one SetAll (the guard judges the whole update).
+func (r *Relay) handOver() {
+	if len(r.pending) > 0 {
+		r.sink.SetAll(r.pending)
+		r.pending = r.pending[:0]
 	}
 }
 

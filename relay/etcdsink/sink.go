@@ -134,19 +134,41 @@ func New(c Client, opts Options) *Sink {
 // The Sink keeps desired and reads it later: the caller must not modify it
 // afterwards.
 func (s *Sink) Set(svc keyspace.Service, desired *model.Service, observed time.Time) {
-	if desired != nil && desired.Spec == nil {
-		s.log.Error("Set without a spec: ignored", "service", svc)
-		return
-	}
-	if observed.IsZero() {
-		observed = time.Now()
-	}
+	s.SetAll([]Desired{{Service: svc, State: desired, Observed: observed}})
+}
+
+// Desired is one service's desired state for SetAll: State nil deletes it.
+type Desired struct {
+	Service  keyspace.Service
+	State    *model.Service
+	Observed time.Time
+}
+
+// SetAll is Set for every entry of batch at once: the writer never sees
+// part of the batch. The relay hands over everything one upstream update
+// changed this way, so that the mass-deletion guard judges the whole
+// update, never the first services of it a leading-edge write picks up.
+func (s *Sink) SetAll(batch []Desired) {
+	now := time.Now()
+	marked := batch[:0:0]
 	s.mu.Lock()
-	s.unclaimLocked(svc)
-	s.desired[svc] = desiredState{svc: desired, observed: observed}
-	s.claimLocked(svc)
+	for _, d := range batch {
+		if d.State != nil && d.State.Spec == nil {
+			s.log.Error("Set without a spec: ignored", "service", d.Service)
+			continue
+		}
+		if d.Observed.IsZero() {
+			d.Observed = now
+		}
+		s.unclaimLocked(d.Service)
+		s.desired[d.Service] = desiredState{svc: d.State, observed: d.Observed}
+		s.claimLocked(d.Service)
+		marked = append(marked, d)
+	}
 	s.mu.Unlock()
-	s.queue.Mark(task{svc: svc})
+	for _, d := range marked {
+		s.queue.Mark(task{svc: d.Service})
+	}
 }
 
 // Complete says upstream state is complete and present lists every service
