@@ -15,9 +15,10 @@ type Proxy struct {
 	target string
 	wg     sync.WaitGroup
 
-	mu    sync.Mutex
-	down  bool
-	conns map[net.Conn]bool
+	mu      sync.Mutex
+	down    bool
+	latency time.Duration
+	conns   map[net.Conn]bool
 }
 
 // Start listens on a free 127.0.0.1 port and forwards to target (host:port,
@@ -45,6 +46,21 @@ func (p *Proxy) SetDown(down bool) {
 	if down {
 		p.Cut()
 	}
+}
+
+// SetLatency delays every chunk forwarded from now on, in both directions,
+// by d (0 forwards at once again): a slow network or a slow server as its
+// clients see it. Order within a connection is kept.
+func (p *Proxy) SetLatency(d time.Duration) {
+	p.mu.Lock()
+	p.latency = d
+	p.mu.Unlock()
+}
+
+func (p *Proxy) delay() time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.latency
 }
 
 // Cut closes every forwarded connection; new ones are still forwarded
@@ -89,11 +105,26 @@ func (p *Proxy) serve() {
 		p.conns[in], p.conns[out] = true, true
 		p.mu.Unlock()
 		pipe := func(dst, src net.Conn) {
-			io.Copy(dst, src)
+			io.Copy(dst, &slowReader{r: src, p: p})
 			dst.Close()
 			src.Close()
 		}
 		p.wg.Go(func() { pipe(out, in) })
 		p.wg.Go(func() { pipe(in, out) })
 	}
+}
+
+// slowReader sleeps for the proxy's latency before handing on each chunk
+// read, so that a chunk arrives that much later than it was sent.
+type slowReader struct {
+	r io.Reader
+	p *Proxy
+}
+
+func (s *slowReader) Read(b []byte) (int, error) {
+	n, err := s.r.Read(b)
+	if d := s.p.delay(); n > 0 && d > 0 {
+		time.Sleep(d)
+	}
+	return n, err
 }
