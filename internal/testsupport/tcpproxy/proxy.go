@@ -2,7 +2,6 @@ package tcpproxy
 
 import (
 	"fmt"
-	"io"
 	"net"
 	"strings"
 	"sync"
@@ -105,7 +104,7 @@ func (p *Proxy) serve() {
 		p.conns[in], p.conns[out] = true, true
 		p.mu.Unlock()
 		pipe := func(dst, src net.Conn) {
-			io.Copy(dst, &slowReader{r: src, p: p})
+			p.delayedCopy(dst, src)
 			dst.Close()
 			src.Close()
 		}
@@ -114,17 +113,35 @@ func (p *Proxy) serve() {
 	}
 }
 
-// slowReader sleeps for the proxy's latency before handing on each chunk
-// read, so that a chunk arrives that much later than it was sent.
-type slowReader struct {
-	r io.Reader
-	p *Proxy
-}
-
-func (s *slowReader) Read(b []byte) (int, error) {
-	n, err := s.r.Read(b)
-	if d := s.p.delay(); n > 0 && d > 0 {
-		time.Sleep(d)
+// delayedCopy copies src to dst, each chunk written the proxy's latency
+// after it was read (as a slow link delivers it): chunks are read as they
+// come and written in order, so the delay does not cut the throughput.
+func (p *Proxy) delayedCopy(dst, src net.Conn) {
+	type chunk struct {
+		b  []byte
+		at time.Time
 	}
-	return n, err
+	q := make(chan chunk, 1024)
+	go func() {
+		defer close(q)
+		for {
+			b := make([]byte, 32<<10)
+			n, err := src.Read(b)
+			if n > 0 {
+				q <- chunk{b[:n], time.Now().Add(p.delay())}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	for c := range q {
+		time.Sleep(time.Until(c.at))
+		if _, err := dst.Write(c.b); err != nil {
+			src.Close()
+			break
+		}
+	}
+	for range q { // drain until the reader sees the close
+	}
 }
