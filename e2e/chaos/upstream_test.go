@@ -1,0 +1,164 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/meshrelay/meshrelay/internal/testsupport/testenv"
+)
+
+// TestSimulatorRestartUnchangedContent: the Istiod simulator restarts as a
+// new instance (new versions and nonces) with the same mesh. The relay
+// reconnects and writes no service key; the agents write no entry. A
+// change after it is written (the count can be non-zero).
+func TestSimulatorRestartUnchangedContent(t *testing.T) {
+	r := &result{Injected: "simulator stopped and restarted on its address: new versions, same content"}
+	report(t, r)
+	c, s := newScaledCluster(t)
+	c.settle(500 * time.Millisecond)
+	entries0 := c.entriesWritten()
+	g := c.guard()
+	w := c.countWrites()
+	v0 := c.sim.Version()
+	if err := c.sim.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	restarted := time.Now()
+	testenv.EventuallyTrue(t, "the relay reconnects", func() bool { return c.sim.Streams() > 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.sim.WaitAcked(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.Converge = time.Since(restarted) // reconnected, every push ACKed
+	c.settle(time.Second)
+	n, err := w.stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.sim.Version() == v0 {
+		t.Fatalf("simulator version %s unchanged by the restart", v0)
+	}
+	r.Writes = fmt.Sprintf("%d keys, %d entries", n, c.entriesWritten()-entries0)
+	if n != 0 {
+		t.Errorf("%d service keys written after a restart with unchanged content, want 0", n)
+	}
+	if d := c.entriesWritten() - entries0; d != 0 {
+		t.Errorf("agents wrote %d datapath entries after a restart with unchanged content, want 0", d)
+	}
+	before, least := g.stop()
+	r.Kept = fmt.Sprintf("%d / %d", least, before)
+
+	// The count sees a real change.
+	w = c.countWrites()
+	if err := c.sim.ChurnEndpoints(declaredBy(0, s)[0], 1); err != nil {
+		t.Fatal(err)
+	}
+	c.converge("a change after the restart")
+	c.settle(500 * time.Millisecond)
+	if n, _ := w.stop(); n == 0 {
+		t.Error("a change after the restart wrote no service key: the write count is blind")
+	}
+	c.checkNoDeletes()
+}
+
+// entriesWritten is the datapath entries every agent wrote so far.
+func (c *cluster) entriesWritten() int {
+	n := 0
+	for _, a := range c.agents {
+		n += a.rec.Entries()
+	}
+	return n
+}
+
+// TestRelayKilledAndRestarted: the relay (one replica) gets SIGKILL; an
+// endpoint changes while it is down; it starts again. The agents keep
+// every entry meanwhile; the restarted relay writes the changed service
+// only.
+func TestRelayKilledAndRestarted(t *testing.T) {
+	r := &result{Injected: "relay `kill -9`, one endpoint churned while it is down, relay started again"}
+	report(t, r)
+	c, s := newScaledCluster(t)
+	c.settle(500 * time.Millisecond)
+	g := c.guard()
+	w := c.countWrites()
+	c.relay.kill()
+	if err := c.sim.ChurnEndpoints(declaredBy(0, s)[0], 1); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // no relay at all for a while
+	restarted := time.Now()
+	c.startRelay()
+	c.converge("agents converge after the relay restart")
+	r.Converge = time.Since(restarted)
+	c.settle(500 * time.Millisecond)
+	n, err := w.stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Writes = fmt.Sprintf("%d keys", n)
+	// One service changed: its spec and one slice at most.
+	if n == 0 || n > 2 {
+		t.Errorf("restarted relay wrote %d service keys for one changed service, want 1 or 2", n)
+	}
+	before, least := g.stop()
+	r.Kept = fmt.Sprintf("%d / %d", least, before)
+	c.checkNoDeletes()
+	r.Figures = c.checkRelayRSS()
+}
+
+// TestPushBurst: the simulator pushes at ten times the normal rate for a
+// while. The relay's memory stays bounded, the agents' queues stay bounded
+// by their services and their change sets by their rate limit, and
+// everything converges after.
+func TestPushBurst(t *testing.T) {
+	r := &result{Injected: "endpoint churn at 10× the normal rate (normal: 10 pushes/s)"}
+	report(t, r)
+	c, s := newScaledCluster(t)
+	var cpu0 syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &cpu0)
+	g := c.guard()
+	const normal = 10 // pushes per second
+	interval := time.Second / (10 * normal)
+	deadline := time.Now().Add(s.Burst)
+	pushes, maxDepth := 0, 0
+	for time.Now().Before(deadline) {
+		i := pushes % s.Agents
+		if err := c.sim.ChurnEndpoints(declaredBy(i, s)[pushes%s.Declared], 1); err != nil {
+			t.Fatal(err)
+		}
+		pushes++
+		for _, a := range c.agents {
+			maxDepth = max(maxDepth, a.Stats().QueueDepth)
+		}
+		time.Sleep(interval)
+	}
+	ended := time.Now()
+	c.converge("agents converge after the burst")
+	r.Converge = time.Since(ended)
+	before, least := g.stop()
+	r.Kept = fmt.Sprintf("%d / %d", least, before)
+	c.checkNoDeletes()
+	if maxDepth > s.Declared {
+		t.Errorf("an agent's queue reached %d, more than its %d services", maxDepth, s.Declared)
+	}
+	var cpu1 syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &cpu1)
+	burst := ended.Sub(deadline.Add(-s.Burst))
+	cpu := time.Duration(cpu1.Utime.Nano()+cpu1.Stime.Nano()-cpu0.Utime.Nano()-cpu0.Stime.Nano()) * time.Nanosecond
+	applies := int64(0)
+	for _, a := range c.agents {
+		applies += a.Stats().Applies
+	}
+	// Each agent's change sets are limited to MaxAppliesPerSecond (200 by
+	// default); the burst cannot exceed it whatever the push rate.
+	if limit := int64(float64(len(c.agents)) * 200 * (burst + r.Converge + 2*time.Second).Seconds()); applies > limit {
+		t.Errorf("%d change sets applied, past the rate limit's %d", applies, limit)
+	}
+	r.Writes = fmt.Sprintf("%d change sets", applies)
+	r.Figures = fmt.Sprintf("%d pushes in %v; max agent queue %d; test process (simulator + %d agents) CPU %.0f%% of one core; %s",
+		pushes, burst.Round(time.Millisecond), maxDepth, len(c.agents), 100*cpu.Seconds()/burst.Seconds(), c.checkRelayRSS())
+}
