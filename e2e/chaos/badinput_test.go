@@ -10,10 +10,10 @@ import (
 	"github.com/meshrelay/meshrelay/internal/model"
 	"github.com/meshrelay/meshrelay/internal/testsupport/istiodsim"
 	"github.com/meshrelay/meshrelay/internal/testsupport/testenv"
-	v1 "github.com/meshrelay/meshrelay/proto/meshrelay/v1"
 	"github.com/meshrelay/meshrelay/nodeagent"
 	"github.com/meshrelay/meshrelay/nodeagent/datapath"
 	"github.com/meshrelay/meshrelay/nodeagent/etcdsource"
+	v1 "github.com/meshrelay/meshrelay/proto/meshrelay/v1"
 )
 
 // TestHostileEtcdValues: someone writes hostile values over a declared
