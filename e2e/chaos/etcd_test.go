@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -238,4 +239,44 @@ func TestEtcdSlowWithManyWatchers(t *testing.T) {
 	r.Kept = fmt.Sprintf("%d / %d", least, before)
 	c.checkNoDeletes()
 	r.Figures = fmt.Sprintf("%d extra watchers; %s", watchers, c.checkRelayRSS())
+}
+
+// TestEtcdPaused: etcd gets SIGSTOP (alive but answering nothing, as a
+// hung or swapping etcd) while services change, then SIGCONT. Agents keep
+// every entry meanwhile; the relay's writes go through after, with no
+// change lost.
+func TestEtcdPaused(t *testing.T) {
+	r := &result{Injected: "etcd SIGSTOP during churn, SIGCONT after"}
+	report(t, r)
+	c, s := newScaledCluster(t)
+	g := c.guard()
+	c.etcd.signal(syscall.SIGSTOP)
+	paused := 3 * time.Second
+	if *scaleFlag == "large" {
+		paused = 15 * time.Second
+	}
+	deadline := time.Now().Add(paused)
+	churns := 0
+	for time.Now().Before(deadline) {
+		if err := c.sim.ChurnEndpoints(declaredBy(churns%s.Agents, s)[churns%s.Declared], 1); err != nil {
+			c.etcd.signal(syscall.SIGCONT)
+			t.Fatal(err)
+		}
+		churns++
+		time.Sleep(100 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	_, err := c.client.Get(ctx, space.Generation())
+	cancel()
+	c.etcd.signal(syscall.SIGCONT)
+	if err == nil {
+		t.Fatal("etcd answered while stopped: the fault was not in effect")
+	}
+	resumed := time.Now()
+	c.converge("agents converge after etcd resumes")
+	r.Converge = time.Since(resumed)
+	before, least := g.stop()
+	r.Kept = fmt.Sprintf("%d / %d", least, before)
+	c.checkNoDeletes()
+	r.Figures = fmt.Sprintf("paused %v, %d churns meanwhile; %s", paused, churns, c.checkRelayRSS())
 }
