@@ -53,8 +53,7 @@ func TestHostileEtcdValues(t *testing.T) {
 	// means the agents kept its last good state.
 	c.converge("agents keep the victim and apply the other change")
 	r.Converge = time.Since(changed)
-	before, least := g.stop()
-	r.Kept = fmt.Sprintf("%d / %d", least, before)
+	g.finish(r)
 	c.checkNoDeletes()
 
 	// A running relay does not watch its keys, so it does not see the
@@ -129,8 +128,7 @@ func TestFullMapParks(t *testing.T) {
 		return nil
 	})
 	r.Converge = time.Since(changed)
-	before, least := g.stop()
-	r.Kept = fmt.Sprintf("%d / %d", least, before)
+	g.finish(r)
 	c.checkNoDeletes()
 	if err := c.sim.SetEndpoints(0, 3); err != nil {
 		t.Fatal(err)

@@ -332,6 +332,30 @@ func (g *guard) stop() (before, least int) {
 	return g.entries0, g.minEntries
 }
 
+// finish stops the guard and records the entries kept in r.
+func (g *guard) finish(r *result) {
+	g.c.t.Helper()
+	before, least := g.stop()
+	r.Kept = fmt.Sprintf("%d / %d", least, before)
+}
+
+// churnFor changes one endpoint of a declared service every 100 ms for d
+// and returns the number of changes.
+func (c *cluster) churnFor(d time.Duration, s scale) int {
+	c.t.Helper()
+	deadline := time.Now().Add(d)
+	n := 0
+	for time.Now().Before(deadline) {
+		if err := c.sim.ChurnEndpoints(declaredBy(n%s.Agents, s)[n%s.Declared], 1); err != nil {
+			c.t.Error(err)
+			return n
+		}
+		n++
+		time.Sleep(100 * time.Millisecond)
+	}
+	return n
+}
+
 func firstN(l []string, n int) []string {
 	if len(l) > n {
 		return append(l[:n:n], fmt.Sprintf("and %d more", len(l)-n))

@@ -81,8 +81,7 @@ func TestEtcdKilledAndRestartedEmpty(t *testing.T) {
 	})
 	c.converge("agents converge after the etcd rebuild")
 	r.Converge = time.Since(restarted)
-	before, least := g.stop()
-	r.Kept = fmt.Sprintf("%d / %d", least, before)
+	g.finish(r)
 	c.checkNoDeletes()
 	specs, err := c.client.Get(context.Background(), space.ServicesPrefix(), clientv3.WithPrefix(), clientv3.WithCountOnly())
 	if err != nil {
@@ -135,8 +134,7 @@ func TestEtcdCompactedWhileAgentsDisconnected(t *testing.T) {
 	healed := time.Now()
 	c.converge("agents converge after the compaction")
 	r.Converge = time.Since(healed)
-	before, least := g.stop()
-	r.Kept = fmt.Sprintf("%d / %d", least, before)
+	g.finish(r)
 	for _, d := range c.frontendsDeleted() {
 		if !slices.Contains(goneFE, d) {
 			t.Errorf("frontend %s deleted; only the deleted service's %v may be", d, goneFE)
@@ -168,23 +166,14 @@ func TestAgentEtcdPartitionHealed(t *testing.T) {
 	if *scaleFlag == "large" {
 		partition = 15 * time.Second
 	}
-	deadline := time.Now().Add(partition)
-	churns := 0
-	for time.Now().Before(deadline) {
-		if err := c.sim.ChurnEndpoints(declaredBy(churns%s.Agents, s)[churns%s.Declared], 1); err != nil {
-			t.Fatal(err)
-		}
-		churns++
-		time.Sleep(100 * time.Millisecond)
-	}
+	churns := c.churnFor(partition, s)
 	for _, a := range c.agents {
 		a.proxy.SetDown(false)
 	}
 	healed := time.Now()
 	c.converge("agents converge after the partition")
 	r.Converge = time.Since(healed)
-	before, least := g.stop()
-	r.Kept = fmt.Sprintf("%d / %d", least, before)
+	g.finish(r)
 	c.checkNoDeletes()
 	for i, a := range c.agents {
 		if ok, why := a.Ready(); !ok {
@@ -235,8 +224,7 @@ func TestEtcdSlowWithManyWatchers(t *testing.T) {
 	if r.Converge < 200*time.Millisecond {
 		t.Errorf("converged in %v, less than the injected latency: the fault was not in effect", r.Converge)
 	}
-	before, least := g.stop()
-	r.Kept = fmt.Sprintf("%d / %d", least, before)
+	g.finish(r)
 	c.checkNoDeletes()
 	r.Figures = fmt.Sprintf("%d extra watchers; %s", watchers, c.checkRelayRSS())
 }
@@ -255,16 +243,7 @@ func TestEtcdPaused(t *testing.T) {
 	if *scaleFlag == "large" {
 		paused = 15 * time.Second
 	}
-	deadline := time.Now().Add(paused)
-	churns := 0
-	for time.Now().Before(deadline) {
-		if err := c.sim.ChurnEndpoints(declaredBy(churns%s.Agents, s)[churns%s.Declared], 1); err != nil {
-			c.etcd.signal(syscall.SIGCONT)
-			t.Fatal(err)
-		}
-		churns++
-		time.Sleep(100 * time.Millisecond)
-	}
+	churns := c.churnFor(paused, s)
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	_, err := c.client.Get(ctx, space.Generation())
 	cancel()
@@ -275,8 +254,7 @@ func TestEtcdPaused(t *testing.T) {
 	resumed := time.Now()
 	c.converge("agents converge after etcd resumes")
 	r.Converge = time.Since(resumed)
-	before, least := g.stop()
-	r.Kept = fmt.Sprintf("%d / %d", least, before)
+	g.finish(r)
 	c.checkNoDeletes()
 	r.Figures = fmt.Sprintf("paused %v, %d churns meanwhile; %s", paused, churns, c.checkRelayRSS())
 }

@@ -50,8 +50,7 @@ func TestSimulatorRestartUnchangedContent(t *testing.T) {
 	if d := c.entriesWritten() - entries0; d != 0 {
 		t.Errorf("agents wrote %d datapath entries after a restart with unchanged content, want 0", d)
 	}
-	before, least := g.stop()
-	r.Kept = fmt.Sprintf("%d / %d", least, before)
+	g.finish(r)
 
 	// The count sees a real change.
 	w = c.countWrites()
@@ -105,8 +104,7 @@ func TestRelayKilledAndRestarted(t *testing.T) {
 	if n == 0 || n > 2 {
 		t.Errorf("restarted relay wrote %d service keys for one changed service, want 1 or 2", n)
 	}
-	before, least := g.stop()
-	r.Kept = fmt.Sprintf("%d / %d", least, before)
+	g.finish(r)
 	c.checkNoDeletes()
 	r.Figures = c.checkRelayRSS()
 }
@@ -143,8 +141,7 @@ func TestPushBurst(t *testing.T) {
 	ended := time.Now()
 	c.converge("agents converge after the burst")
 	r.Converge = time.Since(ended)
-	before, least := g.stop()
-	r.Kept = fmt.Sprintf("%d / %d", least, before)
+	g.finish(r)
 	c.checkNoDeletes()
 	if maxDepth > s.Declared {
 		t.Errorf("an agent's queue reached %d, more than its %d services", maxDepth, s.Declared)
@@ -213,8 +210,7 @@ func TestMalformedPush(t *testing.T) {
 	changed := time.Now()
 	c.converge("the next valid change goes through")
 	r.Converge = time.Since(changed)
-	before, least := g.stop()
-	r.Kept = fmt.Sprintf("%d / %d", least, before)
+	g.finish(r)
 	c.checkNoDeletes()
 	r.Writes = fmt.Sprintf("%d keys for the malformed pushes", n)
 	r.Figures = fmt.Sprintf("%d NACKs", len(c.sim.Nacks()))

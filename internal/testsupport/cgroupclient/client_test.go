@@ -3,6 +3,7 @@ package cgroupclient
 import (
 	"net/netip"
 	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -127,5 +128,15 @@ func TestClientInCgroup(t *testing.T) {
 func TestBackendRefusesNonLoopback(t *testing.T) {
 	if _, err := ServeTCP(netip.MustParseAddrPort("192.0.2.1:80"), "x"); err == nil {
 		t.Fatal("non-loopback backend accepted")
+	}
+}
+
+func TestResultAnswered(t *testing.T) {
+	r := Result{Backends: map[string]int{"a": 3, "b": 2}}
+	if n, err := r.Answered(map[string]bool{"a": true, "b": true}); n != 5 || err != nil {
+		t.Fatalf("Answered = %d, %v; want 5, nil", n, err)
+	}
+	if n, err := r.Answered(map[string]bool{"a": true}); n != 5 || err == nil || !strings.Contains(err.Error(), `"b"`) {
+		t.Fatalf("Answered = %d, %v; want 5 and an error naming b", n, err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -327,4 +328,22 @@ func dial6(ap netip.AddrPort) (string, netip.AddrPort, error) {
 		return "", netip.AddrPort{}, err
 	}
 	return strings.TrimSpace(string(buf[:n])), netip.AddrPortFrom(netip.AddrFrom16(sa6.Addr), uint16(sa6.Port)), nil
+}
+
+// Answered is the number of attempts a backend answered, and an error
+// naming the first backend (in name order) not among allowed.
+func (r Result) Answered(allowed map[string]bool) (int, error) {
+	total := 0
+	var stray []string
+	for name, n := range r.Backends {
+		if !allowed[name] {
+			stray = append(stray, name)
+		}
+		total += n
+	}
+	if len(stray) > 0 {
+		sort.Strings(stray)
+		return total, fmt.Errorf("answered by %q, not an allowed backend (%d strays)", stray[0], len(stray))
+	}
+	return total, nil
 }
