@@ -9,8 +9,8 @@
 // stayed bounded. docs/reliability.md describes the cases and holds their
 // results table.
 //
-// etcd, the relay and (for the bpf case) the node agent run in child
-// processes: the test binary re-executes itself with MESHRELAY_CHAOS_ROLE
+// etcd, the relay and (for the bpf and CPU cases) node agents run in
+// child processes: the test binary re-executes itself with MESHRELAY_CHAOS_ROLE
 // set, so that a fault is a real SIGKILL or SIGSTOP of a real process.
 //
 // The package has no code besides this file; nothing imports it. `go test

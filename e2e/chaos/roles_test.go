@@ -25,9 +25,10 @@ type roleFunc func(ctx context.Context, raw []byte, ready func(any)) (any, error
 
 // roles a child can play.
 var roles = map[string]roleFunc{
-	"etcd":  runEtcd,
-	"relay": runRelay,
-	"agent": runAgent,
+	"etcd":   runEtcd,
+	"relay":  runRelay,
+	"agent":  runAgent,
+	"agents": runAgents,
 }
 
 func decode[T any](raw []byte) (T, error) {
