@@ -10,8 +10,9 @@
 // results table.
 //
 // etcd, the relay and (for the bpf and CPU cases) node agents run in
-// child processes: the test binary re-executes itself with MESHRELAY_CHAOS_ROLE
-// set, so that a fault is a real SIGKILL or SIGSTOP of a real process.
+// child processes: the test binary re-executes itself with
+// MESHRELAY_CHAOS_ROLE set, so that a fault is a real SIGKILL or SIGSTOP
+// of a real process.
 //
 // The package has no code besides this file; nothing imports it. `go test
 // ./...` runs the small-scale cases (-short runs the CI subset); `make
