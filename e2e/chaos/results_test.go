@@ -71,7 +71,9 @@ func renderResults() string {
 		return ""
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "Scale `%s`, %s.\n\n", *scaleFlag, time.Now().UTC().Format("2006-01-02"))
+	sc := currentScale()
+	fmt.Fprintf(&b, "Scale `%s` (%d services × %d endpoints, %d agents declaring %d services each, a %v burst, a %d-address scan), %s.\n\n",
+		*scaleFlag, sc.Services, sc.Endpoints, sc.Agents, sc.Declared, sc.Burst, sc.Scan, time.Now().UTC().Format("2006-01-02"))
 	b.WriteString("| case | injected (how) | outcome | converged in | entries kept (fewest / before) | writes | other figures | reproduce |\n")
 	b.WriteString("|---|---|---|---:|---:|---:|---|---|\n")
 	for _, r := range results {
