@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/meshrelay/meshrelay/internal/embedetcd"
-	"github.com/meshrelay/meshrelay/internal/keyspace"
 	"github.com/meshrelay/meshrelay/internal/testsupport/dpfake"
 	"github.com/meshrelay/meshrelay/nodeagent"
 	"github.com/meshrelay/meshrelay/nodeagent/datapath"
@@ -60,12 +59,8 @@ func runAgents(ctx context.Context, raw []byte, ready func(any)) (any, error) {
 	errc := make(chan error, len(cfg.Agents))
 	for i, svcs := range cfg.Agents {
 		opts := nodeagent.Options{NodeName: "node-" + strconv.Itoa(i), Logger: childLogger()}
-		for _, s := range svcs {
-			k, err := keyspace.ParseService(s)
-			if err != nil {
-				return nil, err
-			}
-			opts.Services = append(opts.Services, k)
+		if opts.Services, err = parseServices(svcs); err != nil {
+			return nil, err
 		}
 		rec := dpfake.NewRecorder(datapath.NewMemory(datapath.MemoryOptions{Logger: slog.New(slog.DiscardHandler)}))
 		a, err := nodeagent.New(c, rec, opts)

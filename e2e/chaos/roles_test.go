@@ -39,6 +39,19 @@ func decode[T any](raw []byte) (T, error) {
 	return v, nil
 }
 
+// parseServices parses "namespace/name" service names.
+func parseServices(names []string) ([]keyspace.Service, error) {
+	var out []keyspace.Service
+	for _, s := range names {
+		k, err := keyspace.ParseService(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	return out, nil
+}
+
 func childLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
@@ -136,12 +149,8 @@ func runAgent(ctx context.Context, raw []byte, ready func(any)) (any, error) {
 		return nil, err
 	}
 	opts := nodeagent.Options{NodeName: "chaos", Logger: childLogger()}
-	for _, s := range cfg.Services {
-		k, err := keyspace.ParseService(s)
-		if err != nil {
-			return nil, err
-		}
-		opts.Services = append(opts.Services, k)
+	if opts.Services, err = parseServices(cfg.Services); err != nil {
+		return nil, err
 	}
 	for _, s := range cfg.ServiceCIDRs {
 		p, err := netip.ParsePrefix(s)
