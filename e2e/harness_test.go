@@ -48,6 +48,17 @@ func newWorld(t *testing.T, so istiodsim.Options) *world {
 // upstream API.
 func newWorldMode(t *testing.T, so istiodsim.Options, mode relay.Mode) *world {
 	t.Helper()
+	w := &world{t: t, sim: newSim(t, so)}
+	w.startEtcd("")
+	w.url = w.etcd.Endpoints()[0]
+	w.client = testenv.Client(t, w.etcd.Endpoints())
+	w.startRelay(w.client, mode)
+	return w
+}
+
+// newSim starts a simulator that the test stops.
+func newSim(t *testing.T, so istiodsim.Options) *istiodsim.Sim {
+	t.Helper()
 	sim, err := istiodsim.New(so)
 	if err != nil {
 		t.Fatal(err)
@@ -56,13 +67,16 @@ func newWorldMode(t *testing.T, so istiodsim.Options, mode relay.Mode) *world {
 		t.Fatal(err)
 	}
 	t.Cleanup(sim.Stop)
-	w := &world{t: t, sim: sim}
-	w.startEtcd("")
-	w.url = w.etcd.Endpoints()[0]
-	w.client = testenv.Client(t, w.etcd.Endpoints())
+	return sim
+}
 
-	r, err := relay.New(w.client, relay.Options{
-		Istiod:      sim.Addr(),
+// startRelay runs a relay writing through c until the test ends, and
+// waits for its first complete sync.
+func (w *world) startRelay(c *clientv3.Client, mode relay.Mode) {
+	t := w.t
+	t.Helper()
+	r, err := relay.New(c, relay.Options{
+		Istiod:      w.sim.Addr(),
 		Mode:        mode,
 		RelayID:     "relay-e2e",
 		SyncTimeout: 2 * time.Second,
@@ -82,7 +96,6 @@ func newWorldMode(t *testing.T, so istiodsim.Options, mode relay.Mode) *world {
 	case <-time.After(30 * time.Second):
 		t.Fatal("relay not synced within 30 s")
 	}
-	return w
 }
 
 // startEtcd starts an empty etcd (on url when set) in a fresh directory.

@@ -88,7 +88,7 @@ func TestDeclaredServicesConvergeAndChange(t *testing.T) {
 	for _, mf := range mfs {
 		names = append(names, mf.GetName())
 	}
-	for _, want := range []string{"meshrelay_nodeagent_propagation_lag_seconds", "meshrelay_nodeagent_map_memlock_bytes", "meshrelay_nodeagent_queue_depth", "meshrelay_nodeagent_ready"} {
+	for _, want := range []string{"meshrelay_nodeagent_propagation_lag_seconds", "meshrelay_nodeagent_map_memlock_bytes", "meshrelay_nodeagent_map_limit_entries", "meshrelay_nodeagent_map_resizes_total", "meshrelay_nodeagent_queue_depth", "meshrelay_nodeagent_ready"} {
 		if !slices.Contains(names, want) {
 			t.Errorf("metric %s missing from %v", want, names)
 		}

@@ -120,7 +120,7 @@ func (m *metrics) register(r prometheus.Registerer, a *Agent) error {
 type mapCollector struct {
 	dp                                       datapath.Datapath
 	entries, max, memlock, ops, sys, batches *prometheus.Desc
-	reads                                    *prometheus.Desc
+	reads, limit, resizes, copies            *prometheus.Desc
 }
 
 func newMapCollector(dp datapath.Datapath) *mapCollector {
@@ -136,11 +136,14 @@ func newMapCollector(dp datapath.Datapath) *mapCollector {
 		sys:     d("map_syscalls_total", "Write syscalls to a datapath map.", "map"),
 		batches: d("map_batch_syscalls_total", "Batched write syscalls to a datapath map.", "map"),
 		reads:   d("map_read_syscalls_total", "Read syscalls of dumps of a datapath map.", "map"),
+		limit:   d("map_limit_entries", "The most entries a datapath map may grow to.", "map"),
+		resizes: d("map_resizes_total", "Times a datapath map was replaced by a larger or smaller one.", "map"),
+		copies:  d("map_resize_copy_syscalls_total", "Batch syscalls of the copies made by resizes.", "map"),
 	}
 }
 
 func (c *mapCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.entries, c.max, c.memlock, c.ops, c.sys, c.batches, c.reads} {
+	for _, d := range []*prometheus.Desc{c.entries, c.max, c.memlock, c.ops, c.sys, c.batches, c.reads, c.limit, c.resizes, c.copies} {
 		ch <- d
 	}
 }
@@ -158,6 +161,9 @@ func (c *mapCollector) Collect(ch chan<- prometheus.Metric) {
 		metric(c.sys, prometheus.CounterValue, float64(m.Syscalls), m.Name)
 		metric(c.batches, prometheus.CounterValue, float64(m.Batches), m.Name)
 		metric(c.reads, prometheus.CounterValue, float64(m.ReadSyscalls), m.Name)
+		metric(c.limit, prometheus.GaugeValue, float64(m.Limit), m.Name)
+		metric(c.resizes, prometheus.CounterValue, float64(m.Resizes), m.Name)
+		metric(c.copies, prometheus.CounterValue, float64(m.CopySyscalls), m.Name)
 	}
 }
 

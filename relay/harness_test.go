@@ -61,14 +61,24 @@ func (w *world) startEtcd() {
 // startRelay runs a relay until the returned stop function or the test's end.
 func (w *world) startRelay(addr string) (*Relay, func()) {
 	w.t.Helper()
-	r, err := New(w.client, Options{
+	return w.startRelayWith(addr, nil)
+}
+
+// startRelayWith is startRelay with the test's options changed by edit.
+func (w *world) startRelayWith(addr string, edit func(*Options)) (*Relay, func()) {
+	w.t.Helper()
+	opts := Options{
 		Istiod:      addr,
 		Mode:        w.mode,
 		RelayID:     "relay-test",
 		SyncTimeout: 2 * time.Second,
 		Sink:        etcdsink.Options{Window: 20 * time.Millisecond, MaxDelay: 200 * time.Millisecond, RequestTimeout: time.Second},
 		Logger:      testenv.Logger(w.t),
-	})
+	}
+	if edit != nil {
+		edit(&opts)
+	}
+	r, err := New(w.client, opts)
 	if err != nil {
 		w.t.Fatal(err)
 	}

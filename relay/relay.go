@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -60,6 +61,15 @@ type Options struct {
 	// (Validate refuses them rather than overwrite them).
 	Sink etcdsink.Options
 
+	// StallTimeout bounds how long the writer (or the handling of one
+	// upstream update) may make no progress while work is pending before
+	// Healthy reports the relay unhealthy (default DefaultStallTimeout).
+	StallTimeout time.Duration
+	// UpstreamLostTimeout is how long Istiod may be unreachable before
+	// Ready reports not ready (default DefaultUpstreamLostTimeout). etcd
+	// keeps the last state meanwhile; readiness says it is aging.
+	UpstreamLostTimeout time.Duration
+
 	// Registerer receives the relay's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
@@ -82,6 +92,11 @@ const (
 type upstream interface {
 	Run(ctx context.Context) error
 	Connected() bool
+	// Reconnect, Upstream and NackLoop are the client's health
+	// (reconnect.Readings).
+	Reconnect()
+	Upstream() (connected bool, downSince time.Time)
+	NackLoop() (typeURL string, nacks int, reason string, ok bool)
 }
 
 // index is the translation of a mode: it applies the client's updates and
@@ -91,7 +106,18 @@ type index interface {
 	Apply(typeURL string, upserted map[string]proto.Message, removed []string) []keyspace.Service
 	Service(k keyspace.Service) (*model.Service, bool)
 	Services() []keyspace.Service
+	// RoutesPending counts the routes listeners read that have not
+	// arrived; Unknown says whether a service's endpoints are unknown.
+	// Unknown is not empty (docs/contract.md).
+	RoutesPending() int
+	Unknown(k keyspace.Service) bool
 }
+
+// DefaultStallTimeout is the default Options.StallTimeout.
+const DefaultStallTimeout = 2 * time.Minute
+
+// DefaultUpstreamLostTimeout is the default Options.UpstreamLostTimeout.
+const DefaultUpstreamLostTimeout = time.Minute
 
 // Relay mirrors one Istiod's configuration into etcd.
 type Relay struct {
@@ -103,12 +129,18 @@ type Relay struct {
 	mu    sync.Mutex
 	index index
 	// gated holds services changed before the first complete upstream
-	// sync. They are written all at once when the state is complete, so a
-	// restart against unchanged config never writes a half-synced service.
+	// sync, and those changed while an RDS route is missing. They are
+	// written all at once when the state is complete (and every route is
+	// in), so a restart against unchanged config never writes a
+	// half-synced service.
 	gated       map[keyspace.Service]time.Time
 	completes   int  // complete syncs seen (one per stream at most)
 	wasComplete bool // the previous update was complete
 	services    int
+
+	// updating is when the OnUpdate in progress started (unix
+	// nanoseconds), 0 when none is: the main loop's liveness.
+	updating atomic.Int64
 }
 
 // Validate reports the first invalid field. Zero fields are valid: they
@@ -119,8 +151,9 @@ func (o Options) Validate() error {
 		return errors.New("relay: no Istiod address")
 	case o.Mode != "" && o.Mode != ModeSotW && o.Mode != ModeWorkload:
 		return fmt.Errorf("relay: mode %q: want %q or %q", o.Mode, ModeSotW, ModeWorkload)
-	case o.SyncTimeout < 0 || o.MaxRecvMsgSize < 0:
-		return fmt.Errorf("relay: SyncTimeout %v, MaxRecvMsgSize %d: want >= 0", o.SyncTimeout, o.MaxRecvMsgSize)
+	case o.SyncTimeout < 0 || o.MaxRecvMsgSize < 0 || o.StallTimeout < 0 || o.UpstreamLostTimeout < 0:
+		return fmt.Errorf("relay: SyncTimeout %v, MaxRecvMsgSize %d, StallTimeout %v, UpstreamLostTimeout %v: want >= 0",
+			o.SyncTimeout, o.MaxRecvMsgSize, o.StallTimeout, o.UpstreamLostTimeout)
 	case o.Sink.Cluster != "" || o.Sink.Shards != 0 || o.Sink.RelayID != "" || o.Sink.Logger != nil:
 		return errors.New("relay: set Cluster, Shards, RelayID and Logger on relay.Options, not on Options.Sink")
 	}
@@ -157,6 +190,12 @@ func New(etcd etcdsink.Client, opts Options) (*Relay, error) {
 	}
 	if opts.RelayID == "" {
 		opts.RelayID = etcdsink.DefaultRelayID
+	}
+	if opts.StallTimeout == 0 {
+		opts.StallTimeout = DefaultStallTimeout
+	}
+	if opts.UpstreamLostTimeout == 0 {
+		opts.UpstreamLostTimeout = DefaultUpstreamLostTimeout
 	}
 	r := &Relay{
 		opts:  opts,
@@ -227,7 +266,41 @@ func (r *Relay) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return r.sink.Run(ctx) })
 	g.Go(func() error { return r.client.Run(ctx) })
+	g.Go(func() error { r.confirmHolds(ctx); return nil })
 	return g.Wait()
+}
+
+// holdCheckInterval is how often the relay checks whether held deletions
+// wait for a fresh stream.
+const holdCheckInterval = 200 * time.Millisecond
+
+// confirmHolds opens a fresh upstream stream when held deletions have
+// waited the hold time (docs/contract.md, "Held deletions"): its complete
+// state confirms or clears them. It asks at most once per hold time.
+func (r *Relay) confirmHolds(ctx context.Context) {
+	t := time.NewTicker(holdCheckInterval)
+	defer t.Stop()
+	var asked time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if r.sink.HoldDue(now) && now.Sub(asked) >= r.sinkHoldTime() {
+				asked = now
+				r.log.Info("held deletions waited the hold time: opening a fresh upstream stream to confirm them")
+				r.client.Reconnect()
+			}
+		}
+	}
+}
+
+// sinkHoldTime is the sink's hold time, defaults applied.
+func (r *Relay) sinkHoldTime() time.Duration {
+	if d := r.opts.Sink.DeleteHoldTime; d > 0 {
+		return d
+	}
+	return etcdsink.DefaultDeleteHoldTime
 }
 
 // Synced is closed once the first complete upstream sync is in etcd,
@@ -235,10 +308,23 @@ func (r *Relay) Run(ctx context.Context) error {
 func (r *Relay) Synced() <-chan struct{} { return r.sink.Synced() }
 
 // Ready reports readiness for /readyz: ready once the first complete sync
-// has been written.
+// has been written, and not while Istiod has been unreachable for longer
+// than Options.UpstreamLostTimeout or every push of one type is NACKed
+// (its changes are frozen).
 func (r *Relay) Ready() (bool, string) {
+	if typ, n, reason, ok := r.client.NackLoop(); ok {
+		return false, fmt.Sprintf("NACKing every push of %s (%d in a row): %s", typ, n, reason)
+	}
+	if n := r.sink.Unwritable(); n > 0 {
+		return false, fmt.Sprintf("%d services too large for etcd are not written (meshrelay_relay_etcd_oversized_services_total)", n)
+	}
 	select {
 	case <-r.sink.Synced():
+		if up, since := r.client.Upstream(); !up {
+			if d := time.Since(since); d > r.opts.UpstreamLostTimeout {
+				return false, fmt.Sprintf("Istiod %s lost for %v", r.opts.Istiod, d.Round(time.Second))
+			}
+		}
 		return true, ""
 	default:
 	}
@@ -248,10 +334,31 @@ func (r *Relay) Ready() (bool, string) {
 	return false, "first complete sync not yet written to etcd"
 }
 
+// Healthy reports liveness for /healthz: unhealthy when the etcd writer
+// has had work pending without progress, or one upstream update has been
+// in handling, for longer than Options.StallTimeout.
+func (r *Relay) Healthy() (bool, string) {
+	if t := r.updating.Load(); t != 0 {
+		if d := time.Since(time.Unix(0, t)); d > r.opts.StallTimeout {
+			return false, fmt.Sprintf("handling one upstream update for %v", d.Round(time.Second))
+		}
+	}
+	if stalled, why := r.sink.Stalled(r.opts.StallTimeout); stalled {
+		return false, why
+	}
+	return true, ""
+}
+
+// ReleaseDeletions releases the removals the mass-deletion guard holds
+// (docs/contract.md, "Held deletions") and returns how many there were.
+func (r *Relay) ReleaseDeletions() int { return r.sink.ReleaseDeletions() }
+
 // OnUpdate implements sotw.Handler (and delta.Handler, the same): it
 // re-translates the services the
 // update touches and hands them to the sink.
 func (r *Relay) OnUpdate(ctx context.Context, u sotw.Update) {
+	r.updating.Store(time.Now().UnixNano())
+	defer r.updating.Store(0)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var dirty []keyspace.Service
@@ -266,18 +373,18 @@ func (r *Relay) OnUpdate(ctx context.Context, u sotw.Update) {
 		for _, k := range dirty {
 			r.set(k, u.ReceivedAt, u.Complete)
 		}
+		if len(r.gated) > 0 {
+			r.flushGated(u.Complete)
+		}
 	}
 	// Newly complete: the first sync, or the first complete update of a
 	// reconnected stream (whose earlier updates were incomplete).
-	newlyComplete := u.Complete && (r.completes == 0 || !r.wasComplete)
+	newlyComplete := u.Complete && (r.completes == 0 || !r.wasComplete || u.NewlyComplete)
 	r.wasComplete = u.Complete
 	if !newlyComplete {
 		return
 	}
-	for k, t := range r.gated {
-		r.set(k, t, true)
-	}
-	clear(r.gated)
+	r.flushGated(true)
 	present := r.index.Services()
 	r.services = len(present)
 	r.completes++
@@ -285,12 +392,33 @@ func (r *Relay) OnUpdate(ctx context.Context, u sotw.Update) {
 	r.sink.Complete(present)
 }
 
+// flushGated hands the gated services to the sink, unless an RDS route
+// listeners read is still missing.
+func (r *Relay) flushGated(complete bool) {
+	if r.index.RoutesPending() > 0 {
+		return
+	}
+	for k, t := range r.gated {
+		delete(r.gated, k)
+		r.set(k, t, complete)
+	}
+}
+
 // set hands one service's current translation to the sink. A service that
 // no longer translates is deleted only when the upstream state is complete;
-// otherwise the sweep after the next complete sync removes it.
+// otherwise the sweep after the next complete sync removes it. A service
+// whose EDS assignment was never received keeps what etcd holds (unknown is
+// not empty, docs/contract.md): it is handed over once the assignment
+// arrives, which marks it dirty again.
 func (r *Relay) set(k keyspace.Service, observed time.Time, complete bool) {
 	s, ok := r.index.Service(k)
 	switch {
+	case ok && r.index.RoutesPending() > 0:
+		// A route listeners read has not arrived: the VIPs it may claim
+		// are unknown. Written once every route is in.
+		r.gated[k] = observed
+	case ok && r.index.Unknown(k):
+		r.log.Debug("endpoints of service unknown: keeping what etcd holds", "service", k)
 	case ok:
 		r.sink.Set(k, s, observed)
 	case complete:

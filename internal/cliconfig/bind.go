@@ -2,17 +2,12 @@ package cliconfig
 
 import (
 	"context"
-
 	"io"
 	"log/slog"
 	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	clientv3 "go.etcd.io/etcd/client/v3"
-
-	"github.com/meshrelay/meshrelay/internal/etcddial"
-	"github.com/meshrelay/meshrelay/internal/keyspace"
 )
 
 // Configurable is a main's configuration struct: Bind binds its fields to
@@ -41,41 +36,6 @@ func Bound(cmd *cobra.Command, cfg Configurable, run func(ctx context.Context, a
 		return run(cmd.Context(), args)
 	}
 	return cmd
-}
-
-// Etcd is the etcd connection configuration every binary shares:
-// --cluster, --etcd-endpoints and the etcd TLS files.
-type Etcd struct {
-	Cluster                   string
-	Endpoints                 []string
-	CAFile, CertFile, KeyFile string
-}
-
-// Bind adds the etcd flags to fs, bound to e.
-func (e *Etcd) Bind(fs *pflag.FlagSet, endpointsHelp string) {
-	fs.StringVar(&e.Cluster, "cluster", keyspace.DefaultCluster, "cluster id: keys live under /meshrelay/v1/<cluster>/")
-	fs.StringSliceVar(&e.Endpoints, "etcd-endpoints", nil, endpointsHelp)
-	fs.StringVar(&e.CAFile, "etcd-ca", "", "etcd TLS: CA file")
-	fs.StringVar(&e.CertFile, "etcd-cert", "", "etcd TLS: client certificate file")
-	fs.StringVar(&e.KeyFile, "etcd-key", "", "etcd TLS: client key file")
-}
-
-// Validate checks the cluster id: it is one key segment.
-func (e *Etcd) Validate() error {
-	if e.Cluster == "" || strings.Contains(e.Cluster, "/") {
-		return Invalid("cluster", e.Cluster, "want a non-empty id without '/'")
-	}
-	return nil
-}
-
-// Dial opens an etcd client for endpoints (e.Endpoints, or the embedded
-// etcd's) with e's TLS files.
-func (e *Etcd) Dial(endpoints []string, log *slog.Logger) (*clientv3.Client, error) {
-	return etcddial.Dial(etcddial.Options{
-		Endpoints: endpoints,
-		CAFile:    e.CAFile, CertFile: e.CertFile, KeyFile: e.KeyFile,
-		Logger: log,
-	})
 }
 
 // Log is --log-level and --log-format.

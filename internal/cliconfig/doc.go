@@ -6,7 +6,9 @@
 // the shared groups Etcd, Log and ConfigFile), and runs through Bound:
 // Overlay sets the flags not given on the command line from the environment
 // and the file, then the struct's Validate names the bad flag. Main runs
-// the root command and turns its error into one line and an exit status.
+// the root command and turns its error into one line and an exit status;
+// Serve runs a binary's long-running part next to its ops server, and
+// SourcesHelp says in a command's help where flags come from.
 //
 // Precedence, highest first: flag set on the command line, environment
 // variable, config file, flag default. The environment variable of a flag is
@@ -15,5 +17,5 @@
 // flag names.
 //
 // The relay's and the node agent's mains import it. It imports
-// internal/etcddial and internal/keyspace.
+// internal/etcddial, internal/keyspace and internal/opsserver.
 package cliconfig

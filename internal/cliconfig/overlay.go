@@ -86,3 +86,9 @@ func flagString(raw any) string {
 	}
 	return cast.ToString(raw)
 }
+
+// SourcesHelp says where flags come from besides the command line (see
+// Overlay), for a root command's Long help.
+const SourcesHelp = `Every flag can also be set as MESHRELAY_<FLAG> (e.g. MESHRELAY_ETCD_ENDPOINTS)
+or as a key of the YAML file named by --config; flags win over the
+environment, which wins over the file.`

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
@@ -29,10 +30,14 @@ type Options struct {
 	// here is never removed, so a Server can be closed and started again on
 	// the same data.
 	Dir string
-	// ClientURL is the URL clients connect to, e.g. "http://127.0.0.1:2379".
-	// Empty, or port 0, means a free loopback port. The host must be a
-	// loopback address (127.0.0.0/8, ::1 or "localhost").
+	// ClientURL is the URL clients connect to, e.g. "http://127.0.0.1:2379"
+	// ("https://" with ClientTLS). Empty, or port 0, means a free loopback
+	// port. The host must be a loopback address (127.0.0.0/8, ::1 or
+	// "localhost").
 	ClientURL string
+	// ClientTLS, when set, serves clients over TLS only: the endpoints are
+	// https:// URLs.
+	ClientTLS *TLS
 	// PeerURL is the raft peer URL. Same rules and defaults as ClientURL; a
 	// single member never dials it, but etcd insists on listening.
 	PeerURL string
@@ -50,6 +55,17 @@ type Options struct {
 	// Logger receives this package's messages and etcd's (with
 	// component=etcd). Default: discarded.
 	Logger *slog.Logger
+}
+
+// TLS is the client-facing TLS of an embedded etcd.
+type TLS struct {
+	// CertFile and KeyFile are the server's certificate and key.
+	CertFile, KeyFile string
+	// CAFile is the CA that signs client certificates.
+	CAFile string
+	// ClientCertAuth requires a client certificate signed by CAFile; with
+	// auth enabled, its common name is the etcd user.
+	ClientCertAuth bool
 }
 
 // Server is a running embedded etcd.
@@ -94,10 +110,10 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	// A free port picked here can be taken by another process before etcd
 	// binds it: pick again (only ports this function picked).
 	for attempt := 1; ; attempt++ {
-		if clientURL, err = loopbackURL("client", opts.ClientURL); err != nil {
+		if clientURL, err = loopbackURL("client", opts.ClientURL, opts.ClientTLS != nil); err != nil {
 			break
 		}
-		if peerURL, err = loopbackURL("peer", opts.PeerURL); err != nil {
+		if peerURL, err = loopbackURL("peer", opts.PeerURL, false); err != nil {
 			break
 		}
 		e, err = embed.StartEtcd(etcdConfig(opts, dir, clientURL, peerURL, level, logger, closing, streams))
@@ -114,7 +130,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	s := &Server{etcd: e, dir: dir, removeDir: removeDir, logger: logger, closing: closing, streams: streams}
 	for _, l := range e.Clients {
-		s.endpoints = append(s.endpoints, "http://"+l.Addr().String())
+		s.endpoints = append(s.endpoints, clientURL.Scheme+"://"+l.Addr().String())
 	}
 	if err := s.waitReady(ctx, e, opts.StartTimeout); err != nil {
 		return nil, err
@@ -133,6 +149,9 @@ func etcdConfig(opts Options, dir string, clientURL, peerURL *url.URL, level zap
 	cfg.AdvertisePeerUrls = []url.URL{*peerURL}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
 	cfg.QuotaBackendBytes = opts.QuotaBackendBytes
+	if t := opts.ClientTLS; t != nil {
+		cfg.ClientTLSInfo = transport.TLSInfo{CertFile: t.CertFile, KeyFile: t.KeyFile, TrustedCAFile: t.CAFile, ClientCertAuth: t.ClientCertAuth}
+	}
 	cfg.UnsafeNoFsync = true
 	// One member elects itself: short ticks make Start take milliseconds
 	// instead of about a second.
@@ -221,18 +240,23 @@ func NewClient(endpoints []string) (*clientv3.Client, error) {
 	return etcddial.Dial(etcddial.Options{Endpoints: endpoints})
 }
 
-// loopbackURL parses raw (empty means "http://127.0.0.1:0"), refuses a
-// non-loopback host and replaces port 0 by a free port.
-func loopbackURL(what, raw string) (*url.URL, error) {
+// loopbackURL parses raw (empty means "http://127.0.0.1:0", or https
+// with secure), refuses a non-loopback host and replaces port 0 by a free
+// port.
+func loopbackURL(what, raw string, secure bool) (*url.URL, error) {
+	scheme := "http"
+	if secure {
+		scheme = "https"
+	}
 	if raw == "" {
-		raw = "http://127.0.0.1:0"
+		raw = scheme + "://127.0.0.1:0"
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, fmt.Errorf("%s URL %q: %w", what, raw, err)
 	}
-	if u.Scheme != "http" {
-		return nil, fmt.Errorf("%s URL %q: scheme must be http", what, raw)
+	if u.Scheme != scheme {
+		return nil, fmt.Errorf("%s URL %q: scheme must be %s", what, raw, scheme)
 	}
 	host, port := u.Hostname(), u.Port()
 	if host == "localhost" {

@@ -100,7 +100,7 @@ func TestRefusesNonLoopback(t *testing.T) {
 		}
 	}
 	for _, u := range []string{"http://localhost:0", "http://127.0.0.2:0", "http://[::1]:0"} {
-		if _, err := loopbackURL("client", u); err != nil {
+		if _, err := loopbackURL("client", u, false); err != nil {
 			t.Errorf("%q refused: %v", u, err)
 		}
 	}

@@ -14,6 +14,8 @@ func FuzzParseServiceKey(f *testing.F) {
 		s.Spec(svc), s.Slice(svc, 0), s.Slice(svc, 12), s.Slice(svc, MaxSlices-1),
 		s.ServicePrefix(svc) + "endpoints/010", s.ServicePrefix(svc) + "endpoints/100000000",
 		s.ServicePrefix(svc) + "endpoints/-1", s.ServicesPrefix() + "ns//spec", s.VIP("127.77.0.1"),
+		s.SliceOf(svc, 3, 7), s.ServicePrefix(svc) + "endpoints/0/3", s.ServicePrefix(svc) + "endpoints/03/1",
+		s.ServicePrefix(svc) + "endpoints/2147483648/0", s.ServicePrefix(svc) + "endpoints/1/2/3",
 	} {
 		f.Add(seed)
 	}
@@ -34,10 +36,10 @@ func FuzzParseServiceKey(f *testing.F) {
 		case KindSpec:
 			back = s.Spec(k.Service)
 		case KindSlice:
-			if k.Slice < 0 || k.Slice >= MaxSlices {
-				t.Fatalf("%q: slice %d out of bounds", key, k.Slice)
+			if k.Slice < 0 || k.Slice >= MaxSlices || k.Gen >= MaxSliceGeneration {
+				t.Fatalf("%q: slice %d of generation %d out of bounds", key, k.Slice, k.Gen)
 			}
-			back = s.Slice(k.Service, k.Slice)
+			back = s.SliceOf(k.Service, k.Gen, k.Slice)
 		default:
 			t.Fatalf("%q: parsed with kind %d", key, k.Kind)
 		}

@@ -64,9 +64,19 @@ func (s Space) ServicePrefix(svc Service) string {
 // Spec is services/<ns>/<name>/spec.
 func (s Space) Spec(svc Service) string { return s.ServicePrefix(svc) + "spec" }
 
-// Slice is services/<ns>/<name>/endpoints/<i>.
+// Slice is services/<ns>/<name>/endpoints/<i>: slice i of slice
+// generation 0.
 func (s Space) Slice(svc Service, i int) string {
 	return s.ServicePrefix(svc) + "endpoints/" + strconv.Itoa(i)
+}
+
+// SliceOf is slice i of slice generation gen: Slice for generation 0,
+// services/<ns>/<name>/endpoints/<gen>/<i> otherwise.
+func (s Space) SliceOf(svc Service, gen uint32, i int) string {
+	if gen == 0 {
+		return s.Slice(svc, i)
+	}
+	return s.ServicePrefix(svc) + "endpoints/" + strconv.FormatUint(uint64(gen), 10) + "/" + strconv.Itoa(i)
 }
 
 // VIPsPrefix is the prefix of the on-demand VIP index.
@@ -114,18 +124,25 @@ const MaxSlices = 1 << 16
 // synced/<shard> and shards/<shard>/ keys.
 const MaxShards = 4096
 
+// MaxSliceGeneration bounds the <gen> of endpoints/<gen>/<i> keys.
+const MaxSliceGeneration = 1 << 31
+
 // ServiceKey is a parsed key under services/.
 type ServiceKey struct {
 	Service Service
 	Kind    Kind
 	Slice   int // valid when Kind == KindSlice; 0 <= Slice < MaxSlices
+	// Gen is the slice generation of a KindSlice key: 0 for
+	// endpoints/<i>, 1 <= Gen < MaxSliceGeneration for endpoints/<gen>/<i>.
+	Gen uint32
 }
 
 // ParseServiceKey parses a key under ServicesPrefix strictly: exactly
-// services/<ns>/<name>/spec or services/<ns>/<name>/endpoints/<i> with
-// non-empty segments and i in canonical decimal form (no sign, no leading
-// zero) below MaxSlices. ok is false for any other key. A parsed key
-// round-trips: Spec or Slice of the result returns key.
+// services/<ns>/<name>/spec, services/<ns>/<name>/endpoints/<i> or
+// services/<ns>/<name>/endpoints/<gen>/<i> with non-empty segments, i in
+// canonical decimal form (no sign, no leading zero) below MaxSlices and gen
+// canonical in [1, MaxSliceGeneration). ok is false for any other key. A parsed key
+// round-trips: Spec or SliceOf of the result returns key.
 func (s Space) ParseServiceKey(key string) (k ServiceKey, ok bool) {
 	rest, found := strings.CutPrefix(key, s.ServicesPrefix())
 	if !found {
@@ -144,11 +161,18 @@ func (s Space) ParseServiceKey(key string) (k ServiceKey, ok bool) {
 	if !found {
 		return ServiceKey{}, false
 	}
+	var gen int
+	if g, i, staged := strings.Cut(idx, "/"); staged {
+		if gen, ok = parseIndex(g, MaxSliceGeneration); !ok || gen == 0 {
+			return ServiceKey{}, false // generation 0 has only the endpoints/<i> form
+		}
+		idx = i
+	}
 	i, ok := parseIndex(idx, MaxSlices)
 	if !ok {
 		return ServiceKey{}, false
 	}
-	return ServiceKey{Service: svc, Kind: KindSlice, Slice: i}, true
+	return ServiceKey{Service: svc, Kind: KindSlice, Slice: i, Gen: uint32(gen)}, true
 }
 
 // ParseSynced parses a synced/<shard> key strictly (canonical decimal,

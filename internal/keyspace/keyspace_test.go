@@ -37,7 +37,19 @@ func TestParseServiceKey(t *testing.T) {
 	if k, ok := s.ParseServiceKey(s.Slice(svc, 12)); !ok || k.Kind != KindSlice || k.Slice != 12 || k.Service != svc {
 		t.Fatalf("slice: %+v %v", k, ok)
 	}
+	if k, ok := s.ParseServiceKey(s.SliceOf(svc, 5, 12)); !ok || k.Kind != KindSlice || k.Slice != 12 || k.Gen != 5 || k.Service != svc {
+		t.Fatalf("slice of generation 5: %+v %v", k, ok)
+	}
+	if got := s.SliceOf(svc, 0, 3); got != s.Slice(svc, 3) {
+		t.Fatalf("generation 0 key %q, want %q", got, s.Slice(svc, 3))
+	}
 	for _, bad := range []string{
+		s.ServicePrefix(svc) + "endpoints/0/1",
+		s.ServicePrefix(svc) + "endpoints/05/1",
+		s.ServicePrefix(svc) + "endpoints/5/01",
+		s.ServicePrefix(svc) + "endpoints/5/",
+		s.ServicePrefix(svc) + "endpoints/5/1/2",
+		s.ServicePrefix(svc) + "endpoints/2147483648/1",
 		s.VIP("127.77.0.1"),
 		s.ServicePrefix(svc) + "endpoints/x",
 		s.ServicePrefix(svc) + "other",

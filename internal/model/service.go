@@ -62,10 +62,12 @@ func (s *Service) Endpoints() []*v1.Endpoint {
 
 var deterministic = proto.MarshalOptions{Deterministic: true}
 
-// SpecHash is the content hash of spec: everything but revision,
-// content_hash and observed_unix_nano. It does not modify spec.
-func SpecHash(spec *v1.ServiceSpec) string {
-	c := &v1.ServiceSpec{
+// SpecContent returns a new spec holding spec's content: everything but
+// revision, content_hash and observed_unix_nano. It copies field by field
+// instead of cloning, so a large spec is not deep-copied: the result shares
+// spec's lists and must not be mutated beyond its top-level fields.
+func SpecContent(spec *v1.ServiceSpec) *v1.ServiceSpec {
+	return &v1.ServiceSpec{
 		Namespace:      spec.GetNamespace(),
 		Name:           spec.GetName(),
 		Hostname:       spec.GetHostname(),
@@ -74,14 +76,20 @@ func SpecHash(spec *v1.ServiceSpec) string {
 		LoadBalancing:  spec.GetLoadBalancing(),
 		EndpointSlices: spec.GetEndpointSlices(),
 	}
-	return hashMessage(c)
 }
 
-// SliceHash is the content hash of a slice: everything but revision,
-// content_hash and observed_unix_nano. It does not modify sl.
-func SliceHash(sl *v1.EndpointSlice) string {
-	return hashMessage(&v1.EndpointSlice{Endpoints: sl.GetEndpoints(), Slice: sl.GetSlice()})
+// SliceContent returns a new slice holding sl's content; see SpecContent.
+func SliceContent(sl *v1.EndpointSlice) *v1.EndpointSlice {
+	return &v1.EndpointSlice{Endpoints: sl.GetEndpoints(), Slice: sl.GetSlice()}
 }
+
+// SpecHash is the content hash of spec (SpecContent). It does not modify
+// spec.
+func SpecHash(spec *v1.ServiceSpec) string { return hashMessage(SpecContent(spec)) }
+
+// SliceHash is the content hash of a slice (SliceContent). It does not
+// modify sl.
+func SliceHash(sl *v1.EndpointSlice) string { return hashMessage(SliceContent(sl)) }
 
 func hashMessage(m proto.Message) string {
 	b, err := deterministic.Marshal(m)

@@ -25,9 +25,15 @@ type Options struct {
 	// It returns a short reason when not ready.
 	Ready func() (bool, string)
 	// Healthy reports whether /healthz answers 200; nil means always
-	// healthy. It returns a short reason when not healthy.
+	// healthy. It returns a short reason when not.
 	Healthy func() (bool, string)
-	Logger  *slog.Logger
+	// Handlers are extra handlers by pattern (http.ServeMux syntax, e.g.
+	// "POST /release-deletions").
+	Handlers map[string]http.Handler
+	// Pprof serves /debug/pprof/ when set. It is off by default: profiles
+	// and the command line are not for every client of the metrics port.
+	Pprof  bool
+	Logger *slog.Logger
 }
 
 // Server is a running ops HTTP server.
@@ -58,6 +64,9 @@ func Start(opts Options) (*Server, error) {
 		}
 		fmt.Fprintln(w, "ok")
 	})
+	for pattern, h := range opts.Handlers {
+		mux.Handle(pattern, h)
+	}
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if opts.Ready != nil {
 			if ok, why := opts.Ready(); !ok {
@@ -67,11 +76,13 @@ func Start(opts Options) (*Server, error) {
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	if opts.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 
 	s := &Server{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, done: make(chan error, 1)}
 	go func() {
@@ -82,7 +93,7 @@ func Start(opts Options) (*Server, error) {
 		s.done <- err
 	}()
 	if opts.Logger != nil {
-		opts.Logger.Info("ops server listening", "addr", ln.Addr().String())
+		opts.Logger.Info("ops server listening", "addr", ln.Addr().String(), "pprof", opts.Pprof)
 	}
 	return s, nil
 }

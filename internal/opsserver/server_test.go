@@ -28,7 +28,7 @@ func TestEndpoints(t *testing.T) {
 	reg.MustRegister(c)
 	c.Add(3)
 	var ready atomic.Bool
-	s, err := Start(Options{Listen: "127.0.0.1:0", Gatherer: reg, Ready: func() (bool, string) { return ready.Load(), "first sync pending" }})
+	s, err := Start(Options{Listen: "127.0.0.1:0", Pprof: true, Gatherer: reg, Ready: func() (bool, string) { return ready.Load(), "first sync pending" }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,6 +50,25 @@ func TestEndpoints(t *testing.T) {
 	}
 	if code, _ := get(t, base+"/debug/pprof/"); code != 200 {
 		t.Fatalf("/debug/pprof/: %d", code)
+	}
+}
+
+// TestPprofOffByDefault: without Options.Pprof, /debug/pprof/ and its
+// handlers are not served (404), while /metrics is.
+func TestPprofOffByDefault(t *testing.T) {
+	s, err := Start(Options{Listen: "127.0.0.1:0", Gatherer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(context.Background()) })
+	base := "http://" + s.Addr()
+	for _, p := range []string{"/debug/pprof/", "/debug/pprof/cmdline", "/debug/pprof/heap"} {
+		if code, _ := get(t, base+p); code != http.StatusNotFound {
+			t.Errorf("%s without Pprof: %d, want 404", p, code)
+		}
+	}
+	if code, _ := get(t, base+"/metrics"); code != 200 {
+		t.Errorf("/metrics: %d", code)
 	}
 }
 
@@ -75,19 +94,40 @@ func TestStartOrNone(t *testing.T) {
 	}
 }
 
-func TestHealthzHook(t *testing.T) {
+// TestHealthyAndHandlers: /healthz follows Options.Healthy; an extra
+// handler answers on its method and pattern only.
+func TestHealthyAndHandlers(t *testing.T) {
 	var healthy atomic.Bool
-	s, err := Start(Options{Listen: "127.0.0.1:0", Healthy: func() (bool, string) { return healthy.Load(), "apply loop stalled" }})
+	var posted atomic.Int32
+	s, err := Start(Options{
+		Listen:   "127.0.0.1:0",
+		Gatherer: prometheus.NewRegistry(),
+		Healthy:  func() (bool, string) { return healthy.Load(), "writer stuck" },
+		Handlers: map[string]http.Handler{"POST /poke": http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			posted.Add(1)
+		})},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close(context.Background()) })
 	base := "http://" + s.Addr()
-	if code, body := get(t, base+"/healthz"); code != 503 || !strings.Contains(body, "apply loop stalled") {
+	if code, body := get(t, base+"/healthz"); code != 503 || !strings.Contains(body, "writer stuck") {
 		t.Fatalf("/healthz while unhealthy: %d %q", code, body)
 	}
 	healthy.Store(true)
 	if code, _ := get(t, base+"/healthz"); code != 200 {
-		t.Fatalf("/healthz when healthy: %d", code)
+		t.Fatalf("/healthz while healthy: %d", code)
+	}
+	if code, _ := get(t, base+"/poke"); code != http.StatusMethodNotAllowed {
+		t.Fatalf("GET /poke: %d, want 405", code)
+	}
+	resp, err := http.Post(base+"/poke", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || posted.Load() != 1 {
+		t.Fatalf("POST /poke: %d, handler called %d times", resp.StatusCode, posted.Load())
 	}
 }

@@ -2,5 +2,5 @@
 // that a library whose metrics live only in its collectors can still offer a
 // typed Stats snapshot to callers and tests.
 //
-// relay/etcdsink and relay/xds/sotw import it.
+// relay/etcdsink and relay/xds/reconnect (the xDS clients' metrics) import it.
 package promvalue

@@ -16,16 +16,23 @@ import (
 type held struct {
 	rev    int64 // etcd revision the keys reflect
 	spec   *v1.ServiceSpec
-	slices map[int]*v1.EndpointSlice
+	slices map[sliceID]*v1.EndpointSlice
 	lim    limits
-	// bad are the keys whose value is invalid, by slice index (specKey for
-	// the spec), with the value's mod revision; prev is bad before a reset,
-	// so that a re-list does not report the same value again.
-	bad, prev map[int]int64
+	// bad are the keys whose value is invalid (specKey for the spec), with
+	// the value's mod revision; prev is bad before a reset, so that a
+	// re-list does not report the same value again.
+	bad, prev map[sliceID]int64
 }
 
-// specKey is the spec's index in held.bad.
-const specKey = -1
+// sliceID names one slice key: its slice generation and index. Only the
+// spec's generation is assembled (docs/contract.md, "Services of any size").
+type sliceID struct {
+	gen uint32
+	i   int
+}
+
+// specKey is the spec's key in held.bad.
+var specKey = sliceID{i: -1}
 
 // completeness says whether held keys make a service.
 type completeness int
@@ -39,8 +46,8 @@ const (
 
 // reset replaces everything held by kvs, listed at rev.
 func (h *held) reset(space keyspace.Space, kvs []*mvccpb.KeyValue, rev int64) error {
-	h.spec, h.slices, h.rev = nil, map[int]*v1.EndpointSlice{}, rev
-	h.prev, h.bad = h.bad, map[int]int64{}
+	h.spec, h.slices, h.rev = nil, map[sliceID]*v1.EndpointSlice{}, rev
+	h.prev, h.bad = h.bad, map[sliceID]int64{}
 	defer func() { h.prev = nil }()
 	var errs []error
 	for _, kv := range kvs {
@@ -63,8 +70,8 @@ func (h *held) apply(space keyspace.Space, ev *clientv3.Event) error {
 			h.spec = nil
 			delete(h.bad, specKey)
 		case keyspace.KindSlice:
-			delete(h.slices, k.Slice)
-			delete(h.bad, k.Slice)
+			delete(h.slices, sliceID{k.Gen, k.Slice})
+			delete(h.bad, sliceID{k.Gen, k.Slice})
 		}
 		return nil
 	}
@@ -102,23 +109,23 @@ func (h *held) put(space keyspace.Space, kv *mvccpb.KeyValue) error {
 			reason, err = checkSlice(k.Slice, sl)
 		}
 		if err != nil {
-			delete(h.slices, k.Slice)
-			return h.refuse(kv, k.Slice, reason, err)
+			delete(h.slices, sliceID{k.Gen, k.Slice})
+			return h.refuse(kv, sliceID{k.Gen, k.Slice}, reason, err)
 		}
-		delete(h.bad, k.Slice)
+		delete(h.bad, sliceID{k.Gen, k.Slice})
 		if sl.ContentHash == "" {
 			sl.ContentHash = model.SliceHash(sl)
 		}
-		h.slices[k.Slice] = sl
+		h.slices[sliceID{k.Gen, k.Slice}] = sl
 	}
 	return nil
 }
 
-// refuse marks the key of index i bad. It returns the error to report, or
-// nil when this value (same mod revision) was reported already.
-func (h *held) refuse(kv *mvccpb.KeyValue, i int, reason string, err error) error {
+// refuse marks the key i bad. It returns the error to report, or nil when
+// this value (same mod revision) was reported already.
+func (h *held) refuse(kv *mvccpb.KeyValue, i sliceID, reason string, err error) error {
 	if h.bad == nil {
-		h.bad = map[int]int64{}
+		h.bad = map[sliceID]int64{}
 	}
 	seen := h.bad[i] == kv.ModRevision || h.prev[i] == kv.ModRevision
 	h.bad[i] = kv.ModRevision
@@ -138,22 +145,28 @@ func (h *held) assemble(svc keyspace.Service) (*model.Service, completeness, int
 	if h.spec == nil {
 		return nil, absent, 0
 	}
-	n := int(h.spec.EndpointSlices)
-	for i := range h.bad {
-		if i < n {
-			return nil, invalid, i
+	n, gen := int(h.spec.EndpointSlices), h.spec.SliceGeneration
+	for id := range h.bad {
+		if id.gen == gen && id.i < n {
+			return nil, invalid, id.i
 		}
 	}
-	if n > len(h.slices) {
-		for i := range len(h.slices) + 1 { // a missing one is among these
-			if _, ok := h.slices[i]; !ok {
+	held := 0
+	for id := range h.slices {
+		if id.gen == gen {
+			held++
+		}
+	}
+	if n > held {
+		for i := range held + 1 { // a missing one is among these
+			if _, ok := h.slices[sliceID{gen, i}]; !ok {
 				return nil, incomplete, i
 			}
 		}
 	}
 	out := &model.Service{Key: svc, Spec: h.spec, Slices: make([]*v1.EndpointSlice, n)}
 	for i := range n {
-		sl, ok := h.slices[i]
+		sl, ok := h.slices[sliceID{gen, i}]
 		if !ok {
 			return nil, incomplete, i
 		}

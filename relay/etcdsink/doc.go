@@ -20,12 +20,17 @@
 // rebuilt - the generation vanished or changed, or etcd's revision went
 // backwards - the Sink reloads and rewrites the whole desired state.
 //
-// Limits: all values of one service change in one transaction, so a
-// service that needs more than MaxTxnOps operations (128 by default: the
-// spec, at most 126 endpoint slices of 1,000 endpoints and a VIP, about
-// 126,000 endpoints) cannot be written and is reported (Stats.Oversized),
-// not retried. A single service whose changed values exceed etcd's request
-// limit (1.5 MiB) is reported the same way.
+// Size: a service whose change fits one transaction (MaxTxnOps, 128 by
+// default, and MaxTxnBytes, 1 MiB) is written in one. A larger one is
+// staged (staged.go): its slices under a new slice generation in as many
+// transactions as needed, then the spec naming that generation in one, then
+// the deletes of the old slices, so a watcher never sees a mix. A service
+// etcd refuses even so is reported (Stats.Oversized, Unwritable).
+//
+// Safety: removals of more than Options.MaxDeleteFraction of the services
+// in etcd are held (guard.go, docs/contract.md "Held deletions"); keys that
+// are not canonical are deleted with the sweep (stray.go); Stalled reports a
+// writer without progress while work is pending (the relay's /healthz).
 //
 // Package relay creates the Sink; the relay's main, the scale harness and
 // the end-to-end tests (e2e) import this package for its Options

@@ -15,6 +15,7 @@ import (
 // already up to date, then closes Synced and leaves the bootstrap rate.
 func (s *Sink) writeMarkers(ctx context.Context) error {
 	counts := make([]int, s.opts.Shards)
+	held := make([]bool, s.opts.Shards)
 	s.mu.Lock()
 	for svc, d := range s.desired {
 		if d.svc != nil {
@@ -22,6 +23,12 @@ func (s *Sink) writeMarkers(ctx context.Context) error {
 		}
 	}
 	s.mu.Unlock()
+	for svc := range s.guard.held {
+		// Still in etcd although upstream no longer has it.
+		shard := keyspace.Shard(svc, s.opts.Shards)
+		counts[shard]++
+		held[shard] = true
+	}
 
 	now := keyspace.MarkerTime(time.Now())
 	var (
@@ -47,6 +54,7 @@ func (s *Sink) writeMarkers(ctx context.Context) error {
 		m := keyspace.Marker{
 			Shard: shard, Shards: s.opts.Shards, Cluster: s.space.Cluster(),
 			Generation: s.generation(), Relay: s.opts.RelayID, Services: n, Time: now,
+			HeldDeletions: held[shard],
 		}
 		if old, ok := s.markers[shard]; ok && old.SameAs(m) {
 			continue

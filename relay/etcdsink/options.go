@@ -29,6 +29,10 @@ const (
 	DefaultMaxTxnBytes             = 1 << 20 // below etcd's 1.5 MiB request limit
 	DefaultRequestTimeout          = 5 * time.Second
 	DefaultGenerationCheckInterval = time.Second
+	// Mass-deletion guard (docs/contract.md, "Held deletions").
+	DefaultMaxDeleteFraction = 0.5
+	DefaultDeleteGuardMin    = 10
+	DefaultDeleteHoldTime    = 5 * time.Minute
 	// DefaultRelayID is the relay id of a relay given none: the only
 	// definition of it.
 	DefaultRelayID = "relay"
@@ -76,6 +80,19 @@ type Options struct {
 	// by an empty one at a lower revision. Default 1 s.
 	GenerationCheckInterval time.Duration
 
+	// MaxDeleteFraction is the largest share of the services in etcd one
+	// upstream state may remove (delete, strip of every VIP, or strip of
+	// every endpoint) before the removals are held. Default 0.5; 1 turns
+	// the guard off.
+	MaxDeleteFraction float64
+	// DeleteGuardMin is the number of removals below which the guard never
+	// holds, so that a small cluster's ordinary deletes apply. Default 10.
+	DeleteGuardMin int
+	// DeleteHoldTime is how long removals stay held before a complete
+	// state of a fresh upstream stream asking for them releases them.
+	// Default 5 minutes.
+	DeleteHoldTime time.Duration
+
 	// Fence, when set, returns comparisons added to every transaction
 	// (e.g. "this relay still leads the shard"). A transaction whose fence
 	// fails is not applied and Run returns ErrFenced.
@@ -103,6 +120,10 @@ func (o Options) Validate() error {
 		return fmt.Errorf("etcdsink: Burst %d, MaxTxnOps %d, MaxTxnBytes %d: want >= 0", o.Burst, o.MaxTxnOps, o.MaxTxnBytes)
 	case o.RequestTimeout < 0 || o.GenerationCheckInterval < 0:
 		return fmt.Errorf("etcdsink: RequestTimeout %v, GenerationCheckInterval %v: want >= 0", o.RequestTimeout, o.GenerationCheckInterval)
+	case o.MaxDeleteFraction < 0 || o.MaxDeleteFraction > 1:
+		return fmt.Errorf("etcdsink: MaxDeleteFraction %v: want 0..1", o.MaxDeleteFraction)
+	case o.DeleteGuardMin < 0 || o.DeleteHoldTime < 0:
+		return fmt.Errorf("etcdsink: DeleteGuardMin %d, DeleteHoldTime %v: want >= 0", o.DeleteGuardMin, o.DeleteHoldTime)
 	case o.Backoff.Initial < 0 || o.Backoff.Max < 0:
 		return fmt.Errorf("etcdsink: Backoff %+v: want >= 0", o.Backoff)
 	}
@@ -154,6 +175,15 @@ func (o Options) withDefaults() Options {
 	}
 	if o.GenerationCheckInterval <= 0 {
 		o.GenerationCheckInterval = DefaultGenerationCheckInterval
+	}
+	if o.MaxDeleteFraction <= 0 {
+		o.MaxDeleteFraction = DefaultMaxDeleteFraction
+	}
+	if o.DeleteGuardMin <= 0 {
+		o.DeleteGuardMin = DefaultDeleteGuardMin
+	}
+	if o.DeleteHoldTime <= 0 {
+		o.DeleteHoldTime = DefaultDeleteHoldTime
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

@@ -28,7 +28,25 @@ type plan struct {
 	// vips are the VIP index entries the plan changes. They are the only
 	// keys two services' plans can share.
 	vips []vipChange
+	// pre and post are a staged plan's operations before and after ops:
+	// the slices of a new slice generation, and the deletes of the old
+	// one (and of stale keys). ops then flips the spec.
+	pre, post []stagedOp
 }
+
+// stagedOp is one operation of a staged plan and its size.
+type stagedOp struct {
+	op    clientv3.Op
+	bytes int
+}
+
+func (p *plan) postDel(key string) {
+	p.post = append(p.post, stagedOp{op: clientv3.OpDelete(key), bytes: len(key) + opOverhead})
+	p.deletes++
+}
+
+// empty reports whether the plan writes nothing.
+func (p *plan) empty() bool { return len(p.ops)+len(p.pre)+len(p.post) == 0 }
 
 // vipChange sets vips/<ip> to owner, or deletes it when remove is set.
 type vipChange struct {
@@ -75,21 +93,33 @@ func (s *Sink) planService(svc keyspace.Service, d desiredState, owner ownerFunc
 	if w != nil {
 		old = *w
 	}
+	p, err := s.planUpdate(svc, d, old, old.gen, false)
+	if err != nil {
+		return nil, err
+	}
+	if len(p.ops)+len(d.svc.Spec.GetVips()) > s.opts.MaxTxnOps || p.bytes > s.opts.MaxTxnBytes {
+		// Too large for one transaction: stage it under a new slice
+		// generation (docs/contract.md, "Services of any size").
+		if p, err = s.planUpdate(svc, d, old, max(old.gen, old.staleGen)+1, true); err != nil {
+			return nil, err
+		}
+	}
+	s.planVIPs(p, d, old, owner)
+	return p, nil
+}
+
+// planUpdate plans writing the desired state d of svc over old with its
+// slices under slice generation gen. Staged, every slice goes to p.pre and
+// old's slices to p.post; otherwise only what changed goes to p.ops.
+// Stale keys of other generations always go to p.post.
+func (s *Sink) planUpdate(svc keyspace.Service, d desiredState, old writtenService, gen uint32, staged bool) (*plan, error) {
+	p := &plan{svc: svc}
 	rev := old.revision + 1
 	observed := d.observed.UnixNano()
-	next := &writtenService{revision: old.revision}
+	next := &writtenService{revision: old.revision, gen: gen}
 
 	spec := d.svc.Spec
 	next.specHash = specHash(spec)
-	if next.specHash != old.specHash {
-		v, err := specValue(spec, next.specHash, rev, observed)
-		if err != nil {
-			return nil, fmt.Errorf("service %s: %w", svc, err)
-		}
-		p.put(s.space.Spec(svc), v)
-		next.revision = rev
-	}
-
 	if len(d.svc.Slices) > keyspace.MaxSlices {
 		return nil, fmt.Errorf("service %s: %d endpoint slices, more than the keyspace allows (%d)", svc, len(d.svc.Slices), keyspace.MaxSlices)
 	}
@@ -97,22 +127,48 @@ func (s *Sink) planService(svc keyspace.Service, d desiredState, owner ownerFunc
 	for i, sl := range d.svc.Slices {
 		h := sliceHash(sl)
 		next.slices[i] = h
-		if oh, ok := old.slices[i]; ok && oh == h {
+		if oh, ok := old.slices[i]; ok && oh == h && !staged {
 			continue
 		}
 		v, err := sliceValue(sl, h, rev, observed)
 		if err != nil {
 			return nil, fmt.Errorf("service %s slice %d: %w", svc, i, err)
 		}
-		p.put(s.space.Slice(svc, i), v)
+		key := s.space.SliceOf(svc, gen, i)
+		if staged {
+			p.pre = append(p.pre, stagedOp{op: clientv3.OpPut(key, string(v)), bytes: len(key) + len(v) + opOverhead})
+			p.puts++
+		} else {
+			p.put(key, v)
+		}
+		next.revision = rev
+	}
+	if next.specHash != old.specHash || gen != old.gen {
+		v, err := specValue(spec, gen, next.specHash, rev, observed)
+		if err != nil {
+			return nil, fmt.Errorf("service %s: %w", svc, err)
+		}
+		p.put(s.space.Spec(svc), v)
 		next.revision = rev
 	}
 	for _, i := range slices.Sorted(maps.Keys(old.slices)) {
-		if i >= len(d.svc.Slices) {
-			p.del(s.space.Slice(svc, i))
+		switch {
+		case staged:
+			p.postDel(s.space.SliceOf(svc, old.gen, i))
+		case i >= len(d.svc.Slices):
+			p.del(s.space.SliceOf(svc, old.gen, i))
 		}
 	}
+	for _, key := range old.stale {
+		p.postDel(key)
+	}
+	p.next = next
+	return p, nil
+}
 
+// planVIPs adds the VIP index changes of d to p.
+func (s *Sink) planVIPs(p *plan, d desiredState, old writtenService, owner ownerFunc) {
+	svc, spec := p.svc, d.svc.Spec
 	want := spec.GetVips()
 	for i, ip := range want {
 		if slices.Contains(want[:i], ip) {
@@ -138,8 +194,6 @@ func (s *Sink) planService(svc keyspace.Service, d desiredState, owner ownerFunc
 			s.releaseVIP(p, ip)
 		}
 	}
-	p.next = next
-	return p, nil
 }
 
 // releaseVIP hands the index entry of ip to another desired service listing

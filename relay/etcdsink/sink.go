@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,22 +45,36 @@ type Sink struct {
 	claims map[string]map[keyspace.Service]struct{}
 	// present is the service set of the latest Complete (nil before).
 	present map[keyspace.Service]struct{}
+	// lastComplete is when Complete was last called: the complete state
+	// of a fresh upstream stream.
+	lastComplete time.Time
 
 	// Owned by the Run goroutine.
 	written  map[keyspace.Service]*writtenService
 	vipOwner map[string]keyspace.Service
 	markers  map[int]keyspace.Marker
+	stray    []string // non-canonical keys found by the last load
+	// strayDeleted counts the stray keys deleted since the last load.
+	strayDeleted int
+	guard        deleteGuard
+	// unwritableSet are services etcd refused for their size.
+	unwritableSet map[keyspace.Service]struct{}
+	progress      progress
 	// bootstrapping is true until synced markers are written for the
 	// current generation; the token bucket runs at the bootstrap rate.
 	bootstrapping bool
 
 	// genMu serialises reload with the generation checks of the watcher,
 	// so that a check never compares etcd's new generation with the old.
-	genMu        sync.Mutex
-	incarnation  keyspace.Incarnation // guarded by genMu
-	gen          atomic.Pointer[string]
-	running      atomic.Bool
-	reloadNeeded atomic.Bool
+	genMu           sync.Mutex
+	incarnation     keyspace.Incarnation // guarded by genMu
+	gen             atomic.Pointer[string]
+	running         atomic.Bool
+	reloadNeeded    atomic.Bool
+	releaseAsked    atomic.Bool  // ReleaseDeletions was called
+	heldCount       atomic.Int64 // len(guard.held), for metrics and Stats
+	heldSince       atomic.Int64 // guard.since in unix nanoseconds, 0 when nothing is held
+	unwritableCount atomic.Int64 // len(unwritableSet)
 
 	synced     chan struct{}
 	syncedOnce sync.Once
@@ -105,10 +118,12 @@ func New(c Client, opts Options) *Sink {
 		written:       make(map[keyspace.Service]*writtenService),
 		vipOwner:      make(map[string]keyspace.Service),
 		markers:       make(map[int]keyspace.Marker),
+		unwritableSet: make(map[keyspace.Service]struct{}),
+		guard:         deleteGuard{held: make(map[keyspace.Service]struct{}), approved: make(map[keyspace.Service]struct{})},
 		bootstrapping: true,
 		synced:        make(chan struct{}),
 	}
-	s.metrics = newMetrics(s.queue.Len)
+	s.metrics = newMetrics(s.queue.Len, s.HeldDeletions)
 	s.gen.Store(new(string))
 	return s
 }
@@ -148,6 +163,7 @@ func (s *Sink) Complete(present []keyspace.Service) {
 	var gone []task
 	s.mu.Lock()
 	s.present = set
+	s.lastComplete = now
 	for svc, d := range s.desired {
 		if _, ok := set[svc]; !ok && d.svc != nil {
 			s.unclaimLocked(svc)
@@ -194,6 +210,7 @@ func (s *Sink) Run(ctx context.Context) error {
 		}
 	}
 	retry.Reset()
+	s.progress.done(time.Now(), nil)
 
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -208,7 +225,9 @@ func (s *Sink) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		s.progress.start(time.Now())
 		err = s.process(ctx, tasks)
+		s.progress.done(time.Now(), err)
 		switch {
 		case err == nil:
 			retry.Reset()
@@ -257,8 +276,10 @@ func (s *Sink) process(ctx context.Context, tasks []task) error {
 	if markers {
 		svcs = append(svcs, s.sweepWritten()...)
 	}
-	slices.SortFunc(svcs, compareServices)
-	svcs = slices.Compact(svcs)
+	svcs, heldChanged := s.guardDeletions(svcs)
+	if heldChanged && s.hasPresent() {
+		markers = true // held_deletions changed
+	}
 
 	if err := s.writeServices(ctx, svcs); err != nil {
 		if markers {
@@ -267,6 +288,10 @@ func (s *Sink) process(ctx context.Context, tasks []task) error {
 		return err
 	}
 	if markers {
+		if err := s.deleteStray(ctx); err != nil {
+			s.queue.Mark(task{kind: kindMarkers})
+			return err
+		}
 		if err := s.writeMarkers(ctx); err != nil {
 			s.queue.Mark(task{kind: kindMarkers})
 			return err
@@ -295,6 +320,12 @@ func (s *Sink) sweepWritten() []keyspace.Service {
 		}
 	}
 	return gone
+}
+
+func (s *Sink) hasPresent() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.present != nil
 }
 
 // generationChanged asks Run to reload and rewrite everything.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -572,12 +573,54 @@ func TestGenerationDeleted(t *testing.T) {
 	})
 }
 
-func TestOversizedServiceIsReported(t *testing.T) {
+// TestLargeServiceWrittenInStages: a service needing more operations than
+// one transaction allows is written whole, under slice generation 1, and
+// the old-form slices of its previous state are deleted.
+func TestLargeServiceWrittenInStages(t *testing.T) {
 	opts := testOptions()
 	opts.MaxTxnOps = 4
 	f := newFixture(t, opts)
 	big, small := svcName(1), svcName(2)
-	f.sink.Set(big, newService(big, []string{vip(1)}, 4001, 0), time.Now()) // spec + 5 slices + VIP
+	f.sink.Set(big, newService(big, []string{vip(1)}, 1, 0), time.Now())
+	f.sink.Set(small, newService(small, []string{vip(2)}, 1, 0), time.Now())
+	f.sink.Complete([]keyspace.Service{big, small})
+	waitSynced(t, f.sink)
+	testenv.EventuallyTrue(t, "small generation-0 service", func() bool { return get(t, f.c, space.Slice(big, 0)) != nil })
+
+	f.sink.Set(big, newService(big, []string{vip(1)}, 4001, 1), time.Now()) // spec + 5 slices + VIP
+	testenv.EventuallyTrue(t, "big service flipped to generation 1", func() bool {
+		sp := get(t, f.c, space.Spec(big))
+		if sp == nil {
+			return false
+		}
+		spec, err := model.DecodeSpec(sp.value)
+		return err == nil && spec.GetSliceGeneration() == 1 && spec.GetEndpointSlices() == 5
+	})
+	testenv.EventuallyTrue(t, "old slices deleted", func() bool { return get(t, f.c, space.Slice(big, 0)) == nil })
+	for i := range 5 {
+		sl := get(t, f.c, space.SliceOf(big, 1, i))
+		if sl == nil {
+			t.Fatalf("slice %d of generation 1 missing", i)
+		}
+	}
+	if n := countPrefix(t, f.c, space.ServicePrefix(big)); n != 6 {
+		t.Fatalf("big service has %d keys, want spec + 5 slices", n)
+	}
+	if st := f.sink.Stats(); st.Oversized != 0 || f.sink.Unwritable() != 0 {
+		t.Fatalf("stats: %+v, unwritable %d", st, f.sink.Unwritable())
+	}
+}
+
+// TestOversizedServiceIsReported: a service etcd refuses even in stages
+// (its spec alone is beyond the request limit) is reported (metric, error,
+// Unwritable) and not partly written; other services are written.
+func TestOversizedServiceIsReported(t *testing.T) {
+	f := newFixture(t, testOptions())
+	big, small := svcName(1), svcName(2)
+	huge := newService(big, []string{vip(1)}, 1, 0)
+	huge.Spec.Hostname = strings.Repeat("h", 2<<20) // beyond etcd's 1.5 MiB request limit
+	huge.Spec.ContentHash = model.SpecHash(huge.Spec)
+	f.sink.Set(big, huge, time.Now())
 	f.sink.Set(small, newService(small, []string{vip(2)}, 1, 0), time.Now())
 	f.sink.Complete([]keyspace.Service{big, small})
 	waitSynced(t, f.sink)
@@ -587,8 +630,8 @@ func TestOversizedServiceIsReported(t *testing.T) {
 	if n := countPrefix(t, f.c, space.ServicePrefix(big)); n != 0 {
 		t.Fatalf("oversized service partly written: %d keys", n)
 	}
-	if st := f.sink.Stats(); st.Oversized != 1 || st.LastError == "" {
-		t.Fatalf("stats: %+v", st)
+	if st := f.sink.Stats(); st.Oversized != 1 || st.LastError == "" || f.sink.Unwritable() != 1 {
+		t.Fatalf("stats: %+v, unwritable %d", st, f.sink.Unwritable())
 	}
 }
 

@@ -32,6 +32,11 @@ type Stats struct {
 	// changed.
 	GenerationChanges uint64
 
+	// Holds counts the times the mass-deletion guard started holding.
+	Holds uint64
+	// HeldDeletions is the number of services whose removal the
+	// mass-deletion guard holds.
+	HeldDeletions int
 	// QueueDepth is the number of dirty services (and pending marker
 	// writes) waiting for the writer.
 	QueueDepth int
@@ -51,16 +56,18 @@ type metrics struct {
 	skipped, retries           prometheus.Counter
 	oversized, fenceFailures   prometheus.Counter
 	generationChanges          prometheus.Counter
+	holds                      prometheus.Counter
 	throttled                  prometheus.Counter // seconds
 	txnSeconds                 prometheus.Histogram
 	queueDepth                 prometheus.GaugeFunc
+	heldDeletions              prometheus.GaugeFunc
 
 	mu            sync.Mutex // guards the latest error, which is not a metric
 	lastError     string
 	lastErrorTime time.Time
 }
 
-func newMetrics(queueLen func() int) *metrics {
+func newMetrics(queueLen, held func() int) *metrics {
 	c := func(name, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "meshrelay", Subsystem: "relay_etcd", Name: name, Help: help})
 	}
@@ -74,6 +81,7 @@ func newMetrics(queueLen func() int) *metrics {
 		oversized:         c("oversized_services_total", "Services too large for one transaction (not written)."),
 		fenceFailures:     c("fence_failures_total", "Transactions refused by the shard fence."),
 		generationChanges: c("generation_changes_total", "Reloads after etcd's generation vanished or changed."),
+		holds:             c("deletion_holds_total", "Times the mass-deletion guard started holding removals."),
 		throttled:         c("throttled_seconds_total", "Time spent waiting for the write rate limit."),
 		txnSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "meshrelay", Subsystem: "relay_etcd", Name: "txn_duration_seconds",
@@ -84,12 +92,16 @@ func newMetrics(queueLen func() int) *metrics {
 			Namespace: "meshrelay", Subsystem: "relay_etcd", Name: "queue_depth",
 			Help: "Dirty services waiting for the writer.",
 		}, func() float64 { return float64(queueLen()) }),
+		heldDeletions: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "meshrelay", Subsystem: "relay_etcd", Name: "held_deletions",
+			Help: "Services whose removal the mass-deletion guard holds (still in etcd, gone upstream).",
+		}, func() float64 { return float64(held()) }),
 	}
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.txns, m.puts, m.deletes, m.bytes, m.skipped, m.retries, m.oversized,
-		m.fenceFailures, m.generationChanges, m.throttled, m.txnSeconds, m.queueDepth}
+		m.fenceFailures, m.generationChanges, m.holds, m.throttled, m.txnSeconds, m.queueDepth, m.heldDeletions}
 }
 
 func (m *metrics) recordError(err error) {
@@ -117,7 +129,9 @@ func (s *Sink) Stats() Stats {
 		Oversized:         n(m.oversized),
 		FenceFailures:     n(m.fenceFailures),
 		GenerationChanges: n(m.generationChanges),
+		Holds:             n(m.holds),
 		QueueDepth:        s.queue.Len(),
+		HeldDeletions:     s.HeldDeletions(),
 		Throttled:         time.Duration(promvalue.Of(m.throttled) * float64(time.Second)),
 		Generation:        s.generation(),
 	}

@@ -89,14 +89,12 @@ func (s *Sink) writeServices(ctx context.Context, svcs []keyspace.Service) error
 		case err == nil:
 			for _, p := range t.plans {
 				s.apply(p)
+				s.setUnwritable(p.svc, false)
 			}
 			s.metrics.puts.Add(float64(sumPlans(t.plans, func(p *plan) int { return p.puts })))
 			s.metrics.deletes.Add(float64(sumPlans(t.plans, func(p *plan) int { return p.deletes })))
 		case len(t.plans) == 1 && tooLarge(err):
-			s.metrics.oversized.Add(1)
-			s.metrics.recordError(err)
-			s.log.Error("service too large for one etcd request: not written",
-				"service", t.plans[0].svc, "ops", t.ops, "bytes", t.bytes, "err", err)
+			s.unwritable(t.plans[0].svc, t.ops, t.bytes, err)
 		default:
 			s.metrics.retries.Add(1)
 			dirty := make([]task, 0, len(t.plans)+len(rest))
@@ -126,18 +124,30 @@ func (s *Sink) writeServices(ctx context.Context, svcs []keyspace.Service) error
 			s.log.Error("cannot encode service", "service", svc, "err", err)
 			continue
 		}
-		if len(p.ops) == 0 {
+		if p.empty() {
 			s.metrics.skipped.Add(1)
+			s.setUnwritable(svc, false)
 			if d.svc == nil {
 				s.forgetDeleted(svc)
 			}
 			continue
 		}
-		if len(p.ops) > s.opts.MaxTxnOps {
-			s.metrics.oversized.Add(1)
-			err := fmt.Errorf("service %s needs %d operations in one transaction, more than %d", svc, len(p.ops), s.opts.MaxTxnOps)
-			s.metrics.recordError(err)
-			s.log.Error("service too large: not written", "service", svc, "ops", len(p.ops), "slices", len(d.svc.Slices))
+		if len(p.pre) > 0 || len(p.post) > 0 || len(p.ops) > s.opts.MaxTxnOps {
+			// Written alone, in stages: commit what is packed first.
+			if err := flush(svcs[i:]); err != nil {
+				return err
+			}
+			if err := s.writeStaged(ctx, p); err != nil {
+				if errors.Is(err, errUnwritable) {
+					continue
+				}
+				dirty := make([]task, 0, len(svcs)-i)
+				for _, svc := range svcs[i:] {
+					dirty = append(dirty, task{svc: svc})
+				}
+				s.queue.MarkAll(dirty)
+				return err
+			}
 			continue
 		}
 		if !t.fits(p, s.opts) {
@@ -188,6 +198,7 @@ func (s *Sink) commit(ctx context.Context, ops []clientv3.Op, bytes int) error {
 	}
 	s.metrics.txns.Add(1)
 	s.metrics.bytes.Add(float64(bytes))
+	s.progress.committed(time.Now()) // a long batch is progress too
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/meshrelay/meshrelay/internal/embedetcd"
 	"github.com/meshrelay/meshrelay/internal/keyspace"
+	"github.com/meshrelay/meshrelay/internal/model"
 	"github.com/meshrelay/meshrelay/internal/testsupport/testenv"
 	v1 "github.com/meshrelay/meshrelay/proto/meshrelay/v1"
 )
@@ -185,18 +186,21 @@ func TestVIPHandoverInOneBatch(t *testing.T) {
 // TestValueCopiesEveryField guards specValue and sliceValue, which copy
 // the schema's fields one by one.
 func TestValueCopiesEveryField(t *testing.T) {
-	if n := (&v1.ServiceSpec{}).ProtoReflect().Descriptor().Fields().Len(); n != 10 {
+	if n := (&v1.ServiceSpec{}).ProtoReflect().Descriptor().Fields().Len(); n != 11 {
 		t.Errorf("ServiceSpec has %d fields; update specValue to copy the new ones, then this count", n)
 	}
 	if n := (&v1.EndpointSlice{}).ProtoReflect().Descriptor().Fields().Len(); n != 5 {
 		t.Errorf("EndpointSlice has %d fields; update sliceValue to copy the new ones, then this count", n)
 	}
 	svc := newService(svcName(1), []string{vip(1), vip(2)}, 3, 0)
-	b, err := specValue(svc.Spec, "h", 7, 9)
+	b, err := specValue(svc.Spec, 3, "h", 7, 9)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(string(b), svc.Spec.GetHostname()) || !strings.Contains(string(b), vip(2)) {
 		t.Error("spec value lost content")
+	}
+	if got, err := model.DecodeSpec(b); err != nil || got.GetSliceGeneration() != 3 {
+		t.Errorf("spec value's slice generation: %v, %v", got.GetSliceGeneration(), err)
 	}
 }

@@ -5,34 +5,21 @@ import (
 	v1 "github.com/meshrelay/meshrelay/proto/meshrelay/v1"
 )
 
-// specValue encodes spec as stored: its content plus the bookkeeping
-// fields. It copies field by field instead of cloning, so a large spec is
-// not deep-copied; TestValueCopiesEveryField fails when the schema gains a
-// field this function does not copy.
-func specValue(spec *v1.ServiceSpec, hash string, revision uint64, observed int64) ([]byte, error) {
-	return model.Marshal(&v1.ServiceSpec{
-		Namespace:        spec.GetNamespace(),
-		Name:             spec.GetName(),
-		Hostname:         spec.GetHostname(),
-		Vips:             spec.GetVips(),
-		Ports:            spec.GetPorts(),
-		LoadBalancing:    spec.GetLoadBalancing(),
-		EndpointSlices:   spec.GetEndpointSlices(),
-		Revision:         revision,
-		ContentHash:      hash,
-		ObservedUnixNano: observed,
-	})
+// specValue encodes spec as stored: its content (model.SpecContent, which
+// shares spec's lists instead of deep-copying them), the slice generation
+// gen its slices are stored under, and the bookkeeping fields.
+// TestValueCopiesEveryField fails when the schema gains a field.
+func specValue(spec *v1.ServiceSpec, gen uint32, hash string, revision uint64, observed int64) ([]byte, error) {
+	v := model.SpecContent(spec)
+	v.SliceGeneration, v.Revision, v.ContentHash, v.ObservedUnixNano = gen, revision, hash, observed
+	return model.Marshal(v)
 }
 
 // sliceValue encodes a slice as stored; see specValue.
 func sliceValue(sl *v1.EndpointSlice, hash string, revision uint64, observed int64) ([]byte, error) {
-	return model.Marshal(&v1.EndpointSlice{
-		Endpoints:        sl.GetEndpoints(),
-		Slice:            sl.GetSlice(),
-		Revision:         revision,
-		ContentHash:      hash,
-		ObservedUnixNano: observed,
-	})
+	v := model.SliceContent(sl)
+	v.Revision, v.ContentHash, v.ObservedUnixNano = revision, hash, observed
+	return model.Marshal(v)
 }
 
 func specHash(spec *v1.ServiceSpec) string {

@@ -21,6 +21,16 @@ type writtenService struct {
 	slices   map[int]string
 	revision uint64   // highest revision among its values
 	vips     []string // VIP index entries pointing at this service
+	// gen is the slice generation the spec names: slices holds the
+	// hashes of that generation's keys.
+	gen uint32
+	// stale are slice keys of other generations (an interrupted staged
+	// write, or old slices not deleted yet); staleGen is their highest
+	// generation, so a new generation never reuses one of them.
+	stale    []string
+	staleGen uint32
+	// byGen collects slice hashes by generation while loading.
+	byGen map[uint32]map[int]string
 }
 
 // loaded is etcd's state read by load.
@@ -31,6 +41,9 @@ type loaded struct {
 	vipOwner   map[string]keyspace.Service
 	markers    map[int]keyspace.Marker
 	keys       int // keys under services/ and vips/
+	// stray are keys under services/ and synced/ that do not parse
+	// canonically: deleted by the next sweep.
+	stray []string
 }
 
 // loadPageSize is the number of keys per range request when loading.
@@ -60,7 +73,8 @@ func (s *Sink) load(ctx context.Context) (*loaded, error) {
 		st.keys++
 		k, ok := s.space.ParseServiceKey(key)
 		if !ok {
-			return // not ours; a service delete removes it with the prefix
+			st.stray = append(st.stray, key) // O(1): nothing sized by the key
+			return
 		}
 		w := st.service(k.Service)
 		switch k.Kind {
@@ -71,25 +85,44 @@ func (s *Sink) load(ctx context.Context) (*loaded, error) {
 				return
 			}
 			w.specHash = spec.GetContentHash()
+			w.gen = spec.GetSliceGeneration()
 			w.revision = max(w.revision, spec.GetRevision())
 		case keyspace.KindSlice:
-			if w.slices == nil {
-				w.slices = make(map[int]string)
+			if w.byGen == nil {
+				w.byGen = make(map[uint32]map[int]string)
+			}
+			hashes := w.byGen[k.Gen]
+			if hashes == nil {
+				hashes = make(map[int]string)
+				w.byGen[k.Gen] = hashes
 			}
 			sl, err := model.DecodeSlice(value)
 			if err != nil {
 				s.log.Warn("undecodable value: will rewrite it", "key", key, "err", err)
 				// Keep a placeholder so that the key is overwritten
 				// or deleted.
-				w.slices[k.Slice] = "undecodable"
+				hashes[k.Slice] = "undecodable"
 				return
 			}
-			w.slices[k.Slice] = sl.GetContentHash()
+			hashes[k.Slice] = sl.GetContentHash()
 			w.revision = max(w.revision, sl.GetRevision())
 		}
 	})
 	if err != nil {
 		return nil, err
+	}
+	for svc, w := range st.written {
+		for gen, hashes := range w.byGen {
+			if gen == w.gen {
+				w.slices = hashes
+				continue
+			}
+			for i := range hashes {
+				w.stale = append(w.stale, s.space.SliceOf(svc, gen, i))
+			}
+			w.staleGen = max(w.staleGen, gen)
+		}
+		w.byGen = nil
 	}
 
 	err = s.rangePrefix(ctx, s.space.VIPsPrefix(), rev, func(key string, value []byte) {
@@ -111,7 +144,7 @@ func (s *Sink) load(ctx context.Context) (*loaded, error) {
 	err = s.rangePrefix(ctx, s.space.SyncedPrefix(), rev, func(key string, value []byte) {
 		shard, ok := s.space.ParseSynced(key)
 		if !ok {
-			s.log.Warn("not a synced marker key: ignoring it", "key", key)
+			st.stray = append(st.stray, key)
 			return
 		}
 		m, err := keyspace.ParseMarker(value)
@@ -188,6 +221,11 @@ func (s *Sink) reload(ctx context.Context) error {
 	s.incarnation.Reset()
 	s.incarnation.Observe(gen, true, st.rev)
 	s.written, s.vipOwner, s.markers = st.written, st.vipOwner, st.markers
+	s.stray, s.strayDeleted = st.stray, 0
+	if len(st.stray) > 0 {
+		s.log.Warn("etcd holds keys that are not canonical meshrelay keys: the sweep deletes them",
+			"keys", len(st.stray), "first", st.stray[0])
+	}
 
 	s.mu.Lock()
 	dirty := make([]task, 0, len(s.desired)+1)

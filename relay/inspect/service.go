@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -111,6 +112,7 @@ func assemble(space keyspace.Space, kvs []*mvccpb.KeyValue) (map[keyspace.Servic
 
 func assemblePairs(space keyspace.Space, kvs []*kvPair) (map[keyspace.Service]Service, error) {
 	out := map[keyspace.Service]Service{}
+	gens := map[*v1.EndpointSlice]uint32{} // slice generation of each slice's key
 	for _, e := range kvs {
 		k, ok := space.ParseServiceKey(e.key)
 		if !ok {
@@ -130,6 +132,7 @@ func assemblePairs(space keyspace.Space, kvs []*kvPair) (map[keyspace.Service]Se
 				return nil, fmt.Errorf("%s: %w", e.key, err)
 			}
 			s.Slices = append(s.Slices, sl)
+			gens[sl] = k.Gen
 		}
 		out[k.Service] = s
 	}
@@ -138,6 +141,9 @@ func assemblePairs(space keyspace.Space, kvs []*kvPair) (map[keyspace.Service]Se
 			delete(out, k) // slices without a spec: a half-deleted service is not shown
 			continue
 		}
+		// Only the slices of the spec's generation belong to it; others
+		// are being written or deleted (docs/contract.md).
+		s.Slices = slices.DeleteFunc(s.Slices, func(sl *v1.EndpointSlice) bool { return gens[sl] != s.Spec.GetSliceGeneration() })
 		sort.Slice(s.Slices, func(i, j int) bool { return s.Slices[i].GetSlice() < s.Slices[j].GetSlice() })
 		out[k] = s
 	}

@@ -37,6 +37,8 @@ type Index struct {
 	// claimants lists, per hostname, the listeners and route configurations
 	// that claim VIPs for it.
 	claimants map[string]map[claimant]struct{}
+	// routeRefs counts, per RDS route name, the listeners reading it.
+	routeRefs map[string]int
 }
 
 // indexedCluster is a cluster as last applied; svc is nil when it is not a
@@ -51,6 +53,7 @@ type indexedCluster struct {
 type indexedClaims struct {
 	raw    proto.Message
 	claims claims
+	routes []string // RDS route names a listener reads
 }
 
 // claimant names a listener or a route configuration.
@@ -70,6 +73,7 @@ func NewIndex() *Index {
 		byEDS:       make(map[string]map[string]*serviceCluster),
 		byHost:      make(map[string]map[keyspace.Service]int),
 		claimants:   make(map[string]map[claimant]struct{}),
+		routeRefs:   make(map[string]int),
 	}
 }
 
@@ -215,10 +219,14 @@ func (x *Index) putClaims(who claimant, m proto.Message, dirty map[keyspace.Serv
 			now.claims, _ = routeClaims(who.name, m.(*routev3.RouteConfiguration))
 		} else {
 			now.claims, _ = listenerClaims(who.name, m.(*listenerv3.Listener))
+			now.routes = listenerRoutes(m.(*listenerv3.Listener))
 		}
 		held[who.name] = now
 	} else {
 		delete(held, who.name)
+	}
+	if !who.route {
+		x.refRoutes(old, now)
 	}
 	var before, after claims
 	if old != nil {
@@ -262,6 +270,18 @@ func (x *Index) Service(k keyspace.Service) (svc *model.Service, ok bool) {
 	}
 	svc, _ = translateService(k, clusters, x)
 	return svc, true
+}
+
+// Unknown reports whether service k reads an EDS assignment the Index has
+// not received: its endpoints are unknown, not empty (docs/contract.md,
+// "Unknown is not empty"). A received assignment with no endpoints is known.
+func (x *Index) Unknown(k keyspace.Service) bool {
+	for _, sc := range x.byKey[k] {
+		if sc.edsName != "" && x.assignments[sc.edsName] == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // Services returns every service that currently exists, sorted by

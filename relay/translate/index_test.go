@@ -8,9 +8,12 @@ import (
 	"testing"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 	"github.com/meshrelay/meshrelay/internal/model"
@@ -333,4 +336,45 @@ func union(a, b map[keyspace.Service]*model.Service) map[keyspace.Service]bool {
 		out[k] = true
 	}
 	return out
+}
+
+// hcmListener is Istio's 0.0.0.0_<port> listener reading RDS route name.
+func hcmListener(port uint32, route string) *listenerv3.Listener {
+	hcm, err := anypb.New(&hcmv3.HttpConnectionManager{
+		StatPrefix:     "outbound_0.0.0.0_" + route,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{RouteConfigName: route}},
+	})
+	if err != nil {
+		panic(err)
+	}
+	return &listenerv3.Listener{
+		Name: fmt.Sprintf("0.0.0.0_%d", port),
+		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{{
+			Name:       "envoy.filters.network.http_connection_manager",
+			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcm},
+		}}}},
+	}
+}
+
+// TestIndexRoutesPending: a route a listener reads counts as pending until
+// it arrives, and stops counting when no listener reads it any more.
+func TestIndexRoutesPending(t *testing.T) {
+	x := NewIndex()
+	l := hcmListener(80, "80")
+	mustApply(t, x, resourcev3.ListenerType, map[string]proto.Message{l.Name: l})
+	if n := x.RoutesPending(); n != 1 {
+		t.Fatalf("listener reading route 80: %d pending, want 1", n)
+	}
+	mustApply(t, x, resourcev3.RouteType, map[string]proto.Message{"80": &routev3.RouteConfiguration{Name: "80"}})
+	if n := x.RoutesPending(); n != 0 {
+		t.Fatalf("route 80 received: %d pending", n)
+	}
+	mustApply(t, x, resourcev3.RouteType, nil, "80")
+	if n := x.RoutesPending(); n != 1 {
+		t.Fatalf("route 80 removed while read: %d pending, want 1", n)
+	}
+	mustApply(t, x, resourcev3.ListenerType, nil, l.Name)
+	if n := x.RoutesPending(); n != 0 {
+		t.Fatalf("no listener reads route 80: %d pending", n)
+	}
 }

@@ -68,7 +68,7 @@ func translateService(key keyspace.Service, clusters []*serviceCluster, src sour
 		Namespace:     key.Namespace,
 		Name:          key.Name,
 		Hostname:      host,
-		Vips:          sortedVIPs(src.appendVIPs(nil, host)),
+		Vips:          model.VIPs(src.appendVIPs(nil, host)),
 		Ports:         make([]*v1.ServicePort, len(clusters)),
 		LoadBalancing: clusters[0].lb,
 	}
@@ -98,18 +98,4 @@ func portProtocol(declared v1.Protocol, bs []backend) v1.Protocol {
 		}
 	}
 	return v1.Protocol_UDP
-}
-
-// sortedVIPs sorts and deduplicates vips and formats them.
-func sortedVIPs(vips []netip.Addr) []string {
-	if len(vips) == 0 {
-		return nil
-	}
-	slices.SortFunc(vips, netip.Addr.Compare)
-	vips = slices.Compact(vips)
-	out := make([]string, len(vips))
-	for i, v := range vips {
-		out[i] = v.String()
-	}
-	return out
 }

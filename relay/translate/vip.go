@@ -33,11 +33,7 @@ func listenerClaims(name string, l *listenerv3.Listener) (claims, []string) {
 		return nil, nil
 	}
 	var dests []clusterName
-	chains := l.GetFilterChains()
-	if dc := l.GetDefaultFilterChain(); dc != nil {
-		chains = append(slices.Clip(chains), dc)
-	}
-	for _, fc := range chains {
+	for _, fc := range filterChains(l) {
 		for _, f := range fc.GetFilters() {
 			if f.GetTypedConfig().GetTypeUrl() != tcpProxyType {
 				continue
@@ -60,6 +56,15 @@ func listenerClaims(name string, l *listenerv3.Listener) (claims, []string) {
 		return nil, nil
 	}
 	return claims{host: {vip}}, nil
+}
+
+// filterChains returns a listener's filter chains and its default chain.
+func filterChains(l *listenerv3.Listener) []*listenerv3.FilterChain {
+	chains := l.GetFilterChains()
+	if dc := l.GetDefaultFilterChain(); dc != nil {
+		chains = append(slices.Clip(chains), dc)
+	}
+	return chains
 }
 
 // parseListenerName parses <ip>_<port> with a specific (not unspecified) IP;

@@ -187,3 +187,21 @@ func (s *Sim) Repush() {
 		return nil
 	})
 }
+
+// DeleteServices deletes every service of svcs in one change: one full CDS,
+// LDS and RDS push.
+func (s *Sim) DeleteServices(svcs ...int) error {
+	return s.mutate(func() error {
+		for _, i := range svcs {
+			if _, err := s.liveLocked(i); err != nil {
+				return fmt.Errorf("delete: %w", err)
+			}
+		}
+		for _, i := range svcs {
+			sv := s.services[i]
+			sv.deleted = true
+			s.serviceChangedLocked(sv)
+		}
+		return nil
+	})
+}

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"time"
 
+	"google.golang.org/grpc"
+
 	v1 "github.com/meshrelay/meshrelay/proto/meshrelay/v1"
 )
 
@@ -60,6 +62,9 @@ type Options struct {
 	// window turns off gRPC's window growth). Tests set a small one to
 	// make flow control bite. Default 0: gRPC's.
 	InitialWindowSize int32
+	// ServerOptions are added to the gRPC server's (TLS credentials, an
+	// interceptor checking the caller's token, ...).
+	ServerOptions []grpc.ServerOption
 	// OnPush, when set, is called after every push has been handed to the
 	// streams, from the goroutine that made the push. It must not block; it
 	// may call the Sim's methods.

@@ -31,6 +31,8 @@ type Sim struct {
 	nonces atomic.Uint64
 
 	responses, bytes, streamsTotal, stale atomic.Uint64
+	// withheld types are never answered (Withhold).
+	withheld [numTypes]atomic.Bool
 
 	mu        sync.Mutex // guards the fields below
 	gen       *generator
@@ -170,7 +172,7 @@ func (s *Sim) Start(addr string) error {
 	if w := s.opts.InitialWindowSize; w > 0 {
 		sopts = append(sopts, grpc.InitialWindowSize(w), grpc.InitialConnWindowSize(w))
 	}
-	srv := grpc.NewServer(sopts...)
+	srv := grpc.NewServer(append(sopts, s.opts.ServerOptions...)...)
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(srv, &adsServer{sim: s})
 	s.server = srv
 	s.addr = lis.Addr().String()

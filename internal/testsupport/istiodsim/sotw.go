@@ -263,6 +263,9 @@ func (st *sotwStream) push(p *pushRequest) error {
 // ones among changed when changed is not nil. A named response with no
 // resources is sent only if always is set (answers to requests).
 func (st *sotwStream) respond(t xdsType, changed []string, always bool) error {
+	if st.sim.withheld[t].Load() {
+		return nil
+	}
 	sn := st.sim.snap.Load()
 	w := st.watches[t]
 	var (

@@ -7,6 +7,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/meshrelay/meshrelay/internal/embedetcd"
+	"github.com/meshrelay/meshrelay/internal/testsupport/testpki"
 )
 
 // StartEtcd starts an embedded etcd on loopback that the test's cleanup
@@ -33,3 +34,20 @@ func Client(tb testing.TB, endpoints []string) *clientv3.Client {
 	tb.Cleanup(func() { c.Close() })
 	return c
 }
+
+// StartTLSEtcd is StartEtcd serving clients over TLS only, with a server
+// certificate of ca for 127.0.0.1 and the DNS name ServerName; with
+// clientCertAuth, clients need a certificate of ca (etcd's user is its
+// common name once auth is on).
+func StartTLSEtcd(tb testing.TB, ca *testpki.CA, clientCertAuth bool, opts embedetcd.Options) *embedetcd.Server {
+	tb.Helper()
+	f := ca.Write(tb, tb.TempDir(), ca.Server(tb, "etcd", "127.0.0.1", ServerName))
+	opts.ClientTLS = &embedetcd.TLS{CertFile: f.Cert, KeyFile: f.Key}
+	if clientCertAuth { // etcd asks for client certificates whenever it has a CA for them
+		opts.ClientTLS.CAFile, opts.ClientTLS.ClientCertAuth = f.CA, true
+	}
+	return StartEtcd(tb, opts)
+}
+
+// ServerName is the DNS name in StartTLSEtcd's server certificates.
+const ServerName = "etcd.meshrelay.test"

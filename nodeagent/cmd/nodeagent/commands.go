@@ -23,9 +23,7 @@ diffed against what the maps hold, batched and rate-limited.
 A restart keeps the pinned maps (and traffic) and writes nothing when etcd is
 unchanged; nothing in the maps is removed until the state is known complete.
 
-Every flag can also be set as MESHRELAY_<FLAG> (e.g. MESHRELAY_ETCD_ENDPOINTS)
-or as a key of the YAML file named by --config; flags win over the
-environment, which wins over the file.`,
+` + cliconfig.SourcesHelp,
 		Args: cobra.NoArgs,
 	}, cfg, func(ctx context.Context, _ []string) error {
 		return runAgent(ctx, cfg, stdout, stderr)

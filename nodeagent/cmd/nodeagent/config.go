@@ -40,6 +40,7 @@ type config struct {
 	MaxMapOpsPerSecond float64
 	MapOpsBurst        int
 	StallTimeout       time.Duration
+	Pprof              bool
 }
 
 // Datapath kinds (--datapath).
@@ -75,7 +76,8 @@ func (c *config) Bind(fs *pflag.FlagSet) {
 	fs.StringVar(&c.NodeName, "node-name", "", "this node's name (default $NODE_NAME, else the host name)")
 	c.Etcd.Bind(fs, "etcd endpoints (comma-separated), required: outside --service-cidrs (see the README)")
 	fs.IntVar(&c.Shards, "shards", keyspace.DefaultShards, "number of keyspace shards; must match the relays' --shards")
-	fs.StringVar(&c.MetricsListen, "metrics-listen", "127.0.0.1:9465", "address of /metrics, /healthz, /readyz and /debug/pprof/ (empty disables)")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", "127.0.0.1:9465", "address of /metrics, /healthz, /readyz and, with --pprof, /debug/pprof/ (empty disables)")
+	fs.BoolVar(&c.Pprof, "pprof", false, "serve /debug/pprof/ on --metrics-listen")
 	bindPinPath(fs, &c.PinPath)
 	fs.StringVar(&c.CgroupPath, "cgroup-path", datapath.DefaultCgroupPath, "cgroup v2 directory the socket programs attach to")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", nodeagent.DefaultIdleTimeout, "unload an on-demand service unused this long (0 never unloads)")
@@ -103,8 +105,8 @@ func (c *config) Validate() error {
 	if err := cliconfig.OneOf("datapath", c.Datapath.kind, datapathBPF, datapathMemory); err != nil {
 		return err
 	}
-	if len(c.Etcd.Endpoints) == 0 {
-		return cliconfig.Invalid("etcd-endpoints", "", "required: the node agent reads the relays' etcd (it never starts one)")
+	if len(c.Etcd.Endpoints) == 0 && c.Etcd.EndpointsFile == "" {
+		return cliconfig.Invalid("etcd-endpoints", "", "required (or --etcd-endpoints-file): the node agent reads the relays' etcd (it never starts one)")
 	}
 	_, err := c.options()
 	return err

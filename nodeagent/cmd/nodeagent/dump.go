@@ -40,7 +40,7 @@ func runDump(ctx context.Context, cfg *pinConfig, stdout, stderr io.Writer) erro
 	}
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
-	return enc.Encode(dumpview.NewView(st))
+	return enc.Encode(dumpview.NewView(st).WithMaps(b.Stats().Maps))
 }
 
 // layouts lists the map directories (v<layout>) pinned under pin.

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/meshrelay/meshrelay/internal/cliconfig"
@@ -235,6 +236,19 @@ func TestBPFRunDumpUninstall(t *testing.T) {
 	if got := fmt.Sprint(v.Frontends); got != want || len(v.Problems) != 0 {
 		t.Fatalf("dump: %s (problems %v)\nwant %s", got, v.Problems, want)
 	}
+	// Every pinned map's capacity and kernel memlock are in the dump; the
+	// frontends map holds the one frontend and has grown no further than
+	// its start size.
+	maps := map[string]dumpview.MapView{}
+	for _, m := range v.Maps {
+		maps[m.Name] = m
+		if m.MemlockBytes == 0 || m.MaxEntries <= 0 || m.Limit < m.MaxEntries {
+			t.Errorf("dump: map %+v: want a memlock, a capacity and a limit ≥ capacity", m)
+		}
+	}
+	if fe, ok := maps[datapath.MapFrontends]; !ok || fe.Entries != 1 || fe.MaxEntries >= fe.Limit {
+		t.Errorf("dump: frontends map %+v (found %v), want 1 entry in a map smaller than its limit", fe, ok)
+	}
 	cancel()
 	select {
 	case err := <-done:
@@ -266,6 +280,12 @@ func writeService(t *testing.T, endpoint string) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	writeServiceTo(t, c)
+}
+
+// writeServiceTo is writeService through c.
+func writeServiceTo(t *testing.T, c *clientv3.Client) {
+	t.Helper()
 	space := keyspace.New("test")
 	spec := &v1.ServiceSpec{Namespace: "ns", Name: "web", Vips: []string{"127.77.0.1"},
 		Ports: []*v1.ServicePort{{Port: 80, TargetPort: 8080, Protocol: v1.Protocol_TCP}}}

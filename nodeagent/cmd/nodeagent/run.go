@@ -2,17 +2,20 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
+	"time"
 
 	"github.com/meshrelay/meshrelay/internal/cliconfig"
 	"github.com/meshrelay/meshrelay/internal/opsserver"
 	"github.com/meshrelay/meshrelay/nodeagent"
 	"github.com/meshrelay/meshrelay/nodeagent/datapath"
 )
+
+// endpointsFileInterval is how often --etcd-endpoints-file is read again
+// (a ConfigMap volume changes within about a minute of the ConfigMap).
+const endpointsFileInterval = 5 * time.Second
 
 // runAgent opens the datapath, dials etcd, starts the ops server and runs
 // the agent until ctx ends.
@@ -30,11 +33,18 @@ func runAgent(ctx context.Context, cfg *config, stdout, stderr io.Writer) error 
 	}
 	defer dp.Close()
 
-	client, err := cfg.Etcd.Dial(cfg.Etcd.Endpoints, log)
+	endpoints := cfg.Etcd.Endpoints
+	if cfg.Etcd.EndpointsFile != "" {
+		if endpoints, err = cfg.Etcd.FileEndpoints(); err != nil {
+			return err
+		}
+	}
+	client, err := cfg.Etcd.Dial(endpoints, log)
 	if err != nil {
 		return err
 	}
 	defer client.Close()
+	go cfg.Etcd.FollowEndpointsFile(ctx, client, endpoints, endpointsFileInterval, log)
 
 	reg := opsserver.NewRegistry()
 	opts.Registerer = reg
@@ -42,18 +52,9 @@ func runAgent(ctx context.Context, cfg *config, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	stopOps, err := opsserver.StartOrNone(opsserver.Options{Listen: cfg.MetricsListen, Gatherer: reg, Ready: a.Ready, Healthy: a.Healthy, Logger: log})
-	if err != nil {
-		return cliconfig.Invalid("metrics-listen", cfg.MetricsListen, err.Error())
-	}
-	defer stopOps()
-	log.Info("node agent starting", "node", opts.NodeName, "datapath", cfg.Datapath.kind, "cluster", opts.Cluster, "etcd", cfg.Etcd.Endpoints)
-	err = a.Run(ctx)
-	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
-		log.Info("node agent stopped; the pinned maps keep serving")
-		return nil
-	}
-	return err
+	return cliconfig.Serve(ctx, log, cfg.MetricsListen, opsserver.Options{Pprof: cfg.Pprof, Gatherer: reg, Ready: a.Ready, Healthy: a.Healthy}, a.Run,
+		"node agent starting", "node agent stopped; the pinned maps keep serving",
+		"node", opts.NodeName, "datapath", cfg.Datapath.kind, "cluster", opts.Cluster, "etcd", endpoints)
 }
 
 // openDatapath opens the datapath of --datapath. An unavailable bpf
@@ -80,8 +81,8 @@ func openDatapath(cfg *config, log *slog.Logger) (datapath.Datapath, error) {
 
 // openBPF opens the pinned maps of opts.
 func openBPF(opts datapath.BPFOptions) (*datapath.BPF, error) {
-	if os.Geteuid() != 0 {
-		return nil, errors.New("needs root (CAP_BPF, CAP_SYS_ADMIN) for BPF maps and bpffs")
+	if err := checkCapabilities(); err != nil {
+		return nil, err
 	}
 	return datapath.OpenBPF(opts)
 }

@@ -281,8 +281,13 @@ type ServiceSpec struct {
 	// Ports sorted by port number.
 	Ports         []*ServicePort `protobuf:"bytes,5,rep,name=ports,proto3" json:"ports,omitempty"`
 	LoadBalancing LoadBalancing  `protobuf:"varint,6,opt,name=load_balancing,json=loadBalancing,proto3,enum=meshrelay.v1.LoadBalancing" json:"load_balancing,omitempty"`
-	// Number of EndpointSlice keys: endpoints/0 .. endpoints/<n-1>.
+	// Number of EndpointSlice keys of generation slice_generation:
+	// endpoints/0 .. endpoints/<n-1> for generation 0,
+	// endpoints/<g>/0 .. endpoints/<g>/<n-1> for generation g >= 1.
 	EndpointSlices uint32 `protobuf:"varint,7,opt,name=endpoint_slices,json=endpointSlices,proto3" json:"endpoint_slices,omitempty"`
+	// Slice generation the spec's slices are stored under (docs/contract.md,
+	// "Services of any size"); 0 for the endpoints/<i> form.
+	SliceGeneration uint32 `protobuf:"varint,8,opt,name=slice_generation,json=sliceGeneration,proto3" json:"slice_generation,omitempty"`
 	// Bookkeeping, not part of the content hash.
 	Revision         uint64 `protobuf:"varint,100,opt,name=revision,proto3" json:"revision,omitempty"`
 	ContentHash      string `protobuf:"bytes,101,opt,name=content_hash,json=contentHash,proto3" json:"content_hash,omitempty"`
@@ -366,6 +371,13 @@ func (x *ServiceSpec) GetLoadBalancing() LoadBalancing {
 func (x *ServiceSpec) GetEndpointSlices() uint32 {
 	if x != nil {
 		return x.EndpointSlices
+	}
+	return 0
+}
+
+func (x *ServiceSpec) GetSliceGeneration() uint32 {
+	if x != nil {
+		return x.SliceGeneration
 	}
 	return 0
 }
@@ -581,7 +593,7 @@ const file_proto_meshrelay_v1_service_proto_rawDesc = "" +
 	"\vtarget_port\x18\x02 \x01(\rR\n" +
 	"targetPort\x122\n" +
 	"\bprotocol\x18\x03 \x01(\x0e2\x16.meshrelay.v1.ProtocolR\bprotocol\x12\x12\n" +
-	"\x04name\x18\x04 \x01(\tR\x04name\"\xfa\x02\n" +
+	"\x04name\x18\x04 \x01(\tR\x04name\"\xa5\x03\n" +
 	"\vServiceSpec\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
@@ -589,7 +601,8 @@ const file_proto_meshrelay_v1_service_proto_rawDesc = "" +
 	"\x04vips\x18\x04 \x03(\tR\x04vips\x12/\n" +
 	"\x05ports\x18\x05 \x03(\v2\x19.meshrelay.v1.ServicePortR\x05ports\x12B\n" +
 	"\x0eload_balancing\x18\x06 \x01(\x0e2\x1b.meshrelay.v1.LoadBalancingR\rloadBalancing\x12'\n" +
-	"\x0fendpoint_slices\x18\a \x01(\rR\x0eendpointSlices\x12\x1a\n" +
+	"\x0fendpoint_slices\x18\a \x01(\rR\x0eendpointSlices\x12)\n" +
+	"\x10slice_generation\x18\b \x01(\rR\x0fsliceGeneration\x12\x1a\n" +
 	"\brevision\x18d \x01(\x04R\brevision\x12!\n" +
 	"\fcontent_hash\x18e \x01(\tR\vcontentHash\x12,\n" +
 	"\x12observed_unix_nano\x18f \x01(\x03R\x10observedUnixNano\"\xc3\x02\n" +

@@ -21,9 +21,7 @@ ServiceSpec and EndpointSlices per service, and writes them into etcd under
 /meshrelay/v1/<cluster>/, deduplicated by content and coalesced in time.
 
 With no --etcd-endpoints it starts an embedded, in-memory etcd on loopback.
-Every flag can also be set as MESHRELAY_<FLAG> (e.g. MESHRELAY_ETCD_ENDPOINTS)
-or as a key of the YAML file named by --config; flags win over the
-environment, which wins over the file.`,
+` + cliconfig.SourcesHelp,
 		Args: cobra.NoArgs,
 	}, cfg, func(ctx context.Context, _ []string) error {
 		return runRelay(ctx, cfg, stdout, stderr)
@@ -31,7 +29,7 @@ environment, which wins over the file.`,
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newDecodeCommand(stdin, stdout), newInspectCommand(stdout))
+	root.AddCommand(newDecodeCommand(stdin, stdout), newInspectCommand(stdout), newEtcdInitCommand(stderr))
 	return root
 }
 

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/meshrelay/meshrelay/internal/cliconfig"
 	"github.com/meshrelay/meshrelay/internal/model"
@@ -59,6 +58,26 @@ func TestBadValuesExit2(t *testing.T) {
 		"flag type":    {args: []string{"--shards", "many"}, want: `invalid argument "many" for "--shards"`},
 		"env":          {env: map[string]string{"MESHRELAY_COALESCE_WINDOW": "soon"}, want: `invalid --coalesce-window "soon"`},
 		"log level":    {args: []string{"--log-level", "loud"}, want: `invalid --log-level "loud"`},
+
+		// Unsafe TLS combinations.
+		"etcd tls with http": {args: []string{"--etcd-endpoints", "http://127.0.0.1:2379", "--etcd-ca", "/ca.pem"},
+			want: `want https:// endpoints, plaintext is refused`},
+		"etcd tls with embedded": {args: []string{"--etcd-ca", "/ca.pem"}, want: `invalid --etcd-ca`},
+		"etcd mixed schemes": {args: []string{"--etcd-endpoints", "http://127.0.0.1:2379,https://127.0.0.2:2379"},
+			want: `endpoints mix schemes`},
+		"etcd scheme and none": {args: []string{"--etcd-endpoints", "127.0.0.1:2379,https://127.0.0.2:2379"},
+			want: `endpoints mix schemes`},
+		"etcd key alone": {args: []string{"--etcd-endpoints", "https://127.0.0.1:2379", "--etcd-key", "/key.pem"},
+			want: `--etcd-cert and --etcd-key go together`},
+		"etcd cert alone": {args: []string{"--etcd-endpoints", "https://127.0.0.1:2379", "--etcd-cert", "/cert.pem", "--etcd-ca", "/ca.pem"},
+			want: `--etcd-cert and --etcd-key go together`},
+		"etcd odd scheme":  {args: []string{"--etcd-endpoints", "ftp://127.0.0.1:2379"}, want: `invalid --etcd-endpoints`},
+		"istiod key alone": {args: []string{"--istiod-key", "/key.pem"}, want: `--istiod-cert and --istiod-key go together`},
+		"istiod cert alone": {args: []string{"--istiod-cert", "/cert.pem", "--istiod-ca", "/ca.pem"},
+			want: `--istiod-cert and --istiod-key go together`},
+		"istiod server name alone": {args: []string{"--istiod-server-name", "istiod.istio-system.svc"}, want: `needs --istiod-ca`},
+		"istiod cert without ca":   {args: []string{"--istiod-cert", "/cert.pem", "--istiod-key", "/key.pem"}, want: `needs --istiod-ca`},
+		"delete fraction":          {args: []string{"--max-delete-fraction", "0"}, want: `invalid --max-delete-fraction "0"`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			for k, v := range tc.env {
@@ -123,40 +142,7 @@ func testRelayCommand(t *testing.T, mode string) {
 	}
 	t.Cleanup(sim.Stop)
 	metrics := freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	stdout, stderr := &syncBuffer{}, &syncBuffer{}
-	go func() {
-		cmd := newRootCommand(strings.NewReader(""), stdout, stderr)
-		cmd.SetArgs([]string{"--istiod", sim.Addr(), "--mode", mode, "--metrics-listen", metrics, "--relay-id", "cmd-test"})
-		done <- cmd.ExecuteContext(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("relay: %v\n%s", err, stderr)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("relay did not stop")
-		}
-	})
-
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get("http://" + metrics + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/readyz not ready after 30 s; stderr:\n%s", stderr)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	stdout, _ := runRelayUntilReady(t, metrics, "--istiod", sim.Addr(), "--mode", mode)
 	m := regexp.MustCompile(`listening on (http://127\.0\.0\.1:\d+)`).FindStringSubmatch(stdout.String())
 	if m == nil {
 		t.Fatalf("relay did not print the embedded etcd address:\n%s", stdout)

@@ -2,14 +2,13 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
-	"os"
+	"net/http"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -20,41 +19,54 @@ import (
 	"github.com/meshrelay/meshrelay/internal/embedetcd"
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 	"github.com/meshrelay/meshrelay/internal/opsserver"
+	"github.com/meshrelay/meshrelay/internal/tlsfiles"
 	"github.com/meshrelay/meshrelay/relay"
 	"github.com/meshrelay/meshrelay/relay/etcdsink"
 	"github.com/meshrelay/meshrelay/relay/inspect"
 )
 
+// endpointsFileInterval is how often --etcd-endpoints-file is read again.
+const endpointsFileInterval = 5 * time.Second
+
 // runRelay starts etcd (embedded unless --etcd-endpoints), the ops server
 // and the relay, and runs until ctx ends.
 func runRelay(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	log := cfg.Log.Logger(stderr)
-	creds, err := cfg.istiodCredentials()
+	dialOpts, err := cfg.istiodDialOptions()
 	if err != nil {
 		return err
 	}
 	opts := relay.Options{
-		Istiod:         cfg.Istiod,
-		Mode:           relay.Mode(cfg.Mode),
-		Cluster:        cfg.Etcd.Cluster,
-		Shards:         cfg.Shards,
-		RelayID:        cfg.relayID(),
-		SyncTimeout:    cfg.SyncTimeout,
-		NodeID:         cfg.NodeID,
-		NodeMetadata:   cfg.nodeMetadata(),
-		MaxRecvMsgSize: cfg.MaxRecvMsgSize,
-		DialOptions:    []grpc.DialOption{grpc.WithTransportCredentials(creds)},
+		Istiod:              cfg.Istiod,
+		Mode:                relay.Mode(cfg.Mode),
+		Cluster:             cfg.Etcd.Cluster,
+		Shards:              cfg.Shards,
+		RelayID:             cfg.relayID(),
+		SyncTimeout:         cfg.SyncTimeout,
+		NodeID:              cfg.NodeID,
+		NodeMetadata:        cfg.nodeMetadata(),
+		MaxRecvMsgSize:      cfg.MaxRecvMsgSize,
+		StallTimeout:        cfg.StallTimeout,
+		UpstreamLostTimeout: cfg.UpstreamLostTimeout,
+		DialOptions:         dialOpts,
 		Sink: etcdsink.Options{
 			Window:                cfg.CoalesceWindow,
 			MaxDelay:              cfg.CoalesceMaxDelay,
 			OpsPerSecond:          cfg.EtcdOpsPerSecond,
 			BootstrapOpsPerSecond: cfg.EtcdBootstrapOpsPerSecond,
+			MaxDeleteFraction:     cfg.MaxDeleteFraction,
+			DeleteGuardMin:        cfg.DeleteGuardMin,
+			DeleteHoldTime:        cfg.DeleteHoldTime,
 		},
 		Logger: log,
 	}
 
 	endpoints := cfg.Etcd.Endpoints
-	if len(endpoints) == 0 {
+	if cfg.Etcd.EndpointsFile != "" {
+		if endpoints, err = cfg.Etcd.FileEndpoints(); err != nil {
+			return err
+		}
+	} else if len(endpoints) == 0 {
 		srv, err := embedetcd.Start(ctx, embedetcd.Options{
 			ClientURL: "http://" + cfg.EtcdListen,
 			Dir:       cfg.EtcdDataDir,
@@ -74,6 +86,7 @@ func runRelay(ctx context.Context, cfg *config, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer client.Close()
+	go cfg.Etcd.FollowEndpointsFile(ctx, client, endpoints, endpointsFileInterval, log)
 
 	reg := opsserver.NewRegistry()
 	opts.Registerer = reg
@@ -81,51 +94,66 @@ func runRelay(ctx context.Context, cfg *config, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	stopOps, err := opsserver.StartOrNone(opsserver.Options{Listen: cfg.MetricsListen, Gatherer: reg, Ready: rl.Ready, Logger: log})
-	if err != nil {
-		return cliconfig.Invalid("metrics-listen", cfg.MetricsListen, err.Error())
-	}
-	defer stopOps()
-	log.Info("relay starting", "istiod", opts.Istiod, "mode", cfg.Mode, "cluster", opts.Cluster, "shards", opts.Shards, "relay_id", opts.RelayID, "etcd", endpoints)
-	err = rl.Run(ctx)
-	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
-		log.Info("relay stopped")
-		return nil
-	}
-	return err
+	ops := opsserver.Options{Pprof: cfg.Pprof, Gatherer: reg, Ready: rl.Ready, Healthy: rl.Healthy,
+		Handlers: map[string]http.Handler{releaseDeletionsPattern: releaseDeletions(rl, log)}}
+	return cliconfig.Serve(ctx, log, cfg.MetricsListen, ops, rl.Run,
+		"relay starting", "relay stopped",
+		"istiod", opts.Istiod, "mode", cfg.Mode, "cluster", opts.Cluster, "shards", opts.Shards, "relay_id", opts.RelayID, "etcd", endpoints)
 }
 
-// istiodCredentials returns TLS credentials when --istiod-ca or
-// --istiod-cert is set (Istiod's 15012 port), insecure ones otherwise.
+// releaseDeletionsPattern is the operator's release of held deletions
+// (docs/contract.md, "Held deletions"):
+//
+//	curl -X POST http://127.0.0.1:9464/release-deletions
+const releaseDeletionsPattern = "POST /release-deletions"
+
+// releaseDeletions serves releaseDeletionsPattern.
+func releaseDeletions(rl *relay.Relay, log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := rl.ReleaseDeletions()
+		log.Warn("operator released held deletions", "services", n, "remote", r.RemoteAddr)
+		fmt.Fprintf(w, "released %d held service removals\n", n)
+	})
+}
+
+// istiodCredentials returns TLS credentials when --istiod-ca is set
+// (Istiod's 15012 port), insecure ones otherwise; Validate refused every
+// other TLS flag without it. The files are read again for every new
+// connection (internal/tlsfiles).
 func (c *config) istiodCredentials() (credentials.TransportCredentials, error) {
-	ca, cert, key := c.IstiodCA, c.IstiodCert, c.IstiodKey
-	if ca == "" && cert == "" {
+	if c.IstiodCA == "" {
 		return insecure.NewCredentials(), nil
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.IstiodServerName}
-	if cfg.ServerName == "" {
-		cfg.ServerName, _, _ = net.SplitHostPort(c.Istiod)
+	serverName := c.IstiodServerName
+	if serverName == "" {
+		serverName, _, _ = net.SplitHostPort(c.Istiod)
 	}
-	if ca != "" {
-		pem, err := os.ReadFile(ca)
-		if err != nil {
-			return nil, cliconfig.Invalid("istiod-ca", ca, err.Error())
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, cliconfig.Invalid("istiod-ca", ca, "no PEM certificate in file")
-		}
-		cfg.RootCAs = pool
+	files, err := tlsfiles.New(tlsfiles.Options{CAFile: c.IstiodCA, CertFile: c.IstiodCert, KeyFile: c.IstiodKey, ServerName: serverName})
+	if err != nil {
+		return nil, cliconfig.Invalid("istiod-ca", c.IstiodCA, oneLine(err))
 	}
-	if cert != "" || key != "" {
-		kp, err := tls.LoadX509KeyPair(cert, key)
-		if err != nil {
-			return nil, cliconfig.Invalid("istiod-cert", cert, err.Error())
-		}
-		cfg.Certificates = []tls.Certificate{kp}
-	}
-	return credentials.NewTLS(cfg), nil
+	return files.Credentials(), nil
 }
+
+// istiodDialOptions are the Istiod connection's credentials: TLS, and the
+// token of --istiod-token-file per RPC.
+func (c *config) istiodDialOptions() ([]grpc.DialOption, error) {
+	creds, err := c.istiodCredentials()
+	if err != nil {
+		return nil, err
+	}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	if c.IstiodTokenFile != "" {
+		tok, err := newTokenFile(c.IstiodTokenFile)
+		if err != nil {
+			return nil, cliconfig.Invalid("istiod-token-file", c.IstiodTokenFile, err.Error())
+		}
+		opts = append(opts, grpc.WithPerRPCCredentials(tok))
+	}
+	return opts, nil
+}
+
+func oneLine(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }
 
 func decode(b []byte, key string, stdout io.Writer) error {
 	m, err := inspect.Decode(b, key)

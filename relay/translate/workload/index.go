@@ -237,3 +237,12 @@ func removeFrom[K, I comparable, V any](m map[K]map[I]V, outer K, inner I) {
 		}
 	}
 }
+
+// RoutesPending is always 0: the workload API has no routes; a Service
+// carries its VIPs itself.
+func (x *Index) RoutesPending() int { return 0 }
+
+// Unknown is always false: a Service and the Workloads that back it arrive
+// as resources of one type (Address), so once that type is complete a
+// service without workloads really has no endpoints.
+func (x *Index) Unknown(keyspace.Service) bool { return false }

@@ -156,16 +156,7 @@ func vips(addrs []*workloadapi.NetworkAddress) []string {
 			ips = append(ips, ip.Unmap())
 		}
 	}
-	if len(ips) == 0 {
-		return nil
-	}
-	slices.SortFunc(ips, netip.Addr.Compare)
-	ips = slices.Compact(ips)
-	out := make([]string, len(ips))
-	for i, ip := range ips {
-		out[i] = ip.String()
-	}
-	return out
+	return model.VIPs(ips)
 }
 
 // locality is "region/zone/subzone", or "" for no locality.

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"google.golang.org/grpc"
 
 	"github.com/meshrelay/meshrelay/relay/xds/reconnect"
 )
@@ -29,8 +27,10 @@ type Client struct {
 	// Istiod confirmed, which a later stream only amends.
 	known map[string]bool
 
-	running chan struct{} // holds a token while Run runs
-	stats   counters
+	up                 *reconnect.Upstream
+	stats              *reconnect.Metrics
+	health             *reconnect.Health
+	reconnect.Readings // Reconnect, Upstream, NackLoop
 }
 
 // New checks opts and returns a Client that reports to h. It does not
@@ -50,11 +50,17 @@ func New(opts Options, h Handler) (*Client, error) {
 		log:     opts.Logger,
 		caches:  map[string]*cache{},
 		known:   map[string]bool{},
-		running: make(chan struct{}, 1),
 	}
+	urls := make([]string, 0, len(resourceTypes))
 	for _, t := range resourceTypes {
 		c.caches[t.url] = newCache(t)
+		urls = append(urls, t.url)
 	}
+	c.stats = reconnect.NewMetrics(urls)
+	c.health = reconnect.NewHealth(time.Now(), urls)
+	c.Readings = c.health.Readings()
+	c.up = &reconnect.Upstream{Name: "delta", Address: opts.Address, MaxRecvMsgSize: opts.MaxRecvMsgSize,
+		Backoff: opts.Backoff, DialOptions: opts.DialOptions}
 	return c, nil
 }
 
@@ -64,35 +70,21 @@ func New(opts Options, h Handler) (*Client, error) {
 // Options or Run is already running. Run may be called again after it
 // returned; the state of the previous run is kept.
 func (c *Client) Run(ctx context.Context) error {
-	select {
-	case c.running <- struct{}{}:
-		defer func() { <-c.running }()
-	default:
-		return errors.New("delta: Run is already running")
-	}
-	conn, err := grpc.NewClient(c.opts.Address, reconnect.DialOptions(c.opts.MaxRecvMsgSize, c.opts.Backoff, c.opts.DialOptions...)...)
-	if err != nil {
-		return fmt.Errorf("delta: grpc client for %s: %w", c.opts.Address, err)
-	}
-	defer conn.Close()
-	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
-	return reconnect.Loop(ctx, c.log, c.opts.Address, c.opts.Backoff,
-		func(ctx context.Context) (bool, error) { return c.runStream(ctx, ads) },
-		func(err error) { c.stats.setError(err, time.Now()) })
+	return c.up.Run(ctx, c.log, c.stats, c.runStream)
 }
 
 // Connected reports whether a stream to Istiod is open: it was created and
 // the subscriptions were sent. For /readyz and metrics.
-func (c *Client) Connected() bool { return c.stats.connected.Load() }
+func (c *Client) Connected() bool { return c.stats.Connected.Load() }
 
-// Stats returns a snapshot of the client's counters.
-func (c *Client) Stats() Stats { return c.stats.snapshot() }
+// Stats returns a snapshot of the client's metrics.
+func (c *Client) Stats() Stats { return c.stats.Snapshot() }
 
-// publishSizes copies the per-type sizes into the counters.
+// publishSizes copies the per-type sizes into the metrics.
 func (c *Client) publishSizes() {
 	resources := make(map[string]int, len(c.caches))
 	for url, ca := range c.caches {
 		resources[url] = ca.len()
 	}
-	c.stats.setSizes(resources)
+	c.stats.SetSizes(resources, nil)
 }

@@ -30,6 +30,10 @@
 //
 // Only the relay imports this package (relay/translate/workload consumes
 // Address updates). It imports go-control-plane's discovery protos, grpc,
-// Istio's published workloadapi types, internal/backoff and, for the node
-// identity and its checks, its sibling relay/xds/sotw.
+// the Prometheus client, Istio's published workloadapi types,
+// internal/backoff, relay/xds/reconnect for the stream lifecycle and
+// metrics it shares with relay/xds/sotw, and that sibling for the node
+// identity, its checks and the Update type. Its metrics
+// (meshrelay_relay_xds_*) are Prometheus collectors returned by
+// Client.Metrics, one set per Client.
 package delta

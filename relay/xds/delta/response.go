@@ -13,12 +13,11 @@ import (
 // handleResponse validates one response, ACKs or NACKs it by its nonce,
 // applies it to the state and gives the resulting Update to the handler.
 func (c *Client) handleResponse(ctx context.Context, s *stream, resp *discoveryv3.DeltaDiscoveryResponse, at time.Time) {
-	c.stats.responses.Add(1)
 	var size int
 	for _, r := range resp.GetResources() {
 		size += len(r.GetResource().GetValue())
 	}
-	c.stats.bytes.Add(uint64(size))
+	c.stats.Received(size)
 
 	typ := typeByURL(resp.GetTypeUrl())
 	if typ == nil {
@@ -28,8 +27,9 @@ func (c *Client) handleResponse(ctx context.Context, s *stream, resp *discoveryv
 	ca := c.caches[typ.url]
 	entries, err := ca.decode(resp)
 	if err != nil {
-		c.stats.nacks.Add(1)
-		c.stats.setError(fmt.Errorf("NACK %s nonce %q: %w", typ.short, resp.GetNonce(), err), at)
+		c.stats.NACKs.Inc()
+		c.health.Nacked(typ.url, err, c.log)
+		c.stats.SetError(fmt.Errorf("NACK %s nonce %q: %w", typ.short, resp.GetNonce(), err), at)
 		c.log.Warn("delta xds NACK", "type", typ.short, "nonce", resp.GetNonce(), "held", ca.len(), "reason", err)
 		s.reply(typ, resp.GetNonce(), &statuspb.Status{Code: int32(codes.InvalidArgument), Message: err.Error()})
 		return
@@ -41,7 +41,8 @@ func (c *Client) handleResponse(ctx context.Context, s *stream, resp *discoveryv
 	s.accepted[typ.url] = true
 	c.known[typ.url] = true
 	s.healthy = true
-	c.stats.acks.Add(1)
+	c.stats.ACKs.Inc()
+	c.health.Acked(typ.url)
 	s.reply(typ, resp.GetNonce(), nil)
 	c.publishSizes()
 	newly := c.checkComplete(s, time.Now())
@@ -82,7 +83,7 @@ func (c *Client) checkComplete(s *stream, now time.Time) bool {
 	}
 	s.complete = true
 	s.syncTimer.Stop()
-	c.stats.complete.Store(true)
+	c.stats.Complete.Store(true)
 	c.log.Info("delta xds state complete", "addresses", c.caches[addressType.url].len(),
 		"authorizations", c.caches[authorizationType.url].len(), "unanswered_types", missing)
 	return true
@@ -90,7 +91,8 @@ func (c *Client) checkComplete(s *stream, now time.Time) bool {
 
 // emit gives u to the handler, marked complete when the stream is.
 func (c *Client) emit(ctx context.Context, s *stream, u Update, wasComplete bool) {
-	u.Complete = wasComplete || s.complete
-	c.stats.updates.Add(1)
+	u.NewlyComplete = !wasComplete && s.complete
+	u.Complete = wasComplete || u.NewlyComplete
+	c.stats.Updates.Inc()
 	c.handler.OnUpdate(ctx, u)
 }

@@ -2,7 +2,6 @@ package delta
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -59,52 +58,21 @@ func (s *stream) reply(typ *resourceType, nonce string, detail *statuspb.Status)
 // stream fails or ctx is done. It reports whether the stream was healthy
 // (accepted a response) and the error that ended it.
 func (c *Client) runStream(ctx context.Context, ads discoveryv3.AggregatedDiscoveryServiceClient) (healthy bool, err error) {
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	grpcStream, err := ads.DeltaAggregatedResources(sctx)
-	if err != nil {
-		return false, fmt.Errorf("open stream: %w", err)
-	}
-	c.stats.streamsOpened.Add(1)
-	now := time.Now()
-	s := &stream{node: c.node,
-		accepted: map[string]bool{}, opened: now, syncTimer: time.NewTimer(c.opts.SyncTimeout)}
-	defer s.syncTimer.Stop()
-
-	// One goroutine receives, one sends, and this one handles: receiving
-	// never waits on a send (reconnect.Send). Stopping the pump before the
-	// next stream makes sure both are gone.
-	pump := reconnect.StartPump[*discoveryv3.DeltaDiscoveryRequest](sctx, grpcStream.Recv, grpcStream.Send)
-	defer func() {
-		cancel()
-		pump.Stop()
-	}()
-	s.out = pump.Requests
-
-	held := 0
-	for _, t := range resourceTypes {
-		versions := c.caches[t.url].versions()
-		held += len(versions)
-		s.subscribe(t, versions)
-	}
-	c.stats.complete.Store(false)
-	c.stats.connected.Store(true)
-	defer func() {
-		c.stats.connected.Store(false)
-		c.stats.complete.Store(false)
-	}()
-	c.log.Info("delta xds stream open", "address", c.opts.Address, "node", c.node.GetId(), "initial_resources", held)
-
-	for {
-		select {
-		case <-ctx.Done():
-			return s.healthy, ctx.Err()
-		case err := <-pump.Ended:
-			return s.healthy, err
-		case r := <-pump.Responses:
-			c.handleResponse(ctx, s, r.Msg, r.At)
-		case now := <-s.syncTimer.C:
-			c.handleSyncTimeout(ctx, s, now)
-		}
-	}
+	var s *stream
+	err = reconnect.Serve(ctx, c.stats, c.health, c.opts.SyncTimeout, ads.DeltaAggregatedResources,
+		func(out *reconnect.Requests[*discoveryv3.DeltaDiscoveryRequest], sync *time.Timer) {
+			s = &stream{out: out, node: c.node, accepted: map[string]bool{}, opened: time.Now(), syncTimer: sync}
+			held := 0
+			for _, t := range resourceTypes {
+				versions := c.caches[t.url].versions()
+				held += len(versions)
+				s.subscribe(t, versions)
+			}
+			c.log.Info("delta xds stream open", "address", c.opts.Address, "node", c.node.GetId(), "initial_resources", held)
+		},
+		func(ctx context.Context, resp *discoveryv3.DeltaDiscoveryResponse, at time.Time) {
+			c.handleResponse(ctx, s, resp, at)
+		},
+		func(ctx context.Context, now time.Time) { c.handleSyncTimeout(ctx, s, now) })
+	return s != nil && s.healthy, err
 }

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"google.golang.org/grpc"
 
 	"github.com/meshrelay/meshrelay/relay/xds/reconnect"
 )
@@ -27,8 +25,10 @@ type Client struct {
 	caches map[string]*cache        // by type URL, all four types
 	subs   map[string]*subscription // by type URL, EDS and RDS only
 
-	running chan struct{} // holds a token while Run runs
-	stats   *metrics
+	up                 *reconnect.Upstream
+	stats              *reconnect.Metrics
+	health             *reconnect.Health
+	reconnect.Readings // Reconnect, Upstream, NackLoop
 }
 
 // New checks opts and returns a Client that reports to h. It does not
@@ -48,15 +48,20 @@ func New(opts Options, h Handler) (*Client, error) {
 		log:     opts.Logger,
 		caches:  map[string]*cache{},
 		subs:    map[string]*subscription{},
-		running: make(chan struct{}, 1),
-		stats:   newMetrics(),
 	}
+	urls := make([]string, 0, len(resourceTypes))
 	for _, t := range resourceTypes {
 		c.caches[t.url] = newCache(t)
 		if !t.fullState {
 			c.subs[t.url] = newSubscription()
 		}
+		urls = append(urls, t.url)
 	}
+	c.stats = reconnect.NewMetrics(urls)
+	c.health = reconnect.NewHealth(time.Now(), urls)
+	c.Readings = c.health.Readings()
+	c.up = &reconnect.Upstream{Name: "sotw", Address: opts.Address, MaxRecvMsgSize: opts.MaxRecvMsgSize,
+		Backoff: opts.Backoff, DialOptions: opts.DialOptions}
 	return c, nil
 }
 
@@ -66,29 +71,15 @@ func New(opts Options, h Handler) (*Client, error) {
 // Options or Run is already running. Run may be called again after it
 // returned; the state of the previous run is kept.
 func (c *Client) Run(ctx context.Context) error {
-	select {
-	case c.running <- struct{}{}:
-		defer func() { <-c.running }()
-	default:
-		return errors.New("sotw: Run is already running")
-	}
-	conn, err := grpc.NewClient(c.opts.Address, reconnect.DialOptions(c.opts.MaxRecvMsgSize, c.opts.Backoff, c.opts.DialOptions...)...)
-	if err != nil {
-		return fmt.Errorf("sotw: grpc client for %s: %w", c.opts.Address, err)
-	}
-	defer conn.Close()
-	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
-	return reconnect.Loop(ctx, c.log, c.opts.Address, c.opts.Backoff,
-		func(ctx context.Context) (bool, error) { return c.runStream(ctx, ads) },
-		func(err error) { c.stats.setError(err, time.Now()) })
+	return c.up.Run(ctx, c.log, c.stats, c.runStream)
 }
 
 // Connected reports whether a stream to Istiod is open: it was created and
 // the first requests were queued. For /readyz and metrics.
-func (c *Client) Connected() bool { return c.stats.connected.Load() }
+func (c *Client) Connected() bool { return c.stats.Connected.Load() }
 
 // Stats returns a snapshot of the client's counters.
-func (c *Client) Stats() Stats { return c.stats.snapshot() }
+func (c *Client) Stats() Stats { return c.stats.Snapshot() }
 
 // names returns the names to send in a request of type t: nil (wildcard) for
 // full-state types, the subscribed set otherwise.
@@ -109,5 +100,5 @@ func (c *Client) publishSizes() {
 	for url, s := range c.subs {
 		subscribed[url] = s.len()
 	}
-	c.stats.setSizes(resources, subscribed)
+	c.stats.SetSizes(resources, subscribed)
 }

@@ -31,7 +31,8 @@
 // relay/xds/delta for the Update type the two clients share, and the scale
 // harness for its direct-mode nodes. It imports go-control-plane's
 // protos, grpc and the Prometheus client; of meshrelay's, only
-// internal/backoff, internal/promvalue and relay/xds/reconnect. Its metrics
+// internal/backoff and relay/xds/reconnect (stream lifecycle and
+// metrics, shared with relay/xds/delta). Its metrics
 // (meshrelay_relay_xds_*) are Prometheus collectors returned by
 // Client.Metrics, one set per Client.
 package sotw

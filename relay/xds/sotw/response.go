@@ -14,12 +14,11 @@ import (
 // state, updates the dependent subscription, and gives the resulting Updates
 // to the handler.
 func (c *Client) handleResponse(ctx context.Context, s *stream, resp *discoveryv3.DiscoveryResponse, at time.Time) {
-	c.stats.responses.Add(1)
 	var size int
 	for _, a := range resp.GetResources() {
 		size += len(a.GetValue())
 	}
-	c.stats.bytes.Add(float64(size))
+	c.stats.Received(size)
 
 	typ := typeByURL(resp.GetTypeUrl())
 	if typ == nil {
@@ -31,8 +30,9 @@ func (c *Client) handleResponse(ctx context.Context, s *stream, resp *discoveryv
 
 	entries, err := ca.decode(resp)
 	if err != nil {
-		c.stats.nacks.Add(1)
-		c.stats.setError(fmt.Errorf("NACK %s version %q: %w", typ.short, resp.GetVersionInfo(), err), at)
+		c.stats.NACKs.Inc()
+		c.health.Nacked(typ.url, err, c.log)
+		c.stats.SetError(fmt.Errorf("NACK %s version %q: %w", typ.short, resp.GetVersionInfo(), err), at)
 		c.log.Warn("xds NACK", "type", typ.short, "version", resp.GetVersionInfo(), "nonce", resp.GetNonce(),
 			"kept_version", s.version[typ.url], "reason", err)
 		s.send(typ, c.names(typ), &statuspb.Status{Code: int32(codes.InvalidArgument), Message: err.Error()})
@@ -56,7 +56,8 @@ func (c *Client) handleResponse(ctx context.Context, s *stream, resp *discoveryv
 	s.version[typ.url] = resp.GetVersionInfo()
 	s.accepted[typ.url] = true
 	s.healthy = true
-	c.stats.acks.Add(1)
+	c.stats.ACKs.Inc()
+	c.health.Acked(typ.url)
 	s.send(typ, c.names(typ), nil)
 	var updates []Update
 	if !u.empty() {
@@ -118,7 +119,7 @@ func (c *Client) checkComplete(s *stream, now time.Time) bool {
 	}
 	s.complete = true
 	s.syncTimer.Stop()
-	c.stats.complete.Store(true)
+	c.stats.Complete.Store(true)
 	c.log.Info("xds state complete", "clusters", c.caches[clusterType.url].len(), "listeners", c.caches[listenerType.url].len(),
 		"assignments", c.caches[endpointType.url].len(), "routes", c.caches[routeType.url].len(), "never_received", missing)
 	return true
@@ -129,8 +130,9 @@ func (c *Client) checkComplete(s *stream, now time.Time) bool {
 // once all of them are applied.
 func (c *Client) emit(ctx context.Context, s *stream, updates []Update, wasComplete bool) {
 	for i, u := range updates {
-		u.Complete = wasComplete || (s.complete && i == len(updates)-1)
-		c.stats.updates.Add(1)
+		u.NewlyComplete = !wasComplete && s.complete && i == len(updates)-1
+		u.Complete = wasComplete || u.NewlyComplete
+		c.stats.Updates.Inc()
 		c.handler.OnUpdate(ctx, u)
 	}
 }

@@ -2,7 +2,6 @@ package sotw
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -37,7 +36,7 @@ type stream struct {
 	syncTimer     *time.Timer
 }
 
-func newStream(node *corev3.Node, now time.Time, syncTimeout time.Duration) *stream {
+func newStream(node *corev3.Node, now time.Time, syncTimer *time.Timer) *stream {
 	s := &stream{
 		node:          node,
 		version:       map[string]string{},
@@ -45,7 +44,7 @@ func newStream(node *corev3.Node, now time.Time, syncTimeout time.Duration) *str
 		accepted:      map[string]bool{},
 		received:      map[string]nameSet{},
 		lastSubChange: now,
-		syncTimer:     time.NewTimer(syncTimeout),
+		syncTimer:     syncTimer,
 	}
 	for _, t := range resourceTypes {
 		s.received[t.url] = nameSet{}
@@ -85,51 +84,24 @@ func (s *stream) subscriptionChanged(now time.Time, syncTimeout time.Duration) {
 // stream fails or ctx is done. It reports whether the stream was healthy
 // (accepted a response) and the error that ended it.
 func (c *Client) runStream(ctx context.Context, ads discoveryv3.AggregatedDiscoveryServiceClient) (healthy bool, err error) {
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	grpcStream, err := ads.StreamAggregatedResources(sctx)
-	if err != nil {
-		return false, fmt.Errorf("open stream: %w", err)
-	}
-	c.stats.streamsOpened.Add(1)
-	s := newStream(c.node, time.Now(), c.opts.SyncTimeout)
-	defer s.syncTimer.Stop()
-
-	// One goroutine receives, one sends, and this one handles: receiving
-	// never waits on a send (reconnect.Send). Stopping the pump before the
-	// next stream makes sure both are gone.
-	pump := reconnect.StartPump[*discoveryv3.DiscoveryRequest](sctx, grpcStream.Recv, grpcStream.Send)
-	defer func() {
-		cancel()
-		pump.Stop()
-	}()
-	s.out = pump.Requests
-
-	// Wildcard CDS and LDS, then the current EDS and RDS names, so that
-	// after a reconnect the new stream gets everything. On the first stream
-	// these are empty and go out after the first CDS/LDS response.
-	for _, t := range resourceTypes {
-		s.send(t, c.names(t), nil)
-	}
-	c.stats.complete.Store(false)
-	c.stats.connected.Store(true)
-	defer func() {
-		c.stats.connected.Store(false)
-		c.stats.complete.Store(false)
-	}()
-	c.log.Info("xds stream open", "address", c.opts.Address, "node", c.node.GetId(),
-		"eds_names", c.subs[endpointType.url].len(), "rds_names", c.subs[routeType.url].len())
-
-	for {
-		select {
-		case <-ctx.Done():
-			return s.healthy, ctx.Err()
-		case err := <-pump.Ended:
-			return s.healthy, err
-		case r := <-pump.Responses:
-			c.handleResponse(ctx, s, r.Msg, r.At)
-		case now := <-s.syncTimer.C:
-			c.handleSyncTimeout(ctx, s, now)
-		}
-	}
+	var s *stream
+	err = reconnect.Serve(ctx, c.stats, c.health, c.opts.SyncTimeout, ads.StreamAggregatedResources,
+		func(out *reconnect.Requests[*discoveryv3.DiscoveryRequest], sync *time.Timer) {
+			s = newStream(c.node, time.Now(), sync)
+			s.out = out
+			// Wildcard CDS and LDS, then the current EDS and RDS names, so
+			// that after a reconnect the new stream gets everything. On the
+			// first stream these are empty and go out after the first
+			// CDS/LDS response.
+			for _, t := range resourceTypes {
+				s.send(t, c.names(t), nil)
+			}
+			c.log.Info("xds stream open", "address", c.opts.Address, "node", c.node.GetId(),
+				"eds_names", c.subs[endpointType.url].len(), "rds_names", c.subs[routeType.url].len())
+		},
+		func(ctx context.Context, resp *discoveryv3.DiscoveryResponse, at time.Time) {
+			c.handleResponse(ctx, s, resp, at)
+		},
+		func(ctx context.Context, now time.Time) { c.handleSyncTimeout(ctx, s, now) })
+	return s != nil && s.healthy, err
 }

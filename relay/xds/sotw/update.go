@@ -28,6 +28,10 @@ type Update struct {
 	// it holds that the client does not. Once true on a stream it stays true
 	// for every later update on that stream; a reconnect resets it.
 	Complete bool
+	// NewlyComplete marks the one update per stream that made it complete:
+	// the complete state of a fresh stream, even when nothing changed
+	// since the previous stream.
+	NewlyComplete bool
 	// ReceivedAt is when the response arrived (for propagation lag).
 	ReceivedAt time.Time
 }

@@ -216,7 +216,7 @@ func Write(dir string, sum *results.Summary) error {
 		w("## Scenario details\n\n| mode | figure | value |\n|---|---|---:|\n%s\n\n", strings.Join(rec, "\n"))
 	}
 
-	w("## Targets (BRIEF §5)\n\n| target | measured | status | why |\n|---|---|---|---|\n")
+	w("## Targets (docs/targets.md)\n\n| target | measured | status | why |\n|---|---|---|---|\n")
 	for _, t := range sum.Targets {
 		w("| %s | %s | %s | %s |\n", t.Target, t.Measured, t.Status, t.Why)
 	}

@@ -17,6 +17,28 @@ type View struct {
 	// Problems lists inconsistencies (datapath.State.Check) and entries no
 	// frontend reaches.
 	Problems []string `json:"problems,omitempty"`
+	// Maps is the capacity of every pinned map, as the kernel reports it
+	// (set by WithMaps).
+	Maps []MapView `json:"maps,omitempty"`
+}
+
+// MapView is one pinned map's size: its entries (-1 where the kernel
+// writes the map and nobody counts), its current capacity, the most it may
+// grow to, and the kernel's memlock figure for it.
+type MapView struct {
+	Name         string `json:"name"`
+	Entries      int    `json:"entries"`
+	MaxEntries   int    `json:"max_entries"`
+	Limit        int    `json:"limit"`
+	MemlockBytes uint64 `json:"memlock_bytes"`
+}
+
+// WithMaps adds every map's capacity and kernel memlock to v.
+func (v View) WithMaps(maps []datapath.MapStats) View {
+	for _, m := range maps {
+		v.Maps = append(v.Maps, MapView{Name: m.Name, Entries: m.Entries, MaxEntries: m.MaxEntries, Limit: m.Limit, MemlockBytes: m.MemlockBytes})
+	}
+	return v
 }
 
 // FrontendView is one frontend: "127.77.0.1:80/tcp", its id, its slot count
