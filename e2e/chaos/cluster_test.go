@@ -408,6 +408,20 @@ func (w *writeCounter) stop() (int, error) {
 	return w.n, w.err
 }
 
+// expectNone stops the count and fails the test unless no service key
+// was written (what says when); it returns the count.
+func (w *writeCounter) expectNone(t *testing.T, what string) int {
+	t.Helper()
+	n, err := w.stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("%d service keys written %s, want 0", n, what)
+	}
+	return n
+}
+
 // settle waits until etcd's revision has not moved for quiet: the relay
 // has written what it had to.
 func (c *cluster) settle(quiet time.Duration) {
