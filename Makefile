@@ -7,7 +7,7 @@ PROTOC  ?= protoc
 DEMO_SECONDS ?= 0
 GOTESTFLAGS ?=
 
-.PHONY: all build demo test fuzz test-short vet generate generate-proto generate-bpf check-generated tools bench scale-test clean certs chart-test chart-etcd-test manifests check-manifests
+.PHONY: all build demo test chaos fuzz test-short vet generate generate-proto generate-bpf check-generated tools bench scale-test clean certs chart-test chart-etcd-test manifests check-manifests
 
 all: build
 
@@ -34,6 +34,16 @@ fuzz:
 			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./$$d; \
 		done; \
 	done
+
+# chaos: the reliability suite (e2e/chaos) at larger scale, a progress line
+# per case; it rewrites the results table of docs/reliability.md. `go test
+# ./...` runs the same cases at small scale (-short: the CI subset).
+CHAOS_SCALE ?= large
+chaos:
+	@mkdir -p bin; : > bin/chaos.log; rm -f bin/chaos.rc; { $(GO) test -count=1 -timeout 60m -v -run . ./e2e/chaos -args -chaos.scale=$(CHAOS_SCALE) \
+		-chaos.results=$(CURDIR)/docs/reliability.md > bin/chaos.log 2>&1; echo $$? > bin/chaos.rc; } & \
+		tail -n +1 -f --pid=$$! bin/chaos.log 2>/dev/null | grep --line-buffered -E '^(chaos:|--- |ok|FAIL|panic)'; \
+		echo "full log: bin/chaos.log"; exit $$(cat bin/chaos.rc)
 
 test-short:
 	$(GO) test -short -count=1 ./...

@@ -27,25 +27,7 @@ type bpfEnv struct {
 // not available (not root, no bpffs, no cgroup v2 hierarchy).
 func newBPFEnv(t *testing.T) bpfEnv {
 	t.Helper()
-	pin := dpfake.PinDir(t, "meshrelay-e2e-") // skips unless root with a bpf filesystem
-	if err := cgroupclient.CheckCgroup2(datapath.DefaultCgroupPath); err != nil {
-		t.Skipf("skipping BPF test: %v", err)
-	}
-	cg, err := cgroupclient.NewCgroup(datapath.DefaultCgroupPath, "meshrelay-e2e-")
-	if err != nil {
-		t.Skipf("skipping BPF test: cannot create a child cgroup: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := cgroupclient.RemoveCgroup(cg); err != nil {
-			t.Error(err)
-		}
-	})
-	// Runs before the cgroup is removed (cleanups run last-in first-out).
-	t.Cleanup(func() {
-		if err := datapath.Uninstall(pin); err != nil {
-			t.Errorf("uninstall: %v", err)
-		}
-	})
+	pin, cg := dpfake.CgroupEnv(t, "meshrelay-e2e-")
 	return bpfEnv{pin: pin, cgroup: cg}
 }
 

@@ -105,12 +105,9 @@ func TestBPFAgentKilledUnderLoad(t *testing.T) {
 	if o.err != nil {
 		t.Fatal(o.err)
 	}
-	total := 0
-	for name, n := range o.res.Backends {
-		if !backends[name] {
-			t.Errorf("answered by %q, not an endpoint of %s", name, truth.Name)
-		}
-		total += n
+	total, err := o.res.Answered(backends)
+	if err != nil {
+		t.Errorf("%s: %v", truth.Name, err)
 	}
 	if o.res.Errors != 0 || total == 0 {
 		t.Fatalf("%d connects failed across the kill and restart (first: %s); %d succeeded", o.res.Errors, o.res.FirstErr, total)

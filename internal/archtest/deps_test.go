@@ -119,8 +119,8 @@ func TestOnlyDatapathImportsEBPF(t *testing.T) {
 }
 
 // TestRelayAndNodeAgentTestsStayApart: relay and nodeagent never import
-// each other, not even in their tests; only the top-level e2e package (tests
-// only) imports both.
+// each other, not even in their tests; only the e2e packages (tests
+// only) import both.
 func TestRelayAndNodeAgentTestsStayApart(t *testing.T) {
 	for _, p := range listPackages(t) {
 		var other string
@@ -140,20 +140,24 @@ func TestRelayAndNodeAgentTestsStayApart(t *testing.T) {
 	}
 }
 
-// e2ePackage holds the end-to-end tests; it must hold tests only.
-const e2ePackage = module + "/e2e"
+// e2ePackages hold the end-to-end tests and the reliability suite; they
+// must hold tests only.
+var e2ePackages = []string{module + "/e2e", module + "/e2e/chaos"}
 
 func TestE2EHoldsTestsOnly(t *testing.T) {
+	found := 0
 	for _, p := range listPackages(t) {
-		if p.ImportPath != e2ePackage {
+		if !slices.Contains(e2ePackages, p.ImportPath) {
 			continue
 		}
+		found++
 		if len(p.GoFiles) != 1 || p.GoFiles[0] != "doc.go" {
 			t.Errorf("%s has non-test files %v; it may only hold tests and doc.go", p.ImportPath, p.GoFiles)
 		}
-		return
 	}
-	t.Errorf("package %s not found", e2ePackage)
+	if found != len(e2ePackages) {
+		t.Errorf("found %d of the packages %v", found, e2ePackages)
+	}
 }
 
 // etcdClientPackages are the etcd client's import paths.

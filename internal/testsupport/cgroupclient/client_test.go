@@ -3,6 +3,7 @@ package cgroupclient
 import (
 	"net/netip"
 	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -149,5 +150,15 @@ func TestScan(t *testing.T) {
 	}
 	if got, _ := scanAddr("127.0.255.255:80", 1); got != netip.MustParseAddrPort("127.1.0.0:80") {
 		t.Fatalf("address after 127.0.255.255: %v", got)
+	}
+}
+
+func TestResultAnswered(t *testing.T) {
+	r := Result{Backends: map[string]int{"a": 3, "b": 2}}
+	if n, err := r.Answered(map[string]bool{"a": true, "b": true}); n != 5 || err != nil {
+		t.Fatalf("Answered = %d, %v; want 5, nil", n, err)
+	}
+	if n, err := r.Answered(map[string]bool{"a": true}); n != 5 || err == nil || !strings.Contains(err.Error(), `"b"`) {
+		t.Fatalf("Answered = %d, %v; want 5 and an error naming b", n, err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -374,4 +375,22 @@ func connect4(ap netip.AddrPort) error {
 		return fmt.Errorf("connect %s: %w", ap, err)
 	}
 	return nil
+}
+
+// Answered is the number of attempts a backend answered, and an error
+// naming the first backend (in name order) not among allowed.
+func (r Result) Answered(allowed map[string]bool) (int, error) {
+	total := 0
+	var stray []string
+	for name, n := range r.Backends {
+		if !allowed[name] {
+			stray = append(stray, name)
+		}
+		total += n
+	}
+	if len(stray) > 0 {
+		sort.Strings(stray)
+		return total, fmt.Errorf("answered by %q, not an allowed backend (%d strays)", stray[0], len(stray))
+	}
+	return total, nil
 }

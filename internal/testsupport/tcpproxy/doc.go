@@ -1,6 +1,8 @@
 // Package tcpproxy forwards a loopback port to a target and can cut every
-// connection on demand: tests use it to disconnect a client from etcd (or
-// to put a new etcd behind the same address) without touching the client.
+// connection on demand, or delay everything it forwards: tests use it to
+// disconnect a client from etcd (or to put a new etcd behind the same
+// address) without touching the client, and to make etcd slow.
 //
-// Tests of nodeagent/etcdsource and the end-to-end tests (e2e) import it.
+// Tests of nodeagent/etcdsource, the end-to-end tests (e2e) and the
+// reliability suite (e2e/chaos) import it.
 package tcpproxy

@@ -2,7 +2,6 @@ package tcpproxy
 
 import (
 	"fmt"
-	"io"
 	"net"
 	"strings"
 	"sync"
@@ -15,9 +14,10 @@ type Proxy struct {
 	target string
 	wg     sync.WaitGroup
 
-	mu    sync.Mutex
-	down  bool
-	conns map[net.Conn]bool
+	mu      sync.Mutex
+	down    bool
+	latency time.Duration
+	conns   map[net.Conn]bool
 }
 
 // Start listens on a free 127.0.0.1 port and forwards to target (host:port,
@@ -45,6 +45,21 @@ func (p *Proxy) SetDown(down bool) {
 	if down {
 		p.Cut()
 	}
+}
+
+// SetLatency delays every chunk forwarded from now on, in both directions,
+// by d (0 forwards at once again): a slow network or a slow server as its
+// clients see it. Order within a connection is kept.
+func (p *Proxy) SetLatency(d time.Duration) {
+	p.mu.Lock()
+	p.latency = d
+	p.mu.Unlock()
+}
+
+func (p *Proxy) delay() time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.latency
 }
 
 // Cut closes every forwarded connection; new ones are still forwarded
@@ -89,11 +104,44 @@ func (p *Proxy) serve() {
 		p.conns[in], p.conns[out] = true, true
 		p.mu.Unlock()
 		pipe := func(dst, src net.Conn) {
-			io.Copy(dst, src)
+			p.delayedCopy(dst, src)
 			dst.Close()
 			src.Close()
 		}
 		p.wg.Go(func() { pipe(out, in) })
 		p.wg.Go(func() { pipe(in, out) })
+	}
+}
+
+// delayedCopy copies src to dst, each chunk written the proxy's latency
+// after it was read (as a slow link delivers it): chunks are read as they
+// come and written in order, so the delay does not cut the throughput.
+func (p *Proxy) delayedCopy(dst, src net.Conn) {
+	type chunk struct {
+		b  []byte
+		at time.Time
+	}
+	q := make(chan chunk, 1024)
+	go func() {
+		defer close(q)
+		for {
+			b := make([]byte, 32<<10)
+			n, err := src.Read(b)
+			if n > 0 {
+				q <- chunk{b[:n], time.Now().Add(p.delay())}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	for c := range q {
+		time.Sleep(time.Until(c.at))
+		if _, err := dst.Write(c.b); err != nil {
+			src.Close()
+			break
+		}
+	}
+	for range q { // drain until the reader sees the close
 	}
 }

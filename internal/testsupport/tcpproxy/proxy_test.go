@@ -87,3 +87,30 @@ func TestProxyForwardsAndCuts(t *testing.T) {
 		t.Fatalf("after SetDown(false): %q %v", got, err)
 	}
 }
+
+func TestProxyLatency(t *testing.T) {
+	p, err := Start(echoServer(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c, err := net.Dial("tcp", strings.TrimPrefix(p.URL(), "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const d = 100 * time.Millisecond
+	p.SetLatency(d)
+	start := time.Now()
+	if got, err := roundTrip(c, "slow"); err != nil || got != "slow" {
+		t.Fatalf("through the slow proxy: %q %v", got, err)
+	}
+	// Both directions are delayed: a round trip takes at least twice d.
+	if took := time.Since(start); took < 2*d {
+		t.Fatalf("round trip took %v with %v latency each way", took, d)
+	}
+	p.SetLatency(0)
+	if got, err := roundTrip(c, "fast"); err != nil || got != "fast" {
+		t.Fatalf("after SetLatency(0): %q %v", got, err)
+	}
+}
