@@ -51,6 +51,7 @@ type Sink struct {
 	written  map[keyspace.Service]*writtenService
 	vipOwner map[string]keyspace.Service
 	markers  map[int]keyspace.Marker
+	owned    map[int]*ownedShard // shards written, with Options.Fencer
 	// bootstrapping is true until synced markers are written for the
 	// current generation; the token bucket runs at the bootstrap rate.
 	bootstrapping bool
@@ -66,6 +67,7 @@ type Sink struct {
 	synced     chan struct{}
 	syncedOnce sync.Once
 	metrics    *metrics
+	shards     *shardState
 }
 
 // desiredState is one Set.
@@ -86,6 +88,7 @@ const (
 	kindService taskKind = iota // write one service
 	kindMarkers                 // sweep after Complete, then write synced markers
 	kindWake                    // nothing to write; wakes Run to act on reloadNeeded
+	kindShards                  // the Fencer's shards changed: take over, or stop writing
 )
 
 // New returns a Sink writing through c. Nothing happens until Run. Check
@@ -105,6 +108,8 @@ func New(c Client, opts Options) *Sink {
 		written:       make(map[keyspace.Service]*writtenService),
 		vipOwner:      make(map[string]keyspace.Service),
 		markers:       make(map[int]keyspace.Marker),
+		owned:         make(map[int]*ownedShard),
+		shards:        newShardState(),
 		bootstrapping: true,
 		synced:        make(chan struct{}),
 	}
@@ -244,6 +249,16 @@ func (s *Sink) process(ctx context.Context, tasks []task) error {
 		return nil
 	}
 
+	for _, t := range tasks {
+		if t.kind == kindShards {
+			if err := s.syncShards(ctx); err != nil {
+				s.queue.MarkAll(tasks)
+				return err
+			}
+			break
+		}
+	}
+
 	var svcs []keyspace.Service
 	markers := false
 	for _, t := range tasks {
@@ -257,7 +272,7 @@ func (s *Sink) process(ctx context.Context, tasks []task) error {
 	if markers {
 		svcs = append(svcs, s.sweepWritten()...)
 	}
-	slices.SortFunc(svcs, compareServices)
+	slices.SortFunc(svcs, s.compareForWrite)
 	svcs = slices.Compact(svcs)
 
 	if err := s.writeServices(ctx, svcs); err != nil {
@@ -286,7 +301,7 @@ func (s *Sink) sweepWritten() []keyspace.Service {
 		return nil
 	}
 	for svc := range s.written {
-		if _, ok := s.desired[svc]; ok {
+		if _, ok := s.desired[svc]; ok || !s.owns(keyspace.Shard(svc, s.opts.Shards)) {
 			continue
 		}
 		if _, ok := s.present[svc]; !ok {
