@@ -25,5 +25,9 @@ func (r *Relay) metrics() []prometheus.Collector {
 			Help: "Complete upstream syncs (at most one per stream).",
 		}, locked(func() int { return r.completes })),
 	}
-	return append(append(own, r.client.Metrics()...), r.sink.Metrics()...)
+	all := append(append(own, r.client.Metrics()...), r.sink.Metrics()...)
+	if r.membership != nil {
+		all = append(all, r.membership.Metrics()...)
+	}
+	return all
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 	"github.com/meshrelay/meshrelay/relay/etcdsink"
+	"github.com/meshrelay/meshrelay/relay/shard"
 	"github.com/meshrelay/meshrelay/relay/translate"
 	"github.com/meshrelay/meshrelay/relay/xds/sotw"
 )
@@ -50,6 +51,9 @@ type Options struct {
 	// must be left zero: the relay sets them from the fields above
 	// (Validate refuses them rather than overwrite them).
 	Sink etcdsink.Options
+	// HA, when set, makes this relay one replica of several that split the
+	// shards (see HA). Without it the relay writes every shard.
+	HA *HA
 
 	// Registerer receives the relay's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
@@ -62,6 +66,8 @@ type Relay struct {
 	log    *slog.Logger
 	sink   *etcdsink.Sink
 	client *sotw.Client
+	// membership leads shards with Options.HA; nil otherwise.
+	membership *shard.Membership
 
 	mu    sync.Mutex
 	index *translate.Index
@@ -125,7 +131,15 @@ func New(etcd etcdsink.Client, opts Options) (*Relay, error) {
 		index: translate.NewIndex(),
 		gated: map[keyspace.Service]time.Time{},
 	}
-	r.sink = etcdsink.New(etcd, opts.sinkOptions())
+	so := opts.sinkOptions()
+	if opts.HA != nil {
+		m, err := r.newMembership()
+		if err != nil {
+			return nil, err
+		}
+		r.membership, so.Fencer = m, m
+	}
+	r.sink = etcdsink.New(etcd, so)
 	node := opts.Node
 	if node == nil {
 		node = sotw.NodeFromEnv(osGetenv, opts.Cluster)
@@ -160,6 +174,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return r.sink.Run(ctx) })
 	g.Go(func() error { return r.client.Run(ctx) })
+	g.Go(func() error { return r.runMembership(ctx) })
 	return g.Wait()
 }
 
@@ -170,6 +185,9 @@ func (r *Relay) Synced() <-chan struct{} { return r.sink.Synced() }
 // Ready reports readiness for /readyz: ready once the first complete sync
 // has been written.
 func (r *Relay) Ready() (bool, string) {
+	if r.membership != nil {
+		return r.haReady()
+	}
 	select {
 	case <-r.sink.Synced():
 		return true, ""

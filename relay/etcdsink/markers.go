@@ -89,6 +89,8 @@ func (s *Sink) writeMarkers(ctx context.Context) error {
 		s.limiter.SetLimit(rate.Limit(s.opts.OpsPerSecond))
 		s.log.Info("synced: every shard's marker is up to date", "shards", s.opts.Shards, "generation", s.generation())
 	}
-	s.syncedOnce.Do(func() { close(s.synced) })
+	if s.opts.Fencer == nil || len(s.owned) > 0 {
+		s.syncedOnce.Do(func() { close(s.synced) })
+	}
 	return nil
 }
