@@ -72,13 +72,25 @@ func (r *Relay) runMembership(ctx context.Context) error {
 	return r.membership.Run(ctx)
 }
 
-// haReady is Ready's answer for a replica: its upstream is synced and
-// every shard it leads is taken over (marker current).
+// haReady is Ready's answer for a replica: its upstream is synced, every
+// shard has a leader, and every shard this replica leads is taken over
+// (its marker current).
 func (r *Relay) haReady() (bool, string) {
 	if !r.eligible() {
 		return false, "upstream not connected and synced"
 	}
-	for _, h := range r.sink.ShardStats().Held {
+	if !r.membership.Settled() {
+		return false, "shard leadership not settled (a shard without leader, or an election just won)"
+	}
+	held := r.sink.ShardStats().Held
+	led := r.membership.Held()
+	if len(held) != len(led) {
+		return false, fmt.Sprintf("leads %d shards, writes %d", len(led), len(held))
+	}
+	for i, h := range held {
+		if h.Shard != led[i] {
+			return false, fmt.Sprintf("leads shard %d, writes %d", led[i], h.Shard)
+		}
 		if !h.Synced {
 			return false, fmt.Sprintf("taking over shard %d", h.Shard)
 		}

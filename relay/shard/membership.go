@@ -35,6 +35,9 @@ type Membership struct {
 	mu      sync.Mutex
 	leaders map[int]*Leader
 	members int // members in the latest table read
+	// settled: at the latest table read every shard had a leader and
+	// every shard led by this replica's keys was in leaders.
+	settled bool
 }
 
 // New returns a Membership of the replica opts.RelayID. Nothing happens
@@ -79,6 +82,9 @@ func (m *Membership) Run(ctx context.Context) error {
 		m.log.Info("joined", "relay_id", m.opts.RelayID, "lease", fmt.Sprintf("%x", sess.Lease()), "ttl", m.opts.ttlSeconds())
 		err = m.runSession(ctx, sess)
 		m.dropAll("session ended")
+	m.mu.Lock()
+	m.settled = false
+	m.mu.Unlock()
 		if ctx.Err() != nil {
 			rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			_, rerr := m.client.Revoke(rctx, sess.Lease())
@@ -171,6 +177,12 @@ func (m *Membership) tick(ctx context.Context, sess *concurrency.Session, campai
 	}
 	m.mu.Lock()
 	m.members = len(table.Members)
+	m.settled = true
+	for s, l := range table.Lines {
+		if len(l) == 0 || l[0].Relay == m.opts.RelayID && m.leaders[s] == nil {
+			m.settled = false
+		}
+	}
 	m.mu.Unlock()
 
 	v := view{self: m.opts.RelayID, eligible: m.opts.Eligible(), table: table, held: map[int]bool{}, queued: map[int]bool{}}
@@ -311,6 +323,15 @@ func (m *Membership) Leaders() []*Leader {
 	}
 	slices.SortFunc(out, func(a, b *Leader) int { return a.Shard - b.Shard })
 	return out
+}
+
+// Settled reports whether, at the latest read of the election table,
+// every shard had a leader and this replica had taken up every shard its
+// keys lead.
+func (m *Membership) Settled() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.settled
 }
 
 // Held returns the shards this replica leads, ascending.

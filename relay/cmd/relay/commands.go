@@ -31,7 +31,7 @@ environment, which wins over the file.`,
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newDecodeCommand(stdin, stdout), newInspectCommand(stdout))
+	root.AddCommand(newDecodeCommand(stdin, stdout), newInspectCommand(stdout), newStatusCommand(stdout))
 	return root
 }
 
@@ -73,5 +73,16 @@ func newInspectCommand(stdout io.Writer) *cobra.Command {
 			svc = &s
 		}
 		return runInspect(ctx, cfg, svc, stdout)
+	})
+}
+
+func newStatusCommand(stdout io.Writer) *cobra.Command {
+	cfg := &statusConfig{}
+	return cliconfig.Bound(&cobra.Command{
+		Use:   "status",
+		Short: "Print the relay replicas, every shard's leader and synced marker from etcd as JSON",
+		Args:  cobra.NoArgs,
+	}, cfg, func(ctx context.Context, _ []string) error {
+		return runStatus(ctx, cfg, stdout)
 	})
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/meshrelay/meshrelay/relay"
 	"github.com/meshrelay/meshrelay/relay/etcdsink"
 	"github.com/meshrelay/meshrelay/relay/inspect"
+	"github.com/meshrelay/meshrelay/relay/shard"
 )
 
 // runRelay starts etcd (embedded unless --etcd-endpoints), the ops server
@@ -76,6 +77,7 @@ func runRelay(ctx context.Context, cfg *config, stdout, stderr io.Writer) error 
 
 	reg := opsserver.NewRegistry()
 	opts.Registerer = reg
+	opts.HA = &relay.HA{Client: client, LeaseTTL: cfg.LeaseTTL, Pod: pod()}
 	rl, err := relay.New(client, opts)
 	if err != nil {
 		return err
@@ -85,7 +87,7 @@ func runRelay(ctx context.Context, cfg *config, stdout, stderr io.Writer) error 
 		return cliconfig.Invalid("metrics-listen", cfg.MetricsListen, err.Error())
 	}
 	defer stopOps()
-	log.Info("relay starting", "istiod", opts.Istiod, "cluster", opts.Cluster, "shards", opts.Shards, "relay_id", opts.RelayID, "etcd", endpoints)
+	log.Info("relay starting", "istiod", opts.Istiod, "cluster", opts.Cluster, "shards", opts.Shards, "relay_id", opts.RelayID, "lease_ttl", cfg.LeaseTTL, "etcd", endpoints)
 	err = rl.Run(ctx)
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		log.Info("relay stopped")
@@ -165,4 +167,21 @@ func runInspect(ctx context.Context, cfg *inspectConfig, svc *keyspace.Service, 
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+func runStatus(ctx context.Context, cfg *statusConfig, stdout io.Writer) error {
+	client, err := cfg.Etcd.Dial(cfg.Etcd.Endpoints, nil)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	st, err := shard.ReadStatus(ctx, client, keyspace.New(cfg.Etcd.Cluster), cfg.Shards)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(st)
 }
