@@ -128,7 +128,9 @@ func (m *Membership) runSession(ctx context.Context, sess *concurrency.Session) 
 	ticker := time.NewTicker(m.opts.Interval)
 	defer ticker.Stop()
 	for {
-		if err := m.tick(ctx, sess, campaigns, results, &wg, &last); err != nil && ctx.Err() == nil {
+		if err := m.tick(ctx, sess, campaigns, results, &wg, &last); errors.Is(err, errSessionLost) {
+			return err
+		} else if err != nil && ctx.Err() == nil {
 			m.log.Debug("balancing failed", "err", err)
 		}
 		select {
@@ -174,6 +176,11 @@ func (m *Membership) tick(ctx context.Context, sess *concurrency.Session, campai
 	cancel()
 	if err != nil {
 		return err
+	}
+	if _, ok := table.Members[m.opts.RelayID]; !ok && *last != nil {
+		// Our record, on our lease, is gone: the lease expired or etcd
+		// was wiped. Do not wait for the keep-alive to notice.
+		return fmt.Errorf("%s missing: %w", m.space.Relay(m.opts.RelayID), errSessionLost)
 	}
 	m.mu.Lock()
 	m.members = len(table.Members)
