@@ -82,13 +82,17 @@ func (m *Membership) Run(ctx context.Context) error {
 		m.log.Info("joined", "relay_id", m.opts.RelayID, "lease", fmt.Sprintf("%x", sess.Lease()), "ttl", m.opts.ttlSeconds())
 		err = m.runSession(ctx, sess)
 		m.dropAll("session ended")
-	m.mu.Lock()
-	m.settled = false
-	m.mu.Unlock()
+		m.mu.Lock()
+		m.settled = false
+		m.mu.Unlock()
+		// Stop renewing and revoke the lease, if it still exists, so that
+		// this session's election keys go now: other replicas take over
+		// at once, and no key of an abandoned session stays in line.
+		sess.Orphan()
+		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, rerr := m.client.Revoke(rctx, sess.Lease())
+		cancel()
 		if ctx.Err() != nil {
-			rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			_, rerr := m.client.Revoke(rctx, sess.Lease())
-			cancel()
 			m.log.Info("left", "revoked", rerr == nil)
 			return ctx.Err()
 		}
