@@ -196,6 +196,28 @@ func (m *Membership) tick(ctx context.Context, sess *concurrency.Session, campai
 	}
 	m.mu.Unlock()
 
+	// A key of this session that no campaign stands for (a Campaign that
+	// failed half-way leaves one) would one day lead with nobody behind
+	// it: delete it.
+	for shard, line := range table.Lines {
+		if campaigns[shard] != nil {
+			continue
+		}
+		own := m.candidateKey(sess, shard)
+		for _, c := range line {
+			if c.Key == own {
+				m.log.Debug("deleting a stray election key", "key", own)
+				rctx, cancel := context.WithTimeout(ctx, m.opts.LeaseTTL)
+				_, err := m.client.Delete(rctx, own)
+				cancel()
+				if err != nil {
+					return fmt.Errorf("delete %s: %w", own, err)
+				}
+				return nil // balance on a fresh read
+			}
+		}
+	}
+
 	v := view{self: m.opts.RelayID, eligible: m.opts.Eligible(), table: table, held: map[int]bool{}, queued: map[int]bool{}}
 	for shard, c := range campaigns {
 		switch {
@@ -254,6 +276,12 @@ func (m *Membership) tick(ctx context.Context, sess *concurrency.Session, campai
 		*last = rec
 	}
 	return nil
+}
+
+// candidateKey is the key concurrency.Election gives this session in
+// shard's election.
+func (m *Membership) candidateKey(sess *concurrency.Session, shard int) string {
+	return fmt.Sprintf("%s%x", m.space.ShardElection(shard), sess.Lease())
 }
 
 // resign leaves an election: deletes this replica's key if it is still
