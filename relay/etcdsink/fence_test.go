@@ -110,6 +110,34 @@ func waitShardSynced(t *testing.T, s *Sink, shard int) {
 	})
 }
 
+// leader starts a fenced Sink for relay that leads shard in a new term
+// (on a new lease), sets desired, completes with present and waits until
+// the shard is taken over.
+func leader(t *testing.T, c *clientv3.Client, relay string, shard int, desired map[keyspace.Service]*model.Service, present []keyspace.Service) (*Sink, *fakeFencer, clientv3.LeaseID, *testenv.Running) {
+	t.Helper()
+	f := &fakeFencer{}
+	cmp, lease := elect(t, c, shard, relay)
+	f.set(shard, cmp)
+	s := newFencedSink(c, relay, f)
+	for svc, d := range desired {
+		s.Set(svc, d, time.Now())
+	}
+	s.Complete(present)
+	r := testenv.Run(t, s.Run)
+	s.ShardsChanged()
+	waitShardSynced(t, s, shard)
+	return s, f, lease, r
+}
+
+// generation returns a desired state of svcs whose every slice depends on gen.
+func generation(svcs []keyspace.Service, gen int) map[keyspace.Service]*model.Service {
+	out := map[keyspace.Service]*model.Service{}
+	for _, svc := range svcs {
+		out[svc] = newService(svc, nil, 2, gen)
+	}
+	return out
+}
+
 // TestFencedSinkWritesOnlyItsShards: a Sink writes the services and the
 // marker of the shards it leads, nothing of the others.
 func TestFencedSinkWritesOnlyItsShards(t *testing.T) {
@@ -156,31 +184,11 @@ func TestPausedLeaderWritesNothing(t *testing.T) {
 	const shard = 2
 	svcs := shardServices(shard, 4)
 
-	fa := &fakeFencer{}
-	cmpA, leaseA := elect(t, c, shard, "relay-a")
-	fa.set(shard, cmpA)
-	a := newFencedSink(c, "relay-a", fa)
-	for _, svc := range svcs {
-		a.Set(svc, newService(svc, nil, 2, 0), time.Now())
-	}
-	a.Complete(svcs)
-	testenv.Run(t, a.Run)
-	a.ShardsChanged()
-	waitShardSynced(t, a, shard)
+	a, fa, leaseA, _ := leader(t, c, "relay-a", shard, generation(svcs, 0), svcs)
 
 	// a pauses; its lease expires; b takes over and writes newer content.
 	revoke(t, c, leaseA)
-	fb := &fakeFencer{}
-	cmpB, _ := elect(t, c, shard, "relay-b")
-	fb.set(shard, cmpB)
-	b := newFencedSink(c, "relay-b", fb)
-	for _, svc := range svcs {
-		b.Set(svc, newService(svc, nil, 2, 5), time.Now())
-	}
-	b.Complete(svcs)
-	testenv.Run(t, b.Run)
-	b.ShardsChanged()
-	waitShardSynced(t, b, shard)
+	b, _, _, _ := leader(t, c, "relay-b", shard, generation(svcs, 5), svcs)
 	want := map[keyspace.Service][]byte{}
 	for _, svc := range svcs {
 		want[svc] = get(t, c, space.Slice(svc, 0)).value
@@ -223,17 +231,7 @@ func TestTakeoverWritesOnlyTheMarker(t *testing.T) {
 		desired[svc] = newService(svc, []string{vip(i)}, 3, 0)
 	}
 
-	fa := &fakeFencer{}
-	cmpA, leaseA := elect(t, c, shard, "relay-a")
-	fa.set(shard, cmpA)
-	a := newFencedSink(c, "relay-a", fa)
-	for svc, d := range desired {
-		a.Set(svc, d, time.Now())
-	}
-	a.Complete(svcs)
-	ra := testenv.Run(t, a.Run)
-	a.ShardsChanged()
-	waitShardSynced(t, a, shard)
+	_, _, leaseA, ra := leader(t, c, "relay-a", shard, desired, svcs)
 	if err := ra.Stop(); err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -142,46 +143,35 @@ func decode(b []byte, key string, stdout io.Writer) error {
 }
 
 func runInspect(ctx context.Context, cfg *inspectConfig, svc *keyspace.Service, stdout io.Writer) error {
-	client, err := cfg.Etcd.Dial(cfg.Etcd.Endpoints, nil)
+	return printFromEtcd(ctx, cfg.Etcd, stdout, func(ctx context.Context, client *clientv3.Client, space keyspace.Space) (any, error) {
+		if svc != nil {
+			return inspect.ReadService(ctx, client, space, *svc)
+		}
+		return inspect.ReadAll(ctx, client, space)
+	})
+}
+
+func runStatus(ctx context.Context, cfg *statusConfig, stdout io.Writer) error {
+	return printFromEtcd(ctx, cfg.Etcd, stdout, func(ctx context.Context, client *clientv3.Client, space keyspace.Space) (any, error) {
+		return shard.ReadStatus(ctx, client, space, cfg.Shards)
+	})
+}
+
+// printFromEtcd dials etcd, reads with read (30 s at most) and prints what
+// it returns as indented JSON.
+func printFromEtcd(ctx context.Context, etcd cliconfig.Etcd, stdout io.Writer, read func(context.Context, *clientv3.Client, keyspace.Space) (any, error)) error {
+	client, err := etcd.Dial(etcd.Endpoints, nil)
 	if err != nil {
 		return err
 	}
 	defer client.Close()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	space := keyspace.New(cfg.Etcd.Cluster)
-	var v any
-	if svc != nil {
-		s, err := inspect.ReadService(ctx, client, space, *svc)
-		if err != nil {
-			return err
-		}
-		v = s
-	} else {
-		all, err := inspect.ReadAll(ctx, client, space)
-		if err != nil {
-			return err
-		}
-		v = all
+	v, err := read(ctx, client, keyspace.New(etcd.Cluster))
+	if err != nil {
+		return err
 	}
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
-}
-
-func runStatus(ctx context.Context, cfg *statusConfig, stdout io.Writer) error {
-	client, err := cfg.Etcd.Dial(cfg.Etcd.Endpoints, nil)
-	if err != nil {
-		return err
-	}
-	defer client.Close()
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	st, err := shard.ReadStatus(ctx, client, keyspace.New(cfg.Etcd.Cluster), cfg.Shards)
-	if err != nil {
-		return err
-	}
-	enc := json.NewEncoder(stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(st)
 }
