@@ -192,6 +192,9 @@ func (c *statusConfig) Validate() error {
 	if c.Shards < 1 || c.Shards > keyspace.MaxShards {
 		return cliconfig.Invalid("shards", c.Shards, "want 1..4096")
 	}
+	if len(c.Etcd.Endpoints) == 0 {
+		return &cliconfig.UsageError{Msg: "status: --etcd-endpoints is required"}
+	}
 	return c.inspectConfig.Validate()
 }
 

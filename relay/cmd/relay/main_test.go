@@ -62,6 +62,7 @@ func TestBadValuesExit2(t *testing.T) {
 		"env":          {env: map[string]string{"MESHRELAY_COALESCE_WINDOW": "soon"}, want: `invalid --coalesce-window "soon"`},
 		"log level":    {args: []string{"--log-level", "loud"}, want: `invalid --log-level "loud"`},
 		"lease ttl":    {args: []string{"--lease-ttl", "500ms"}, want: `invalid --lease-ttl "500ms": want >= 1s`},
+		"status etcd":  {args: []string{"status"}, want: "status: --etcd-endpoints is required"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			for k, v := range tc.env {
