@@ -43,8 +43,11 @@ func (r *Relay) newMembership() (*shard.Membership, error) {
 		Version:  version(),
 		LeaseTTL: ha.LeaseTTL,
 		Eligible: r.eligible,
-		OnChange: func() { r.sink.ShardsChanged() },
-		Logger:   r.log.With("stage", "shard"),
+		OnChange: func() {
+			r.sink.ShardsChanged()
+			r.client.Resubscribe() // EDS of the shards led only
+		},
+		Logger: r.log.With("stage", "shard"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("relay: %w", err)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/meshrelay/meshrelay/internal/embedetcd"
@@ -171,6 +172,23 @@ func TestReplicasSplitShards(t *testing.T) {
 	}
 	if n := w.sim.Streams(); n != 3 {
 		t.Errorf("Istiod streams %d, want one per replica", n)
+	}
+	// EDS is split: each replica subscribes the assignments of its own
+	// shards' services only, every one by exactly one replica.
+	clusters := 0 // one EDS cluster per service port (no subsets)
+	for _, svc := range w.sim.Truth() {
+		clusters += len(svc.Ports)
+	}
+	total := 0
+	for _, r := range rs {
+		n := r.Relay.client.Stats().Subscribed[resourcev3.EndpointType]
+		if n == 0 || n >= clusters {
+			t.Errorf("%s subscribes %d EDS names of %d clusters", r.id, n, clusters)
+		}
+		total += n
+	}
+	if total != clusters {
+		t.Errorf("the replicas subscribe %d EDS names in all, want each of the %d EDS clusters once", total, clusters)
 	}
 }
 

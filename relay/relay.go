@@ -9,7 +9,9 @@ import (
 	"sync"
 	"time"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
@@ -68,6 +70,7 @@ type Relay struct {
 	client *sotw.Client
 	// membership leads shards with Options.HA; nil otherwise.
 	membership *shard.Membership
+	gate       *edsGate // the writer's Fencer with Options.HA
 
 	mu    sync.Mutex
 	index *translate.Index
@@ -137,14 +140,21 @@ func New(etcd etcdsink.Client, opts Options) (*Relay, error) {
 		if err != nil {
 			return nil, err
 		}
-		r.membership, so.Fencer = m, m
+		r.membership = m
+		r.gate = newEDSGate(m, r.awaited, r.syncTimeout(), func() { r.sink.ShardsChanged() })
+		so.Fencer = r.gate
 	}
 	r.sink = etcdsink.New(etcd, so)
 	node := opts.Node
 	if node == nil {
 		node = sotw.NodeFromEnv(osGetenv, opts.Cluster)
 	}
+	var edsFilter func(string, *clusterv3.Cluster) bool
+	if r.membership != nil {
+		edsFilter = r.wantEDS
+	}
 	c, err := sotw.New(sotw.Options{
+		EDSFilter:      edsFilter,
 		Address:        opts.Istiod,
 		Node:           node,
 		NodeID:         opts.NodeID,
@@ -207,6 +217,9 @@ func (r *Relay) OnUpdate(ctx context.Context, u sotw.Update) {
 	var dirty []keyspace.Service
 	if u.TypeURL != "" { // an update with no type only reports completeness
 		dirty = r.index.Apply(u.TypeURL, u.Upserted, u.Removed)
+	}
+	if r.gate != nil && u.TypeURL == resourcev3.EndpointType && r.gate.pending() {
+		r.sink.ShardsChanged() // a shard waiting for its assignments may be complete
 	}
 	if r.completes == 0 {
 		for _, k := range dirty {

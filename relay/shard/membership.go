@@ -223,7 +223,7 @@ func (m *Membership) tick(ctx context.Context, sess *concurrency.Session, campai
 		switch {
 		case !c.leading:
 			v.queued[shard] = true
-		case !m.leads(shard):
+		case !m.Leads(shard):
 			// Deposed by the writer: leave the election for good.
 			delete(campaigns, shard)
 			m.resign(ctx, c.e)
@@ -297,8 +297,8 @@ func (m *Membership) resign(ctx context.Context, e *concurrency.Election) {
 	}
 }
 
-// leads reports whether this replica holds shard's leadership.
-func (m *Membership) leads(shard int) bool {
+// Leads reports whether this replica holds shard's leadership.
+func (m *Membership) Leads(shard int) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.leaders[shard] != nil

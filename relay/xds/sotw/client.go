@@ -28,6 +28,7 @@ type Client struct {
 	subs   map[string]*subscription // by type URL, EDS and RDS only
 
 	running chan struct{} // holds a token while Run runs
+	resub   chan struct{} // Resubscribe's request to the stream loop
 	stats   *metrics
 }
 
@@ -49,6 +50,7 @@ func New(opts Options, h Handler) (*Client, error) {
 		caches:  map[string]*cache{},
 		subs:    map[string]*subscription{},
 		running: make(chan struct{}, 1),
+		resub:   make(chan struct{}, 1),
 		stats:   newMetrics(),
 	}
 	for _, t := range resourceTypes {
@@ -136,4 +138,14 @@ func (c *Client) publishSizes() {
 		subscribed[url] = s.len()
 	}
 	c.stats.setSizes(resources, subscribed)
+}
+
+// Resubscribe asks the stream to ask Options.EDSFilter again which EDS
+// names to subscribe to. It does not block; the change is sent from the
+// goroutine running Run.
+func (c *Client) Resubscribe() {
+	select {
+	case c.resub <- struct{}{}:
+	default:
+	}
 }

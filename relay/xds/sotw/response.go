@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
@@ -66,20 +67,12 @@ func (c *Client) handleResponse(ctx context.Context, s *stream, resp *discoveryv
 
 	// Clusters and listeners define what EDS and RDS names to subscribe to.
 	if typ.dependent != "" {
-		dep := typeByURL(typ.dependent)
-		sub := c.subs[dep.url]
-		removed, changed := sub.replace(ca.references())
-		if changed {
-			s.subscriptionChanged(at, c.opts.SyncTimeout)
-			c.log.Info("xds subscription", "type", dep.short, "names", sub.len(), "unsubscribed", len(removed))
-			// Partial types lose a resource only here, when its name
-			// leaves the subscription.
-			if dropped := c.caches[dep.url].drop(removed); len(dropped) > 0 {
-				updates = append(updates, Update{TypeURL: dep.url, Removed: dropped, ReceivedAt: at})
-			}
-			if err := s.send(dep, sub.sorted(), nil); err != nil {
-				return err
-			}
+		u, err := c.updateSubscription(s, typ, at)
+		if err != nil {
+			return err
+		}
+		if u != nil {
+			updates = append(updates, *u)
 		}
 	}
 	c.publishSizes()
@@ -88,6 +81,52 @@ func (c *Client) handleResponse(ctx context.Context, s *stream, resp *discoveryv
 		updates = append(updates, Update{TypeURL: typ.url, ReceivedAt: at})
 	}
 	c.emit(ctx, s, updates, wasComplete)
+	return nil
+}
+
+// updateSubscription makes the subscription of typ's dependent type what
+// typ's resources refer to (through Options.EDSFilter for EDS), sends it
+// when it changed, and returns the Update removing the resources whose
+// names left it, if any.
+func (c *Client) updateSubscription(s *stream, typ *resourceType, at time.Time) (*Update, error) {
+	dep := typeByURL(typ.dependent)
+	sub := c.subs[dep.url]
+	refs := c.caches[typ.url].references()
+	if typ == clusterType && c.opts.EDSFilter != nil {
+		refs = c.caches[typ.url].referencesOf(func(e *entry) bool {
+			cl, ok := e.msg.(*clusterv3.Cluster)
+			return !ok || c.opts.EDSFilter(e.name, cl)
+		})
+	}
+	removed, changed := sub.replace(refs)
+	if !changed {
+		return nil, nil
+	}
+	s.subscriptionChanged(at, c.opts.SyncTimeout)
+	c.log.Info("xds subscription", "type", dep.short, "names", sub.len(), "unsubscribed", len(removed))
+	var u *Update
+	// Partial types lose a resource only here, when its name leaves the
+	// subscription.
+	if dropped := c.caches[dep.url].drop(removed); len(dropped) > 0 {
+		u = &Update{TypeURL: dep.url, Removed: dropped, ReceivedAt: at}
+	}
+	return u, s.send(dep, sub.sorted(), nil)
+}
+
+// resubscribe applies a changed Options.EDSFilter.
+func (c *Client) resubscribe(ctx context.Context, s *stream, at time.Time) error {
+	if !s.accepted[clusterType.url] {
+		return nil // the first CDS response subscribes
+	}
+	wasComplete := s.complete
+	u, err := c.updateSubscription(s, clusterType, at)
+	if err != nil {
+		return err
+	}
+	c.publishSizes()
+	if u != nil {
+		c.emit(ctx, s, []Update{*u}, wasComplete)
+	}
 	return nil
 }
 

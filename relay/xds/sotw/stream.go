@@ -147,6 +147,10 @@ func (c *Client) runStream(ctx context.Context, ads discoveryv3.AggregatedDiscov
 			}
 		case now := <-s.syncTimer.C:
 			c.handleSyncTimeout(ctx, s, now)
+		case <-c.resub:
+			if err := c.resubscribe(ctx, s, time.Now()); err != nil {
+				return s.healthy, err
+			}
 		}
 	}
 }
