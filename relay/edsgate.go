@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"slices"
 	"sync"
 	"time"
 
@@ -15,11 +16,45 @@ import (
 
 // wantEDS is the upstream client's EDSFilter with Options.HA: a service's
 // endpoint assignments are subscribed only while this replica leads the
-// service's shard (CDS, LDS and RDS stay whole). A cluster of no service is
-// always subscribed.
+// service's shard, or lost it less than a lease TTL ago (a replica that
+// rejoins after losing its lease wins its shards back without fetching
+// every assignment again). CDS, LDS and RDS stay whole; a cluster of no
+// service is always subscribed.
 func (r *Relay) wantEDS(name string, c *clusterv3.Cluster) bool {
 	svc, ok := translate.ClusterService(name, c)
-	return !ok || r.membership.Leads(keyspace.Shard(svc, r.opts.Shards))
+	if !ok {
+		return true
+	}
+	shard := keyspace.Shard(svc, r.opts.Shards)
+	if r.membership.Leads(shard) {
+		return true
+	}
+	r.ledMu.Lock()
+	defer r.ledMu.Unlock()
+	lost, ok := r.lostAt[shard]
+	return ok && time.Since(lost) < r.edsKeep
+}
+
+// leadershipChanged is the Membership's OnChange: the writer takes over or
+// drops shards, and the EDS subscription follows (at once for shards won,
+// a lease TTL later for shards lost).
+func (r *Relay) leadershipChanged() {
+	r.sink.ShardsChanged()
+	now := time.Now()
+	held := r.membership.Held()
+	r.ledMu.Lock()
+	for s := range r.held {
+		if !slices.Contains(held, s) {
+			r.lostAt[s] = now
+		}
+	}
+	clear(r.held)
+	for _, s := range held {
+		r.held[s] = true
+	}
+	r.ledMu.Unlock()
+	r.client.Resubscribe()
+	time.AfterFunc(r.edsKeep, r.client.Resubscribe)
 }
 
 // edsGate is the writer's Fencer with Options.HA. A shard just won is
@@ -86,12 +121,17 @@ func (g *edsGate) pending() bool {
 	return len(g.waiting) > 0
 }
 
-// awaited counts the assignments of shard's services not yet received.
+// awaited counts the assignments of shard's services still on their way:
+// subscribed and not yet received (within the sync timeout), or received
+// and not yet applied to the index.
 func (r *Relay) awaited(shard int) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.index.AwaitedAssignments(func(svc keyspace.Service) bool {
 		return keyspace.Shard(svc, r.opts.Shards) == shard
+	}, func(eds string) bool {
+		awaiting, received := r.client.EDSState(eds)
+		return awaiting || received
 	})
 }
 

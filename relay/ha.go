@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -43,15 +44,14 @@ func (r *Relay) newMembership() (*shard.Membership, error) {
 		Version:  version(),
 		LeaseTTL: ha.LeaseTTL,
 		Eligible: r.eligible,
-		OnChange: func() {
-			r.sink.ShardsChanged()
-			r.client.Resubscribe() // EDS of the shards led only
-		},
-		Logger: r.log.With("stage", "shard"),
+		OnChange: r.leadershipChanged,
+		Logger:   r.log.With("stage", "shard"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("relay: %w", err)
 	}
+	r.held, r.lostAt = map[int]bool{}, map[int]time.Time{}
+	r.edsKeep = cmp.Or(ha.LeaseTTL, shard.DefaultLeaseTTL)
 	return m, nil
 }
 

@@ -72,6 +72,11 @@ type Relay struct {
 	membership *shard.Membership
 	gate       *edsGate // the writer's Fencer with Options.HA
 
+	ledMu   sync.Mutex        // guards held and lostAt (see wantEDS)
+	held    map[int]bool      // shards led at the latest leadership change
+	lostAt  map[int]time.Time // when a shard was last lost
+	edsKeep time.Duration     // how long EDS stays subscribed after a loss
+
 	mu    sync.Mutex
 	index *translate.Index
 	// gated holds services changed before the first complete upstream

@@ -29,6 +29,7 @@ type Client struct {
 
 	running chan struct{} // holds a token while Run runs
 	resub   chan struct{} // Resubscribe's request to the stream loop
+	eds     edsView       // read by EDSState
 	stats   *metrics
 }
 
@@ -59,6 +60,7 @@ func New(opts Options, h Handler) (*Client, error) {
 			c.subs[t.url] = newSubscription()
 		}
 	}
+	c.eds.reset(c.subs[endpointType.url], time.Now())
 	return c, nil
 }
 

@@ -11,9 +11,9 @@ import (
 // assignments subscribed; Resubscribe applies a changed answer, dropping
 // the assignments that left and asking for those that joined.
 func TestEDSFilter(t *testing.T) {
-	var wantB atomic.Bool
+	var wantB, none atomic.Bool
 	f := newFixture(t, Options{EDSFilter: func(name string, _ *clusterv3.Cluster) bool {
-		return name != clusterB || wantB.Load()
+		return !none.Load() && (name != clusterB || wantB.Load())
 	}})
 	f.s.push(t, cdsURL, "v1", "c1", clustersV1()...)
 	expectRequest(t, f.s.next(t), cdsURL, "v1", "c1", nil)
@@ -37,5 +37,14 @@ func TestEDSFilter(t *testing.T) {
 	if st := f.c.Stats(); st.Subscribed[edsURL] != 1 || st.Resources[edsURL] != 1 {
 		t.Errorf("sizes %v %v", st.Subscribed, st.Resources)
 	}
+
+	// A filter that accepts nothing leaves the subscription alone: an
+	// empty request cannot be sent, and Istiod would not send the names
+	// again later.
+	none.Store(true)
+	f.c.Resubscribe()
+	f.s.push(t, edsURL, "v3", "e3", assignment(clusterA, "127.0.0.4"))
+	expectRequest(t, f.s.next(t), edsURL, "v3", "e3", []string{clusterA})
+	expectUpdate(t, f.rec.next(t), edsURL, []string{clusterA}, nil, false)
 	expectNoEmptyNamedRequest(t, f.s)
 }

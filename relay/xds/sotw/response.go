@@ -47,10 +47,15 @@ func (c *Client) handleResponse(ctx context.Context, s *stream, resp *discoveryv
 	} else {
 		sub := c.subs[typ.url]
 		u.Upserted = ca.merge(entries, sub)
+		var got []string
 		for _, e := range entries {
 			if sub.has(e.name) {
 				s.received[typ.url].add(e.name)
+				got = append(got, e.name)
 			}
+		}
+		if typ == endpointType {
+			c.eds.receive(got)
 		}
 	}
 	s.version[typ.url] = resp.GetVersionInfo()
@@ -93,16 +98,27 @@ func (c *Client) updateSubscription(s *stream, typ *resourceType, at time.Time) 
 	sub := c.subs[dep.url]
 	refs := c.caches[typ.url].references()
 	if typ == clusterType && c.opts.EDSFilter != nil {
-		refs = c.caches[typ.url].referencesOf(func(e *entry) bool {
+		filtered := c.caches[typ.url].referencesOf(func(e *entry) bool {
 			cl, ok := e.msg.(*clusterv3.Cluster)
 			return !ok || c.opts.EDSFilter(e.name, cl)
 		})
+		if len(filtered) == 0 && len(refs) > 0 {
+			// An empty EDS request is never sent (it would read as a
+			// wildcard), so Istiod would not learn of the change and
+			// would not send the names again when they come back: keep
+			// the subscription as it is.
+			return nil, nil
+		}
+		refs = filtered
 	}
 	removed, changed := sub.replace(refs)
 	if !changed {
 		return nil, nil
 	}
 	s.subscriptionChanged(at, c.opts.SyncTimeout)
+	if dep == endpointType {
+		c.eds.subscribe(sub, at)
+	}
 	c.log.Info("xds subscription", "type", dep.short, "names", sub.len(), "unsubscribed", len(removed))
 	var u *Update
 	// Partial types lose a resource only here, when its name leaves the

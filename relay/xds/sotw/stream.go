@@ -100,6 +100,7 @@ func (c *Client) runStream(ctx context.Context, ads discoveryv3.AggregatedDiscov
 	}
 	c.stats.streamsOpened.Add(1)
 	s := newStream(grpcStream, c.node, time.Now(), c.opts.SyncTimeout)
+	c.eds.reset(c.subs[endpointType.url], s.lastSubChange)
 	defer s.syncTimer.Stop()
 
 	// Wildcard CDS and LDS, then the current EDS and RDS names at once, so
