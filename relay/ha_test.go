@@ -174,22 +174,27 @@ func TestReplicasSplitShards(t *testing.T) {
 		t.Errorf("Istiod streams %d, want one per replica", n)
 	}
 	// EDS is split: each replica subscribes the assignments of its own
-	// shards' services only, every one by exactly one replica.
+	// shards' services only, every one by exactly one replica (once a
+	// lease TTL has passed since the last hand-off: a shard's former
+	// leader keeps its EDS that long).
 	clusters := 0 // one EDS cluster per service port (no subsets)
 	for _, svc := range w.sim.Truth() {
 		clusters += len(svc.Ports)
 	}
-	total := 0
-	for _, r := range rs {
-		n := r.Relay.client.Stats().Subscribed[resourcev3.EndpointType]
-		if n == 0 || n >= clusters {
-			t.Errorf("%s subscribes %d EDS names of %d clusters", r.id, n, clusters)
+	testenv.Eventually(t, "EDS split between the replicas", func() error {
+		total := 0
+		for _, r := range rs {
+			n := r.Relay.client.Stats().Subscribed[resourcev3.EndpointType]
+			if n == 0 || n >= clusters {
+				return fmt.Errorf("%s subscribes %d EDS names of %d clusters", r.id, n, clusters)
+			}
+			total += n
 		}
-		total += n
-	}
-	if total != clusters {
-		t.Errorf("the replicas subscribe %d EDS names in all, want each of the %d EDS clusters once", total, clusters)
-	}
+		if total != clusters {
+			return fmt.Errorf("the replicas subscribe %d EDS names in all, want each of the %d EDS clusters once", total, clusters)
+		}
+		return nil
+	})
 }
 
 // TestKilledReplicaTakenOver: a replica killed during churn loses its
