@@ -40,9 +40,12 @@ func (r *Relay) metrics() []prometheus.Collector {
 			return 0
 		}),
 	}
-	// The delta client has no Prometheus collectors yet.
+	all := append(own, r.sink.Metrics()...)
 	if c, ok := r.client.(interface{ Metrics() []prometheus.Collector }); ok {
-		own = append(own, c.Metrics()...)
+		all = append(all, c.Metrics()...)
 	}
-	return append(own, r.sink.Metrics()...)
+	if r.membership != nil {
+		all = append(all, r.membership.Metrics()...)
+	}
+	return all
 }

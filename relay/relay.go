@@ -10,7 +10,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
@@ -19,6 +21,7 @@ import (
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 	"github.com/meshrelay/meshrelay/internal/model"
 	"github.com/meshrelay/meshrelay/relay/etcdsink"
+	"github.com/meshrelay/meshrelay/relay/shard"
 	"github.com/meshrelay/meshrelay/relay/translate"
 	"github.com/meshrelay/meshrelay/relay/translate/workload"
 	"github.com/meshrelay/meshrelay/relay/xds/delta"
@@ -60,6 +63,9 @@ type Options struct {
 	// must be left zero: the relay sets them from the fields above
 	// (Validate refuses them rather than overwrite them).
 	Sink etcdsink.Options
+	// HA, when set, makes this relay one replica of several that split the
+	// shards (see HA). Without it the relay writes every shard.
+	HA *HA
 
 	// StallTimeout bounds how long the writer (or the handling of one
 	// upstream update) may make no progress while work is pending before
@@ -129,6 +135,17 @@ type Relay struct {
 	log    *slog.Logger
 	sink   *etcdsink.Sink
 	client upstream
+	// sotwClient is client in ModeSotW (the EDS split uses it), nil
+	// otherwise.
+	sotwClient *sotw.Client
+	// membership leads shards with Options.HA; nil otherwise.
+	membership *shard.Membership
+	gate       *edsGate // the writer's Fencer with Options.HA
+
+	ledMu   sync.Mutex        // guards held and lostAt (see wantEDS)
+	held    map[int]bool      // shards led at the latest leadership change
+	lostAt  map[int]time.Time // when a shard was last lost
+	edsKeep time.Duration     // how long EDS stays subscribed after a loss
 
 	mu    sync.Mutex
 	index index
@@ -212,14 +229,29 @@ func New(etcd etcdsink.Client, opts Options) (*Relay, error) {
 		gated:  map[keyspace.Service]time.Time{},
 		routes: newPendingRoutes(),
 	}
-	r.sink = etcdsink.New(etcd, opts.sinkOptions())
+	so := opts.sinkOptions()
+	if opts.HA != nil {
+		m, err := r.newMembership()
+		if err != nil {
+			return nil, err
+		}
+		r.membership = m
+		r.gate = newEDSGate(m, r.awaited, r.syncTimeout(), func() { r.sink.ShardsChanged() })
+		so.Fencer = r.gate
+	}
+	r.sink = etcdsink.New(etcd, so)
 	var err error
 	if opts.Mode == ModeWorkload {
 		r.index = workload.NewIndex()
 		r.client, err = newDeltaClient(opts, r)
 	} else {
 		r.index = translate.NewIndex()
-		r.client, err = newSotWClient(opts, r)
+		var edsFilter func(string, *clusterv3.Cluster) bool
+		if r.membership != nil {
+			edsFilter = r.wantEDS
+		}
+		r.sotwClient, err = newSotWClient(opts, edsFilter, r)
+		r.client = r.sotwClient
 	}
 	if err != nil {
 		return nil, fmt.Errorf("relay: %w", err)
@@ -234,12 +266,13 @@ func New(etcd etcdsink.Client, opts Options) (*Relay, error) {
 	return r, nil
 }
 
-func newSotWClient(opts Options, h sotw.Handler) (*sotw.Client, error) {
+func newSotWClient(opts Options, edsFilter func(string, *clusterv3.Cluster) bool, h sotw.Handler) (*sotw.Client, error) {
 	node := opts.Node
 	if node == nil {
 		node = sotw.NodeFromEnv(osGetenv, opts.Cluster)
 	}
 	return sotw.New(sotw.Options{
+		EDSFilter:      edsFilter,
 		Address:        opts.Istiod,
 		Node:           node,
 		NodeID:         opts.NodeID,
@@ -278,6 +311,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	g.Go(func() error { return r.client.Run(ctx) })
 	g.Go(func() error { r.confirmHolds(ctx); return nil })
 	g.Go(func() error { r.routes.watch(ctx, r.opts.UpstreamLostTimeout, r.log); return nil })
+	g.Go(func() error { return r.runMembership(ctx) })
 	return g.Wait()
 }
 
@@ -336,6 +370,9 @@ func (r *Relay) Ready() (bool, string) {
 	if n := r.sink.Unwritable(); n > 0 {
 		return false, fmt.Sprintf("%d services too large for etcd are not written (meshrelay_relay_etcd_oversized_services_total)", n)
 	}
+	if r.membership != nil {
+		return r.haReady()
+	}
 	select {
 	case <-r.sink.Synced():
 		if up, since := r.client.Upstream(); !up {
@@ -384,6 +421,9 @@ func (r *Relay) OnUpdate(ctx context.Context, u sotw.Update) {
 	if u.TypeURL != "" { // an update with no type only reports completeness
 		dirty = r.index.Apply(u.TypeURL, u.Upserted, u.Removed)
 		r.routes.update(r.index.PendingRoutes(), time.Now())
+	}
+	if r.gate != nil && u.TypeURL == resourcev3.EndpointType && r.gate.pending() {
+		r.sink.ShardsChanged() // a shard waiting for its assignments may be complete
 	}
 	if r.completes == 0 {
 		for _, k := range dirty {

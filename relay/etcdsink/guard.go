@@ -139,7 +139,7 @@ func (s *Sink) guardResult(svcs []keyspace.Service, wasHeld int) ([]keyspace.Ser
 	} else {
 		s.heldSince.Store(s.guard.since.UnixNano())
 	}
-	slices.SortFunc(svcs, compareServices)
+	slices.SortFunc(svcs, s.compareForWrite)
 	return slices.Compact(svcs), (n == 0) != (wasHeld == 0) || n != wasHeld
 }
 

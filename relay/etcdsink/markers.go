@@ -2,6 +2,7 @@ package etcdsink
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -40,23 +41,37 @@ func (s *Sink) writeMarkers(ctx context.Context) error {
 		if len(ops) == 0 {
 			return nil
 		}
-		if err := s.commit(ctx, ops, bytes); err != nil {
+		shard := -1
+		if s.opts.Fencer != nil {
+			shard = pending[0].Shard // one marker per transaction
+		}
+		err := s.commit(ctx, ops, bytes, shard)
+		if errors.Is(err, errShardFenced) {
+			ops, bytes, pending = ops[:0], 0, pending[:0]
+			return nil
+		}
+		if err != nil {
 			return fmt.Errorf("write synced markers: %w", err)
 		}
 		for _, m := range pending {
 			s.markers[m.Shard] = m
+			s.markerSynced(m.Shard)
 		}
 		s.metrics.puts.Add(float64(len(ops)))
 		ops, bytes, pending = ops[:0], 0, pending[:0]
 		return nil
 	}
 	for shard, n := range counts {
+		if !s.owns(shard) {
+			continue
+		}
 		m := keyspace.Marker{
 			Shard: shard, Shards: s.opts.Shards, Cluster: s.space.Cluster(),
 			Generation: s.generation(), Relay: s.opts.RelayID, Services: n, Time: now,
 			HeldDeletions: held[shard],
 		}
 		if old, ok := s.markers[shard]; ok && old.SameAs(m) {
+			s.markerSynced(shard)
 			continue
 		}
 		b, err := keyspace.EncodeMarker(m)
@@ -67,7 +82,7 @@ func (s *Sink) writeMarkers(ctx context.Context) error {
 		ops = append(ops, clientv3.OpPut(key, string(b)))
 		bytes += len(key) + len(b) + opOverhead
 		pending = append(pending, m)
-		if len(ops) == s.opts.MaxTxnOps {
+		if len(ops) == s.opts.MaxTxnOps || s.opts.Fencer != nil {
 			if err := flush(); err != nil {
 				return err
 			}
@@ -82,6 +97,8 @@ func (s *Sink) writeMarkers(ctx context.Context) error {
 		s.limiter.SetLimit(rate.Limit(s.opts.OpsPerSecond))
 		s.log.Info("synced: every shard's marker is up to date", "shards", s.opts.Shards, "generation", s.generation())
 	}
-	s.syncedOnce.Do(func() { close(s.synced) })
+	if s.opts.Fencer == nil || len(s.owned) > 0 {
+		s.syncedOnce.Do(func() { close(s.synced) })
+	}
 	return nil
 }

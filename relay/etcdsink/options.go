@@ -97,6 +97,13 @@ type Options struct {
 	// (e.g. "this relay still leads the shard"). A transaction whose fence
 	// fails is not applied and Run returns ErrFenced.
 	Fence func() []clientv3.Cmp
+	// Fencer, when set, makes the Sink write only the shards it leads:
+	// every transaction holds one shard's services and carries that
+	// shard's fence; a new shard is taken over (its keys read, only the
+	// differences written, then its marker); a refused transaction's
+	// writes are dropped and counted, and the Fencer told (Deposed). Call
+	// Sink.ShardsChanged when the Fencer's shards change.
+	Fencer Fencer
 
 	// Logger receives the Sink's logs. Default: discarded.
 	Logger *slog.Logger

@@ -60,6 +60,7 @@ type Sink struct {
 	// unwritableSet are services etcd refused for their size.
 	unwritableSet map[keyspace.Service]struct{}
 	progress      progress
+	owned         map[int]*ownedShard // shards written, with Options.Fencer
 	// bootstrapping is true until synced markers are written for the
 	// current generation; the token bucket runs at the bootstrap rate.
 	bootstrapping bool
@@ -79,6 +80,7 @@ type Sink struct {
 	synced     chan struct{}
 	syncedOnce sync.Once
 	metrics    *metrics
+	shards     *shardState
 }
 
 // desiredState is one Set.
@@ -99,6 +101,7 @@ const (
 	kindService taskKind = iota // write one service
 	kindMarkers                 // sweep after Complete, then write synced markers
 	kindWake                    // nothing to write; wakes Run to act on reloadNeeded
+	kindShards                  // the Fencer's shards changed: take over, or stop writing
 )
 
 // New returns a Sink writing through c. Nothing happens until Run. Check
@@ -120,6 +123,8 @@ func New(c Client, opts Options) *Sink {
 		markers:       make(map[int]keyspace.Marker),
 		unwritableSet: make(map[keyspace.Service]struct{}),
 		guard:         deleteGuard{held: make(map[keyspace.Service]struct{}), approved: make(map[keyspace.Service]struct{})},
+		owned:         make(map[int]*ownedShard),
+		shards:        newShardState(),
 		bootstrapping: true,
 		synced:        make(chan struct{}),
 	}
@@ -285,6 +290,16 @@ func (s *Sink) process(ctx context.Context, tasks []task) error {
 		return nil
 	}
 
+	for _, t := range tasks {
+		if t.kind == kindShards {
+			if err := s.syncShards(ctx); err != nil {
+				s.queue.MarkAll(tasks)
+				return err
+			}
+			break
+		}
+	}
+
 	var svcs []keyspace.Service
 	markers := false
 	for _, t := range tasks {
@@ -298,7 +313,7 @@ func (s *Sink) process(ctx context.Context, tasks []task) error {
 	if markers {
 		svcs = append(svcs, s.sweepWritten()...)
 	}
-	svcs, heldChanged := s.guardDeletions(svcs)
+	svcs, heldChanged := s.guardDeletions(svcs) // sorted for writing, deduplicated
 	if heldChanged && s.hasPresent() {
 		markers = true // held_deletions changed
 	}
@@ -333,7 +348,7 @@ func (s *Sink) sweepWritten() []keyspace.Service {
 		return nil
 	}
 	for svc := range s.written {
-		if _, ok := s.desired[svc]; ok {
+		if _, ok := s.desired[svc]; ok || !s.owns(keyspace.Shard(svc, s.opts.Shards)) {
 			continue
 		}
 		if _, ok := s.present[svc]; !ok {

@@ -22,11 +22,12 @@ var errUnwritable = errors.New("service cannot be written")
 // then the deletes of the old generation's slices. A reader therefore sees
 // either the old slices or the new ones, never a mix.
 func (s *Sink) writeStaged(ctx context.Context, p *plan) error {
-	if err := s.commitChunks(ctx, p.pre); err != nil {
+	shard := s.fenceShard(p.svc)
+	if err := s.commitChunks(ctx, p.pre, shard); err != nil {
 		return s.stagedFailed(ctx, p, err)
 	}
 	if len(p.ops) > 0 {
-		if err := s.commit(ctx, p.ops, p.bytes); err != nil {
+		if err := s.commit(ctx, p.ops, p.bytes, shard); err != nil {
 			return s.stagedFailed(ctx, p, err)
 		}
 	}
@@ -43,7 +44,7 @@ func (s *Sink) writeStaged(ctx context.Context, p *plan) error {
 	for _, o := range p.post {
 		w.stale = append(w.stale, string(o.op.KeyBytes()))
 	}
-	if err := s.commitChunks(ctx, p.post); err != nil {
+	if err := s.commitChunks(ctx, p.post, shard); err != nil {
 		return err
 	}
 	w.stale, w.staleGen = nil, 0
@@ -51,9 +52,18 @@ func (s *Sink) writeStaged(ctx context.Context, p *plan) error {
 	return nil
 }
 
+// fenceShard is svc's shard with Options.Fencer (its transactions are
+// fenced on that shard's leadership), else -1.
+func (s *Sink) fenceShard(svc keyspace.Service) int {
+	if s.opts.Fencer == nil {
+		return -1
+	}
+	return keyspace.Shard(svc, s.opts.Shards)
+}
+
 // commitChunks commits ops in transactions within MaxTxnOps and
-// MaxTxnBytes.
-func (s *Sink) commitChunks(ctx context.Context, ops []stagedOp) error {
+// MaxTxnBytes, each fenced on shard (commit).
+func (s *Sink) commitChunks(ctx context.Context, ops []stagedOp, shard int) error {
 	var (
 		batch []clientv3.Op
 		bytes int
@@ -63,7 +73,7 @@ func (s *Sink) commitChunks(ctx context.Context, ops []stagedOp) error {
 		bytes += o.bytes
 		last := i == len(ops)-1
 		if last || len(batch) == s.opts.MaxTxnOps || bytes+ops[i+1].bytes > s.opts.MaxTxnBytes {
-			if err := s.commit(ctx, batch, bytes); err != nil {
+			if err := s.commit(ctx, batch, bytes, shard); err != nil {
 				return err
 			}
 			batch, bytes = batch[:0], 0
@@ -85,7 +95,7 @@ func (s *Sink) stagedFailed(ctx context.Context, p *plan, err error) error {
 		key := string(o.op.KeyBytes())
 		undo = append(undo, stagedOp{op: clientv3.OpDelete(key), bytes: len(key) + opOverhead})
 	}
-	if uerr := s.commitChunks(ctx, undo); uerr != nil {
+	if uerr := s.commitChunks(ctx, undo, s.fenceShard(p.svc)); uerr != nil {
 		s.log.Warn("could not delete the unused slices of an unwritable service; the next load finds them stale", "service", p.svc, "err", uerr)
 	}
 	return errUnwritable

@@ -113,7 +113,9 @@ func (m *metrics) recordError(err error) {
 
 // Metrics returns the Sink's Prometheus collectors
 // (meshrelay_relay_etcd_*), for the caller to register.
-func (s *Sink) Metrics() []prometheus.Collector { return s.metrics.collectors() }
+func (s *Sink) Metrics() []prometheus.Collector {
+	return append(s.metrics.collectors(), s.shards.fencedOps, s.shards.takeovers)
+}
 
 // Stats returns a snapshot of the metrics.
 func (s *Sink) Stats() Stats {

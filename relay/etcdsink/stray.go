@@ -25,7 +25,9 @@ func (s *Sink) deleteStray(ctx context.Context) error {
 			ops[i] = clientv3.OpDelete(key)
 			bytes += len(key) + opOverhead
 		}
-		if err := s.commit(ctx, ops, bytes); err != nil {
+		// Stray keys are garbage whatever shard they name: any replica
+		// may delete them, unfenced (a delete of a missing key is a no-op).
+		if err := s.commit(ctx, ops, bytes, -1); err != nil {
 			return fmt.Errorf("delete stray keys: %w", err)
 		}
 		for i, key := range batch {

@@ -16,6 +16,7 @@ import (
 
 // txnBuilder packs the plans of several services into one transaction.
 type txnBuilder struct {
+	shard int // the shard of every plan, with Options.Fencer; else -1
 	plans []*plan
 	ops   int
 	bytes int
@@ -36,6 +37,9 @@ func (t *txnBuilder) fits(p *plan, o Options) bool {
 	if len(t.plans) == 0 {
 		return true
 	}
+	if o.Fencer != nil && keyspace.Shard(p.svc, o.Shards) != t.shard {
+		return false // one shard per transaction: one fence
+	}
 	if t.ops+len(p.ops) > o.MaxTxnOps || t.bytes+p.bytes > o.MaxTxnBytes {
 		return false
 	}
@@ -47,7 +51,13 @@ func (t *txnBuilder) fits(p *plan, o Options) bool {
 	return true
 }
 
-func (t *txnBuilder) add(p *plan) {
+func (t *txnBuilder) add(p *plan, o Options) {
+	if len(t.plans) == 0 {
+		t.shard = -1
+		if o.Fencer != nil {
+			t.shard = keyspace.Shard(p.svc, o.Shards)
+		}
+	}
 	t.plans = append(t.plans, p)
 	t.ops += len(p.ops)
 	t.bytes += p.bytes
@@ -84,8 +94,10 @@ func (s *Sink) writeServices(ctx context.Context, svcs []keyspace.Service) error
 		for _, p := range t.plans {
 			ops = append(ops, p.ops...)
 		}
-		err := s.commit(ctx, ops, t.bytes)
+		err := s.commit(ctx, ops, t.bytes, t.shard)
 		switch {
+		case errors.Is(err, errShardFenced):
+			// Dropped: the shard's new leader writes these services.
 		case err == nil:
 			for _, p := range t.plans {
 				s.apply(p)
@@ -117,6 +129,9 @@ func (s *Sink) writeServices(ctx context.Context, svcs []keyspace.Service) error
 		s.mu.Unlock()
 		if !ok {
 			continue // nothing desired, nothing to delete: only Complete sweeps
+		}
+		if !s.owns(keyspace.Shard(svc, s.opts.Shards)) {
+			continue // another relay's shard; taken over, it is marked again
 		}
 		p, err := s.planService(svc, d, owner)
 		if err != nil {
@@ -158,14 +173,16 @@ func (s *Sink) writeServices(ctx context.Context, svcs []keyspace.Service) error
 				return err
 			}
 		}
-		t.add(p)
+		t.add(p, s.opts)
 	}
 	return flush(nil)
 }
 
 // commit sends ops in one transaction guarded by the generation (and the
-// fence), after taking their tokens from the rate limiter.
-func (s *Sink) commit(ctx context.Context, ops []clientv3.Op, bytes int) error {
+// fence: Options.Fence, and with Options.Fencer the fence of shard, which
+// is -1 for no shard), after taking their tokens from the rate limiter.
+// A transaction refused by shard's fence returns errShardFenced.
+func (s *Sink) commit(ctx context.Context, ops []clientv3.Op, bytes, shard int) error {
 	start := time.Now()
 	if err := s.limiter.WaitN(ctx, len(ops)); err != nil {
 		return fmt.Errorf("rate limiter: %w", err)
@@ -177,6 +194,13 @@ func (s *Sink) commit(ctx context.Context, ops []clientv3.Op, bytes int) error {
 	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.Value(genKey), "=", gen)}
 	if s.opts.Fence != nil {
 		cmps = append(cmps, s.opts.Fence()...)
+	}
+	if s.opts.Fencer != nil && shard >= 0 {
+		cmp, ok := s.fence(shard)
+		if !ok {
+			return fmt.Errorf("shard %d no longer led: %w", shard, errShardFenced)
+		}
+		cmps = append(cmps, cmp)
 	}
 	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
 	sent := time.Now()
@@ -193,6 +217,10 @@ func (s *Sink) commit(ctx context.Context, ops []clientv3.Op, bytes int) error {
 		if len(kvs) == 0 || string(kvs[0].Value) != gen {
 			s.generationChanged("transaction refused: generation differs")
 			return errGenerationChanged
+		}
+		if s.opts.Fencer != nil && shard >= 0 {
+			s.fenced(shard, len(ops))
+			return fmt.Errorf("txn of %d ops, shard %d: %w", len(ops), shard, errShardFenced)
 		}
 		s.metrics.fenceFailures.Add(1)
 		return fmt.Errorf("txn of %d ops: %w", len(ops), ErrFenced)

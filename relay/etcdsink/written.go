@@ -236,6 +236,9 @@ func (s *Sink) reload(ctx context.Context) error {
 		dirty = append(dirty, task{kind: kindMarkers})
 	}
 	s.mu.Unlock()
+	if s.opts.Fencer != nil {
+		dirty = append(dirty, task{kind: kindShards})
+	}
 	s.queue.MarkAll(dirty)
 	return nil
 }

@@ -221,3 +221,15 @@ func policyExtension(tc *corev3.TypedExtensionConfig) v1.LoadBalancing {
 	}
 	return v1.LoadBalancing_LOAD_BALANCING_UNSPECIFIED
 }
+
+// ClusterService returns the service an outbound cluster belongs to (any
+// subset), as translation names it; ok is false for a cluster of no
+// service. The relay uses it to subscribe EDS only for the clusters of the
+// shards it leads.
+func ClusterService(name string, c *clusterv3.Cluster) (keyspace.Service, bool) {
+	cn, ok := parseClusterName(name)
+	if !ok || strings.HasPrefix(name, "inbound|") {
+		return keyspace.Service{}, false
+	}
+	return serviceKey(cn.host, c.GetMetadata().GetFilterMetadata()[istioMetadata])
+}

@@ -29,7 +29,7 @@ With no --etcd-endpoints it starts an embedded, in-memory etcd on loopback.
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newDecodeCommand(stdin, stdout), newInspectCommand(stdout), newEtcdInitCommand(stderr))
+	root.AddCommand(newDecodeCommand(stdin, stdout), newInspectCommand(stdout), newEtcdInitCommand(stderr), newStatusCommand(stdout))
 	return root
 }
 
@@ -71,5 +71,16 @@ func newInspectCommand(stdout io.Writer) *cobra.Command {
 			svc = &s
 		}
 		return runInspect(ctx, cfg, svc, stdout)
+	})
+}
+
+func newStatusCommand(stdout io.Writer) *cobra.Command {
+	cfg := &statusConfig{}
+	return cliconfig.Bound(&cobra.Command{
+		Use:   "status",
+		Short: "Print the relay replicas, every shard's leader and synced marker from etcd as JSON",
+		Args:  cobra.NoArgs,
+	}, cfg, func(ctx context.Context, _ []string) error {
+		return runStatus(ctx, cfg, stdout)
 	})
 }

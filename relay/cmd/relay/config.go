@@ -11,6 +11,7 @@ import (
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 	"github.com/meshrelay/meshrelay/relay"
 	"github.com/meshrelay/meshrelay/relay/etcdsink"
+	"github.com/meshrelay/meshrelay/relay/shard"
 )
 
 // config is the relay command's configuration, bound to its flags; the
@@ -24,6 +25,7 @@ type config struct {
 	Istiod        string
 	Mode          string
 	Shards        int
+	LeaseTTL      time.Duration
 	MetricsListen string
 	RelayID       string
 	NodeID        string
@@ -63,9 +65,10 @@ func (c *config) Bind(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Istiod, "istiod", "127.0.0.1:15010", "Istiod xDS address (host:port); 15010 is plaintext, 15012 needs --istiod-ca")
 	fs.StringVar(&c.Mode, "mode", modeSotW, "upstream API: sotw (CDS/EDS/LDS/RDS); workload (Istio's ambient workload API over delta xDS)")
 	fs.IntVar(&c.Shards, "shards", keyspace.DefaultShards, "number of keyspace shards")
+	fs.DurationVar(&c.LeaseTTL, "lease-ttl", shard.DefaultLeaseTTL, "TTL of this replica's etcd lease (whole seconds, >= 1s): its shards are taken over this long after it dies")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", "127.0.0.1:9464", "address of /metrics, /healthz, /readyz and, with --pprof, /debug/pprof/ (empty disables)")
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve /debug/pprof/ on --metrics-listen")
-	fs.StringVar(&c.RelayID, "relay-id", "", "this replica's id in synced/ markers (default $POD_NAME, else the host name)")
+	fs.StringVar(&c.RelayID, "relay-id", "", "this replica's id: relays/<relay-id>, its election keys' value, synced/ markers (default $POD_NAME, else the host name); unique per replica")
 	fs.StringVar(&c.NodeID, "node-id", "", "xDS node id (default sidecar~$POD_IP~$POD_NAME.$POD_NAMESPACE~$POD_NAMESPACE.svc.cluster.local; ztunnel~... in --mode workload)")
 	fs.StringToStringVar(&c.NodeMetadata, "node-metadata", nil, "extra xDS node metadata, key=value,... (e.g. ISTIO_VERSION=1.28.0)")
 	fs.StringVar(&c.IstiodCA, "istiod-ca", "", "Istiod TLS: CA file (enables TLS)")
@@ -98,6 +101,9 @@ func (c *config) Validate() error {
 	}
 	if c.Shards < 1 || c.Shards > keyspace.MaxShards {
 		return cliconfig.Invalid("shards", c.Shards, "want 1..4096")
+	}
+	if c.LeaseTTL < shard.MinLeaseTTL {
+		return cliconfig.Invalid("lease-ttl", c.LeaseTTL, "want >= 1s")
 	}
 	if _, _, err := net.SplitHostPort(c.Istiod); err != nil {
 		return cliconfig.Invalid("istiod", c.Istiod, "want host:port")
@@ -176,6 +182,15 @@ func (c *config) relayID() string {
 	return etcdsink.DefaultRelayID
 }
 
+// pod is $POD_NAME, else the host name: reported in the membership record.
+func pod() string {
+	if p := os.Getenv("POD_NAME"); p != "" {
+		return p
+	}
+	h, _ := os.Hostname()
+	return h
+}
+
 // nodeMetadata converts --node-metadata to the relay's form, with
 // CLUSTER_ID from the environment unless the flag sets it (the node's
 // SERVICE_ACCOUNT, NAMESPACE and the rest come from the environment in
@@ -218,6 +233,27 @@ func (c *inspectConfig) Bind(fs *pflag.FlagSet) {
 	c.File.Bind(fs)
 	c.Etcd.Bind(fs, "etcd endpoints (comma-separated); required")
 	c.Log.Bind(fs)
+}
+
+// statusConfig is `relay status`'s configuration.
+type statusConfig struct {
+	inspectConfig
+	Shards int
+}
+
+func (c *statusConfig) Bind(fs *pflag.FlagSet) {
+	c.inspectConfig.Bind(fs)
+	fs.IntVar(&c.Shards, "shards", keyspace.DefaultShards, "number of keyspace shards (as the relays')")
+}
+
+func (c *statusConfig) Validate() error {
+	if c.Shards < 1 || c.Shards > keyspace.MaxShards {
+		return cliconfig.Invalid("shards", c.Shards, "want 1..4096")
+	}
+	if len(c.Etcd.Endpoints) == 0 {
+		return &cliconfig.UsageError{Msg: "status: --etcd-endpoints is required"}
+	}
+	return c.inspectConfig.Validate()
 }
 
 func (c *inspectConfig) Validate() error {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -78,6 +79,8 @@ func TestBadValuesExit2(t *testing.T) {
 		"istiod server name alone": {args: []string{"--istiod-server-name", "istiod.istio-system.svc"}, want: `needs --istiod-ca`},
 		"istiod cert without ca":   {args: []string{"--istiod-cert", "/cert.pem", "--istiod-key", "/key.pem"}, want: `needs --istiod-ca`},
 		"delete fraction":          {args: []string{"--max-delete-fraction", "0"}, want: `invalid --max-delete-fraction "0"`},
+		"lease ttl":                {args: []string{"--lease-ttl", "500ms"}, want: `invalid --lease-ttl "500ms": want >= 1s`},
+		"status etcd":              {args: []string{"status"}, want: "status: --etcd-endpoints is required"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			for k, v := range tc.env {
@@ -164,13 +167,43 @@ func testRelayCommand(t *testing.T, mode string) {
 	var body bytes.Buffer
 	body.ReadFrom(resp.Body)
 	resp.Body.Close()
-	wantMetrics := []string{"meshrelay_relay_etcd_txns_total", fmt.Sprintf("meshrelay_relay_services %d", len(sim.Truth()))}
+	wantMetrics := []string{"meshrelay_relay_etcd_txns_total", fmt.Sprintf("meshrelay_relay_services %d", len(sim.Truth())),
+		"meshrelay_relay_shard_held 16", "meshrelay_relay_shard_members 1", "meshrelay_relay_etcd_fenced_ops_total 0", "meshrelay_relay_etcd_takeover_seconds_count 16"}
 	if mode == modeSotW {
 		wantMetrics = append(wantMetrics, "meshrelay_relay_xds_acks_total")
 	}
 	for _, want := range wantMetrics {
 		if !strings.Contains(body.String(), want) {
 			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	out, _, err = execute(context.Background(), "", "status", "--etcd-endpoints", m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Members []struct {
+			ID     string `json:"id"`
+			Shards []int  `json:"shards"`
+			Ready  bool   `json:"ready"`
+		} `json:"members"`
+		Shards []struct {
+			Leader string `json:"leader"`
+			Marker *struct {
+				Relay string `json:"relay"`
+			} `json:"marker"`
+		} `json:"shards"`
+		Vacant []int `json:"vacant"`
+	}
+	if err := json.Unmarshal([]byte(out.String()), &st); err != nil {
+		t.Fatalf("status output: %v\n%s", err, out)
+	}
+	if len(st.Members) != 1 || st.Members[0].ID != "cmd-test" || !st.Members[0].Ready || len(st.Members[0].Shards) != 16 || len(st.Shards) != 16 || len(st.Vacant) != 0 {
+		t.Errorf("status: %s", out)
+	}
+	for i, s := range st.Shards {
+		if s.Leader != "cmd-test" || s.Marker == nil || s.Marker.Relay != "cmd-test" {
+			t.Errorf("status of shard %d: %+v", i, s)
 		}
 	}
 	if _, _, err := execute(context.Background(), "", "inspect", "--etcd-endpoints", m[1], "ns-0/no-such-service"); err == nil {

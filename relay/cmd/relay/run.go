@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -23,6 +24,7 @@ import (
 	"github.com/meshrelay/meshrelay/relay"
 	"github.com/meshrelay/meshrelay/relay/etcdsink"
 	"github.com/meshrelay/meshrelay/relay/inspect"
+	"github.com/meshrelay/meshrelay/relay/shard"
 )
 
 // endpointsFileInterval is how often --etcd-endpoints-file is read again.
@@ -90,6 +92,7 @@ func runRelay(ctx context.Context, cfg *config, stdout, stderr io.Writer) error 
 
 	reg := opsserver.NewRegistry()
 	opts.Registerer = reg
+	opts.HA = &relay.HA{Client: client, LeaseTTL: cfg.LeaseTTL, Pod: pod()}
 	rl, err := relay.New(client, opts)
 	if err != nil {
 		return err
@@ -98,7 +101,7 @@ func runRelay(ctx context.Context, cfg *config, stdout, stderr io.Writer) error 
 		Handlers: map[string]http.Handler{releaseDeletionsPattern: releaseDeletions(rl, log)}}
 	return cliconfig.Serve(ctx, log, cfg.MetricsListen, ops, rl.Run,
 		"relay starting", "relay stopped",
-		"istiod", opts.Istiod, "mode", cfg.Mode, "cluster", opts.Cluster, "shards", opts.Shards, "relay_id", opts.RelayID, "etcd", endpoints)
+		"istiod", opts.Istiod, "mode", cfg.Mode, "cluster", opts.Cluster, "shards", opts.Shards, "relay_id", opts.RelayID, "lease_ttl", cfg.LeaseTTL, "etcd", endpoints)
 }
 
 // releaseDeletionsPattern is the operator's release of held deletions
@@ -169,27 +172,33 @@ func decode(b []byte, key string, stdout io.Writer) error {
 }
 
 func runInspect(ctx context.Context, cfg *inspectConfig, svc *keyspace.Service, stdout io.Writer) error {
-	client, err := cfg.Etcd.Dial(cfg.Etcd.Endpoints, nil)
+	return printFromEtcd(ctx, cfg.Etcd, stdout, func(ctx context.Context, client *clientv3.Client, space keyspace.Space) (any, error) {
+		if svc != nil {
+			return inspect.ReadService(ctx, client, space, *svc)
+		}
+		return inspect.ReadAll(ctx, client, space)
+	})
+}
+
+func runStatus(ctx context.Context, cfg *statusConfig, stdout io.Writer) error {
+	return printFromEtcd(ctx, cfg.Etcd, stdout, func(ctx context.Context, client *clientv3.Client, space keyspace.Space) (any, error) {
+		return shard.ReadStatus(ctx, client, space, cfg.Shards)
+	})
+}
+
+// printFromEtcd dials etcd, reads with read (30 s at most) and prints what
+// it returns as indented JSON.
+func printFromEtcd(ctx context.Context, etcd cliconfig.Etcd, stdout io.Writer, read func(context.Context, *clientv3.Client, keyspace.Space) (any, error)) error {
+	client, err := etcd.Dial(etcd.Endpoints, nil)
 	if err != nil {
 		return err
 	}
 	defer client.Close()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	space := keyspace.New(cfg.Etcd.Cluster)
-	var v any
-	if svc != nil {
-		s, err := inspect.ReadService(ctx, client, space, *svc)
-		if err != nil {
-			return err
-		}
-		v = s
-	} else {
-		all, err := inspect.ReadAll(ctx, client, space)
-		if err != nil {
-			return err
-		}
-		v = all
+	v, err := read(ctx, client, keyspace.New(etcd.Cluster))
+	if err != nil {
+		return err
 	}
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")

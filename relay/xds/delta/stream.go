@@ -73,6 +73,7 @@ func (c *Client) runStream(ctx context.Context, ads discoveryv3.AggregatedDiscov
 		func(ctx context.Context, resp *discoveryv3.DeltaDiscoveryResponse, at time.Time) {
 			c.handleResponse(ctx, s, resp, at)
 		},
-		func(ctx context.Context, now time.Time) { c.handleSyncTimeout(ctx, s, now) })
+		func(ctx context.Context, now time.Time) { c.handleSyncTimeout(ctx, s, now) },
+		nil, nil)
 	return s != nil && s.healthy, err
 }

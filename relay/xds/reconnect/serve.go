@@ -13,14 +13,16 @@ import (
 // stream's sync timer (firing after syncTimeout; the client may stop or
 // reset it), lets start queue the first requests, marks m connected, and
 // then hands every response to handle and every firing of the sync timer to
-// tick, all from the calling goroutine, until the stream fails or ctx is
+// tick, and every receive from wake (nil: never) to woken, all from the
+// calling goroutine, until the stream fails or ctx is
 // done. It returns the error that ended the stream; the Pump and the timer
 // are stopped before it returns.
 func Serve[Req, Resp any](ctx context.Context, m *Metrics, h *Health, syncTimeout time.Duration,
 	open func(context.Context, ...grpc.CallOption) (grpc.BidiStreamingClient[Req, Resp], error),
 	start func(out *Requests[*Req], sync *time.Timer),
 	handle func(ctx context.Context, msg *Resp, at time.Time),
-	tick func(context.Context, time.Time)) error {
+	tick func(context.Context, time.Time),
+	wake <-chan struct{}, woken func(context.Context, time.Time)) error {
 	sctx, cancelCause := context.WithCancelCause(ctx)
 	cancel := func() { cancelCause(nil) }
 	defer cancel()
@@ -58,6 +60,8 @@ func Serve[Req, Resp any](ctx context.Context, m *Metrics, h *Health, syncTimeou
 			handle(ctx, r.Msg, r.At)
 		case now := <-sync.C:
 			tick(ctx, now)
+		case <-wake:
+			woken(ctx, time.Now())
 		}
 	}
 }

@@ -149,8 +149,17 @@ func (c *cache) drop(names []string) []string {
 
 // references returns the dependent names all held resources refer to.
 func (c *cache) references() nameSet {
+	return c.referencesOf(func(*entry) bool { return true })
+}
+
+// referencesOf returns the dependent names of the held resources keep
+// accepts.
+func (c *cache) referencesOf(keep func(*entry) bool) nameSet {
 	refs := nameSet{}
 	for _, e := range c.byName {
+		if !keep(e) {
+			continue
+		}
 		for _, r := range e.refs {
 			refs.add(r)
 		}

@@ -28,7 +28,9 @@ type Client struct {
 	up                 *reconnect.Upstream
 	stats              *reconnect.Metrics
 	health             *reconnect.Health
-	reconnect.Readings // Reconnect, Upstream, NackLoop
+	reconnect.Readings               // Reconnect, Upstream, NackLoop
+	resub              chan struct{} // Resubscribe's request to the stream loop
+	eds                edsView       // read by EDSState
 }
 
 // New checks opts and returns a Client that reports to h. It does not
@@ -48,6 +50,7 @@ func New(opts Options, h Handler) (*Client, error) {
 		log:     opts.Logger,
 		caches:  map[string]*cache{},
 		subs:    map[string]*subscription{},
+		resub:   make(chan struct{}, 1),
 	}
 	urls := make([]string, 0, len(resourceTypes))
 	for _, t := range resourceTypes {
@@ -62,6 +65,7 @@ func New(opts Options, h Handler) (*Client, error) {
 	c.Readings = c.health.Readings()
 	c.up = &reconnect.Upstream{Name: "sotw", Address: opts.Address, MaxRecvMsgSize: opts.MaxRecvMsgSize,
 		Backoff: opts.Backoff, DialOptions: opts.DialOptions}
+	c.eds.reset(c.subs[endpointType.url], time.Now())
 	return c, nil
 }
 
@@ -101,4 +105,14 @@ func (c *Client) publishSizes() {
 		subscribed[url] = s.len()
 	}
 	c.stats.SetSizes(resources, subscribed)
+}
+
+// Resubscribe asks the stream to ask Options.EDSFilter again which EDS
+// names to subscribe to. It does not block; the change is sent from the
+// goroutine running Run.
+func (c *Client) Resubscribe() {
+	select {
+	case c.resub <- struct{}{}:
+	default:
+	}
 }

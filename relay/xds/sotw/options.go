@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
@@ -55,6 +56,12 @@ type Options struct {
 	// names Istiod has nothing for, when SyncTimeout passed since the latest
 	// subscription change. Default DefaultSyncTimeout (5 s).
 	SyncTimeout time.Duration
+	// EDSFilter, when set, chooses the EDS clusters to subscribe to: only
+	// the assignments of clusters it returns true for are requested (a
+	// relay replica subscribes to the clusters of the shards it leads).
+	// Call Client.Resubscribe when its answers change. It is called from
+	// the goroutine running Run.
+	EDSFilter func(name string, c *clusterv3.Cluster) bool
 	// Logger receives connect/disconnect, NACK and subscription logs.
 	// Default: discard.
 	Logger *slog.Logger

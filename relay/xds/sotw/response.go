@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
@@ -47,10 +48,15 @@ func (c *Client) handleResponse(ctx context.Context, s *stream, resp *discoveryv
 	} else {
 		sub := c.subs[typ.url]
 		u.Upserted = ca.merge(entries, sub)
+		var got []string
 		for _, e := range entries {
 			if sub.has(e.name) {
 				s.received[typ.url].add(e.name)
+				got = append(got, e.name)
 			}
+		}
+		if typ == endpointType {
+			c.eds.receive(got)
 		}
 	}
 	s.version[typ.url] = resp.GetVersionInfo()
@@ -66,18 +72,8 @@ func (c *Client) handleResponse(ctx context.Context, s *stream, resp *discoveryv
 
 	// Clusters and listeners define what EDS and RDS names to subscribe to.
 	if typ.dependent != "" {
-		dep := typeByURL(typ.dependent)
-		sub := c.subs[dep.url]
-		removed, changed := sub.replace(ca.references())
-		if changed {
-			s.subscriptionChanged(at, c.opts.SyncTimeout)
-			c.log.Info("xds subscription", "type", dep.short, "names", sub.len(), "unsubscribed", len(removed))
-			// Partial types lose a resource only here, when its name
-			// leaves the subscription.
-			if dropped := c.caches[dep.url].drop(removed); len(dropped) > 0 {
-				updates = append(updates, Update{TypeURL: dep.url, Removed: dropped, ReceivedAt: at})
-			}
-			s.send(dep, sub.sorted(), nil)
+		if u := c.updateSubscription(s, typ, at); u != nil {
+			updates = append(updates, *u)
 		}
 	}
 	c.publishSizes()
@@ -86,6 +82,60 @@ func (c *Client) handleResponse(ctx context.Context, s *stream, resp *discoveryv
 		updates = append(updates, Update{TypeURL: typ.url, ReceivedAt: at})
 	}
 	c.emit(ctx, s, updates, wasComplete)
+}
+
+// updateSubscription makes the subscription of typ's dependent type what
+// typ's resources refer to (through Options.EDSFilter for EDS), sends it
+// when it changed, and returns the Update removing the resources whose
+// names left it, if any.
+func (c *Client) updateSubscription(s *stream, typ *resourceType, at time.Time) *Update {
+	dep := typeByURL(typ.dependent)
+	sub := c.subs[dep.url]
+	refs := c.caches[typ.url].references()
+	if typ == clusterType && c.opts.EDSFilter != nil {
+		filtered := c.caches[typ.url].referencesOf(func(e *entry) bool {
+			cl, ok := e.msg.(*clusterv3.Cluster)
+			return !ok || c.opts.EDSFilter(e.name, cl)
+		})
+		if len(filtered) == 0 && len(refs) > 0 {
+			// An empty EDS request is never sent (it would read as a
+			// wildcard), so Istiod would not learn of the change and
+			// would not send the names again when they come back: keep
+			// the subscription as it is.
+			return nil
+		}
+		refs = filtered
+	}
+	removed, changed := sub.replace(refs)
+	if !changed {
+		return nil
+	}
+	s.subscriptionChanged(at, c.opts.SyncTimeout)
+	if dep == endpointType {
+		c.eds.subscribe(sub, at)
+	}
+	c.log.Info("xds subscription", "type", dep.short, "names", sub.len(), "unsubscribed", len(removed))
+	var u *Update
+	// Partial types lose a resource only here, when its name leaves the
+	// subscription.
+	if dropped := c.caches[dep.url].drop(removed); len(dropped) > 0 {
+		u = &Update{TypeURL: dep.url, Removed: dropped, ReceivedAt: at}
+	}
+	s.send(dep, sub.sorted(), nil)
+	return u
+}
+
+// resubscribe applies a changed Options.EDSFilter.
+func (c *Client) resubscribe(ctx context.Context, s *stream, at time.Time) {
+	if !s.accepted[clusterType.url] {
+		return // the first CDS response subscribes
+	}
+	wasComplete := s.complete
+	u := c.updateSubscription(s, clusterType, at)
+	c.publishSizes()
+	if u != nil {
+		c.emit(ctx, s, []Update{*u}, wasComplete)
+	}
 }
 
 // handleSyncTimeout reports completeness reached because SyncTimeout passed

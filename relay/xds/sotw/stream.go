@@ -89,6 +89,7 @@ func (c *Client) runStream(ctx context.Context, ads discoveryv3.AggregatedDiscov
 		func(out *reconnect.Requests[*discoveryv3.DiscoveryRequest], sync *time.Timer) {
 			s = newStream(c.node, time.Now(), sync)
 			s.out = out
+			c.eds.reset(c.subs[endpointType.url], s.lastSubChange)
 			// Wildcard CDS and LDS, then the current EDS and RDS names, so
 			// that after a reconnect the new stream gets everything. On the
 			// first stream these are empty and go out after the first
@@ -102,6 +103,7 @@ func (c *Client) runStream(ctx context.Context, ads discoveryv3.AggregatedDiscov
 		func(ctx context.Context, resp *discoveryv3.DiscoveryResponse, at time.Time) {
 			c.handleResponse(ctx, s, resp, at)
 		},
-		func(ctx context.Context, now time.Time) { c.handleSyncTimeout(ctx, s, now) })
+		func(ctx context.Context, now time.Time) { c.handleSyncTimeout(ctx, s, now) },
+		c.resub, func(ctx context.Context, now time.Time) { c.resubscribe(ctx, s, now) })
 	return s != nil && s.healthy, err
 }

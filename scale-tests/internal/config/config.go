@@ -85,7 +85,7 @@ func Register(fs *pflag.FlagSet) *Config {
 	fs.BoolVar(&c.OnDemand, "on-demand", false, "relay mode: nodes discover their services on demand (a connect to an unknown VIP) instead of declaring them")
 	fs.Float64Var(&c.ChurnRate, "churn-rate", 100, "endpoints replaced per second (steady, rolling-restart)")
 	fs.DurationVar(&c.Duration, "duration", 60*time.Second, "how long the scenario's changes last")
-	fs.IntVar(&c.RelayReplicas, "relay-replicas", 1, "relay replicas (each one writes everything until sharding arrives)")
+	fs.IntVar(&c.RelayReplicas, "relay-replicas", 1, "relay replicas; they split the shards by etcd election")
 	fs.Int64Var(&c.Seed, "seed", 1, "seed of the mesh, the workload and the churn")
 	fs.StringVar(&c.Out, "out", "", "results directory (default scale-tests/results/<scenario>-<nodes>n-<time>)")
 	fs.StringSliceVar(&c.EtcdEndpoints, "etcd-endpoints", nil, "use this etcd instead of starting one (loopback only; not for etcd-wipe)")

@@ -55,7 +55,11 @@ type IstiodRestart struct {
 type RelayKill struct {
 	// RelayResyncSeconds is from the kill to the new process's first
 	// complete sync.
-	RelayResyncSeconds      float64 `json:"relayResyncSeconds"`
+	RelayResyncSeconds float64 `json:"relayResyncSeconds"`
+	// TakeoverSeconds is from the kill until no shard is led by the
+	// killed process's lease any more (its lease expired, the shards
+	// were won again).
+	TakeoverSeconds         float64 `json:"takeoverSeconds"`
 	EtcdPutsByNewRelay      uint64  `json:"etcdPutsByNewRelay"`
 	MapWritesDuringRecovery uint64  `json:"mapWritesDuringRecovery"`
 }
@@ -113,6 +117,7 @@ func (d Details) Figures() []Figure {
 	}
 	if k := d.RelayKill; k != nil {
 		add("relayResyncSeconds", k.RelayResyncSeconds)
+		add("takeoverSeconds", k.TakeoverSeconds)
 		add("etcdPutsByNewRelay", float64(k.EtcdPutsByNewRelay))
 		add("mapWritesDuringRecovery", float64(k.MapWritesDuringRecovery))
 	}

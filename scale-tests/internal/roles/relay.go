@@ -22,6 +22,9 @@ type RelayConfig struct {
 	Etcd    []string `json:"etcd"`
 	ID      string   `json:"id"`
 	Cluster string   `json:"cluster"`
+	// LeaseTTL is the replica's lease (default shard.DefaultLeaseTTL):
+	// replicas split the shards and take a dead one's over after it.
+	LeaseTTL time.Duration `json:"lease_ttl"`
 }
 
 // RelayStats is what a relay replica reports.
@@ -31,6 +34,9 @@ type RelayStats struct {
 	Started int64          `json:"started"`
 	Synced  int64          `json:"synced"`
 	Sink    etcdsink.Stats `json:"sink"`
+	// Shards are the shards the replica writes, its takeovers and its
+	// writes refused by a shard's fence.
+	Shards etcdsink.ShardStats `json:"shards"`
 }
 
 func runRelayRole(ctx context.Context, raw []byte, ctl *control.Server, log *slog.Logger, ready func(string)) error {
@@ -50,7 +56,8 @@ func runRelayRole(ctx context.Context, raw []byte, ctl *control.Server, log *slo
 		return ""
 	}, cfg.Cluster)
 	commits := measure.NewCommitLog(cfg.Cluster)
-	r, err := relay.New(commitRecorder{Client: client, log: commits}, relay.Options{Istiod: cfg.Istiod, Node: node, Cluster: cfg.Cluster, RelayID: cfg.ID, Logger: log})
+	r, err := relay.New(commitRecorder{Client: client, log: commits}, relay.Options{Istiod: cfg.Istiod, Node: node, Cluster: cfg.Cluster, RelayID: cfg.ID, Logger: log,
+		HA: &relay.HA{Client: client, LeaseTTL: cfg.LeaseTTL, Pod: cfg.ID}})
 	if err != nil {
 		return err
 	}
@@ -64,7 +71,7 @@ func runRelayRole(ctx context.Context, raw []byte, ctl *control.Server, log *slo
 		}
 	}()
 	control.Handle(ctl, "stats", func(ctx context.Context, _ struct{}) (RelayStats, error) {
-		return RelayStats{Started: started, Synced: synced.Load(), Sink: r.Stats()}, nil
+		return RelayStats{Started: started, Synced: synced.Load(), Sink: r.Stats(), Shards: r.ShardStats()}, nil
 	})
 	control.Handle(ctl, "commits", func(ctx context.Context, req CommitsRequest) (CommitsResult, error) {
 		return CommitsResult{Commits: commits.Since(req.Since)}, nil

@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/meshrelay/meshrelay/internal/etcddial"
 	"github.com/meshrelay/meshrelay/internal/keyspace"
+	"github.com/meshrelay/meshrelay/relay/shard"
 	"github.com/meshrelay/meshrelay/scale-tests/internal/config"
 	"github.com/meshrelay/meshrelay/scale-tests/internal/results"
 	"github.com/meshrelay/meshrelay/scale-tests/internal/roles"
@@ -167,10 +169,28 @@ func (p *phase) relayKill(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	client, err := etcddial.Dial(etcddial.Options{Endpoints: []string{p.etcdURL}})
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	space := keyspace.New(p.cluster)
+	st, err := shard.ReadStatus(ctx, client, space, keyspace.DefaultShards)
+	if err != nil {
+		return err
+	}
+	var lease string
+	for _, m := range st.Members {
+		if m.ID == relayName(0) {
+			lease = m.Lease
+		}
+	}
 	start := time.Now()
 	p.relays[0].Kill()
 	p.smp.Gone(relayName(0))
 	p.progress("%s: killed %s (pid %d)", p.mode, relayName(0), p.relays[0].PID)
+	takeover := make(chan float64, 1)
+	go func() { takeover <- waitTakeover(ctx, client, space, lease, start) }()
 	if err := sleep(ctx, time.Second); err != nil {
 		return err
 	}
@@ -183,7 +203,7 @@ func (p *phase) relayKill(ctx context.Context) error {
 	if _, err := p.waitRelaySynced(ctx, 0, 2*time.Minute); err != nil {
 		return err
 	}
-	d := &results.RelayKill{RelayResyncSeconds: time.Since(start).Seconds()}
+	d := &results.RelayKill{RelayResyncSeconds: time.Since(start).Seconds(), TakeoverSeconds: <-takeover}
 	p.res.Details.RelayKill = d
 	after, err := p.snapshot(ctx)
 	if err != nil {
@@ -191,9 +211,35 @@ func (p *phase) relayKill(ctx context.Context) error {
 	}
 	d.EtcdPutsByNewRelay = after.relays[0].Sink.Puts - before.relays[0].Sink.Puts
 	d.MapWritesDuringRecovery = after.pool.Updates + after.pool.Deletes - before.pool.Updates - before.pool.Deletes
-	p.progress("%s: relay back and synced %.2fs after the kill; map writes meanwhile: %.0f", p.mode,
-		d.RelayResyncSeconds, d.MapWritesDuringRecovery)
+	p.progress("%s: every shard led again %.2fs after the kill; relay back and synced after %.2fs; map writes meanwhile: %d", p.mode,
+		d.TakeoverSeconds, d.RelayResyncSeconds, d.MapWritesDuringRecovery)
 	return p.churn(ctx, false, config.LivenessChurn)
+}
+
+// waitTakeover polls the shard elections until every shard is led and
+// none by the lease of the killed replica, and returns the seconds since
+// start (-1 when ctx ended first or two minutes passed).
+func waitTakeover(ctx context.Context, kv clientv3.KV, space keyspace.Space, lease string, start time.Time) float64 {
+	for time.Since(start) < 2*time.Minute {
+		st, err := shard.ReadTable(ctx, kv, space, keyspace.DefaultShards)
+		if err == nil && led(st, lease) {
+			return time.Since(start).Seconds()
+		}
+		if sleep(ctx, 20*time.Millisecond) != nil {
+			return -1
+		}
+	}
+	return -1
+}
+
+// led reports whether every shard has a leader whose key is not on lease.
+func led(t *shard.Table, lease string) bool {
+	for _, line := range t.Lines {
+		if len(line) == 0 || lease != "" && strings.HasSuffix(line[0].Key, "/"+lease) {
+			return false
+		}
+	}
+	return true
 }
 
 // etcdWipe kills etcd, throws its data away and starts an empty one at
