@@ -30,12 +30,15 @@ var errGenerationChanged = errors.New("etcd generation changed")
 // Complete, Synced and Stats may be called from any goroutine, Run from one.
 // Metrics returns its Prometheus collectors.
 type Sink struct {
-	client  Client
-	opts    Options
-	space   keyspace.Space
-	log     *slog.Logger
-	queue   *coalesce.Queue[task]
-	limiter *rate.Limiter
+	client Client
+	opts   Options
+	space  keyspace.Space
+	log    *slog.Logger
+	queue  *coalesce.Queue[task]
+	// markersDue is when the markers became due while services were still
+	// pending in the queue (zero: not deferred). Owned by Run.
+	markersDue time.Time
+	limiter    *rate.Limiter
 
 	mu sync.Mutex // guards the fields below up to the blank line
 	// desired is the latest desired state of every service; a nil svc
@@ -324,6 +327,10 @@ func (s *Sink) process(ctx context.Context, tasks []task) error {
 		}
 		return err
 	}
+	if markers && s.deferMarkers() {
+		s.queue.Mark(task{kind: kindMarkers})
+		return nil
+	}
 	if markers {
 		if err := s.deleteStray(ctx); err != nil {
 			s.queue.Mark(task{kind: kindMarkers})
@@ -335,6 +342,28 @@ func (s *Sink) process(ctx context.Context, tasks []task) error {
 		}
 	}
 	return nil
+}
+
+// deferMarkers says whether the synced markers must wait: services are
+// still pending in the queue (a leading-edge release took the markers
+// with some services while others wait for their window's trailing edge).
+// A marker says every service dirty when it became due is in etcd; every
+// such service is released within MaxDelay of being marked, so the
+// markers wait at most that long even while new changes keep arriving.
+func (s *Sink) deferMarkers() bool {
+	now := time.Now()
+	if s.queue.Len() == 0 {
+		s.markersDue = time.Time{}
+		return false
+	}
+	if s.markersDue.IsZero() {
+		s.markersDue = now
+	}
+	if now.Sub(s.markersDue) < s.opts.MaxDelay {
+		return true
+	}
+	s.markersDue = time.Time{}
+	return false
 }
 
 // sweepWritten turns every service etcd holds that is neither desired nor
