@@ -149,6 +149,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } miss_reports SEC(".maps");
 
+/* miss_drops[0] counts the miss reports lost because miss_reports was
+ * full: user space adds it to the misses it dropped itself. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} miss_drops SEC(".maps");
+
 /* usage is resizable like rev_nat: slot 0 written and read, slot 1 read. */
 struct usage_inner {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -277,8 +287,14 @@ static __always_inline void report_miss(const struct frontend_key *fk)
 	}
 
 	r = bpf_ringbuf_reserve(&miss_reports, sizeof(*r), 0);
-	if (!r)
+	if (!r) {
+		__u32 zero = 0;
+		__u64 *drops = bpf_map_lookup_elem(&miss_drops, &zero);
+
+		if (drops)
+			__sync_fetch_and_add(drops, 1);
 		return;
+	}
 	fill_report(r, fk);
 	bpf_ringbuf_submit(r, 0);
 }

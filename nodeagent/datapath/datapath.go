@@ -185,6 +185,8 @@ func (m MaxEntries) byName(name string) int {
 		return m.ServiceCIDRs
 	case "miss_reports":
 		return m.MissReports
+	case "miss_drops":
+		return 1 // one counter
 	}
 	return 0
 }

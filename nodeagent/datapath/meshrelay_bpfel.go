@@ -102,6 +102,7 @@ type meshrelayUsageValue struct {
 const (
 	meshrelayMapBackendsOuter   = "backends_outer"
 	meshrelayMapFrontendsOuter  = "frontends_outer"
+	meshrelayMapMissDrops       = "miss_drops"
 	meshrelayMapMissLimit       = "miss_limit"
 	meshrelayMapMissReports     = "miss_reports"
 	meshrelayMapRevNatOuter     = "rev_nat_outer"
@@ -178,6 +179,7 @@ type meshrelayProgramSpecs struct {
 type meshrelayMapSpecs struct {
 	BackendsOuter  *ebpf.MapSpec `ebpf:"backends_outer"`
 	FrontendsOuter *ebpf.MapSpec `ebpf:"frontends_outer"`
+	MissDrops      *ebpf.MapSpec `ebpf:"miss_drops"`
 	MissLimit      *ebpf.MapSpec `ebpf:"miss_limit"`
 	MissReports    *ebpf.MapSpec `ebpf:"miss_reports"`
 	RevNatOuter    *ebpf.MapSpec `ebpf:"rev_nat_outer"`
@@ -216,6 +218,7 @@ func (o *meshrelayObjects) Close() error {
 type meshrelayMaps struct {
 	BackendsOuter  *ebpf.Map `ebpf:"backends_outer"`
 	FrontendsOuter *ebpf.Map `ebpf:"frontends_outer"`
+	MissDrops      *ebpf.Map `ebpf:"miss_drops"`
 	MissLimit      *ebpf.Map `ebpf:"miss_limit"`
 	MissReports    *ebpf.Map `ebpf:"miss_reports"`
 	RevNatOuter    *ebpf.Map `ebpf:"rev_nat_outer"`
@@ -228,6 +231,7 @@ func (m *meshrelayMaps) Close() error {
 	return _MeshrelayClose(
 		m.BackendsOuter,
 		m.FrontendsOuter,
+		m.MissDrops,
 		m.MissLimit,
 		m.MissReports,
 		m.RevNatOuter,

@@ -58,6 +58,7 @@ type Programs struct {
 	log    *slog.Logger
 	usage  *ebpf.Map // usage_outer
 	ring   *ebpf.Map
+	drops  *ebpf.Map // miss_drops: reports the kernel lost on a full ring
 	reader *ringbuf.Reader
 	misses chan netip.AddrPort
 
@@ -131,9 +132,15 @@ func Install(dp *BPF, opts ProgramsOptions) (*Programs, error) {
 		p.usage.Close()
 		return nil, fmt.Errorf("miss reports map: %w", err)
 	}
+	if p.drops, err = dp.maps[meshrelayMapMissDrops].Clone(); err != nil {
+		p.usage.Close()
+		p.ring.Close()
+		return nil, fmt.Errorf("miss drops map: %w", err)
+	}
 	if p.reader, err = ringbuf.NewReader(p.ring); err != nil {
 		p.usage.Close()
 		p.ring.Close()
+		p.drops.Close()
 		return nil, fmt.Errorf("miss reports: %w", err)
 	}
 	go p.readMisses()
@@ -200,8 +207,16 @@ func cgroupID(path string) (uint64, error) {
 // DroppedMisses). Close closes the channel.
 func (p *Programs) Misses() <-chan netip.AddrPort { return p.misses }
 
-// DroppedMisses returns how many reports were dropped on a full channel.
-func (p *Programs) DroppedMisses() uint64 { return p.dropped.Load() }
+// DroppedMisses returns how many reports were dropped: on a full channel,
+// and by the programs on a full ring buffer (miss_drops, counted in the
+// kernel since the map was pinned).
+func (p *Programs) DroppedMisses() uint64 {
+	var kernel uint64
+	if err := p.drops.Lookup(uint32(0), &kernel); err != nil {
+		p.log.Debug("reading miss_drops", "err", err)
+	}
+	return p.dropped.Load() + kernel
+}
 
 func (p *Programs) readMisses() {
 	defer close(p.misses)
@@ -268,7 +283,7 @@ func (p *Programs) Usage() (map[uint32]time.Time, error) {
 // attached through their pinned links.
 func (p *Programs) Close() error {
 	p.closeOnce.Do(func() {
-		p.closeErr = errors.Join(p.reader.Close(), p.ring.Close(), p.usage.Close())
+		p.closeErr = errors.Join(p.reader.Close(), p.ring.Close(), p.drops.Close(), p.usage.Close())
 	})
 	return p.closeErr
 }
