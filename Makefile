@@ -100,7 +100,7 @@ certs:
 # file, decode every object strictly, check security contexts, probes,
 # resources, labels, and that deploy/kubernetes is current.
 chart-test:
-	$(CHART_TEST) vet ./... && $(CHART_TEST) test -count=1 ./...
+	$(CHART_TEST) vet ./... && $(GO) test -count=1 ./...
 
 # manifests: regenerate deploy/kubernetes from the chart.
 manifests:
