@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -326,7 +327,7 @@ func dial6(ap netip.AddrPort) (string, netip.AddrPort, error) {
 	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
 	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
 	unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
-	if err := unix.Connect(fd, &unix.SockaddrInet6{Addr: ap.Addr().As16(), Port: int(ap.Port())}); err != nil {
+	if err := blockingConnect(fd, &unix.SockaddrInet6{Addr: ap.Addr().As16(), Port: int(ap.Port())}); err != nil {
 		return "", netip.AddrPort{}, fmt.Errorf("connect %s: %w", ap, err)
 	}
 	sa, err := unix.Getpeername(fd)
@@ -371,7 +372,7 @@ func connect4(ap netip.AddrPort) error {
 	tv := unix.Timeval{Sec: 2}
 	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
 	unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
-	if err := unix.Connect(fd, &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}); err != nil {
+	if err := blockingConnect(fd, &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}); err != nil {
 		return fmt.Errorf("connect %s: %w", ap, err)
 	}
 	return nil
@@ -393,4 +394,34 @@ func (r Result) Answered(allowed map[string]bool) (int, error) {
 		return total, fmt.Errorf("answered by %q, not an allowed backend (%d strays)", stray[0], len(stray))
 	}
 	return total, nil
+}
+
+// blockingConnect connects the blocking socket fd to sa. A connect
+// interrupted by a signal (EINTR: the Go runtime preempts threads with
+// one) goes on in the kernel: it waits (at most 2 s a round, 5 rounds) for
+// the socket to become writable and returns the connect's own result.
+func blockingConnect(fd int, sa unix.Sockaddr) error {
+	err := unix.Connect(fd, sa)
+	for range 5 {
+		if !errors.Is(err, unix.EINTR) && !errors.Is(err, unix.EALREADY) {
+			return err
+		}
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+		n, perr := unix.Poll(pfd, 2000)
+		if perr != nil && !errors.Is(perr, unix.EINTR) {
+			return perr
+		}
+		if n == 0 || pfd[0].Revents == 0 {
+			continue // timed out or interrupted again: wait another round
+		}
+		soerr, gerr := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+		if gerr != nil {
+			return gerr
+		}
+		if soerr != 0 {
+			return unix.Errno(soerr)
+		}
+		return nil
+	}
+	return err
 }
