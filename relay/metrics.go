@@ -40,10 +40,7 @@ func (r *Relay) metrics() []prometheus.Collector {
 			return 0
 		}),
 	}
-	all := append(own, r.sink.Metrics()...)
-	if c, ok := r.client.(interface{ Metrics() []prometheus.Collector }); ok {
-		all = append(all, c.Metrics()...)
-	}
+	all := append(append(own, r.sink.Metrics()...), r.client.Metrics()...)
 	if r.membership != nil {
 		all = append(all, r.membership.Metrics()...)
 	}

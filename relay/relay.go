@@ -106,6 +106,8 @@ type upstream interface {
 	Reconnect()
 	Upstream() (connected bool, downSince time.Time)
 	NackLoop() (typeURL string, nacks int, reason string, ok bool)
+	// Metrics are the client's Prometheus collectors.
+	Metrics() []prometheus.Collector
 }
 
 // index is the translation of a mode: it applies the client's updates and
