@@ -3,14 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"regexp"
 	"slices"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -25,83 +18,12 @@ import (
 	"github.com/meshrelay/meshrelay/relay/shard"
 )
 
-// childEnv makes the test binary run the relay command instead of the
-// tests: the multi-process tests start replicas as child processes.
-const childEnv = "RELAY_TEST_CHILD"
-
-func TestMain(m *testing.M) {
-	if os.Getenv(childEnv) == "1" {
-		main()
-		return
-	}
-	os.Exit(m.Run())
-}
-
-// process is one relay replica running as a child process.
-type process struct {
-	id      string
-	cmd     *exec.Cmd
-	metrics string
-	log     string
-}
-
-func startProcess(t *testing.T, id, istiod string, etcd []string, extra ...string) *process {
-	t.Helper()
-	p := &process{id: id, metrics: freeAddr(t), log: filepath.Join(t.TempDir(), id+".log")}
-	out, err := os.Create(p.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	args := append([]string{"--istiod", istiod, "--etcd-endpoints", strings.Join(etcd, ","), "--relay-id", id,
-		"--lease-ttl", "2s", "--shards", "4", "--metrics-listen", p.metrics, "--log-level", "debug"}, extra...)
-	p.cmd = exec.Command(os.Args[0], args...)
-	p.cmd.Env = append(os.Environ(), childEnv+"=1")
-	p.cmd.Stdout, p.cmd.Stderr = out, out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		p.cmd.Process.Signal(syscall.SIGCONT)
-		p.cmd.Process.Kill()
-		p.cmd.Wait()
-		out.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(p.log)
-			t.Logf("log of %s (last 4 KiB):\n%s", id, b[max(0, len(b)-4096):])
-		}
-	})
-	return p
-}
-
-func (p *process) signal(t *testing.T, sig syscall.Signal) {
-	t.Helper()
-	if err := p.cmd.Process.Signal(sig); err != nil {
-		t.Fatalf("%s %v: %v", p.id, sig, err)
-	}
-}
-
-// metric returns the value of one unlabelled metric of the process.
-func (p *process) metric(t *testing.T, name string) string {
-	t.Helper()
-	resp, err := http.Get("http://" + p.metrics + "/metrics")
-	if err != nil {
-		return "unreachable: " + err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	m := regexp.MustCompile(`(?m)^` + name + ` (\S+)$`).FindSubmatch(b)
-	if m == nil {
-		return "absent"
-	}
-	return string(m[1])
-}
-
-// leadersAre checks that every one of the 4 shards is led as want says
+// leadersAre checks that every one of the shards is led as want says
 // (relay id by shard) and that its marker was written by its leader.
-func leadersAre(c clientv3.KV, space keyspace.Space, want func(shard int, leader string) bool) error {
+func leadersAre(c clientv3.KV, space keyspace.Space, shards int, want func(shard int, leader string) bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	st, err := shard.ReadStatus(ctx, c, space, 4)
+	st, err := shard.ReadStatus(ctx, c, space, shards)
 	if err != nil {
 		return err
 	}
@@ -171,13 +93,13 @@ func TestPausedReplicaWritesNothing(t *testing.T) {
 	slow := []string{"--coalesce-window", "1500ms", "--coalesce-max-delay", "3s"}
 	a := startProcess(t, "relay-a", sim.Addr(), srv.Endpoints(), slow...)
 	testenv.Eventually(t, "relay-a leads every shard", func() error {
-		return leadersAre(c, space, func(_ int, l string) bool { return l == "relay-a" })
+		return leadersAre(c, space, 4, func(_ int, l string) bool { return l == "relay-a" })
 	})
 	b := startProcess(t, "relay-b", sim.Addr(), srv.Endpoints())
 	aShards := map[int]bool{}
 	testenv.Eventually(t, "two shards each", func() error {
 		clear(aShards)
-		err := leadersAre(c, space, func(s int, l string) bool {
+		err := leadersAre(c, space, 4, func(s int, l string) bool {
 			aShards[s] = l == "relay-a"
 			return true
 		})
@@ -202,7 +124,7 @@ func TestPausedReplicaWritesNothing(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	a.signal(t, syscall.SIGSTOP)
 	testenv.Eventually(t, "relay-b takes relay-a's shards over", func() error {
-		return leadersAre(c, space, func(_ int, l string) bool { return l == "relay-b" })
+		return leadersAre(c, space, 4, func(_ int, l string) bool { return l == "relay-b" })
 	})
 	// Newer content, written by relay-b.
 	for _, i := range victims {
@@ -219,7 +141,7 @@ func TestPausedReplicaWritesNothing(t *testing.T) {
 	a.signal(t, syscall.SIGCONT)
 	testenv.Eventually(t, "balanced again after relay-a came back", func() error {
 		n := 0
-		err := leadersAre(c, space, func(_ int, l string) bool {
+		err := leadersAre(c, space, 4, func(_ int, l string) bool {
 			if l == "relay-a" {
 				n++
 			}
