@@ -45,6 +45,15 @@ type cluster struct {
 // relay has synced.
 func newCluster(t *testing.T, so istiodsim.Options) *cluster {
 	t.Helper()
+	c := newRelaylessCluster(t, so)
+	c.startRelay()
+	return c
+}
+
+// newRelaylessCluster starts the simulator and etcd; the case starts its
+// relays.
+func newRelaylessCluster(t *testing.T, so istiodsim.Options) *cluster {
+	t.Helper()
 	sim, err := istiodsim.New(so)
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +65,6 @@ func newCluster(t *testing.T, so istiodsim.Options) *cluster {
 	c := &cluster{t: t, sim: sim}
 	c.startEtcd("")
 	c.client = testenv.Client(t, []string{c.etcdURL})
-	c.startRelay()
 	return c
 }
 

@@ -25,12 +25,24 @@ const maxRelayRSS = 512 << 20
 func newScaledCluster(t *testing.T) (*cluster, scale) {
 	t.Helper()
 	s := currentScale()
-	c := newCluster(t, istiodsim.Options{Services: s.Services, EndpointsPerService: s.Endpoints})
+	c := newCluster(t, simOptions(s))
+	c.addScaledAgents(s)
+	return c, s
+}
+
+// simOptions sizes the simulator for scale s.
+func simOptions(s scale) istiodsim.Options {
+	return istiodsim.Options{Services: s.Services, EndpointsPerService: s.Endpoints}
+}
+
+// addScaledAgents starts the agents of scale s and waits until they
+// converge.
+func (c *cluster) addScaledAgents(s scale) {
+	c.t.Helper()
 	for i := range s.Agents {
 		c.addAgent(declaredBy(i, s), nodeagent.Options{}, datapath.MemoryOptions{})
 	}
 	c.converge("agents converge at start")
-	return c, s
 }
 
 // checkRelayRSS fails the test when the relay's peak RSS is past the bound

@@ -13,7 +13,7 @@ import (
 type result struct {
 	Case     string // test name
 	Injected string // what was injected and how
-	Outcome  string // "pass", "FAIL", or "pending: …"
+	Outcome  string // "pass", "FAIL" or "skipped"
 	Converge time.Duration
 	Kept     string // entries kept through the fault (fewest seen / before)
 	Writes   string // service keys written to etcd, or datapath entries written
@@ -45,18 +45,6 @@ func report(t *testing.T, r *result) {
 		results = append(results, *r)
 		resultsMu.Unlock()
 	})
-}
-
-// pending skips a case that needs work not merged yet. Set
-// MESHRELAY_CHAOS_PENDING=1 to run it anyway (to check a branch that
-// implements the issue).
-func pending(t *testing.T, r *result, issue int, why string) {
-	t.Helper()
-	if os.Getenv("MESHRELAY_CHAOS_PENDING") == "1" {
-		return
-	}
-	r.Outcome = fmt.Sprintf("pending: needs issue %d (%s)", issue, why)
-	t.Skip(r.Outcome)
 }
 
 const (

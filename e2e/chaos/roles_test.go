@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -84,15 +85,23 @@ func runEtcd(ctx context.Context, raw []byte, ready func(any)) (any, error) {
 }
 
 // relayConfig: a relay between the simulator at Istiod and etcd at Etcd.
+// With LeaseTTL set it is one replica of several (shard elections, fenced
+// writes); Window and MaxDelay, when set, widen its coalescing window.
 type relayConfig struct {
-	Etcd   string `json:"etcd"`
-	Istiod string `json:"istiod"`
-	ID     string `json:"id"`
+	Etcd     string        `json:"etcd"`
+	Istiod   string        `json:"istiod"`
+	ID       string        `json:"id"`
+	LeaseTTL time.Duration `json:"leaseTTL,omitempty"`
+	Window   time.Duration `json:"window,omitempty"`
+	MaxDelay time.Duration `json:"maxDelay,omitempty"`
 }
 
 // relayResult is what a relay reports when it stops.
 type relayResult struct {
-	Stats etcdsink.Stats `json:"stats"`
+	Stats  etcdsink.Stats      `json:"stats"`
+	Shards etcdsink.ShardStats `json:"shards"`
+	// Deposed counts the shards it gave up because a write was fenced.
+	Deposed uint64 `json:"deposed"`
 }
 
 func runRelay(ctx context.Context, raw []byte, ready func(any)) (any, error) {
@@ -105,27 +114,53 @@ func runRelay(ctx context.Context, raw []byte, ready func(any)) (any, error) {
 		return nil, err
 	}
 	defer c.Close()
-	r, err := relay.New(c, relay.Options{
+	opts := relay.Options{
 		Istiod: cfg.Istiod, RelayID: cfg.ID, SyncTimeout: 2 * time.Second,
 		Sink: etcdsink.Options{
-			Window: 10 * time.Millisecond, MaxDelay: 100 * time.Millisecond,
+			Window: cmp.Or(cfg.Window, 10*time.Millisecond), MaxDelay: cmp.Or(cfg.MaxDelay, 100*time.Millisecond),
 			RequestTimeout: time.Second, GenerationCheckInterval: 200 * time.Millisecond,
 		},
 		Logger: childLogger(),
-	})
+	}
+	if cfg.LeaseTTL > 0 {
+		opts.HA = &relay.HA{Client: c, LeaseTTL: cfg.LeaseTTL, Pod: cfg.ID}
+	}
+	r, err := relay.New(c, opts)
 	if err != nil {
 		return nil, err
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- r.Run(ctx) }()
-	select {
-	case <-r.Synced():
-		ready(struct{}{})
-	case err := <-errc:
+	if err := waitRelayReady(r, errc); err != nil {
 		return nil, err
 	}
+	ready(struct{}{})
 	err = <-errc
-	return relayResult{Stats: r.Stats()}, err
+	res := relayResult{Stats: r.Stats(), Shards: r.ShardStats()}
+	if m := r.Membership(); m != nil {
+		res.Deposed = m.Stats().Deposed
+	}
+	return res, err
+}
+
+// waitRelayReady waits until the relay is ready: synced markers written
+// (a single relay), or its /readyz answer (a replica, which may lead no
+// shard at first); or until Run ended (errc).
+func waitRelayReady(r *relay.Relay, errc <-chan error) error {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-r.Synced():
+			return nil
+		case err := <-errc:
+			return errors.Join(errors.New("relay ended before it was ready"), err)
+		case <-tick.C:
+			if ok, _ := r.Ready(); ok && r.Membership() != nil {
+				return nil
+			}
+		}
+	}
 }
 
 // agentConfig: a node agent over the bpf datapath pinned at PinPath, its
