@@ -15,17 +15,26 @@ import (
 // endpoints in 4 namespaces, spread over every shard.
 var haSim = istiodsim.Options{Services: 80, EndpointsPerService: 3, Namespaces: 4}
 
-// startReplicas starts relay-0 … relay-<n-1> and waits until they share
-// the shards and etcd holds the simulator's state.
-func (rs *replicaSet) startReplicas(n int) []*process {
-	rs.t.Helper()
+// threeReplicas starts relay-0, relay-1 and relay-2 against haSim and
+// waits until they share the shards and etcd holds the simulator's state;
+// it returns who leads what then. It skips the test with -short.
+func threeReplicas(t *testing.T) (*replicaSet, []*process, shardView) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("runs three relay processes; skipped with -short")
+	}
+	rs := newReplicaSet(t, haSim)
 	var ps []*process
-	for i := range n {
+	for i := range 3 {
 		ps = append(ps, rs.start(fmt.Sprintf("relay-%d", i)))
 	}
-	testenv.Eventually(rs.t, fmt.Sprintf("%d replicas share %d shards", n, haShards), func() error { return rs.settled(ps...) })
-	testenv.Eventually(rs.t, "etcd holds the simulator's state", rs.matchTruth)
-	return ps
+	testenv.Eventually(t, fmt.Sprintf("3 replicas share %d shards", haShards), func() error { return rs.settled(ps...) })
+	testenv.Eventually(t, "etcd holds the simulator's state", rs.matchTruth)
+	v, err := rs.view()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rs, ps, v
 }
 
 // churn changes one endpoint of a service every 50 ms for d, in the
@@ -85,15 +94,7 @@ func checkNothingFenced(t *testing.T, ps ...*process) {
 // fence, every synced/<shard> marker names the leader, and etcd holds the
 // upstream state.
 func TestThreeReplicasShareShards(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs three relay processes; skipped with -short")
-	}
-	rs := newReplicaSet(t, haSim)
-	ps := rs.startReplicas(3)
-	v, err := rs.view()
-	if err != nil {
-		t.Fatal(err)
-	}
+	rs, ps, v := threeReplicas(t)
 	for id, shards := range v.led() {
 		t.Logf("%s leads %v", id, shards)
 	}
@@ -126,15 +127,7 @@ func TestThreeReplicasShareShards(t *testing.T) {
 // converges to the simulator's state once the churn stops, and the last
 // change of every churned service is in etcd.
 func TestKilledReplicaDuringChurn(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs three relay processes; skipped with -short")
-	}
-	rs := newReplicaSet(t, haSim)
-	ps := rs.startReplicas(3)
-	v, err := rs.view()
-	if err != nil {
-		t.Fatal(err)
-	}
+	rs, ps, v := threeReplicas(t)
 	victim, survivors := ps[0], ps[1:]
 	orphans := v.led()[victim.id]
 	if len(orphans) == 0 {
@@ -191,11 +184,7 @@ const takeoverBound = haLeaseTTL + 2*time.Second
 // the same id, shards rebalanced). No service value is written: only
 // markers, membership and election keys change.
 func TestRollingRestartProcesses(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs three relay processes; skipped with -short")
-	}
-	rs := newReplicaSet(t, haSim)
-	ps := rs.startReplicas(3)
+	rs, ps, _ := threeReplicas(t)
 	w := rs.countWrites()
 	for i, p := range ps {
 		p.terminate(t)

@@ -10,7 +10,6 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/meshrelay/meshrelay/internal/embedetcd"
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 	"github.com/meshrelay/meshrelay/internal/testsupport/istiodsim"
 	"github.com/meshrelay/meshrelay/internal/testsupport/testenv"
@@ -78,24 +77,15 @@ func TestPausedReplicaWritesNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs two relay processes; skipped with -short")
 	}
-	srv := testenv.StartEtcd(t, embedetcd.Options{})
-	c := testenv.Client(t, srv.Endpoints())
-	space := keyspace.New("")
-	sim, err := istiodsim.New(istiodsim.Options{Services: 40, EndpointsPerService: 2, Debounce: 10 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sim.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sim.Stop)
+	rs := newReplicaSet(t, istiodsim.Options{Services: 40, EndpointsPerService: 2, Debounce: 10 * time.Millisecond})
+	c, space, sim, etcd := rs.c, rs.space, rs.sim, rs.etcd
 	// A wide coalescing window keeps a burst pending in the process.
 	slow := []string{"--coalesce-window", "1500ms", "--coalesce-max-delay", "3s"}
-	a := startProcess(t, "relay-a", sim.Addr(), srv.Endpoints(), slow...)
+	a := startProcess(t, "relay-a", sim.Addr(), etcd, slow...)
 	testenv.Eventually(t, "relay-a leads every shard", func() error {
 		return leadersAre(c, space, 4, func(_ int, l string) bool { return l == "relay-a" })
 	})
-	b := startProcess(t, "relay-b", sim.Addr(), srv.Endpoints())
+	b := startProcess(t, "relay-b", sim.Addr(), etcd)
 	aShards := map[int]bool{}
 	testenv.Eventually(t, "two shards each", func() error {
 		clear(aShards)
