@@ -169,6 +169,17 @@ func Targets(cfg *config.Config, sum *results.Summary) []results.Target {
 			fmt.Sprintf("etcd rebuilt in %.2f s; %d map deletes meanwhile", s, d), relay.Details.EtcdWipe != nil && s <= 10 && d == 0, "")
 	}
 
+	// Failover.
+	if cfg.Scenario == config.ScenarioRelayKill && relay != nil {
+		const target = "failover: a killed shard leader's shards led again ≤ lease TTL + 2 s"
+		if k := relay.Details.RelayKill; k == nil || k.TakeoverSeconds < 0 {
+			add(target, "not taken over", false, "see the errors")
+		} else {
+			add(target, fmt.Sprintf("%.2f s for %d shards (lease TTL %.0f s)", k.TakeoverSeconds, len(k.VictimShards), k.LeaseTTLSeconds),
+				k.TakeoverSeconds <= k.LeaseTTLSeconds+2, "")
+		}
+	}
+
 	// Correctness.
 	var bad []string
 	for _, m := range sum.Modes {

@@ -118,6 +118,13 @@ func (p *phase) collect(ctx context.Context, before, after phaseSnapshot) error 
 		return holders[svc]
 	}
 	r.Lag = measure.ComputeLag(evs.Events, samples.Samples, holdersOf)
+	if k := r.Details.RelayKill; k != nil && k.FailoverTo > 0 {
+		l := measure.ComputeLag(measure.PushedBetween(evs.Events, k.FailoverFrom, k.FailoverTo), samples.Samples, holdersOf)
+		// The writes of changes outside the window match nothing in it:
+		// not a figure of the window.
+		l.Unmatched, l.CDF = 0, nil
+		k.FailoverLag = &l
+	}
 	if p.mode == config.ModeRelay {
 		var commits []measure.Commit
 		for _, rc := range p.relays {
