@@ -70,12 +70,23 @@ type RelayKill struct {
 	// the time of each.
 	TakeoverSeconds float64         `json:"takeoverSeconds"`
 	Shards          []ShardTakeover `json:"shards"`
-	// FailoverFrom and FailoverTo (Unix nanoseconds) bound the failover
-	// window: from the kill to the takeover plus a few seconds.
-	// FailoverLag is the push → map lag of the changes pushed in it.
+	// SyncedSeconds is from the kill until every new leader had written
+	// the synced marker of the victim's shards it took (-1: not within
+	// two minutes).
+	SyncedSeconds float64 `json:"syncedSeconds"`
+	// The churn is cut in three windows (Unix nanoseconds): before the
+	// kill (ChurnFrom to FailoverFrom, the kill), the failover
+	// (FailoverFrom to FailoverTo, the synced markers plus a few seconds) and
+	// the rejoin (FailoverTo to ChurnTo: the victim restarted, shards
+	// handed back to it). Each Lag is the push → map lag of the changes
+	// pushed in its window.
+	ChurnFrom    int64        `json:"churnFrom"`
 	FailoverFrom int64        `json:"failoverFrom"`
 	FailoverTo   int64        `json:"failoverTo"`
+	ChurnTo      int64        `json:"churnTo"`
+	BeforeLag    *measure.Lag `json:"beforeLag,omitempty"`
 	FailoverLag  *measure.Lag `json:"failoverLag,omitempty"`
+	RejoinLag    *measure.Lag `json:"rejoinLag,omitempty"`
 	// StreamsDuringFailover are the Istiod streams open after the
 	// takeover, before the victim is started again.
 	StreamsDuringFailover int `json:"streamsDuringFailover"`
@@ -94,8 +105,11 @@ type ShardTakeover struct {
 	Shard int `json:"shard"`
 	// Leader is the relay id leading it after the takeover.
 	Leader string `json:"leader"`
-	// Seconds is from the kill until it was seen led by Leader.
-	Seconds float64 `json:"seconds"`
+	// Seconds is from the kill until it was seen led by Leader;
+	// SyncedSeconds until Leader had written its synced marker (keys
+	// read, differences written), 0 if not seen.
+	Seconds       float64 `json:"seconds"`
+	SyncedSeconds float64 `json:"syncedSeconds"`
 }
 
 // ReplicaShards is one relay replica's shard counters.
@@ -118,6 +132,9 @@ type EtcdWipe struct {
 	EtcdOutageSeconds        float64 `json:"etcdOutageSeconds"`
 	MapDeletesDuringRecovery uint64  `json:"mapDeletesDuringRecovery"`
 	MapWritesDuringRecovery  uint64  `json:"mapWritesDuringRecovery"`
+	// MapDeletesByMap splits MapDeletesDuringRecovery by map (frontends,
+	// slots, backends).
+	MapDeletesByMap map[string]uint64 `json:"mapDeletesByMap,omitempty"`
 	// Services is how many services etcd held again; LoadAverage the
 	// machine's 1/5/15 min load average at the rebuild's end.
 	Services    int        `json:"services"`
@@ -171,6 +188,7 @@ func (d Details) Figures() []Figure {
 	if k := d.RelayKill; k != nil {
 		add("relayResyncSeconds", k.RelayResyncSeconds)
 		add("takeoverSeconds", k.TakeoverSeconds)
+		add("takeoverSyncedSeconds", k.SyncedSeconds)
 		add("streamsDuringFailover", float64(k.StreamsDuringFailover))
 	}
 	if w := d.EtcdWipe; w != nil {

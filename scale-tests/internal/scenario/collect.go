@@ -118,12 +118,17 @@ func (p *phase) collect(ctx context.Context, before, after phaseSnapshot) error 
 		return holders[svc]
 	}
 	r.Lag = measure.ComputeLag(evs.Events, samples.Samples, holdersOf)
-	if k := r.Details.RelayKill; k != nil && k.FailoverTo > 0 {
-		l := measure.ComputeLag(measure.PushedBetween(evs.Events, k.FailoverFrom, k.FailoverTo), samples.Samples, holdersOf)
-		// The writes of changes outside the window match nothing in it:
-		// not a figure of the window.
-		l.Unmatched, l.CDF = 0, nil
-		k.FailoverLag = &l
+	if k := r.Details.RelayKill; k != nil && k.ChurnTo > 0 {
+		window := func(from, to int64) *measure.Lag {
+			l := measure.ComputeLag(measure.PushedBetween(evs.Events, from, to), samples.Samples, holdersOf)
+			// The writes of changes outside the window match nothing in
+			// it: not a figure of the window.
+			l.Unmatched, l.CDF = 0, nil
+			return &l
+		}
+		k.BeforeLag = window(k.ChurnFrom, k.FailoverFrom-1)
+		k.FailoverLag = window(k.FailoverFrom, k.FailoverTo)
+		k.RejoinLag = window(k.FailoverTo+1, k.ChurnTo)
 	}
 	if p.mode == config.ModeRelay {
 		var commits []measure.Commit

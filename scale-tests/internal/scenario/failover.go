@@ -56,17 +56,45 @@ func pickLeader(t *shard.Table, space keyspace.Space) (l shardLeader, ok bool) {
 }
 
 // takeover follows the shards of a killed leader until each is led by
-// another election key.
+// another election key, and then until each new leader has written the
+// shard's synced marker (its keys read, differences written).
 type takeover struct {
 	victim shardLeader
 	space  keyspace.Space
 	start  time.Time
+	// killRev is an etcd revision read after the kill: the victim wrote
+	// nothing above it.
+	killRev int64
 	// done holds the shards taken over, by shard.
-	done map[int]results.ShardTakeover
+	done   map[int]results.ShardTakeover
+	synced int
 }
 
-func newTakeover(victim shardLeader, space keyspace.Space, start time.Time) *takeover {
-	return &takeover{victim: victim, space: space, start: start, done: map[int]results.ShardTakeover{}}
+func newTakeover(victim shardLeader, space keyspace.Space, start time.Time, killRev int64) *takeover {
+	return &takeover{victim: victim, space: space, start: start, killRev: killRev, done: map[int]results.ShardTakeover{}}
+}
+
+// markerWrite is a synced/<shard> marker as read: who wrote it, at which
+// revision.
+type markerWrite struct {
+	Relay       string
+	ModRevision int64
+}
+
+// observeSynced records, at now, the shards taken over whose synced
+// marker (markers, by shard) their new leader wrote after the kill, and
+// reports whether all the victim's shards have one.
+func (tk *takeover) observeSynced(markers map[int]markerWrite, now time.Time) bool {
+	for s, st := range tk.done {
+		m, ok := markers[s]
+		if st.SyncedSeconds > 0 || !ok || m.Relay != st.Leader || m.ModRevision <= tk.killRev {
+			continue
+		}
+		st.SyncedSeconds = max(now.Sub(tk.start).Seconds(), st.Seconds)
+		tk.done[s] = st
+		tk.synced++
+	}
+	return tk.synced == len(tk.victim.Shards)
 }
 
 // observe records, at now, the victim's shards that t shows led by a key

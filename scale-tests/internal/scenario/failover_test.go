@@ -54,7 +54,7 @@ func TestTakeoverWaitsForEveryShardLedByAnotherKey(t *testing.T) {
 	space := keyspace.New("c1")
 	victim := shardLeader{ID: "relay-0", Candidate: "a0", Shards: []int{0, 2}}
 	start := time.Unix(100, 0)
-	tk := newTakeover(victim, space, start)
+	tk := newTakeover(victim, space, start, 500)
 
 	// Still the victim's keys, then vacant: nothing taken over.
 	if tk.observe(table(space, []string{"relay-0/a0", "relay-1/b1"}, []string{"relay-1/b1"}, []string{"relay-0/a0"}), start.Add(time.Second)) {
@@ -71,6 +71,22 @@ func TestTakeoverWaitsForEveryShardLedByAnotherKey(t *testing.T) {
 	if len(got) != 2 || got[0].Shard != 0 || got[0].Leader != "relay-1" || got[0].Seconds != 10 ||
 		got[1].Shard != 2 || got[1].Leader != "relay-0" || got[1].Seconds != 11 {
 		t.Errorf("shards = %+v; want 0 by relay-1 at 10 s (first seen), 2 by relay-0 at 11 s", got)
+	}
+
+	// Synced: a marker of the new leader written after the kill; not one
+	// from before the kill, nor another relay's.
+	if tk.observeSynced(map[int]markerWrite{0: {"relay-1", 400}, 2: {"relay-0", 600}}, start.Add(12*time.Second)) {
+		t.Fatal("synced with shard 0's marker from before the kill")
+	}
+	if tk.observeSynced(map[int]markerWrite{0: {"relay-2", 700}, 2: {"relay-0", 600}}, start.Add(13*time.Second)) {
+		t.Fatal("synced with shard 0's marker written by another relay than its leader")
+	}
+	if !tk.observeSynced(map[int]markerWrite{0: {"relay-1", 800}, 2: {"relay-0", 600}}, start.Add(14*time.Second)) {
+		t.Fatal("not synced with both markers rewritten by their new leaders")
+	}
+	got = tk.shards()
+	if got[0].SyncedSeconds != 14 || got[1].SyncedSeconds != 12 {
+		t.Errorf("synced after %v and %v s, want 14 and 12", got[0].SyncedSeconds, got[1].SyncedSeconds)
 	}
 }
 

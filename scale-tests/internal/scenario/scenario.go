@@ -232,33 +232,43 @@ func (p *phase) relayKill(ctx context.Context) error {
 	p.relays[vi].Kill()
 	p.smp.Gone(victim.ID)
 	d := &results.RelayKill{Victim: victim.ID, VictimShards: victim.Shards, LeaseTTLSeconds: leaseTTL.Seconds(),
-		KillAfterSeconds: start.Sub(churnStart).Seconds(), TakeoverSeconds: -1, FailoverFrom: start.UnixNano()}
+		KillAfterSeconds: start.Sub(churnStart).Seconds(), TakeoverSeconds: -1, ChurnFrom: churnStart.UnixNano(), FailoverFrom: start.UnixNano()}
 	p.res.Details.RelayKill = d
 	p.progress("%s: killed shard leader %s (pid %d, shards %v) %.1fs into the churn", p.mode, victim.ID,
 		p.relays[vi].PID, victim.Shards, d.KillAfterSeconds)
 
-	tk := newTakeover(victim, space, start)
-	for time.Since(start) < 2*time.Minute {
-		if t, err := shard.ReadTable(ctx, client, space, keyspace.DefaultShards); err == nil && tk.observe(t, time.Now()) {
-			d.TakeoverSeconds = time.Since(start).Seconds()
-			d.LoadAverage = measure.LoadAverage()
-			break
+	killRev, err := revision(ctx, client)
+	if err != nil {
+		return err
+	}
+	tk := newTakeover(victim, space, start, killRev)
+	d.SyncedSeconds = -1
+	var streams roles.SimStats
+	for time.Since(start) < 2*time.Minute && d.SyncedSeconds < 0 {
+		if d.TakeoverSeconds < 0 {
+			if t, err := shard.ReadTable(ctx, client, space, keyspace.DefaultShards); err == nil && tk.observe(t, time.Now()) {
+				d.TakeoverSeconds = time.Since(start).Seconds()
+				d.LoadAverage = measure.LoadAverage()
+				if err := p.sim.Control.CallTimeout(ctx, 10*time.Second, "stats", nil, &streams); err != nil {
+					return err
+				}
+				d.StreamsDuringFailover = streams.Streams
+				p.progress("%s: %s's %d shards led by others %.2fs after the kill (lease TTL %v; load average %.2f); %d Istiod streams", p.mode,
+					victim.ID, len(victim.Shards), d.TakeoverSeconds, leaseTTL, d.LoadAverage[0], streams.Streams)
+			}
+		}
+		if m, err := readMarkers(ctx, client, space); err == nil && tk.observeSynced(m, time.Now()) {
+			d.SyncedSeconds = time.Since(start).Seconds()
+			p.progress("%s: their new leaders wrote their synced markers %.2fs after the kill", p.mode, d.SyncedSeconds)
 		}
 		if err := sleep(ctx, 20*time.Millisecond); err != nil {
 			return err
 		}
 	}
 	d.Shards = tk.shards()
-	if d.TakeoverSeconds < 0 {
-		return fmt.Errorf("%d of %s's %d shards led by others 2 min after the kill", len(d.Shards), victim.ID, len(victim.Shards))
+	if d.SyncedSeconds < 0 {
+		return fmt.Errorf("%s's %d shards not all led by others and synced 2 min after the kill: %+v", victim.ID, len(victim.Shards), d.Shards)
 	}
-	var st roles.SimStats
-	if err := p.sim.Control.CallTimeout(ctx, 10*time.Second, "stats", nil, &st); err != nil {
-		return err
-	}
-	d.StreamsDuringFailover = st.Streams
-	p.progress("%s: %s's %d shards led by others %.2fs after the kill (lease TTL %v); %d Istiod streams", p.mode,
-		victim.ID, len(victim.Shards), d.TakeoverSeconds, leaseTTL, st.Streams)
 	if err := sleep(ctx, failoverTail); err != nil {
 		return err
 	}
@@ -281,6 +291,7 @@ func (p *phase) relayKill(ctx context.Context) error {
 	if err := <-churned; err != nil {
 		return fmt.Errorf("churn: %w", err)
 	}
+	d.ChurnTo = time.Now().UnixNano()
 	end, err := p.snapshot(ctx)
 	if err != nil {
 		return err
@@ -354,6 +365,10 @@ func (p *phase) etcdWipe(ctx context.Context) error {
 		return err
 	}
 	d.MapDeletesDuringRecovery = after.pool.Deletes - before.pool.Deletes
+	d.MapDeletesByMap = map[string]uint64{}
+	for name, n := range after.pool.DeletesByMap {
+		d.MapDeletesByMap[name] = n - before.pool.DeletesByMap[name]
+	}
 	d.MapWritesDuringRecovery = after.pool.Updates + after.pool.Deletes - before.pool.Updates - before.pool.Deletes
 	p.progress("%s: etcd rebuilt (%d keys, new generation: %v) %.2fs after it came back (load average %.2f); map deletes meanwhile: %d", p.mode,
 		keysBefore, d.NewGeneration, d.EtcdRebuildSeconds, d.LoadAverage[0], d.MapDeletesDuringRecovery)
@@ -373,6 +388,39 @@ func countData(ctx context.Context, kv clientv3.KV, space keyspace.Space) (int64
 		n += c
 	}
 	return n, nil
+}
+
+// revision returns etcd's current revision.
+func revision(ctx context.Context, kv clientv3.KV) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	resp, err := kv.Get(ctx, "\x00", clientv3.WithCountOnly())
+	if err != nil {
+		return 0, fmt.Errorf("read the revision: %w", err)
+	}
+	return resp.Header.Revision, nil
+}
+
+// readMarkers reads every synced/<shard> marker: its writer and
+// revision. Markers that do not parse are left out.
+func readMarkers(ctx context.Context, kv clientv3.KV, space keyspace.Space) (map[int]markerWrite, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	resp, err := kv.Get(ctx, space.SyncedPrefix(), clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", space.SyncedPrefix(), err)
+	}
+	out := map[int]markerWrite{}
+	for _, e := range resp.Kvs {
+		s, ok := space.ParseSynced(string(e.Key))
+		if !ok {
+			continue
+		}
+		if m, err := keyspace.ParseMarker(e.Value); err == nil {
+			out[s] = markerWrite{Relay: m.Relay, ModRevision: e.ModRevision}
+		}
+	}
+	return out, nil
 }
 
 // getValue returns the value of key, nil when it is absent.
