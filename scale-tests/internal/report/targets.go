@@ -175,7 +175,8 @@ func Targets(cfg *config.Config, sum *results.Summary) []results.Target {
 		if k := relay.Details.RelayKill; k == nil || k.TakeoverSeconds < 0 {
 			add(target, "not taken over", false, "see the errors")
 		} else {
-			add(target, fmt.Sprintf("%.2f s for %d shards (lease TTL %.0f s)", k.TakeoverSeconds, len(k.VictimShards), k.LeaseTTLSeconds),
+			add(target, fmt.Sprintf("%.2f s for %d shards (lease TTL %.0f s); their new leaders' synced markers after %.2f s; failover-window lag p99 %.0f ms",
+				k.TakeoverSeconds, len(k.VictimShards), k.LeaseTTLSeconds, k.SyncedSeconds, failoverP99(k)),
 				k.TakeoverSeconds <= k.LeaseTTLSeconds+2, "")
 		}
 	}
@@ -230,4 +231,11 @@ func directSyscalls(direct *results.Mode) string {
 		return "not run"
 	}
 	return fmt.Sprintf("%.2f per change set, one per entry", direct.PerNode.SyscallsPerApply)
+}
+
+func failoverP99(k *results.RelayKill) float64 {
+	if k.FailoverLag == nil {
+		return 0
+	}
+	return k.FailoverLag.P99Ms
 }

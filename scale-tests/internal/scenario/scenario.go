@@ -162,9 +162,8 @@ func (p *phase) istiodRestart(ctx context.Context, before phaseSnapshot) error {
 	return p.churn(ctx, false, config.LivenessChurn)
 }
 
-// failoverTail is how long after the takeover the failover window (its
-// lag row) lasts: the changes the victim's shards received meanwhile are
-// written by their new leaders.
+// failoverTail is how long the failover window (its lag row) lasts after
+// the takeover is complete (the new leaders' synced markers written).
 const failoverTail = 3 * time.Second
 
 // relayKillTiming returns when relay-kill kills a leader after the churn
@@ -179,9 +178,10 @@ func relayKillTiming(duration, leaseTTL time.Duration) (killAfter, churn time.Du
 
 // relayKill churns and, mid-churn, kills the replica leading the most
 // shards (SIGKILL, by PID). It measures how long the others take to lead
-// its shards (each, and all), and the Istiod streams meanwhile; it starts
-// the victim again after the failover window. collect measures the lag of
-// the changes pushed in that window.
+// its shards and to write their synced markers (each, and all), and the
+// Istiod streams meanwhile; it starts the victim again after the failover
+// window. collect measures the lag of the changes pushed before, in and
+// after that window.
 func (p *phase) relayKill(ctx context.Context) error {
 	client, err := etcddial.Dial(etcddial.Options{Endpoints: []string{p.etcdURL}})
 	if err != nil {
@@ -241,33 +241,8 @@ func (p *phase) relayKill(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	tk := newTakeover(victim, space, start, killRev)
-	d.SyncedSeconds = -1
-	var streams roles.SimStats
-	for time.Since(start) < 2*time.Minute && d.SyncedSeconds < 0 {
-		if d.TakeoverSeconds < 0 {
-			if t, err := shard.ReadTable(ctx, client, space, keyspace.DefaultShards); err == nil && tk.observe(t, time.Now()) {
-				d.TakeoverSeconds = time.Since(start).Seconds()
-				d.LoadAverage = measure.LoadAverage()
-				if err := p.sim.Control.CallTimeout(ctx, 10*time.Second, "stats", nil, &streams); err != nil {
-					return err
-				}
-				d.StreamsDuringFailover = streams.Streams
-				p.progress("%s: %s's %d shards led by others %.2fs after the kill (lease TTL %v; load average %.2f); %d Istiod streams", p.mode,
-					victim.ID, len(victim.Shards), d.TakeoverSeconds, leaseTTL, d.LoadAverage[0], streams.Streams)
-			}
-		}
-		if m, err := readMarkers(ctx, client, space); err == nil && tk.observeSynced(m, time.Now()) {
-			d.SyncedSeconds = time.Since(start).Seconds()
-			p.progress("%s: their new leaders wrote their synced markers %.2fs after the kill", p.mode, d.SyncedSeconds)
-		}
-		if err := sleep(ctx, 20*time.Millisecond); err != nil {
-			return err
-		}
-	}
-	d.Shards = tk.shards()
-	if d.SyncedSeconds < 0 {
-		return fmt.Errorf("%s's %d shards not all led by others and synced 2 min after the kill: %+v", victim.ID, len(victim.Shards), d.Shards)
+	if err := p.followTakeover(ctx, client, newTakeover(victim, space, start, killRev), d); err != nil {
+		return err
 	}
 	if err := sleep(ctx, failoverTail); err != nil {
 		return err
@@ -303,6 +278,42 @@ func (p *phase) relayKill(ctx context.Context) error {
 		}
 		d.Replicas = append(d.Replicas, results.ReplicaShards{ID: relayName(i), Held: held,
 			Takeovers: rs.Shards.Takeovers, FencedOps: rs.Shards.FencedOps})
+	}
+	return nil
+}
+
+// followTakeover polls the shard elections and the synced markers until
+// every shard of tk's victim is led by another replica (d.TakeoverSeconds,
+// with the load average and the Istiod streams then) and its new leader
+// has written its synced marker (d.SyncedSeconds), for two minutes at
+// most.
+func (p *phase) followTakeover(ctx context.Context, client clientv3.KV, tk *takeover, d *results.RelayKill) error {
+	d.SyncedSeconds = -1
+	for time.Since(tk.start) < 2*time.Minute && d.SyncedSeconds < 0 {
+		if d.TakeoverSeconds < 0 {
+			if t, err := shard.ReadTable(ctx, client, tk.space, keyspace.DefaultShards); err == nil && tk.observe(t, time.Now()) {
+				d.TakeoverSeconds = time.Since(tk.start).Seconds()
+				d.LoadAverage = measure.LoadAverage()
+				var st roles.SimStats
+				if err := p.sim.Control.CallTimeout(ctx, 10*time.Second, "stats", nil, &st); err != nil {
+					return err
+				}
+				d.StreamsDuringFailover = st.Streams
+				p.progress("%s: %s's %d shards led by others %.2fs after the kill (lease TTL %.0fs; load average %.2f); %d Istiod streams", p.mode,
+					d.Victim, len(d.VictimShards), d.TakeoverSeconds, d.LeaseTTLSeconds, d.LoadAverage[0], st.Streams)
+			}
+		}
+		if m, err := readMarkers(ctx, client, tk.space); err == nil && tk.observeSynced(m, time.Now()) {
+			d.SyncedSeconds = time.Since(tk.start).Seconds()
+			p.progress("%s: their new leaders wrote their synced markers %.2fs after the kill", p.mode, d.SyncedSeconds)
+		}
+		if err := sleep(ctx, 20*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	d.Shards = tk.shards()
+	if d.SyncedSeconds < 0 {
+		return fmt.Errorf("%s's %d shards not all led by others and synced 2 min after the kill: %+v", d.Victim, len(d.VictimShards), d.Shards)
 	}
 	return nil
 }
