@@ -33,17 +33,13 @@ func writeRelayKill(w func(string, ...any), relay *results.Mode, k *results.Rela
 	w("%s led %d of %d shards (%s) and was killed (SIGKILL, by PID) %.1f s into the churn; the replicas' lease TTL is %.0f s. Load average at the takeover: %s.\n\n",
 		k.Victim, len(k.VictimShards), keyspace.DefaultShards, intsText(k.VictimShards), k.KillAfterSeconds, k.LeaseTTLSeconds, loadText(k.LoadAverage))
 	takeover := seconds(k.TakeoverSeconds)
-	var fenced uint64
-	for _, r := range k.Replicas {
-		fenced += r.FencedOps
-	}
 	w("| figure | value |\n|---|---:|\n")
 	w("| takeover: kill → every shard of %s led by another replica (s) | %s |\n", k.Victim, takeover)
 	w("| takeover complete: kill → every new leader wrote the synced marker of the shards it took (keys read, differences written) (s) | %s |\n", seconds(k.SyncedSeconds))
 	w("| Istiod streams open during the failover / at the end / opened in total | %d / %d / %d |\n",
 		k.StreamsDuringFailover, relay.Istiod.Streams, relay.Istiod.StreamsTotal)
 	w("| %s restarted after the failover window → synced (s) | %.2f |\n", k.Victim, k.RelayResyncSeconds)
-	w("| write operations refused by a shard's fence, all replicas (current processes; a hand-off can refuse the writes in flight of the replica giving a shard up) | %d |\n\n", fenced)
+	w("| write operations refused by a shard's fence, all replicas, the whole scenario (a hand-off can refuse the writes in flight of the replica giving a shard up) | %d |\n\n", relay.Writes.EtcdFencedOps)
 
 	if len(k.Shards) > 0 {
 		w("| shard | led after the kill by | led after (s) | synced marker after (s) |\n|---:|---|---:|---:|\n")
@@ -75,7 +71,7 @@ func writeRelayKill(w func(string, ...any), relay *results.Mode, k *results.Rela
 		}
 		w("| %s | %s | %s | %s | %s | %d | %d |\n", r.ID, cpu, total, rss, intsText(r.Held), r.Takeovers, r.FencedOps)
 	}
-	w("\nThe victim's CPU and memory add up its killed and its restarted process; its takeovers and fenced ops are the restarted process's.\n\n")
+	w("\nThe victim's figures add up its killed and its restarted process (CPU, takeovers and fenced ops summed; RSS the larger).\n\n")
 }
 
 // failoverTailSeconds is how long the failover window lasted after the

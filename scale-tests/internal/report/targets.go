@@ -169,6 +169,14 @@ func Targets(cfg *config.Config, sum *results.Summary) []results.Target {
 			fmt.Sprintf("etcd rebuilt in %.2f s; %d map deletes meanwhile", s, d), relay.Details.EtcdWipe != nil && s <= 10 && d == 0, "")
 	}
 
+	// Fenced writes: with several replicas and no hand-off in the
+	// scenario, every write lands (the fence refuses none).
+	if relay != nil && cfg.RelayReplicas > 1 && cfg.Scenario != config.ScenarioRelayKill && cfg.Scenario != config.ScenarioEtcdWipe {
+		add("several replicas: no write refused by a shard's fence in a run without failover",
+			fmt.Sprintf("%d write operations refused during the scenario (%d replicas)", relay.Writes.EtcdFencedOps, cfg.RelayReplicas),
+			relay.Writes.EtcdFencedOps == 0, "")
+	}
+
 	// Failover.
 	if cfg.Scenario == config.ScenarioRelayKill && relay != nil {
 		const target = "failover: a killed shard leader's shards led again ≤ lease TTL + 2 s"

@@ -118,8 +118,8 @@ type ReplicaShards struct {
 	// Held are the shards it writes.
 	Held []int `json:"held"`
 	// Takeovers and FencedOps count its shard takeovers and its write
-	// operations a shard's fence refused (its current process only when
-	// it was restarted).
+	// operations a shard's fence refused (killed and restarted processes
+	// summed).
 	Takeovers uint64 `json:"takeovers"`
 	FencedOps uint64 `json:"fencedOps"`
 }
