@@ -112,12 +112,83 @@ func TestSmoke(t *testing.T) {
 	}
 }
 
+// TestSmokeRelayKill runs relay-kill with three replicas at tiny sizes:
+// a shard leader is killed mid-churn, the others take its shards over,
+// the gate passes. It waits for a lease to expire (about 25 s).
+func TestSmokeRelayKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: waits for a relay lease to expire")
+	}
+	out := filepath.Join(t.TempDir(), "results")
+	args := []string{
+		"--scenario", config.ScenarioRelayKill, "--relays", "3", "--modes", config.ModeRelay,
+		"--services", "300", "--endpoints-per-service", "3", "--nodes", "6", "--services-per-node", "4",
+		"--duration", "3s", "--churn-rate", "60", "--progress=false", "--plots=false", "--out", out,
+	}
+	var stdout, stderr bytes.Buffer
+	if code := command(args, strings.NewReader(""), &stdout, &stderr); code != 0 {
+		t.Fatalf("harness exited %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	sum, err := results.Load(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sum.OK || len(sum.Modes) != 1 || !sum.Modes[0].GateOK {
+		t.Fatalf("summary: ok %v, %d modes, errors %v", sum.OK, len(sum.Modes), sum.Errors)
+	}
+	m := sum.Modes[0]
+	k := m.Details.RelayKill
+	if k == nil || k.Victim == "" || len(k.VictimShards) == 0 || k.TakeoverSeconds <= 0 || len(k.Shards) != len(k.VictimShards) {
+		t.Fatalf("relay kill: %+v", k)
+	}
+	for _, s := range k.Shards {
+		if s.Leader == k.Victim || s.Seconds <= 0 || s.Seconds > k.TakeoverSeconds {
+			t.Errorf("shard %d taken over by %q after %.2fs (victim %s, all after %.2fs)", s.Shard, s.Leader, s.Seconds, k.Victim, k.TakeoverSeconds)
+		}
+	}
+	if k.BeforeLag == nil || k.FailoverLag == nil || k.RejoinLag == nil || k.FailoverLag.Samples == 0 ||
+		k.BeforeLag.Samples+k.FailoverLag.Samples+k.RejoinLag.Samples > m.Lag.Samples {
+		t.Errorf("window lags %+v, %+v, %+v against %d samples in all", k.BeforeLag, k.FailoverLag, k.RejoinLag, m.Lag.Samples)
+	}
+	if k.StreamsDuringFailover != 2 || m.Istiod.Streams != 3 || m.Istiod.StreamsTotal < 4 {
+		t.Errorf("Istiod streams: %d during the failover, %d at the end, %d in total; want 2, 3, ≥ 4", k.StreamsDuringFailover, m.Istiod.Streams, m.Istiod.StreamsTotal)
+	}
+	if len(k.Replicas) != 3 {
+		t.Fatalf("replicas %+v, want 3", k.Replicas)
+	}
+	held := map[int]bool{}
+	var takeovers uint64
+	for _, r := range k.Replicas {
+		for _, s := range r.Held {
+			held[s] = true
+		}
+		if r.ID != k.Victim {
+			takeovers += r.Takeovers
+		}
+		if c := m.Components[r.ID]; c == nil || c.TotalCPU <= 0 {
+			t.Errorf("%s: no CPU sampled: %+v", r.ID, c)
+		}
+	}
+	if takeovers < uint64(len(k.VictimShards)) {
+		t.Errorf("the survivors took %d shards over, fewer than the victim's %d", takeovers, len(k.VictimShards))
+	}
+	if len(held) != 16 {
+		t.Errorf("replicas hold %d distinct shards at the end, want all 16: %+v", len(held), k.Replicas)
+	}
+	report, err := os.ReadFile(filepath.Join(out, "report.md"))
+	if err != nil || !strings.Contains(string(report), "## Relay kill") || !strings.Contains(string(report), "| failover window |") {
+		t.Errorf("report.md lacks the relay-kill section (%v)", err)
+	}
+}
+
 func TestBadFlagExits2(t *testing.T) {
 	for _, args := range [][]string{
 		{"--scenario", "nope"},
 		{"--zipf-s", "1"},
 		{"--etcd-endpoints", "http://192.0.2.1:2379"},
 		{"--modes", "both"},
+		{"--relays", "0"},
+		{"--relay-replicas", "9"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := command(args, strings.NewReader(""), &stdout, &stderr); code != 2 {

@@ -85,7 +85,10 @@ func Register(fs *pflag.FlagSet) *Config {
 	fs.BoolVar(&c.OnDemand, "on-demand", false, "relay mode: nodes discover their services on demand (a connect to an unknown VIP) instead of declaring them")
 	fs.Float64Var(&c.ChurnRate, "churn-rate", 100, "endpoints replaced per second (steady, rolling-restart)")
 	fs.DurationVar(&c.Duration, "duration", 60*time.Second, "how long the scenario's changes last")
-	fs.IntVar(&c.RelayReplicas, "relay-replicas", 1, "relay replicas; they split the shards by etcd election")
+	fs.IntVar(&c.RelayReplicas, "relays", 1, "relay replicas; they split the shards by etcd election")
+	// --relay-replicas is the flag's former name, still accepted.
+	fs.IntVar(&c.RelayReplicas, "relay-replicas", 1, "relay replicas (deprecated: --relays)")
+	_ = fs.MarkDeprecated("relay-replicas", "use --relays")
 	fs.Int64Var(&c.Seed, "seed", 1, "seed of the mesh, the workload and the churn")
 	fs.StringVar(&c.Out, "out", "", "results directory (default scale-tests/results/<scenario>-<nodes>n-<time>)")
 	fs.StringSliceVar(&c.EtcdEndpoints, "etcd-endpoints", nil, "use this etcd instead of starting one (loopback only; not for etcd-wipe)")
@@ -136,7 +139,7 @@ func (c *Config) Validate() error {
 		bad("--duration %v: must be > 0", c.Duration)
 	}
 	if c.RelayReplicas < 1 || c.RelayReplicas > 8 {
-		bad("--relay-replicas %d: want 1..8", c.RelayReplicas)
+		bad("--relays %d: want 1..8", c.RelayReplicas)
 	}
 	if len(c.Modes) == 0 {
 		bad("--modes: want relay, direct or both")

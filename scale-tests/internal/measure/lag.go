@@ -146,3 +146,17 @@ func quantile(sorted []float64, q float64) float64 {
 	i := int(math.Ceil(q*float64(len(sorted)))) - 1
 	return sorted[min(max(i, 0), len(sorted)-1)]
 }
+
+// PushedBetween returns the events whose push happened in [from, to]
+// (Unix nanoseconds): the changes of a window, such as a relay failover,
+// whose lag ComputeLag then measures on its own. Events not pushed yet
+// are left out.
+func PushedBetween(events []UpstreamEvent, from, to int64) []UpstreamEvent {
+	var out []UpstreamEvent
+	for _, e := range events {
+		if e.Push != 0 && e.Push >= from && e.Push <= to {
+			out = append(out, e)
+		}
+	}
+	return out
+}

@@ -29,3 +29,30 @@ func TestComputeLagMatchesWritesWithPushes(t *testing.T) {
 		t.Errorf("max %v p50 %v min %v, want 300, 50, 10", res.MaxMs, res.P50Ms, res.CDF[0])
 	}
 }
+
+func TestPushedBetweenKeepsTheWindowsChanges(t *testing.T) {
+	ms := int64(time.Millisecond)
+	events := []UpstreamEvent{
+		{Service: 1, Addr: "127.1.0.1", Added: true, Push: 900 * ms},  // before
+		{Service: 1, Addr: "127.1.0.2", Added: true, Push: 1000 * ms}, // first instant
+		{Service: 2, Addr: "127.1.0.3", Push: 1500 * ms},
+		{Service: 2, Addr: "127.1.0.4", Added: true, Push: 2000 * ms}, // last instant
+		{Service: 3, Addr: "127.1.0.5", Added: true, Push: 2001 * ms}, // after
+		{Service: 3, Addr: "127.1.0.6", Added: true},                  // never pushed
+	}
+	got := PushedBetween(events, 1000*ms, 2000*ms)
+	if len(got) != 3 || got[0].Addr != "127.1.0.2" || got[1].Addr != "127.1.0.3" || got[2].Addr != "127.1.0.4" {
+		t.Fatalf("PushedBetween = %+v, want 127.1.0.2, .3, .4", got)
+	}
+	// The window's lag: a write of an earlier change is not its sample.
+	samples := []ApplySample{
+		{Node: 0, Addr: "127.1.0.1", Added: true, At: 950 * ms},
+		{Node: 0, Addr: "127.1.0.2", Added: true, At: 1400 * ms},
+		{Node: 0, Addr: "127.1.0.3", At: 1600 * ms},
+		{Node: 0, Addr: "127.1.0.4", Added: true, At: 2010 * ms},
+	}
+	lag := ComputeLag(got, samples, func(int) int { return 1 })
+	if lag.Samples != 3 || lag.MaxMs != 400 || lag.P50Ms != 100 {
+		t.Errorf("window lag: %d samples, max %v, p50 %v; want 3, 400, 100", lag.Samples, lag.MaxMs, lag.P50Ms)
+	}
+}

@@ -62,3 +62,27 @@ func MemInfo(field string) int64 {
 	}
 	return 0
 }
+
+// LoadAverage returns the 1, 5 and 15 minute load averages of
+// /proc/loadavg (zeros if unreadable): the machine is shared, and timing
+// figures are read next to it.
+func LoadAverage() [3]float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return [3]float64{}
+	}
+	return parseLoadAverage(string(b))
+}
+
+func parseLoadAverage(s string) [3]float64 {
+	var l [3]float64
+	fs := strings.Fields(s)
+	for i := range min(3, len(fs)) {
+		v, err := strconv.ParseFloat(fs[i], 64)
+		if err != nil {
+			return [3]float64{}
+		}
+		l[i] = v
+	}
+	return l
+}

@@ -234,6 +234,8 @@ func Write(dir string, sum *results.Summary) error {
 		}
 	}
 
+	writeRecovery(&b, relay)
+
 	var rec []string
 	for _, md := range sum.Modes {
 		figs := md.Details.Figures()
@@ -289,7 +291,7 @@ func scenarioText(c *config.Config) string {
 	case config.ScenarioIstiodRestart:
 		return fmt.Sprintf("Istiod restart (new versions, same content), then %v of churn", config.LivenessChurn)
 	case config.ScenarioRelayKill:
-		return fmt.Sprintf("relay replica killed (SIGKILL) and restarted, then %v of churn", config.LivenessChurn)
+		return fmt.Sprintf("%.0f single-endpoint changes/s; a shard leader killed (SIGKILL) mid-churn, its shards taken over, then restarted", c.ChurnRate)
 	case config.ScenarioEtcdWipe:
 		return fmt.Sprintf("etcd killed and restarted empty, then %v of churn", config.LivenessChurn)
 	}

@@ -169,6 +169,26 @@ func Targets(cfg *config.Config, sum *results.Summary) []results.Target {
 			fmt.Sprintf("etcd rebuilt in %.2f s; %d map deletes meanwhile", s, d), relay.Details.EtcdWipe != nil && s <= 10 && d == 0, "")
 	}
 
+	// Fenced writes: with several replicas and no hand-off in the
+	// scenario, every write lands (the fence refuses none).
+	if relay != nil && cfg.RelayReplicas > 1 && cfg.Scenario != config.ScenarioRelayKill && cfg.Scenario != config.ScenarioEtcdWipe {
+		add("several replicas: no write refused by a shard's fence in a run without failover",
+			fmt.Sprintf("%d write operations refused during the scenario (%d replicas)", relay.Writes.EtcdFencedOps, cfg.RelayReplicas),
+			relay.Writes.EtcdFencedOps == 0, "")
+	}
+
+	// Failover.
+	if cfg.Scenario == config.ScenarioRelayKill && relay != nil {
+		const target = "failover: a killed shard leader's shards led again ≤ lease TTL + 2 s"
+		if k := relay.Details.RelayKill; k == nil || k.TakeoverSeconds < 0 {
+			add(target, "not taken over", false, "see the errors")
+		} else {
+			add(target, fmt.Sprintf("%.2f s for %d shards (lease TTL %.0f s); their new leaders' synced markers after %.2f s; failover-window lag p99 %.0f ms",
+				k.TakeoverSeconds, len(k.VictimShards), k.LeaseTTLSeconds, k.SyncedSeconds, failoverP99(k)),
+				k.TakeoverSeconds <= k.LeaseTTLSeconds+2, "")
+		}
+	}
+
 	// Correctness.
 	var bad []string
 	for _, m := range sum.Modes {
@@ -219,4 +239,11 @@ func directSyscalls(direct *results.Mode) string {
 		return "not run"
 	}
 	return fmt.Sprintf("%.2f per change set, one per entry", direct.PerNode.SyscallsPerApply)
+}
+
+func failoverP99(k *results.RelayKill) float64 {
+	if k.FailoverLag == nil {
+		return 0
+	}
+	return k.FailoverLag.P99Ms
 }

@@ -1,5 +1,7 @@
 package results
 
+import "github.com/meshrelay/meshrelay/scale-tests/internal/measure"
+
 // Details are the scenario-specific figures of a mode. Each scenario sets
 // its own part; Churn is also set after the scenarios that break a
 // component, for the churn that shows changes flow again.
@@ -51,17 +53,75 @@ type IstiodRestart struct {
 	EtcdPutsAfterRestart *uint64 `json:"etcdPutsAfterRestart,omitempty"`
 }
 
-// RelayKill is the relay-kill scenario: a replica killed and restarted.
+// RelayKill is the relay-kill scenario: during churn, the replica leading
+// the most shards is killed (SIGKILL); the others take its shards over;
+// it is started again once they have.
 type RelayKill struct {
-	// RelayResyncSeconds is from the kill to the new process's first
-	// complete sync.
+	// Victim is the replica killed and VictimShards the shards it led.
+	Victim       string `json:"victim"`
+	VictimShards []int  `json:"victimShards"`
+	// LeaseTTLSeconds is the replicas' lease: the takeover waits for the
+	// victim's to expire.
+	LeaseTTLSeconds float64 `json:"leaseTtlSeconds"`
+	// KillAfterSeconds is from the start of the churn to the kill.
+	KillAfterSeconds float64 `json:"killAfterSeconds"`
+	// TakeoverSeconds is from the kill until every shard of the victim
+	// was led by another replica (-1: not within two minutes); Shards has
+	// the time of each.
+	TakeoverSeconds float64         `json:"takeoverSeconds"`
+	Shards          []ShardTakeover `json:"shards"`
+	// SyncedSeconds is from the kill until every new leader had written
+	// the synced marker of the victim's shards it took (-1: not within
+	// two minutes).
+	SyncedSeconds float64 `json:"syncedSeconds"`
+	// The churn is cut in three windows (Unix nanoseconds): before the
+	// kill (ChurnFrom to FailoverFrom, the kill), the failover
+	// (FailoverFrom to FailoverTo, the synced markers plus a few seconds) and
+	// the rejoin (FailoverTo to ChurnTo: the victim restarted, shards
+	// handed back to it). Each Lag is the push → map lag of the changes
+	// pushed in its window.
+	ChurnFrom    int64        `json:"churnFrom"`
+	FailoverFrom int64        `json:"failoverFrom"`
+	FailoverTo   int64        `json:"failoverTo"`
+	ChurnTo      int64        `json:"churnTo"`
+	BeforeLag    *measure.Lag `json:"beforeLag,omitempty"`
+	FailoverLag  *measure.Lag `json:"failoverLag,omitempty"`
+	RejoinLag    *measure.Lag `json:"rejoinLag,omitempty"`
+	// StreamsDuringFailover are the Istiod streams open after the
+	// takeover, before the victim is started again.
+	StreamsDuringFailover int `json:"streamsDuringFailover"`
+	// RelayResyncSeconds is from the victim's restart to its new
+	// process's first complete sync.
 	RelayResyncSeconds float64 `json:"relayResyncSeconds"`
-	// TakeoverSeconds is from the kill until no shard is led by the
-	// killed process's lease any more (its lease expired, the shards
-	// were won again).
-	TakeoverSeconds         float64 `json:"takeoverSeconds"`
-	EtcdPutsByNewRelay      uint64  `json:"etcdPutsByNewRelay"`
-	MapWritesDuringRecovery uint64  `json:"mapWritesDuringRecovery"`
+	// Replicas are every replica's shard counters at the end.
+	Replicas []ReplicaShards `json:"replicas"`
+	// LoadAverage is the machine's 1/5/15 min load average at the
+	// takeover (the machine may be shared).
+	LoadAverage [3]float64 `json:"loadAverage"`
+}
+
+// ShardTakeover is one shard of a killed leader taken over.
+type ShardTakeover struct {
+	Shard int `json:"shard"`
+	// Leader is the relay id leading it after the takeover.
+	Leader string `json:"leader"`
+	// Seconds is from the kill until it was seen led by Leader;
+	// SyncedSeconds until Leader had written its synced marker (keys
+	// read, differences written), 0 if not seen.
+	Seconds       float64 `json:"seconds"`
+	SyncedSeconds float64 `json:"syncedSeconds"`
+}
+
+// ReplicaShards is one relay replica's shard counters.
+type ReplicaShards struct {
+	ID string `json:"id"`
+	// Held are the shards it writes.
+	Held []int `json:"held"`
+	// Takeovers and FencedOps count its shard takeovers and its write
+	// operations a shard's fence refused (killed and restarted processes
+	// summed).
+	Takeovers uint64 `json:"takeovers"`
+	FencedOps uint64 `json:"fencedOps"`
 }
 
 // EtcdWipe is the etcd-wipe scenario: etcd killed and restarted empty.
@@ -72,6 +132,16 @@ type EtcdWipe struct {
 	EtcdOutageSeconds        float64 `json:"etcdOutageSeconds"`
 	MapDeletesDuringRecovery uint64  `json:"mapDeletesDuringRecovery"`
 	MapWritesDuringRecovery  uint64  `json:"mapWritesDuringRecovery"`
+	// MapDeletesByMap splits MapDeletesDuringRecovery by map (frontends,
+	// slots, backends).
+	MapDeletesByMap map[string]uint64 `json:"mapDeletesByMap,omitempty"`
+	// Services is how many services etcd held again; LoadAverage the
+	// machine's 1/5/15 min load average at the rebuild's end.
+	Services    int        `json:"services"`
+	LoadAverage [3]float64 `json:"loadAverage"`
+	// NewGeneration is true when etcd's generation key was back, with a
+	// value other than before the wipe, once the data was.
+	NewGeneration bool `json:"newGeneration"`
 }
 
 // Figure is one named scenario figure, a row of the report.
@@ -118,14 +188,15 @@ func (d Details) Figures() []Figure {
 	if k := d.RelayKill; k != nil {
 		add("relayResyncSeconds", k.RelayResyncSeconds)
 		add("takeoverSeconds", k.TakeoverSeconds)
-		add("etcdPutsByNewRelay", float64(k.EtcdPutsByNewRelay))
-		add("mapWritesDuringRecovery", float64(k.MapWritesDuringRecovery))
+		add("takeoverSyncedSeconds", k.SyncedSeconds)
+		add("streamsDuringFailover", float64(k.StreamsDuringFailover))
 	}
 	if w := d.EtcdWipe; w != nil {
 		add("etcdRebuildSeconds", w.EtcdRebuildSeconds)
 		add("etcdOutageSeconds", w.EtcdOutageSeconds)
 		add("mapDeletesDuringRecovery", float64(w.MapDeletesDuringRecovery))
 		add("mapWritesDuringRecovery", float64(w.MapWritesDuringRecovery))
+		add("newGeneration", b(w.NewGeneration))
 	}
 	return out
 }

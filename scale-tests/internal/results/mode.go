@@ -116,6 +116,10 @@ type Writes struct {
 	EtcdDeletes uint64 `json:"etcdDeletes"`
 	// MapWrites are map entries written or deleted, all nodes.
 	MapWrites uint64 `json:"mapWrites"`
+
+	// EtcdFencedOps are the relays' write operations a shard's fence
+	// refused (all replicas): none without a hand-off or a paused leader.
+	EtcdFencedOps uint64 `json:"etcdFencedOps"`
 }
 
 // Names of the components of a mode, the keys of Mode.Components and

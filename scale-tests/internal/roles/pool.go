@@ -62,6 +62,9 @@ type PoolStats struct {
 	// counters.
 	Agents *results.AgentTotals  `json:"agents,omitempty"`
 	Direct *results.DirectTotals `json:"direct,omitempty"`
+
+	// DeletesByMap splits Deletes by map name.
+	DeletesByMap map[string]uint64 `json:"deletesByMap,omitempty"`
 }
 
 type SamplesRequest struct {
@@ -150,7 +153,7 @@ func (p *pool) register(ctl *control.Server) {
 }
 
 func (p *pool) stats() PoolStats {
-	st := PoolStats{Nodes: len(p.nodes), BytesReceived: p.bytes.Received.Load()}
+	st := PoolStats{Nodes: len(p.nodes), BytesReceived: p.bytes.Received.Load(), DeletesByMap: map[string]uint64{}}
 	for _, n := range p.nodes {
 		st.Applies += n.probe.Applies.Load()
 		st.Failures += n.probe.Failures.Load()
@@ -161,6 +164,7 @@ func (p *pool) stats() PoolStats {
 		for _, m := range n.mem.Stats().Maps {
 			st.Updates += m.Updates
 			st.Deletes += m.Deletes
+			st.DeletesByMap[m.Name] += m.Deletes
 			st.Syscalls += m.Syscalls
 			st.Batches += m.Batches
 			st.Entries += int64(m.Entries)

@@ -30,6 +30,8 @@ func (p *phase) snapshot(ctx context.Context) (phaseSnapshot, error) {
 			st.Sink.Puts += c.Puts
 			st.Sink.Deletes += c.Deletes
 			st.Sink.Bytes += c.Bytes
+			st.Shards.Takeovers += p.carry[i].Shards.Takeovers
+			st.Shards.FencedOps += p.carry[i].Shards.FencedOps
 		}
 		s.relays = append(s.relays, st)
 	}
@@ -65,6 +67,7 @@ func (p *phase) collect(ctx context.Context, before, after phaseSnapshot) error 
 		r.Writes.EtcdTxns += a.Txns - b.Txns
 		r.Writes.EtcdPuts += a.Puts - b.Puts
 		r.Writes.EtcdDeletes += a.Deletes - b.Deletes
+		r.Writes.EtcdFencedOps += after.relays[i].Shards.FencedOps - before.relays[i].Shards.FencedOps
 	}
 	dp := func(a, b uint64) float64 { return float64(a-b) / n }
 	r.Writes.MapWrites = (after.pool.Updates - before.pool.Updates) + (after.pool.Deletes - before.pool.Deletes)
@@ -118,6 +121,18 @@ func (p *phase) collect(ctx context.Context, before, after phaseSnapshot) error 
 		return holders[svc]
 	}
 	r.Lag = measure.ComputeLag(evs.Events, samples.Samples, holdersOf)
+	if k := r.Details.RelayKill; k != nil && k.ChurnTo > 0 {
+		window := func(from, to int64) *measure.Lag {
+			l := measure.ComputeLag(measure.PushedBetween(evs.Events, from, to), samples.Samples, holdersOf)
+			// The writes of changes outside the window match nothing in
+			// it: not a figure of the window.
+			l.Unmatched, l.CDF = 0, nil
+			return &l
+		}
+		k.BeforeLag = window(k.ChurnFrom, k.FailoverFrom-1)
+		k.FailoverLag = window(k.FailoverFrom, k.FailoverTo)
+		k.RejoinLag = window(k.FailoverTo+1, k.ChurnTo)
+	}
 	if p.mode == config.ModeRelay {
 		var commits []measure.Commit
 		for _, rc := range p.relays {

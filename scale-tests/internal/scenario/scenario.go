@@ -1,10 +1,10 @@
 package scenario
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math"
-	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -13,6 +13,7 @@ import (
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 	"github.com/meshrelay/meshrelay/relay/shard"
 	"github.com/meshrelay/meshrelay/scale-tests/internal/config"
+	"github.com/meshrelay/meshrelay/scale-tests/internal/measure"
 	"github.com/meshrelay/meshrelay/scale-tests/internal/results"
 	"github.com/meshrelay/meshrelay/scale-tests/internal/roles"
 )
@@ -161,85 +162,160 @@ func (p *phase) istiodRestart(ctx context.Context, before phaseSnapshot) error {
 	return p.churn(ctx, false, config.LivenessChurn)
 }
 
-// relayKill kills relay replica 0 (SIGKILL) and starts it again. The
-// nodes keep their maps and watches meanwhile; the new relay finds etcd
-// in step and writes (almost) nothing.
+// failoverTail is how long the failover window (its lag row) lasts after
+// the takeover is complete (the new leaders' synced markers written).
+const failoverTail = 3 * time.Second
+
+// relayKillTiming returns when relay-kill kills a leader after the churn
+// started (a quarter of --duration, 2 to 10 s) and how long the churn
+// lasts: --duration, at least long enough to cover the takeover (lease
+// TTL + 2 s), the failover window and then the liveness churn the other
+// scenarios end with (in which the victim restarts).
+func relayKillTiming(duration, leaseTTL time.Duration) (killAfter, churn time.Duration) {
+	killAfter = min(max(duration/4, 2*time.Second), 10*time.Second)
+	return killAfter, max(duration, killAfter+leaseTTL+2*time.Second+failoverTail+config.LivenessChurn)
+}
+
+// relayKill churns and, mid-churn, kills the replica leading the most
+// shards (SIGKILL, by PID). It measures how long the others take to lead
+// its shards and to write their synced markers (each, and all), and the
+// Istiod streams meanwhile; it starts the victim again after the failover
+// window. collect measures the lag of the changes pushed before, in and
+// after that window.
 func (p *phase) relayKill(ctx context.Context) error {
-	before, err := p.snapshot(ctx)
-	if err != nil {
-		return err
-	}
 	client, err := etcddial.Dial(etcddial.Options{Endpoints: []string{p.etcdURL}})
 	if err != nil {
 		return err
 	}
 	defer client.Close()
 	space := keyspace.New(p.cluster)
-	st, err := shard.ReadStatus(ctx, client, space, keyspace.DefaultShards)
+	leaseTTL := shard.DefaultLeaseTTL
+	killAfter, churnFor := relayKillTiming(p.cfg.Duration, leaseTTL)
+
+	churnCtx, stopChurn := context.WithCancel(ctx)
+	churned := make(chan error, 1)
+	go func() { churned <- p.churn(churnCtx, false, churnFor) }()
+	churnRunning := true
+	defer func() {
+		stopChurn()
+		if churnRunning {
+			<-churned
+		}
+	}()
+	churnStart := time.Now()
+	if err := sleep(ctx, killAfter); err != nil {
+		return err
+	}
+
+	t, err := shard.ReadTable(ctx, client, space, keyspace.DefaultShards)
 	if err != nil {
 		return err
 	}
-	var lease string
-	for _, m := range st.Members {
-		if m.ID == relayName(0) {
-			lease = m.Lease
+	victim, ok := pickLeader(t, space)
+	if !ok {
+		return fmt.Errorf("no shard is led %v into the churn", killAfter)
+	}
+	vi := -1
+	for i := range p.relays {
+		if relayName(i) == victim.ID {
+			vi = i
 		}
+	}
+	if vi < 0 {
+		return fmt.Errorf("shard leader %q is not one of this run's replicas", victim.ID)
+	}
+	last, err := p.snapshot(ctx)
+	if err != nil {
+		return err
 	}
 	start := time.Now()
-	p.relays[0].Kill()
-	p.smp.Gone(relayName(0))
-	p.progress("%s: killed %s (pid %d)", p.mode, relayName(0), p.relays[0].PID)
-	takeover := make(chan float64, 1)
-	go func() { takeover <- waitTakeover(ctx, client, space, lease, start) }()
-	if err := sleep(ctx, time.Second); err != nil {
-		return err
-	}
-	r, err := p.startRelay(ctx, 0)
-	if err != nil {
-		return err
-	}
-	p.relayCarry(0, before.relays[0])
-	p.relays[0] = r
-	if _, err := p.waitRelaySynced(ctx, 0, 2*time.Minute); err != nil {
-		return err
-	}
-	d := &results.RelayKill{RelayResyncSeconds: time.Since(start).Seconds(), TakeoverSeconds: <-takeover}
+	p.relays[vi].Kill()
+	p.smp.Gone(victim.ID)
+	d := &results.RelayKill{Victim: victim.ID, VictimShards: victim.Shards, LeaseTTLSeconds: leaseTTL.Seconds(),
+		KillAfterSeconds: start.Sub(churnStart).Seconds(), TakeoverSeconds: -1, ChurnFrom: churnStart.UnixNano(), FailoverFrom: start.UnixNano()}
 	p.res.Details.RelayKill = d
-	after, err := p.snapshot(ctx)
+	p.progress("%s: killed shard leader %s (pid %d, shards %v) %.1fs into the churn", p.mode, victim.ID,
+		p.relays[vi].PID, victim.Shards, d.KillAfterSeconds)
+
+	killRev, err := revision(ctx, client)
 	if err != nil {
 		return err
 	}
-	d.EtcdPutsByNewRelay = after.relays[0].Sink.Puts - before.relays[0].Sink.Puts
-	d.MapWritesDuringRecovery = after.pool.Updates + after.pool.Deletes - before.pool.Updates - before.pool.Deletes
-	p.progress("%s: every shard led again %.2fs after the kill; relay back and synced after %.2fs; map writes meanwhile: %d", p.mode,
-		d.TakeoverSeconds, d.RelayResyncSeconds, d.MapWritesDuringRecovery)
-	return p.churn(ctx, false, config.LivenessChurn)
+	if err := p.followTakeover(ctx, client, newTakeover(victim, space, start, killRev), d); err != nil {
+		return err
+	}
+	if err := sleep(ctx, failoverTail); err != nil {
+		return err
+	}
+	d.FailoverTo = time.Now().UnixNano()
+
+	restart := time.Now()
+	r, err := p.startRelay(ctx, vi)
+	if err != nil {
+		return err
+	}
+	p.relayCarry(vi, last.relays[vi])
+	p.relays[vi] = r
+	if _, err := p.waitRelaySynced(ctx, vi, 2*time.Minute); err != nil {
+		return err
+	}
+	d.RelayResyncSeconds = time.Since(restart).Seconds()
+	p.progress("%s: %s back and synced %.2fs after its restart", p.mode, victim.ID, d.RelayResyncSeconds)
+
+	churnRunning = false
+	if err := <-churned; err != nil {
+		return fmt.Errorf("churn: %w", err)
+	}
+	d.ChurnTo = time.Now().UnixNano()
+	end, err := p.snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	for i, rs := range end.relays {
+		held := []int{}
+		for _, h := range rs.Shards.Held {
+			held = append(held, h.Shard)
+		}
+		d.Replicas = append(d.Replicas, results.ReplicaShards{ID: relayName(i), Held: held,
+			Takeovers: rs.Shards.Takeovers, FencedOps: rs.Shards.FencedOps})
+	}
+	return nil
 }
 
-// waitTakeover polls the shard elections until every shard is led and
-// none by the lease of the killed replica, and returns the seconds since
-// start (-1 when ctx ended first or two minutes passed).
-func waitTakeover(ctx context.Context, kv clientv3.KV, space keyspace.Space, lease string, start time.Time) float64 {
-	for time.Since(start) < 2*time.Minute {
-		st, err := shard.ReadTable(ctx, kv, space, keyspace.DefaultShards)
-		if err == nil && led(st, lease) {
-			return time.Since(start).Seconds()
+// followTakeover polls the shard elections and the synced markers until
+// every shard of tk's victim is led by another replica (d.TakeoverSeconds,
+// with the load average and the Istiod streams then) and its new leader
+// has written its synced marker (d.SyncedSeconds), for two minutes at
+// most.
+func (p *phase) followTakeover(ctx context.Context, client clientv3.KV, tk *takeover, d *results.RelayKill) error {
+	d.SyncedSeconds = -1
+	for time.Since(tk.start) < 2*time.Minute && d.SyncedSeconds < 0 {
+		if d.TakeoverSeconds < 0 {
+			if t, err := shard.ReadTable(ctx, client, tk.space, keyspace.DefaultShards); err == nil && tk.observe(t, time.Now()) {
+				d.TakeoverSeconds = time.Since(tk.start).Seconds()
+				d.LoadAverage = measure.LoadAverage()
+				var st roles.SimStats
+				if err := p.sim.Control.CallTimeout(ctx, 10*time.Second, "stats", nil, &st); err != nil {
+					return err
+				}
+				d.StreamsDuringFailover = st.Streams
+				p.progress("%s: %s's %d shards led by others %.2fs after the kill (lease TTL %.0fs; load average %.2f); %d Istiod streams", p.mode,
+					d.Victim, len(d.VictimShards), d.TakeoverSeconds, d.LeaseTTLSeconds, d.LoadAverage[0], st.Streams)
+			}
 		}
-		if sleep(ctx, 20*time.Millisecond) != nil {
-			return -1
+		if m, err := readMarkers(ctx, client, tk.space); err == nil && tk.observeSynced(m, time.Now()) {
+			d.SyncedSeconds = time.Since(tk.start).Seconds()
+			p.progress("%s: their new leaders wrote their synced markers %.2fs after the kill", p.mode, d.SyncedSeconds)
+		}
+		if err := sleep(ctx, 20*time.Millisecond); err != nil {
+			return err
 		}
 	}
-	return -1
-}
-
-// led reports whether every shard has a leader whose key is not on lease.
-func led(t *shard.Table, lease string) bool {
-	for _, line := range t.Lines {
-		if len(line) == 0 || lease != "" && strings.HasSuffix(line[0].Key, "/"+lease) {
-			return false
-		}
+	d.Shards = tk.shards()
+	if d.SyncedSeconds < 0 {
+		return fmt.Errorf("%s's %d shards not all led by others and synced 2 min after the kill: %+v", d.Victim, len(d.VictimShards), d.Shards)
 	}
-	return true
+	return nil
 }
 
 // etcdWipe kills etcd, throws its data away and starts an empty one at
@@ -251,8 +327,12 @@ func (p *phase) etcdWipe(ctx context.Context) error {
 		return err
 	}
 	defer client.Close()
-	prefix := keyspace.New(p.cluster).Prefix()
-	keysBefore, err := countKeys(ctx, client, prefix)
+	space := keyspace.New(p.cluster)
+	keysBefore, err := countData(ctx, client, space)
+	if err != nil {
+		return err
+	}
+	genBefore, err := getValue(ctx, client, space.Generation())
 	if err != nil {
 		return err
 	}
@@ -264,14 +344,14 @@ func (p *phase) etcdWipe(ctx context.Context) error {
 	p.etcd.Kill()
 	p.smp.Gone(results.CompEtcd)
 	p.removeAll(p.etcdDir)
-	p.progress("%s: killed etcd (pid %d) and deleted its data (%d keys)", p.mode, p.etcd.PID, keysBefore)
+	p.progress("%s: killed etcd (pid %d) and deleted its data (%d service, VIP and synced keys)", p.mode, p.etcd.PID, keysBefore)
 	if err := p.startEtcd(ctx); err != nil {
 		return err
 	}
 	up := time.Now()
 	deadline := up.Add(2 * time.Minute)
 	for {
-		n, err := countKeys(ctx, client, prefix)
+		n, err := countData(ctx, client, space)
 		if err == nil && n >= keysBefore {
 			break
 		}
@@ -282,18 +362,90 @@ func (p *phase) etcdWipe(ctx context.Context) error {
 			return err
 		}
 	}
-	d := &results.EtcdWipe{EtcdRebuildSeconds: time.Since(up).Seconds(), EtcdOutageSeconds: time.Since(start).Seconds()}
+	d := &results.EtcdWipe{EtcdRebuildSeconds: time.Since(up).Seconds(), EtcdOutageSeconds: time.Since(start).Seconds(),
+		Services: len(p.truth.Services), LoadAverage: measure.LoadAverage()}
 	p.res.Details.EtcdWipe = d
+	gen, err := getValue(ctx, client, space.Generation())
+	if err != nil {
+		return err
+	}
+	d.NewGeneration = gen != nil && !bytes.Equal(gen, genBefore)
 	// The nodes re-list after the generation changes; let them settle.
 	after, err := p.settle(ctx, 2*time.Second)
 	if err != nil {
 		return err
 	}
 	d.MapDeletesDuringRecovery = after.pool.Deletes - before.pool.Deletes
+	d.MapDeletesByMap = map[string]uint64{}
+	for name, n := range after.pool.DeletesByMap {
+		d.MapDeletesByMap[name] = n - before.pool.DeletesByMap[name]
+	}
 	d.MapWritesDuringRecovery = after.pool.Updates + after.pool.Deletes - before.pool.Updates - before.pool.Deletes
-	p.progress("%s: etcd rebuilt (%d keys) %.2fs after it came back; map deletes meanwhile: %.0f", p.mode, keysBefore,
-		d.EtcdRebuildSeconds, d.MapDeletesDuringRecovery)
+	p.progress("%s: etcd rebuilt (%d keys, new generation: %v) %.2fs after it came back (load average %.2f); map deletes meanwhile: %d", p.mode,
+		keysBefore, d.NewGeneration, d.EtcdRebuildSeconds, d.LoadAverage[0], d.MapDeletesDuringRecovery)
 	return p.churn(ctx, false, config.LivenessChurn)
+}
+
+// countData counts the keys the relays rebuild after an etcd loss:
+// services/, vips/ and synced/ (membership and election keys come back
+// on sessions, in numbers that depend on the campaigns).
+func countData(ctx context.Context, kv clientv3.KV, space keyspace.Space) (int64, error) {
+	var n int64
+	for _, prefix := range []string{space.ServicesPrefix(), space.VIPsPrefix(), space.SyncedPrefix()} {
+		c, err := countKeys(ctx, kv, prefix)
+		if err != nil {
+			return 0, err
+		}
+		n += c
+	}
+	return n, nil
+}
+
+// revision returns etcd's current revision.
+func revision(ctx context.Context, kv clientv3.KV) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	resp, err := kv.Get(ctx, "\x00", clientv3.WithCountOnly())
+	if err != nil {
+		return 0, fmt.Errorf("read the revision: %w", err)
+	}
+	return resp.Header.Revision, nil
+}
+
+// readMarkers reads every synced/<shard> marker: its writer and
+// revision. Markers that do not parse are left out.
+func readMarkers(ctx context.Context, kv clientv3.KV, space keyspace.Space) (map[int]markerWrite, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	resp, err := kv.Get(ctx, space.SyncedPrefix(), clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", space.SyncedPrefix(), err)
+	}
+	out := map[int]markerWrite{}
+	for _, e := range resp.Kvs {
+		s, ok := space.ParseSynced(string(e.Key))
+		if !ok {
+			continue
+		}
+		if m, err := keyspace.ParseMarker(e.Value); err == nil {
+			out[s] = markerWrite{Relay: m.Relay, ModRevision: e.ModRevision}
+		}
+	}
+	return out, nil
+}
+
+// getValue returns the value of key, nil when it is absent.
+func getValue(ctx context.Context, kv clientv3.KV, key string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	resp, err := kv.Get(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", key, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, nil
+	}
+	return resp.Kvs[0].Value, nil
 }
 
 // countKeys counts the keys under prefix.
