@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"istio.io/istio/pkg/workloadapi"
 )
@@ -63,6 +64,10 @@ type deltaStream struct {
 	// AddressType according to this stream, by name → version.
 	subscribed map[string]bool
 	sent       map[string]string
+	// at is the snapshot whose Address state the client holds (nil: none
+	// sent yet): the next push compares only the services that changed
+	// since.
+	at *snapshot
 	// malformed are responses queued by PushMalformedAddress; guarded by
 	// the Sim's mu.
 	malformed []*discoveryv3.DeltaDiscoveryResponse
@@ -155,27 +160,71 @@ func (st *deltaStream) drain() error {
 
 // pushAddresses sends the Address resources whose version differs from
 // what the client holds and the names it holds that no longer exist;
-// nothing when there is no difference, unless always.
+// nothing when there is no difference, unless always. On a subscription
+// (always) every resource is compared; on a push only those of the services
+// whose resources changed since the snapshot the client holds, as Istiod
+// pushes only what a config change touched.
 func (st *deltaStream) pushAddresses(always bool) error {
-	state := st.sim.snap.Load().wdsState()
+	sn := st.sim.snap.Load()
+	state := sn.wdsState()
+	var names []string
+	if always || st.at == nil || st.at.instance != sn.instance {
+		names = slices.Collect(maps.Keys(state))
+		for name := range st.sent {
+			if _, ok := state[name]; !ok {
+				names = append(names, name)
+			}
+		}
+	} else {
+		names = changedAddresses(st.at, sn)
+	}
+	st.at = sn
+	slices.Sort(names)
+	names = slices.Compact(names)
 	resp := &discoveryv3.DeltaDiscoveryResponse{TypeUrl: AddressType}
-	for _, name := range slices.Sorted(maps.Keys(state)) {
-		r := state[name]
-		if st.sent[name] != r.GetVersion() {
+	for _, name := range names {
+		r, ok := state[name]
+		switch {
+		case ok && st.sent[name] != r.GetVersion():
 			resp.Resources = append(resp.Resources, r)
 			st.sent[name] = r.GetVersion()
-		}
-	}
-	for _, name := range slices.Sorted(maps.Keys(st.sent)) {
-		if _, ok := state[name]; !ok {
-			resp.RemovedResources = append(resp.RemovedResources, name)
-			delete(st.sent, name)
+		case !ok:
+			if _, held := st.sent[name]; held {
+				resp.RemovedResources = append(resp.RemovedResources, name)
+				delete(st.sent, name)
+			}
 		}
 	}
 	if len(resp.Resources) == 0 && len(resp.RemovedResources) == 0 && !always {
 		return nil
 	}
 	return st.send(resp)
+}
+
+// changedAddresses returns the Address names of every service whose
+// resources differ between snapshots from and to, before and after (with
+// repeats): resources are shared between snapshots until a change rebuilds
+// them.
+func changedAddresses(from, to *snapshot) []string {
+	var names []string
+	for i := range max(len(from.services), len(to.services)) {
+		var a, b *serviceResources
+		if i < len(from.services) {
+			a = from.services[i]
+		}
+		if i < len(to.services) {
+			b = to.services[i]
+		}
+		if a == b {
+			continue
+		}
+		for _, r := range []*serviceResources{a, b} {
+			if r != nil {
+				names = slices.AppendSeq(names, maps.Keys(r.wds.resources()))
+			}
+		}
+	}
+	return names
 }
 
 func (st *deltaStream) send(resp *discoveryv3.DeltaDiscoveryResponse) error {
@@ -186,6 +235,7 @@ func (st *deltaStream) send(resp *discoveryv3.DeltaDiscoveryResponse) error {
 		return fmt.Errorf("send delta %s: %w", resp.GetTypeUrl(), err)
 	}
 	s.responses.Add(1)
+	s.bytes.Add(uint64(proto.Size(resp)))
 	return nil
 }
 
