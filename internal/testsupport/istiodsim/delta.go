@@ -166,29 +166,26 @@ func (st *deltaStream) drain() error {
 // pushes only what a config change touched.
 func (st *deltaStream) pushAddresses(always bool) error {
 	sn := st.sim.snap.Load()
-	state := sn.wdsState()
-	var names []string
+	var candidates map[string]*discoveryv3.Resource // nil value: gone
 	if always || st.at == nil || st.at.instance != sn.instance {
-		names = slices.Collect(maps.Keys(state))
+		candidates = maps.Clone(sn.wdsState())
 		for name := range st.sent {
-			if _, ok := state[name]; !ok {
-				names = append(names, name)
+			if _, ok := candidates[name]; !ok {
+				candidates[name] = nil
 			}
 		}
 	} else {
-		names = changedAddresses(st.at, sn)
+		candidates = changedAddresses(st.at, sn)
 	}
 	st.at = sn
-	slices.Sort(names)
-	names = slices.Compact(names)
 	resp := &discoveryv3.DeltaDiscoveryResponse{TypeUrl: AddressType}
-	for _, name := range names {
-		r, ok := state[name]
+	for _, name := range slices.Sorted(maps.Keys(candidates)) {
+		r := candidates[name]
 		switch {
-		case ok && st.sent[name] != r.GetVersion():
+		case r != nil && st.sent[name] != r.GetVersion():
 			resp.Resources = append(resp.Resources, r)
 			st.sent[name] = r.GetVersion()
-		case !ok:
+		case r == nil:
 			if _, held := st.sent[name]; held {
 				resp.RemovedResources = append(resp.RemovedResources, name)
 				delete(st.sent, name)
@@ -201,12 +198,14 @@ func (st *deltaStream) pushAddresses(always bool) error {
 	return st.send(resp)
 }
 
-// changedAddresses returns the Address names of every service whose
-// resources differ between snapshots from and to, before and after (with
-// repeats): resources are shared between snapshots until a change rebuilds
-// them.
-func changedAddresses(from, to *snapshot) []string {
-	var names []string
+// changedAddresses returns the Address resources in snapshot to of every
+// service whose resources differ between snapshots from and to, and the
+// names those services had in from and no longer have, mapped to nil.
+// Resources are shared between snapshots until a change rebuilds them, and
+// an Address name belongs to one service (endpoint addresses are unique),
+// so the services that did not change need no look.
+func changedAddresses(from, to *snapshot) map[string]*discoveryv3.Resource {
+	out := map[string]*discoveryv3.Resource{}
 	for i := range max(len(from.services), len(to.services)) {
 		var a, b *serviceResources
 		if i < len(from.services) {
@@ -218,13 +217,18 @@ func changedAddresses(from, to *snapshot) []string {
 		if a == b {
 			continue
 		}
-		for _, r := range []*serviceResources{a, b} {
-			if r != nil {
-				names = slices.AppendSeq(names, maps.Keys(r.wds.resources()))
+		if b != nil {
+			maps.Copy(out, b.wds.resources())
+		}
+		if a != nil {
+			for name := range a.wds.resources() {
+				if _, ok := out[name]; !ok {
+					out[name] = nil
+				}
 			}
 		}
 	}
-	return names
+	return out
 }
 
 func (st *deltaStream) send(resp *discoveryv3.DeltaDiscoveryResponse) error {
