@@ -32,14 +32,16 @@ func TestMain(m *testing.M) {
 // get wrong. It asserts nothing about timing.
 func TestSmoke(t *testing.T) {
 	for _, tc := range []struct {
-		scenario string
-		extra    []string
+		name, scenario string
+		extra          []string
+		api            string
 	}{
-		{scenario: config.ScenarioRolling},
-		{scenario: config.ScenarioEtcdWipe, extra: []string{"--on-demand"}},
+		{name: "rolling-restart", scenario: config.ScenarioRolling, api: config.APISotW},
+		{name: "etcd-wipe", scenario: config.ScenarioEtcdWipe, extra: []string{"--on-demand"}, api: config.APISotW},
+		{name: "rolling-restart-workload", scenario: config.ScenarioRolling, extra: []string{"--xds-api", "workload"}, api: config.APIWorkload},
 	} {
-		t.Run(tc.scenario, func(t *testing.T) {
-			if testing.Short() && tc.scenario != config.ScenarioRolling {
+		t.Run(tc.name, func(t *testing.T) {
+			if testing.Short() && tc.name != "rolling-restart" {
 				t.Skip("-short: one scenario is enough")
 			}
 			out := filepath.Join(t.TempDir(), "results")
@@ -76,6 +78,15 @@ func TestSmoke(t *testing.T) {
 					t.Errorf("%s: map memory %.0f B from %q (%d nodes replayed, note %q)", m.Mode, pn.MemlockBytes, pn.MemlockSource, len(pn.MemlockNodes), pn.MemlockNote)
 				}
 			}
+			for _, m := range sum.Modes {
+				want := 0
+				if tc.api == config.APIWorkload {
+					want = m.Istiod.Streams
+				}
+				if m.Skipped == "" && m.Istiod.DeltaStreams != want {
+					t.Errorf("%s mode, %s API: %d of %d Istiod streams are delta, want %d", m.Mode, tc.api, m.Istiod.DeltaStreams, m.Istiod.Streams, want)
+				}
+			}
 			relay := sum.Modes[0]
 			if relay.Mode != config.ModeRelay || relay.Istiod.Streams != 1 {
 				t.Errorf("relay mode: %s with %d Istiod streams, want 1", relay.Mode, relay.Istiod.Streams)
@@ -102,6 +113,13 @@ func TestSmoke(t *testing.T) {
 			plots := []string{"report.md", report.PlotLag, report.PlotCPU, report.PlotMemory}
 			if os.Geteuid() == 0 {
 				plots = append(plots, report.PlotMemlock)
+			}
+			rep, err := os.ReadFile(filepath.Join(out, "report.md"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := "Upstream xDS API: **" + tc.api + "**"; !strings.Contains(string(rep), want) || sum.Config.API() != tc.api {
+				t.Errorf("report.md does not say %q, or summary says API %q", want, sum.Config.API())
 			}
 			for _, f := range plots {
 				if fi, err := os.Stat(filepath.Join(out, f)); err != nil || fi.Size() == 0 {
@@ -189,6 +207,7 @@ func TestBadFlagExits2(t *testing.T) {
 		{"--modes", "both"},
 		{"--relays", "0"},
 		{"--relay-replicas", "9"},
+		{"--xds-api", "delta"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := command(args, strings.NewReader(""), &stdout, &stderr); code != 2 {

@@ -103,7 +103,11 @@ func command(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 // died.
 func run(ctx context.Context, cfg *config.Config, stdout io.Writer, log *slog.Logger) error {
 	if cfg.Out == "" {
-		cfg.Out = filepath.Join("scale-tests", "results", fmt.Sprintf("%s-%dn-%s", cfg.Scenario, cfg.Nodes, time.Now().Format("20060102-150405")))
+		name := fmt.Sprintf("%s-%dn", cfg.Scenario, cfg.Nodes)
+		if cfg.API() == config.APIWorkload {
+			name += "-workload"
+		}
+		cfg.Out = filepath.Join("scale-tests", "results", name+"-"+time.Now().Format("20060102-150405"))
 	}
 	exe, err := os.Executable()
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"istio.io/istio/pkg/workloadapi"
 )
@@ -63,6 +64,10 @@ type deltaStream struct {
 	// AddressType according to this stream, by name → version.
 	subscribed map[string]bool
 	sent       map[string]string
+	// at is the snapshot whose Address state the client holds (nil: none
+	// sent yet): the next push compares only the services that changed
+	// since.
+	at *snapshot
 	// malformed are responses queued by PushMalformedAddress; guarded by
 	// the Sim's mu.
 	malformed []*discoveryv3.DeltaDiscoveryResponse
@@ -155,27 +160,75 @@ func (st *deltaStream) drain() error {
 
 // pushAddresses sends the Address resources whose version differs from
 // what the client holds and the names it holds that no longer exist;
-// nothing when there is no difference, unless always.
+// nothing when there is no difference, unless always. On a subscription
+// (always) every resource is compared; on a push only those of the services
+// whose resources changed since the snapshot the client holds, as Istiod
+// pushes only what a config change touched.
 func (st *deltaStream) pushAddresses(always bool) error {
-	state := st.sim.snap.Load().wdsState()
+	sn := st.sim.snap.Load()
+	var candidates map[string]*discoveryv3.Resource // nil value: gone
+	if always || st.at == nil || st.at.instance != sn.instance {
+		candidates = maps.Clone(sn.wdsState())
+		for name := range st.sent {
+			if _, ok := candidates[name]; !ok {
+				candidates[name] = nil
+			}
+		}
+	} else {
+		candidates = changedAddresses(st.at, sn)
+	}
+	st.at = sn
 	resp := &discoveryv3.DeltaDiscoveryResponse{TypeUrl: AddressType}
-	for _, name := range slices.Sorted(maps.Keys(state)) {
-		r := state[name]
-		if st.sent[name] != r.GetVersion() {
+	for _, name := range slices.Sorted(maps.Keys(candidates)) {
+		r := candidates[name]
+		switch {
+		case r != nil && st.sent[name] != r.GetVersion():
 			resp.Resources = append(resp.Resources, r)
 			st.sent[name] = r.GetVersion()
-		}
-	}
-	for _, name := range slices.Sorted(maps.Keys(st.sent)) {
-		if _, ok := state[name]; !ok {
-			resp.RemovedResources = append(resp.RemovedResources, name)
-			delete(st.sent, name)
+		case r == nil:
+			if _, held := st.sent[name]; held {
+				resp.RemovedResources = append(resp.RemovedResources, name)
+				delete(st.sent, name)
+			}
 		}
 	}
 	if len(resp.Resources) == 0 && len(resp.RemovedResources) == 0 && !always {
 		return nil
 	}
 	return st.send(resp)
+}
+
+// changedAddresses returns the Address resources in snapshot to of every
+// service whose resources differ between snapshots from and to, and the
+// names those services had in from and no longer have, mapped to nil.
+// Resources are shared between snapshots until a change rebuilds them, and
+// an Address name belongs to one service (endpoint addresses are unique),
+// so the services that did not change need no look.
+func changedAddresses(from, to *snapshot) map[string]*discoveryv3.Resource {
+	out := map[string]*discoveryv3.Resource{}
+	for i := range max(len(from.services), len(to.services)) {
+		var a, b *serviceResources
+		if i < len(from.services) {
+			a = from.services[i]
+		}
+		if i < len(to.services) {
+			b = to.services[i]
+		}
+		if a == b {
+			continue
+		}
+		if b != nil {
+			maps.Copy(out, b.wds.resources())
+		}
+		if a != nil {
+			for name := range a.wds.resources() {
+				if _, ok := out[name]; !ok {
+					out[name] = nil
+				}
+			}
+		}
+	}
+	return out
 }
 
 func (st *deltaStream) send(resp *discoveryv3.DeltaDiscoveryResponse) error {
@@ -186,6 +239,7 @@ func (st *deltaStream) send(resp *discoveryv3.DeltaDiscoveryResponse) error {
 		return fmt.Errorf("send delta %s: %w", resp.GetTypeUrl(), err)
 	}
 	s.responses.Add(1)
+	s.bytes.Add(uint64(proto.Size(resp)))
 	return nil
 }
 

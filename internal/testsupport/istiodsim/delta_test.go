@@ -2,6 +2,7 @@ package istiodsim
 
 import (
 	"context"
+	"maps"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -129,5 +130,81 @@ func TestDeltaServesAddresses(t *testing.T) {
 	subs := sim.DeltaSubscriptions()
 	if len(subs) != 3 || len(subs[2].InitialResourceVersions) != len(stale) || subs[2].Node != ztunnelNode {
 		t.Errorf("recorded subscriptions %+v", subs)
+	}
+}
+
+// TestDeltaPushesOnlyChangedServices checks that pushes carry only the
+// resources of the services a change touched, and that a client applying
+// every push holds exactly what a new subscription receives.
+func TestDeltaPushesOnlyChangedServices(t *testing.T) {
+	sim := startSim(t, Options{Services: 3, EndpointsPerService: 2})
+	d := openDelta(t, sim)
+	held := map[string]string{}
+	apply := func(resp *discoveryv3.DeltaDiscoveryResponse) {
+		for _, r := range resp.GetResources() {
+			held[r.GetName()] = r.GetVersion()
+		}
+		for _, name := range resp.GetRemovedResources() {
+			if _, ok := held[name]; !ok {
+				t.Errorf("removal of %s, which the client does not hold", name)
+			}
+			delete(held, name)
+		}
+	}
+	apply(subscribeDelta(t, d, ztunnelNode, AddressType, nil))
+	recv := func() *discoveryv3.DeltaDiscoveryResponse {
+		t.Helper()
+		resp, err := d.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: AddressType, ResponseNonce: resp.GetNonce()}); err != nil {
+			t.Fatal(err)
+		}
+		apply(resp)
+		return resp
+	}
+
+	if err := sim.ChurnEndpoints(1, 2); err != nil {
+		t.Fatal(err)
+	}
+	push := recv()
+	if len(push.GetResources()) != 2 || len(push.GetRemovedResources()) != 2 {
+		t.Errorf("churn of 2 endpoints: %d resources, removed %v; want 2 new workloads, 2 removed", len(push.GetResources()), push.GetRemovedResources())
+	}
+	for _, r := range push.GetResources() {
+		a := new(workloadapi.Address)
+		if err := r.GetResource().UnmarshalTo(a); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := a.GetWorkload().GetServices()[ServiceAddressName("ns-0", "svc-1.ns-0.svc.cluster.local")]; !ok {
+			t.Errorf("churn of svc-1 pushed %s, not one of its workloads", r.GetName())
+		}
+	}
+	if err := sim.SetEndpoints(0, 3); err != nil {
+		t.Fatal(err)
+	}
+	recv()
+	added, err := sim.AddServices(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if push := recv(); len(push.GetResources()) != 1+2 {
+		t.Errorf("service %v added: %d resources pushed, want its service and 2 workloads", added, len(push.GetResources()))
+	}
+	if err := sim.DeleteService(2); err != nil {
+		t.Fatal(err)
+	}
+	if push := recv(); len(push.GetRemovedResources()) != 1+2 {
+		t.Errorf("service 2 deleted: removed %v, want its service and 2 workloads", push.GetRemovedResources())
+	}
+
+	fresh := subscribeDelta(t, openDelta(t, sim), ztunnelNode, AddressType, nil)
+	want := map[string]string{}
+	for _, r := range fresh.GetResources() {
+		want[r.GetName()] = r.GetVersion()
+	}
+	if !maps.Equal(held, want) {
+		t.Errorf("client applying every push holds %d resources, a new subscription gets %d; they differ", len(held), len(want))
 	}
 }

@@ -53,7 +53,8 @@ func (s *Sim) Stats() Stats {
 	}
 }
 
-// Streams is the number of streams currently open.
+// Streams is the number of SotW streams currently open (DeltaStreams
+// counts the delta ones).
 func (s *Sim) Streams() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -2,9 +2,11 @@ package istiodsim
 
 import (
 	"encoding/hex"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/cespare/xxhash/v2"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -22,12 +24,26 @@ const (
 // wdsSource is what the workload API resources of one service are built
 // from: the service's fields and a copy of its endpoints when its EDS
 // resources were built, so that it serves the same published state as SotW.
-// Its resources are built on first use only: a Sim without delta streams
-// pays nothing.
+// Its resources are built on first use only, once (see resources): a Sim
+// without delta streams pays nothing, and a push rebuilds only the
+// resources of the services it changed.
 type wdsSource struct {
 	namespace, name, hostname, vip string
 	ports                          []Port
 	endpoints                      []endpoint
+
+	once  sync.Once
+	built map[string]*discoveryv3.Resource
+}
+
+// resources returns the service's Address resources by name, built on the
+// first call and shared (read-only) afterwards.
+func (w *wdsSource) resources() map[string]*discoveryv3.Resource {
+	w.once.Do(func() {
+		w.built = map[string]*discoveryv3.Resource{}
+		w.appendTo(w.built)
+	})
+	return w.built
 }
 
 func newWDSSource(svc *service) *wdsSource {
@@ -108,7 +124,7 @@ func (sn *snapshot) wdsState() map[string]*discoveryv3.Resource {
 	out := map[string]*discoveryv3.Resource{}
 	for _, r := range sn.services {
 		if r != nil {
-			r.wds.appendTo(out)
+			maps.Copy(out, r.wds.resources())
 		}
 	}
 	sn.wds = out

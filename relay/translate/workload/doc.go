@@ -5,7 +5,8 @@
 // sidecar's CDS, EDS, LDS and RDS.
 //
 // The package is pure: deterministic, no I/O, no goroutines, no clocks, no
-// logging. Only the relay imports it (fed by relay/xds/delta); it imports
+// logging. The relay imports it (fed by relay/xds/delta), and so does the
+// scale harness for its workload-API direct nodes; it imports
 // internal/keyspace, internal/model, the generated value schema and Istio's
 // published workloadapi types.
 //

@@ -28,8 +28,8 @@
 // response of each type on the stream (or, for a type already known from an
 // earlier stream that Istiod has nothing new for, after Options.SyncTimeout).
 //
-// Only the relay imports this package (relay/translate/workload consumes
-// Address updates). It imports go-control-plane's discovery protos, grpc,
+// Package relay imports it (relay/translate/workload consumes Address
+// updates), and the scale harness for its workload-API direct nodes. It imports go-control-plane's discovery protos, grpc,
 // the Prometheus client, Istio's published workloadapi types,
 // internal/backoff, relay/xds/reconnect for the stream lifecycle and
 // metrics it shares with relay/xds/sotw, and that sibling for the node

@@ -36,6 +36,17 @@ const (
 	ModeDirect = "direct"
 )
 
+// Upstream xDS APIs (--xds-api): which API the simulated Istiod serves to
+// the relay (relay --mode sotw|workload) and to every direct node. SotW is
+// what sidecar-less meshes consume in Kmesh's ADS mode (CDS, EDS, LDS, RDS
+// over State-of-the-World ADS); workload is Istio's ambient workload API
+// (istio.workload.Address over delta ADS), as ztunnel and Kmesh's workload
+// mode consume it.
+const (
+	APISotW     = "sotw"
+	APIWorkload = "workload"
+)
+
 // Config is the harness's configuration: one run of one scenario in one or
 // both modes. Flags set every field; zero values are replaced by the
 // defaults documented on Register.
@@ -57,6 +68,7 @@ type Config struct {
 	Out                 string
 	EtcdEndpoints       []string
 	Modes               []string
+	XDSAPI              string
 	DirectNodes         int
 	DirectScope         string
 	Debounce            time.Duration
@@ -93,6 +105,7 @@ func Register(fs *pflag.FlagSet) *Config {
 	fs.StringVar(&c.Out, "out", "", "results directory (default scale-tests/results/<scenario>-<nodes>n-<time>)")
 	fs.StringSliceVar(&c.EtcdEndpoints, "etcd-endpoints", nil, "use this etcd instead of starting one (loopback only; not for etcd-wipe)")
 	fs.StringSliceVar(&c.Modes, "modes", []string{ModeRelay, ModeDirect}, "modes to run, in order: relay, direct")
+	fs.StringVar(&c.XDSAPI, "xds-api", APISotW, "upstream xDS API of the relay and of direct nodes: sotw (CDS/EDS/LDS/RDS, relay --mode sotw) or workload (istio.workload.Address over delta ADS, relay --mode workload)")
 	fs.IntVar(&c.DirectNodes, "direct-nodes", 0, "nodes of direct mode; 0 = --nodes, capped by the memory a full xDS copy per node needs")
 	fs.StringVar(&c.DirectScope, "direct-scope", "used", "direct mode writes the services its node uses (used) or every service (all, as Kmesh does)")
 	fs.DurationVar(&c.Debounce, "debounce", 100*time.Millisecond, "Istiod simulator push debounce (Istiod's is 100 ms)")
@@ -149,6 +162,9 @@ func (c *Config) Validate() error {
 			bad("--modes %q: want relay or direct", m)
 		}
 	}
+	if c.XDSAPI != APISotW && c.XDSAPI != APIWorkload {
+		bad("--xds-api %q: want %s or %s", c.XDSAPI, APISotW, APIWorkload)
+	}
 	if c.DirectNodes < 0 {
 		bad("--direct-nodes %d: must be >= 0", c.DirectNodes)
 	}
@@ -176,6 +192,15 @@ func (c *Config) Validate() error {
 		bad("--scenario etcd-wipe wipes the etcd it started: not with --etcd-endpoints")
 	}
 	return errors.Join(errs...)
+}
+
+// API is the upstream xDS API of the run: XDSAPI, or SotW for a summary
+// written before the flag existed.
+func (c *Config) API() string {
+	if c.XDSAPI == "" {
+		return APISotW
+	}
+	return c.XDSAPI
 }
 
 // InitialServices is the number of services the simulator starts with:

@@ -14,6 +14,15 @@ import (
 	"github.com/meshrelay/meshrelay/scale-tests/internal/results"
 )
 
+// apiText says which upstream xDS API the relay and the direct nodes
+// consumed.
+func apiText(api string) string {
+	if api == config.APIWorkload {
+		return "Upstream xDS API: **workload** (Istio's ambient workload API: istio.workload.Address over delta ADS; the relay runs `--mode workload`, each direct node is a ztunnel-like wildcard WDS consumer)."
+	}
+	return "Upstream xDS API: **sotw** (CDS, EDS, LDS and RDS over State-of-the-World ADS; the relay runs `--mode sotw`, each direct node is a Kmesh-ADS-like consumer)."
+}
+
 // Write writes report.md: the run's figures as tables, relay next to
 // direct with their ratio, and the scale targets (Targets).
 func Write(dir string, sum *results.Summary) error {
@@ -27,6 +36,7 @@ func Write(dir string, sum *results.Summary) error {
 	}
 	w("Run %s, %s, %.0f s, %s.\n\n", sum.Name, sum.Started.Format("2006-01-02 15:04 MST"), sum.Seconds, status)
 	w("```sh\n%s\n```\n\n", sum.Command)
+	w("%s\n\n", apiText(c.API()))
 	m := sum.Machine
 	w("Machine: %s, %d cores, %.1f GiB, Linux %s, %s (%s). All components are processes on this machine, on loopback.\n\n",
 		m.CPUModel, m.Cores, m.MemoryGiB, m.Kernel, m.GoVersion, m.OS)

@@ -43,7 +43,7 @@ func Targets(cfg *config.Config, sum *results.Summary) []results.Target {
 		ratio := direct.PerNode.CPUMsPerEvent / relay.PerNode.CPUMsPerEvent
 		why := ""
 		if ratio < 50 {
-			why = fmt.Sprintf("%.1f× short of 50×: %s", 50/ratio, cpuWhy(relay, direct))
+			why = fmt.Sprintf("%.1f× short of 50×: %s", 50/ratio, cpuWhy(cfg.API(), relay, direct))
 		}
 		add(cpuTarget, fmt.Sprintf("%.1f× (relay %.4f ms, direct %.4f ms of CPU per node per endpoint change)",
 			ratio, relay.PerNode.CPUMsPerEvent, direct.PerNode.CPUMsPerEvent), ratio >= 50, why)
@@ -209,9 +209,13 @@ func Targets(cfg *config.Config, sum *results.Summary) []results.Target {
 
 // cpuWhy explains where the relay-mode nodes' CPU goes when the ratio is
 // short.
-func cpuWhy(relay, direct *results.Mode) string {
-	return fmt.Sprintf("relay-mode nodes still pay for every change of a service they hold (watch event, decode, diff, batched write: %.4f map entries per node per change); direct nodes decode only the changed assignments of partial EDS pushes (%s received per node)",
-		(relay.PerNode.MapUpdates+relay.PerNode.MapDeletes)/max(1, float64(relay.Writes.EndpointEvents)), HumanBytes(direct.PerNode.BytesReceived))
+func cpuWhy(api string, relay, direct *results.Mode) string {
+	pushes := "the changed assignments of partial EDS pushes"
+	if api == config.APIWorkload {
+		pushes = "the changed Workload addresses of delta pushes"
+	}
+	return fmt.Sprintf("relay-mode nodes still pay for every change of a service they hold (watch event, decode, diff, batched write: %.4f map entries per node per change); direct nodes decode only %s (%s received per node)",
+		(relay.PerNode.MapUpdates+relay.PerNode.MapDeletes)/max(1, float64(relay.Writes.EndpointEvents)), pushes, HumanBytes(direct.PerNode.BytesReceived))
 }
 
 // lagWhy explains a propagation tail from the lag's breakdown by holders.

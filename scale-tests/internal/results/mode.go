@@ -62,6 +62,8 @@ type Istiod struct {
 	// those opened since it started.
 	Streams      int    `json:"streams"`
 	StreamsTotal uint64 `json:"streamsTotal"`
+	// DeltaStreams are the delta (workload API) streams among Streams.
+	DeltaStreams int `json:"deltaStreams"`
 	// BytesScenario were sent during the scenario window, BytesTotal
 	// since start (initial sync included).
 	BytesScenario uint64 `json:"bytesScenario"`

@@ -1,6 +1,7 @@
 package roles
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -11,8 +12,7 @@ import (
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 	"github.com/meshrelay/meshrelay/nodeagent/datapath"
 	"github.com/meshrelay/meshrelay/nodeagent/nodemodel"
-	"github.com/meshrelay/meshrelay/relay/translate"
-	"github.com/meshrelay/meshrelay/relay/xds/sotw"
+	"github.com/meshrelay/meshrelay/scale-tests/internal/config"
 	"github.com/meshrelay/meshrelay/scale-tests/internal/control"
 	"github.com/meshrelay/meshrelay/scale-tests/internal/launch"
 	"github.com/meshrelay/meshrelay/scale-tests/internal/results"
@@ -20,7 +20,8 @@ import (
 )
 
 // runDirectNodesRole runs the direct-mode nodes: one xDS stream to the
-// simulated Istiod per node, and a datapath written one entry per syscall.
+// simulated Istiod per node (SotW or delta, PoolConfig.XDSAPI), and a
+// datapath written one entry per syscall.
 func runDirectNodesRole(ctx context.Context, raw []byte, ctl *control.Server, log *slog.Logger, ready func(string)) error {
 	cfg, err := launch.DecodeConfig[PoolConfig](raw)
 	if err != nil {
@@ -28,11 +29,10 @@ func runDirectNodesRole(ctx context.Context, raw []byte, ctl *control.Server, lo
 	}
 	p := newPool(cfg)
 	var ctr directCounters
-	var clients []*sotw.Client
+	var clients []directClient
 	for i, spec := range cfg.Nodes {
 		pn := p.addNode(i, spec, datapath.MemoryOptions{NoBatch: true, Logger: log})
 		n := &directNode{
-			index: translate.NewIndex(),
 			table: nodemodel.NewTable(datapath.NewState()),
 			dp:    pn.probe,
 			log:   log.With("node", spec.Name),
@@ -44,25 +44,12 @@ func runDirectNodesRole(ctx context.Context, raw []byte, ctl *control.Server, lo
 				n.used[workload.ServiceKey(s, cfg.Namespaces)] = struct{}{}
 			}
 		}
-		// Every node is a pod of its own: its own connection and identity.
-		node := sotw.NodeFromEnv(func(k string) string {
-			switch k {
-			case "POD_NAME":
-				return spec.Name
-			case "POD_NAMESPACE":
-				return "kmesh-system"
-			}
-			return ""
-		}, "")
-		c, err := sotw.New(sotw.Options{
-			Address:     cfg.Istiod,
-			Node:        node,
-			DialOptions: []grpc.DialOption{grpc.WithStatsHandler(&p.bytes)},
-			Logger:      log.With("node", spec.Name),
-		}, n)
+		c, index, err := newDirectClient(cmp.Or(cfg.XDSAPI, config.APISotW), cfg.Istiod, spec.Name,
+			[]grpc.DialOption{grpc.WithStatsHandler(&p.bytes)}, log.With("node", spec.Name), n)
 		if err != nil {
 			return fmt.Errorf("node %s: %w", spec.Name, err)
 		}
+		n.index = index
 		clients = append(clients, c)
 	}
 	p.totals = func(ps *PoolStats) {

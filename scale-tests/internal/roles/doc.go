@@ -3,8 +3,10 @@
 // its change recorder (sim), embedded etcd (etcd), a relay replica
 // (relay), the relay-mode node pool (relay-nodes: the real node agent,
 // package nodeagent, many per process, memory datapath) and the
-// direct-mode node pool (direct-nodes: one xDS stream per node, one map
-// syscall per entry, built from meshrelay's own parts). It also declares
+// direct-mode node pool (direct-nodes: one xDS stream per node, SotW or
+// delta WDS, one map syscall per entry, built from meshrelay's own parts:
+// relay/xds/sotw or relay/xds/delta, relay/translate or
+// relay/translate/workload, nodeagent/nodemodel). It also declares
 // the requests and answers of the verbs they serve.
 //
 // Imported by the harness's main (scale-tests: Lookup, to play a role)

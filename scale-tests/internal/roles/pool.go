@@ -34,6 +34,9 @@ type PoolConfig struct {
 	// AllServices makes direct nodes write every service, not just the
 	// ones their node uses.
 	AllServices bool `json:"allServices,omitempty"`
+	// XDSAPI is the API direct nodes consume: config.APISotW (empty) or
+	// config.APIWorkload.
+	XDSAPI string `json:"xdsApi,omitempty"`
 }
 
 // PoolStats sums the counters of a pool's nodes.

@@ -10,6 +10,7 @@ import (
 	"github.com/meshrelay/meshrelay/internal/etcddial"
 	"github.com/meshrelay/meshrelay/relay"
 	"github.com/meshrelay/meshrelay/relay/etcdsink"
+	"github.com/meshrelay/meshrelay/relay/xds/delta"
 	"github.com/meshrelay/meshrelay/relay/xds/sotw"
 	"github.com/meshrelay/meshrelay/scale-tests/internal/control"
 	"github.com/meshrelay/meshrelay/scale-tests/internal/launch"
@@ -22,6 +23,9 @@ type RelayConfig struct {
 	Etcd    []string `json:"etcd"`
 	ID      string   `json:"id"`
 	Cluster string   `json:"cluster"`
+	// Mode is the relay's upstream API (relay --mode): relay.ModeSotW
+	// (empty) or relay.ModeWorkload.
+	Mode relay.Mode `json:"mode,omitempty"`
 	// LeaseTTL is the replica's lease (default shard.DefaultLeaseTTL):
 	// replicas split the shards and take a dead one's over after it.
 	LeaseTTL time.Duration `json:"lease_ttl"`
@@ -49,14 +53,18 @@ func runRelayRole(ctx context.Context, raw []byte, ctl *control.Server, log *slo
 		return err
 	}
 	defer client.Close()
-	node := sotw.NodeFromEnv(func(k string) string {
+	getenv := func(k string) string {
 		if k == "POD_NAME" {
 			return cfg.ID
 		}
 		return ""
-	}, cfg.Cluster)
+	}
+	node := sotw.NodeFromEnv(getenv, cfg.Cluster)
+	if cfg.Mode == relay.ModeWorkload {
+		node = delta.NodeFromEnv(getenv, cfg.Cluster)
+	}
 	commits := measure.NewCommitLog(cfg.Cluster)
-	r, err := relay.New(commitRecorder{Client: client, log: commits}, relay.Options{Istiod: cfg.Istiod, Node: node, Cluster: cfg.Cluster, RelayID: cfg.ID, Logger: log,
+	r, err := relay.New(commitRecorder{Client: client, log: commits}, relay.Options{Istiod: cfg.Istiod, Mode: cfg.Mode, Node: node, Cluster: cfg.Cluster, RelayID: cfg.ID, Logger: log,
 		HA: &relay.HA{Client: client, LeaseTTL: cfg.LeaseTTL, Pod: cfg.ID}})
 	if err != nil {
 		return err

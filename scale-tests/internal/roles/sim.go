@@ -113,7 +113,8 @@ func (r *simRole) stats() SimStats {
 	_, endpoints := r.rec.Live()
 	return SimStats{
 		Istiod:         r.sim.Stats(),
-		Streams:        r.sim.Streams(),
+		Streams:        r.sim.Streams() + r.sim.DeltaStreams(),
+		DeltaStreams:   r.sim.DeltaStreams(),
 		Services:       len(endpoints),
 		Violations:     len(r.sim.Violations()),
 		Nacks:          len(r.sim.Nacks()),

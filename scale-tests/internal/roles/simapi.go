@@ -21,9 +21,11 @@ type SimConfig struct {
 // SimStats is what the simulator role reports.
 type SimStats struct {
 	Istiod istiodsim.Stats `json:"istiod"`
-	// Streams is the number of xDS streams open now.
-	Streams  int `json:"streams"`
-	Services int `json:"services"`
+	// Streams is the number of xDS streams open now, SotW and delta.
+	Streams int `json:"streams"`
+	// DeltaStreams are the delta (workload API) streams among Streams.
+	DeltaStreams int `json:"deltaStreams"`
+	Services     int `json:"services"`
 	// Violations and Nacks count what clients did wrong or rejected.
 	Violations int `json:"violations"`
 	Nacks      int `json:"nacks"`

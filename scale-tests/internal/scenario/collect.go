@@ -154,6 +154,7 @@ func (p *phase) fillStatic(ctx context.Context, s phaseSnapshot) {
 	r := p.res
 	n := float64(len(p.nodes))
 	r.Istiod.Streams = s.sim.Streams
+	r.Istiod.DeltaStreams = s.sim.DeltaStreams
 	r.Istiod.StreamsTotal = s.sim.Istiod.StreamsTotal
 	r.Istiod.BytesTotal = s.sim.Istiod.Bytes
 	r.Istiod.Responses = s.sim.Istiod.Responses

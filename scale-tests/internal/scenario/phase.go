@@ -251,6 +251,7 @@ func (p *phase) startRelays(ctx context.Context) error {
 func (p *phase) startRelay(ctx context.Context, i int) (*launch.Component, error) {
 	return p.startComponent(ctx, relayName(i), roles.Relay, roles.RelayConfig{
 		Istiod: p.sim.Ready.Addr, Etcd: []string{p.etcdURL}, ID: relayName(i), Cluster: p.cluster,
+		Mode: relayMode(p.cfg.API()),
 	})
 }
 
@@ -283,7 +284,7 @@ func (p *phase) startNodes(ctx context.Context) error {
 		role = roles.RelayNodes
 		pc.Etcd, pc.Cluster, pc.OnDemand = []string{p.etcdURL}, p.cluster, c.OnDemand
 	} else {
-		pc.Istiod, pc.AllServices = p.sim.Ready.Addr, c.DirectScope == "all"
+		pc.Istiod, pc.AllServices, pc.XDSAPI = p.sim.Ready.Addr, c.DirectScope == "all", c.API()
 	}
 	p.progress("%s: starting %d nodes", p.mode, len(p.nodes))
 	start := time.Now()

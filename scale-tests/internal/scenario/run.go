@@ -19,12 +19,6 @@ import (
 	"github.com/meshrelay/meshrelay/scale-tests/internal/workload"
 )
 
-// directBytesPerService estimates the memory one direct node needs per
-// service in the mesh: its xDS client keeps every decoded cluster,
-// listener and endpoint assignment (measured: about 126 MB per node for
-// 10,000 services of 5 endpoints).
-const directBytesPerService = 13 << 10
-
 // Run runs every mode of cfg and writes the results directory. It
 // returns the summary even when a mode failed (summary.OK is then false).
 func Run(ctx context.Context, cfg *config.Config, exe string, out io.Writer, log *slog.Logger) (*results.Summary, error) {
@@ -93,12 +87,17 @@ func Run(ctx context.Context, cfg *config.Config, exe string, out io.Writer, log
 // directNodes returns how many direct nodes to run, and why it is fewer
 // than asked if it is.
 func directNodes(cfg *config.Config) (int, string) {
+	return fitDirectNodes(cfg, measure.MemInfo("MemAvailable"))
+}
+
+// fitDirectNodes is directNodes with avail bytes of available memory (0:
+// unknown, no cap).
+func fitDirectNodes(cfg *config.Config, avail int64) (int, string) {
 	want := cfg.Nodes
 	if cfg.DirectNodes > 0 {
 		want = min(cfg.DirectNodes, cfg.Nodes)
 	}
-	perNode := int64(cfg.Services) * directBytesPerService * int64(max(1, cfg.EndpointsPerService/5))
-	avail := measure.MemInfo("MemAvailable")
+	perNode := int64(cfg.Services) * directBytesPerService(cfg.API()) * int64(max(1, cfg.EndpointsPerService/5))
 	if avail <= 0 {
 		return want, ""
 	}
