@@ -43,12 +43,11 @@ func (s *Sink) removesLocked(svc keyspace.Service) bool {
 	return false
 }
 
-// guardDeletions filters the services of one batch through the guard. It
-// returns the services to write, and whether the held set changed (the
+// guardDeletions filters the services of one batch through the guard;
+// release says the operator released the held deletions. It returns the services to write, and whether the held set changed (the
 // synced markers then need rewriting).
-func (s *Sink) guardDeletions(svcs []keyspace.Service) ([]keyspace.Service, bool) {
+func (s *Sink) guardDeletions(svcs []keyspace.Service, release bool) ([]keyspace.Service, bool) {
 	g := &s.guard
-	release := s.releaseAsked.Swap(false)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 
@@ -143,10 +142,11 @@ func (s *Sink) guardResult(svcs []keyspace.Service, wasHeld int) ([]keyspace.Ser
 	return slices.Compact(svcs), (n == 0) != (wasHeld == 0) || n != wasHeld
 }
 
-// ReleaseDeletions releases the deletions the mass-deletion guard holds:
-// they are written with the next batch. It returns how many were held.
+// ReleaseDeletions releases the deletions the mass-deletion guard holds
+// (of services and of authorization policies): they are written with the
+// next batch. It returns how many were held.
 func (s *Sink) ReleaseDeletions() int {
-	n := int(s.heldCount.Load())
+	n := int(s.heldCount.Load() + s.authzHeld.Load())
 	s.releaseAsked.Store(true)
 	s.queue.Mark(task{kind: kindWake})
 	return n
@@ -160,6 +160,9 @@ func (s *Sink) HeldDeletions() int { return int(s.heldCount.Load()) }
 // open a fresh stream, whose complete state then applies or clears them.
 func (s *Sink) HoldDue(now time.Time) bool {
 	since := s.heldSince.Load()
+	if a := s.authzHeldSince.Load(); a != 0 && (since == 0 || a < since) {
+		since = a
+	}
 	if since == 0 {
 		return false
 	}

@@ -16,7 +16,8 @@ import (
 // DeltaAggregatedResources serves one delta ADS stream of Istio's ambient
 // workload API: wildcard subscriptions to AddressType (a Service Address per
 // service, a Workload Address per endpoint, from the same snapshots SotW
-// serves) and AuthorizationType (always empty). Like Istiod, it answers a
+// serves) and AuthorizationType (the policies of Options.Authorizations,
+// PutAuthorization and DeleteAuthorization). Like Istiod, it answers a
 // subscription with everything the client lacks according to its
 // initial_resource_versions (and removes what the client holds that no
 // longer exists), then pushes only differences.
@@ -59,10 +60,10 @@ type deltaStream struct {
 	node string
 	// wake has capacity 1: a send means "state or malformed may have news".
 	wake chan struct{}
-	// subscribed are the types subscribed; sent is what the client holds of
-	// AddressType according to this stream, by name → version.
+	// subscribed are the types subscribed; sent is what the client holds
+	// according to this stream, by type URL, then name → version.
 	subscribed map[string]bool
-	sent       map[string]string
+	sent       map[string]map[string]string
 	// malformed are responses queued by PushMalformedAddress; guarded by
 	// the Sim's mu.
 	malformed []*discoveryv3.DeltaDiscoveryResponse
@@ -78,7 +79,8 @@ func (st *deltaStream) wakeUp() {
 func (s *Sim) serveDelta(ss grpc.BidiStreamingServer[discoveryv3.DeltaDiscoveryRequest, discoveryv3.DeltaDiscoveryResponse]) error {
 	s.mu.Lock()
 	s.nextID++
-	st := &deltaStream{id: s.nextID, sim: s, ss: ss, wake: make(chan struct{}, 1), subscribed: map[string]bool{}}
+	st := &deltaStream{id: s.nextID, sim: s, ss: ss, wake: make(chan struct{}, 1), subscribed: map[string]bool{},
+		sent: map[string]map[string]string{}}
 	s.deltas[st] = struct{}{}
 	s.mu.Unlock()
 	s.streamsTotal.Add(1)
@@ -124,14 +126,12 @@ func (st *deltaStream) handle(req *discoveryv3.DeltaDiscoveryRequest) error {
 	s.deltaSubs = append(s.deltaSubs, DeltaSubscription{Stream: st.id, Node: st.node, TypeURL: url,
 		InitialResourceVersions: maps.Clone(req.GetInitialResourceVersions())})
 	s.mu.Unlock()
-	if url == AuthorizationType {
-		return st.send(&discoveryv3.DeltaDiscoveryResponse{TypeUrl: AuthorizationType})
+	sent := maps.Clone(req.GetInitialResourceVersions())
+	if sent == nil {
+		sent = map[string]string{}
 	}
-	st.sent = maps.Clone(req.GetInitialResourceVersions())
-	if st.sent == nil {
-		st.sent = map[string]string{}
-	}
-	return st.pushAddresses(true)
+	st.sent[url] = sent
+	return st.push(url, true)
 }
 
 // drain sends the malformed responses queued, then the differences between
@@ -147,29 +147,37 @@ func (st *deltaStream) drain() error {
 			return err
 		}
 	}
-	if !st.subscribed[AddressType] {
-		return nil
-	}
-	return st.pushAddresses(false)
-}
-
-// pushAddresses sends the Address resources whose version differs from
-// what the client holds and the names it holds that no longer exist;
-// nothing when there is no difference, unless always.
-func (st *deltaStream) pushAddresses(always bool) error {
-	state := st.sim.snap.Load().wdsState()
-	resp := &discoveryv3.DeltaDiscoveryResponse{TypeUrl: AddressType}
-	for _, name := range slices.Sorted(maps.Keys(state)) {
-		r := state[name]
-		if st.sent[name] != r.GetVersion() {
-			resp.Resources = append(resp.Resources, r)
-			st.sent[name] = r.GetVersion()
+	for _, url := range []string{AddressType, AuthorizationType} {
+		if st.subscribed[url] {
+			if err := st.push(url, false); err != nil {
+				return err
+			}
 		}
 	}
-	for _, name := range slices.Sorted(maps.Keys(st.sent)) {
+	return nil
+}
+
+// push sends the resources of type url whose version differs from what the
+// client holds and the names it holds that no longer exist; nothing when
+// there is no difference, unless always.
+func (st *deltaStream) push(url string, always bool) error {
+	state := st.sim.snap.Load().wdsState()
+	if url == AuthorizationType {
+		state = st.sim.authorizations()
+	}
+	sent := st.sent[url]
+	resp := &discoveryv3.DeltaDiscoveryResponse{TypeUrl: url}
+	for _, name := range slices.Sorted(maps.Keys(state)) {
+		r := state[name]
+		if v, ok := sent[name]; !ok || v != r.GetVersion() {
+			resp.Resources = append(resp.Resources, r)
+			sent[name] = r.GetVersion()
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(sent)) {
 		if _, ok := state[name]; !ok {
 			resp.RemovedResources = append(resp.RemovedResources, name)
-			delete(st.sent, name)
+			delete(sent, name)
 		}
 	}
 	if len(resp.Resources) == 0 && len(resp.RemovedResources) == 0 && !always {

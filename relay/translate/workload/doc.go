@@ -6,8 +6,8 @@
 //
 // The package is pure: deterministic, no I/O, no goroutines, no clocks, no
 // logging. Only the relay imports it (fed by relay/xds/delta); it imports
-// internal/keyspace, internal/model, the generated value schema and Istio's
-// published workloadapi types.
+// internal/keyspace, internal/model, the generated value schema, Istio's
+// published workloadapi types and protojson.
 //
 // # Services
 //
@@ -50,7 +50,14 @@
 //
 // Waypoints, network gateways, networks, tunnel protocols and authorization
 // policy names are not used yet: the datapath connects to workload addresses
-// directly. Authorization resources are not translated here.
+// directly.
+//
+// # Authorization policies
+//
+// Authorization resources (istio.security.Authorization) are not joined to
+// services: AuthorizationValue only encodes each one, as canonical protobuf
+// JSON, for the relay to store under authorizations/<namespace>/<name> for a
+// later policy feature (docs/contract.md, section 1).
 //
 // # Incrementality
 //
