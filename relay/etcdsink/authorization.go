@@ -40,6 +40,10 @@ type authorizations struct {
 	written map[keyspace.Authorization]uint64 // xxhash of the value in etcd
 	held    map[keyspace.Authorization]struct{}
 	since   time.Time // when the current hold started
+	// passed are the removals the guard let through for the batch being
+	// written; a policy deleted after the guard judged the batch waits for
+	// the next one (as guard.passed for services).
+	passed map[keyspace.Authorization]struct{}
 }
 
 func newAuthorizations() authorizations {
@@ -47,6 +51,7 @@ func newAuthorizations() authorizations {
 		desired: map[keyspace.Authorization][]byte{},
 		written: map[keyspace.Authorization]uint64{},
 		held:    map[keyspace.Authorization]struct{}{},
+		passed:  map[keyspace.Authorization]struct{}{},
 	}
 }
 
@@ -149,7 +154,7 @@ func (s *Sink) guardAuthorizations(keys []keyspace.Authorization, release bool) 
 		clear(z.held)
 		s.authzHeld.Store(0)
 		s.authzHeldSince.Store(0)
-		return s.sortAuthorizations(keys)
+		return s.passAuthorizations(keys, removes)
 	}
 	if len(z.held) == 0 {
 		z.since = time.Now()
@@ -167,6 +172,18 @@ func (s *Sink) guardAuthorizations(keys []keyspace.Authorization, release bool) 
 		return false
 	})
 	s.authzHeld.Store(int64(len(z.held)))
+	return s.passAuthorizations(keys, removes)
+}
+
+// passAuthorizations records the removals among keys as passed and returns
+// keys sorted for writing. Callers hold s.mu.
+func (s *Sink) passAuthorizations(keys []keyspace.Authorization, removes func(keyspace.Authorization) bool) []keyspace.Authorization {
+	clear(s.authz.passed)
+	for _, a := range keys {
+		if removes(a) {
+			s.authz.passed[a] = struct{}{}
+		}
+	}
 	return s.sortAuthorizations(keys)
 }
 
@@ -250,11 +267,18 @@ func (s *Sink) writeAuthorizations(ctx context.Context, keys []keyspace.Authoriz
 		}
 		s.mu.Lock()
 		v, ok := s.authz.desired[a]
+		_, passed := s.authz.passed[a]
 		s.mu.Unlock()
 		if !ok {
 			continue // nothing desired: only the sweep deletes
 		}
 		old, inEtcd := s.authz.written[a]
+		if v == nil && inEtcd && !passed {
+			// Deleted after the guard judged this batch: the next
+			// batch's guard judges it.
+			s.queue.Mark(task{kind: kindAuthorization, authz: a})
+			continue
+		}
 		op := authzOp{key: a, del: v == nil}
 		key := s.space.AuthorizationKey(a)
 		var o clientv3.Op

@@ -19,6 +19,23 @@ type deleteGuard struct {
 	// approved are removals released (by the operator or the hold time)
 	// but not yet written: the guard lets them through.
 	approved map[keyspace.Service]struct{}
+	// passed are the removals the guard let through for the batch being
+	// written. A service whose desired state became a removal after the
+	// guard judged the batch (a Set while earlier transactions of the
+	// batch were committing) is not in it: writing it would bypass the
+	// guard, so it is left for the next batch.
+	passed map[keyspace.Service]struct{}
+}
+
+// passedLocked reports whether writing svc's current desired state is
+// allowed by the guard's judgement of this batch: it is no removal, or a
+// removal the guard let through. Callers hold s.mu.
+func (s *Sink) passedLocked(svc keyspace.Service) bool {
+	if !s.removesLocked(svc) {
+		return true
+	}
+	_, ok := s.guard.passed[svc]
+	return ok
 }
 
 // removesLocked reports whether writing svc's desired state would remove it
@@ -44,8 +61,11 @@ func (s *Sink) removesLocked(svc keyspace.Service) bool {
 }
 
 // guardDeletions filters the services of one batch through the guard;
-// release says the operator released the held deletions. It returns the services to write, and whether the held set changed (the
-// synced markers then need rewriting).
+// release says the operator released the held deletions. It returns the
+// services to write, and whether the held set changed (the synced markers
+// then need rewriting). The removals among the services returned are
+// recorded in guard.passed: writeServices writes no other removal (see
+// passedLocked).
 func (s *Sink) guardDeletions(svcs []keyspace.Service, release bool) ([]keyspace.Service, bool) {
 	g := &s.guard
 	s.mu.Lock()
@@ -131,6 +151,12 @@ func (s *Sink) guardDeletions(svcs []keyspace.Service, release bool) ([]keyspace
 }
 
 func (s *Sink) guardResult(svcs []keyspace.Service, wasHeld int) ([]keyspace.Service, bool) {
+	clear(s.guard.passed)
+	for _, svc := range svcs {
+		if s.removesLocked(svc) {
+			s.guard.passed[svc] = struct{}{}
+		}
+	}
 	n := len(s.guard.held)
 	s.heldCount.Store(int64(n))
 	if n == 0 {
