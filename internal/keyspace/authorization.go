@@ -17,11 +17,11 @@ func (a Authorization) String() string { return a.Namespace + "/" + a.Name }
 // ParseAuthorization parses a resource name "namespace/name" with
 // non-empty segments and no further "/".
 func ParseAuthorization(s string) (Authorization, bool) {
-	ns, name, ok := strings.Cut(s, "/")
-	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+	svc, err := ParseService(s) // the same form
+	if err != nil {
 		return Authorization{}, false
 	}
-	return Authorization{Namespace: ns, Name: name}, true
+	return Authorization(svc), true
 }
 
 // AuthorizationShard is the shard of a among n: the shard function of

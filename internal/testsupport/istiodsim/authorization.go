@@ -105,12 +105,6 @@ func (s *Sim) PushMalformedAuthorization(m Malformation) error {
 	default:
 		return fmt.Errorf("push malformed authorization: unknown malformation %d", int(m))
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for st := range s.deltas {
-		st.malformed = append(st.malformed, &discoveryv3.DeltaDiscoveryResponse{TypeUrl: AuthorizationType, Resources: []*discoveryv3.Resource{r}})
-		st.wakeUp()
-	}
-	s.log.Info("istiodsim malformed delta push", "type", "Authorization", "malformation", m, "streams", len(s.deltas))
+	s.queueMalformedDelta(AuthorizationType, r, m)
 	return nil
 }

@@ -214,12 +214,18 @@ func (s *Sim) PushMalformedAddress(m Malformation) error {
 	default:
 		return fmt.Errorf("push malformed address: unknown malformation %d", int(m))
 	}
+	s.queueMalformedDelta(AddressType, r, m)
+	return nil
+}
+
+// queueMalformedDelta queues a response of typeURL holding r alone on every
+// delta stream.
+func (s *Sim) queueMalformedDelta(typeURL string, r *discoveryv3.Resource, m Malformation) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for st := range s.deltas {
-		st.malformed = append(st.malformed, &discoveryv3.DeltaDiscoveryResponse{TypeUrl: AddressType, Resources: []*discoveryv3.Resource{r}})
+		st.malformed = append(st.malformed, &discoveryv3.DeltaDiscoveryResponse{TypeUrl: typeURL, Resources: []*discoveryv3.Resource{r}})
 		st.wakeUp()
 	}
-	s.log.Info("istiodsim malformed delta push", "malformation", m, "streams", len(s.deltas))
-	return nil
+	s.log.Info("istiodsim malformed delta push", "type", typeURL, "malformation", m, "streams", len(s.deltas))
 }
