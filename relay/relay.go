@@ -163,6 +163,9 @@ type Relay struct {
 	completes   int  // complete syncs seen (one per stream at most)
 	wasComplete bool // the previous update was complete
 	services    int
+	// authz are the authorization policies upstream holds, encoded
+	// (ModeWorkload; docs/contract.md, section 1).
+	authz map[keyspace.Authorization][]byte
 	// routes tracks the missing RDS routes for readiness.
 	routes *pendingRoutes
 
@@ -229,6 +232,7 @@ func New(etcd etcdsink.Client, opts Options) (*Relay, error) {
 		opts:   opts,
 		log:    opts.Logger,
 		gated:  map[keyspace.Service]time.Time{},
+		authz:  map[keyspace.Authorization][]byte{},
 		routes: newPendingRoutes(),
 	}
 	so := opts.sinkOptions()
@@ -424,6 +428,9 @@ func (r *Relay) OnUpdate(ctx context.Context, u sotw.Update) {
 		dirty = r.index.Apply(u.TypeURL, u.Upserted, u.Removed)
 		r.routes.update(r.index.PendingRoutes(), time.Now())
 	}
+	if u.TypeURL == delta.AuthorizationType {
+		r.applyAuthorizations(u)
+	}
 	if r.gate != nil && u.TypeURL == resourcev3.EndpointType && r.gate.pending() {
 		r.sink.ShardsChanged() // a shard waiting for its assignments may be complete
 	}
@@ -450,6 +457,9 @@ func (r *Relay) OnUpdate(ctx context.Context, u sotw.Update) {
 	r.handOver()
 	present := r.index.Services()
 	r.services = len(present)
+	if r.opts.Mode == ModeWorkload {
+		r.completeAuthorizations()
+	}
 	r.completes++
 	r.log.Info("upstream state complete", "services", len(present), "sync", r.completes)
 	r.sink.Complete(present)

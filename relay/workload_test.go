@@ -98,18 +98,26 @@ func TestWorkloadReconnectWritesNothing(t *testing.T) {
 	w.waitSynced(r)
 	testenv.Eventually(w.t, "initial state", w.matchTruth)
 	w.quiesce(r)
+	w.reconnectWritesNothing(r, delta.AddressType)
+}
+
+// reconnectWritesNothing restarts the simulator and checks that the relay
+// resubscribes to typeURL with initial_resource_versions for every resource
+// of it it holds, reaches a complete state again, and writes nothing.
+func (w *world) reconnectWritesNothing(r *Relay, typeURL string) {
+	w.t.Helper()
 	rev := w.revision()
 	c := r.client.(*delta.Client)
-	held := c.Stats().Resources[delta.AddressType]
+	held := c.Stats().Resources[typeURL]
 
 	if err := w.sim.Restart(); err != nil {
-		t.Fatal(err)
+		w.t.Fatal(err)
 	}
 	testenv.Eventually(w.t, "resubscribed", func() error {
 		for _, s := range w.sim.DeltaSubscriptions() {
-			if s.TypeURL == delta.AddressType && len(s.InitialResourceVersions) > 0 {
+			if s.TypeURL == typeURL && len(s.InitialResourceVersions) > 0 {
 				if len(s.InitialResourceVersions) != held {
-					return fmt.Errorf("initial_resource_versions of %d addresses, relay holds %d", len(s.InitialResourceVersions), held)
+					return fmt.Errorf("initial_resource_versions of %d resources, relay holds %d", len(s.InitialResourceVersions), held)
 				}
 				return nil
 			}
@@ -125,7 +133,7 @@ func TestWorkloadReconnectWritesNothing(t *testing.T) {
 	w.quiesce(r)
 	if got := w.revision(); got != rev {
 		changed, gone := changedSince(nil, w.keys(), rev)
-		t.Errorf("reconnect without changes wrote etcd: revision %d -> %d, changed %v %v", rev, got, changed, gone)
+		w.t.Errorf("reconnect without changes wrote etcd: revision %d -> %d, changed %v %v", rev, got, changed, gone)
 	}
 }
 

@@ -1,5 +1,5 @@
 // Package keyspace is meshrelay's etcd contract (docs/contract.md): every key
-// name, the strict parsing of those keys, the synced/<shard> marker and its
+// name (authorization policy keys included), the strict parsing of those keys, the synced/<shard> marker and its
 // JSON codec, the generation id and the detector of a wiped or replaced etcd,
 // and the shard function that partitions services between relay replicas.
 //

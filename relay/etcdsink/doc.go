@@ -27,6 +27,12 @@
 // the deletes of the old slices, so a watcher never sees a mix. A service
 // etcd refuses even so is reported (Stats.Oversized, Unwritable).
 //
+// Authorization policies (authorization.go, SetAuthorizations and
+// CompleteAuthorizations; workload mode) are stored beside the services under
+// authorizations/<namespace>/<name> through the same queue, dedupe by content
+// hash, generation guard, shard fence, stray sweep and a mass-deletion guard
+// of their own.
+//
 // Safety: removals of more than Options.MaxDeleteFraction of the services
 // in etcd are held (guard.go, docs/contract.md "Held deletions"); keys that
 // are not canonical are deleted with the sweep (stray.go); Stalled reports a

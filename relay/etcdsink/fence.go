@@ -179,6 +179,17 @@ func (s *Sink) syncShards(ctx context.Context) error {
 		}
 		w.vips = append(w.vips, ip)
 	}
+	for a := range s.authz.written {
+		if _, ok := acquired[keyspace.AuthorizationShard(a, s.opts.Shards)]; ok {
+			delete(s.authz.written, a)
+		}
+	}
+	for a, h := range st.authz {
+		if _, ok := acquired[keyspace.AuthorizationShard(a, s.opts.Shards)]; ok {
+			s.authz.written[a] = h
+		}
+	}
+	s.authzInEtcd.Store(int64(len(s.authz.written)))
 	for shard, term := range acquired {
 		s.owned[shard] = &ownedShard{term: term, since: start}
 		if m, ok := st.markers[shard]; ok {
@@ -193,6 +204,11 @@ func (s *Sink) syncShards(ctx context.Context) error {
 	for svc := range s.desired {
 		if _, ok := acquired[shardOf(svc)]; ok {
 			dirty = append(dirty, task{svc: svc})
+		}
+	}
+	for a := range s.authz.desired {
+		if _, ok := acquired[keyspace.AuthorizationShard(a, s.opts.Shards)]; ok {
+			dirty = append(dirty, task{kind: kindAuthorization, authz: a})
 		}
 	}
 	if s.present != nil {

@@ -19,6 +19,23 @@ type deleteGuard struct {
 	// approved are removals released (by the operator or the hold time)
 	// but not yet written: the guard lets them through.
 	approved map[keyspace.Service]struct{}
+	// passed are the removals the guard let through for the batch being
+	// written. A service whose desired state became a removal after the
+	// guard judged the batch (a Set while earlier transactions of the
+	// batch were committing) is not in it: writing it would bypass the
+	// guard, so it is left for the next batch.
+	passed map[keyspace.Service]struct{}
+}
+
+// passedLocked reports whether writing svc's current desired state is
+// allowed by the guard's judgement of this batch: it is no removal, or a
+// removal the guard let through. Callers hold s.mu.
+func (s *Sink) passedLocked(svc keyspace.Service) bool {
+	if !s.removesLocked(svc) {
+		return true
+	}
+	_, ok := s.guard.passed[svc]
+	return ok
 }
 
 // removesLocked reports whether writing svc's desired state would remove it
@@ -43,12 +60,14 @@ func (s *Sink) removesLocked(svc keyspace.Service) bool {
 	return false
 }
 
-// guardDeletions filters the services of one batch through the guard. It
-// returns the services to write, and whether the held set changed (the
-// synced markers then need rewriting).
-func (s *Sink) guardDeletions(svcs []keyspace.Service) ([]keyspace.Service, bool) {
+// guardDeletions filters the services of one batch through the guard;
+// release says the operator released the held deletions. It returns the
+// services to write, and whether the held set changed (the synced markers
+// then need rewriting). The removals among the services returned are
+// recorded in guard.passed: writeServices writes no other removal (see
+// passedLocked).
+func (s *Sink) guardDeletions(svcs []keyspace.Service, release bool) ([]keyspace.Service, bool) {
 	g := &s.guard
-	release := s.releaseAsked.Swap(false)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 
@@ -132,6 +151,12 @@ func (s *Sink) guardDeletions(svcs []keyspace.Service) ([]keyspace.Service, bool
 }
 
 func (s *Sink) guardResult(svcs []keyspace.Service, wasHeld int) ([]keyspace.Service, bool) {
+	clear(s.guard.passed)
+	for _, svc := range svcs {
+		if s.removesLocked(svc) {
+			s.guard.passed[svc] = struct{}{}
+		}
+	}
 	n := len(s.guard.held)
 	s.heldCount.Store(int64(n))
 	if n == 0 {
@@ -143,10 +168,11 @@ func (s *Sink) guardResult(svcs []keyspace.Service, wasHeld int) ([]keyspace.Ser
 	return slices.Compact(svcs), (n == 0) != (wasHeld == 0) || n != wasHeld
 }
 
-// ReleaseDeletions releases the deletions the mass-deletion guard holds:
-// they are written with the next batch. It returns how many were held.
+// ReleaseDeletions releases the deletions the mass-deletion guard holds
+// (of services and of authorization policies): they are written with the
+// next batch. It returns how many were held.
 func (s *Sink) ReleaseDeletions() int {
-	n := int(s.heldCount.Load())
+	n := int(s.heldCount.Load() + s.authzHeld.Load())
 	s.releaseAsked.Store(true)
 	s.queue.Mark(task{kind: kindWake})
 	return n
@@ -160,6 +186,9 @@ func (s *Sink) HeldDeletions() int { return int(s.heldCount.Load()) }
 // open a fresh stream, whose complete state then applies or clears them.
 func (s *Sink) HoldDue(now time.Time) bool {
 	since := s.heldSince.Load()
+	if a := s.authzHeldSince.Load(); a != 0 && (since == 0 || a < since) {
+		since = a
+	}
 	if since == 0 {
 		return false
 	}

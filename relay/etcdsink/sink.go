@@ -51,6 +51,9 @@ type Sink struct {
 	// lastComplete is when Complete was last called: the complete state
 	// of a fresh upstream stream.
 	lastComplete time.Time
+	// authz are the authorization policy keys (authorization.go); its
+	// written and held sets are owned by the Run goroutine.
+	authz authorizations
 
 	// Owned by the Run goroutine.
 	written  map[keyspace.Service]*writtenService
@@ -78,6 +81,9 @@ type Sink struct {
 	releaseAsked    atomic.Bool  // ReleaseDeletions was called
 	heldCount       atomic.Int64 // len(guard.held), for metrics and Stats
 	heldSince       atomic.Int64 // guard.since in unix nanoseconds, 0 when nothing is held
+	authzHeld       atomic.Int64 // len(authz.held)
+	authzHeldSince  atomic.Int64 // authz.since in unix nanoseconds, 0 when nothing is held
+	authzInEtcd     atomic.Int64 // len(authz.written)
 	unwritableCount atomic.Int64 // len(unwritableSet)
 
 	synced     chan struct{}
@@ -94,17 +100,19 @@ type desiredState struct {
 
 // task is a unit of dirty state in the coalescing queue.
 type task struct {
-	kind taskKind
-	svc  keyspace.Service // kindService
+	kind  taskKind
+	svc   keyspace.Service       // kindService
+	authz keyspace.Authorization // kindAuthorization
 }
 
 type taskKind uint8
 
 const (
-	kindService taskKind = iota // write one service
-	kindMarkers                 // sweep after Complete, then write synced markers
-	kindWake                    // nothing to write; wakes Run to act on reloadNeeded
-	kindShards                  // the Fencer's shards changed: take over, or stop writing
+	kindService       taskKind = iota // write one service
+	kindMarkers                       // sweep after Complete, then write synced markers
+	kindWake                          // nothing to write; wakes Run to act on reloadNeeded
+	kindShards                        // the Fencer's shards changed: take over, or stop writing
+	kindAuthorization                 // write one authorization policy
 )
 
 // New returns a Sink writing through c. Nothing happens until Run. Check
@@ -125,8 +133,10 @@ func New(c Client, opts Options) *Sink {
 		vipOwner:      make(map[string]keyspace.Service),
 		markers:       make(map[int]keyspace.Marker),
 		unwritableSet: make(map[keyspace.Service]struct{}),
-		guard:         deleteGuard{held: make(map[keyspace.Service]struct{}), approved: make(map[keyspace.Service]struct{})},
+		guard: deleteGuard{held: make(map[keyspace.Service]struct{}), approved: make(map[keyspace.Service]struct{}),
+			passed: make(map[keyspace.Service]struct{})},
 		owned:         make(map[int]*ownedShard),
+		authz:         newAuthorizations(),
 		shards:        newShardState(),
 		bootstrapping: true,
 		synced:        make(chan struct{}),
@@ -303,25 +313,40 @@ func (s *Sink) process(ctx context.Context, tasks []task) error {
 		}
 	}
 
-	var svcs []keyspace.Service
+	var (
+		svcs  []keyspace.Service
+		authz []keyspace.Authorization
+	)
 	markers := false
 	for _, t := range tasks {
 		switch t.kind {
 		case kindService:
 			svcs = append(svcs, t.svc)
+		case kindAuthorization:
+			authz = append(authz, t.authz)
 		case kindMarkers:
 			markers = true
 		}
 	}
 	if markers {
 		svcs = append(svcs, s.sweepWritten()...)
+		authz = append(authz, s.sweepAuthorizations()...)
 	}
-	svcs, heldChanged := s.guardDeletions(svcs) // sorted for writing, deduplicated
+	release := s.releaseAsked.Swap(false)
+	svcs, heldChanged := s.guardDeletions(svcs, release) // sorted for writing, deduplicated
 	if heldChanged && s.hasPresent() {
 		markers = true // held_deletions changed
 	}
+	authz = s.guardAuthorizations(authz, release) // sorted for writing, deduplicated
 
 	if err := s.writeServices(ctx, svcs); err != nil {
+		if markers {
+			s.queue.Mark(task{kind: kindMarkers})
+		}
+		s.markAuthorizations(authz)
+		return err
+	}
+	if err := s.writeAuthorizations(ctx, authz); err != nil {
 		if markers {
 			s.queue.Mark(task{kind: kindMarkers})
 		}

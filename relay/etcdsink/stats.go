@@ -37,6 +37,11 @@ type Stats struct {
 	// HeldDeletions is the number of services whose removal the
 	// mass-deletion guard holds.
 	HeldDeletions int
+	// Authorizations is the number of authorization policy keys in etcd,
+	// as far as the Sink knows; HeldAuthorizationDeletions those whose
+	// removal the mass-deletion guard holds.
+	Authorizations             int
+	HeldAuthorizationDeletions int
 	// QueueDepth is the number of dirty services (and pending marker
 	// writes) waiting for the writer.
 	QueueDepth int
@@ -122,20 +127,22 @@ func (s *Sink) Stats() Stats {
 	m := s.metrics
 	n := func(c prometheus.Counter) uint64 { return uint64(promvalue.Of(c)) }
 	st := Stats{
-		Txns:              n(m.txns),
-		Puts:              n(m.puts),
-		Deletes:           n(m.deletes),
-		Bytes:             n(m.bytes),
-		Skipped:           n(m.skipped),
-		Retries:           n(m.retries),
-		Oversized:         n(m.oversized),
-		FenceFailures:     n(m.fenceFailures),
-		GenerationChanges: n(m.generationChanges),
-		Holds:             n(m.holds),
-		QueueDepth:        s.queue.Len(),
-		HeldDeletions:     s.HeldDeletions(),
-		Throttled:         time.Duration(promvalue.Of(m.throttled) * float64(time.Second)),
-		Generation:        s.generation(),
+		Txns:                       n(m.txns),
+		Puts:                       n(m.puts),
+		Deletes:                    n(m.deletes),
+		Bytes:                      n(m.bytes),
+		Skipped:                    n(m.skipped),
+		Retries:                    n(m.retries),
+		Oversized:                  n(m.oversized),
+		FenceFailures:              n(m.fenceFailures),
+		GenerationChanges:          n(m.generationChanges),
+		Holds:                      n(m.holds),
+		QueueDepth:                 s.queue.Len(),
+		HeldDeletions:              s.HeldDeletions(),
+		Authorizations:             int(s.authzInEtcd.Load()),
+		HeldAuthorizationDeletions: s.HeldAuthorizationDeletions(),
+		Throttled:                  time.Duration(promvalue.Of(m.throttled) * float64(time.Second)),
+		Generation:                 s.generation(),
 	}
 	m.mu.Lock()
 	st.LastError, st.LastErrorTime = m.lastError, m.lastErrorTime

@@ -11,7 +11,8 @@ import (
 // are counted.
 const strayLogged = 20
 
-// deleteStray deletes the keys under services/ and synced/ that the last
+// deleteStray deletes the keys under services/, authorizations/ and
+// synced/ that the last
 // load found not canonical (docs/contract.md, "Strict parsing"): stray,
 // aliased (endpoints/010) or out of range. It runs with the sweep after a
 // complete upstream sync, MaxTxnOps keys per transaction.

@@ -126,9 +126,16 @@ func (s *Sink) writeServices(ctx context.Context, svcs []keyspace.Service) error
 	for i, svc := range svcs {
 		s.mu.Lock()
 		d, ok := s.desired[svc]
+		passed := s.passedLocked(svc)
 		s.mu.Unlock()
 		if !ok {
 			continue // nothing desired, nothing to delete: only Complete sweeps
+		}
+		if !passed {
+			// Became a removal after the guard judged this batch: the
+			// next batch's guard judges it with the rest of its update.
+			s.queue.Mark(task{svc: svc})
+			continue
 		}
 		if !s.owns(keyspace.Shard(svc, s.opts.Shards)) {
 			continue // another relay's shard; taken over, it is marked again

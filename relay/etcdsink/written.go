@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/cespare/xxhash/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/meshrelay/meshrelay/internal/keyspace"
@@ -40,22 +41,25 @@ type loaded struct {
 	written    map[keyspace.Service]*writtenService
 	vipOwner   map[string]keyspace.Service
 	markers    map[int]keyspace.Marker
-	keys       int // keys under services/ and vips/
-	// stray are keys under services/ and synced/ that do not parse
-	// canonically: deleted by the next sweep.
+	// authz are the content hashes of the authorization policy values.
+	authz map[keyspace.Authorization]uint64
+	keys  int // keys under services/, vips/ and authorizations/
+	// stray are keys under services/, authorizations/ and synced/ that do
+	// not parse canonically: deleted by the next sweep.
 	stray []string
 }
 
 // loadPageSize is the number of keys per range request when loading.
 const loadPageSize = 1000
 
-// load reads the generation, every service value, the VIP index and the
-// synced markers, all at one revision.
+// load reads the generation, every service value, the VIP index, the
+// authorization policies and the synced markers, all at one revision.
 func (s *Sink) load(ctx context.Context) (*loaded, error) {
 	st := &loaded{
 		written:  make(map[keyspace.Service]*writtenService),
 		vipOwner: make(map[string]keyspace.Service),
 		markers:  make(map[int]keyspace.Marker),
+		authz:    make(map[keyspace.Authorization]uint64),
 	}
 	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
 	resp, err := s.client.Get(rctx, s.space.Generation())
@@ -141,6 +145,19 @@ func (s *Sink) load(ctx context.Context) (*loaded, error) {
 		return nil, err
 	}
 
+	err = s.rangePrefix(ctx, s.space.AuthorizationsPrefix(), rev, func(key string, value []byte) {
+		st.keys++
+		a, ok := s.space.ParseAuthorizationKey(key)
+		if !ok {
+			st.stray = append(st.stray, key)
+			return
+		}
+		st.authz[a] = xxhash.Sum64(value)
+	})
+	if err != nil {
+		return nil, err
+	}
+
 	err = s.rangePrefix(ctx, s.space.SyncedPrefix(), rev, func(key string, value []byte) {
 		shard, ok := s.space.ParseSynced(key)
 		if !ok {
@@ -221,6 +238,8 @@ func (s *Sink) reload(ctx context.Context) error {
 	s.incarnation.Reset()
 	s.incarnation.Observe(gen, true, st.rev)
 	s.written, s.vipOwner, s.markers = st.written, st.vipOwner, st.markers
+	s.authz.written = st.authz
+	s.authzInEtcd.Store(int64(len(st.authz)))
 	s.stray, s.strayDeleted = st.stray, 0
 	if len(st.stray) > 0 {
 		s.log.Warn("etcd holds keys that are not canonical meshrelay keys: the sweep deletes them",
@@ -231,6 +250,9 @@ func (s *Sink) reload(ctx context.Context) error {
 	dirty := make([]task, 0, len(s.desired)+1)
 	for svc := range s.desired {
 		dirty = append(dirty, task{svc: svc})
+	}
+	for a := range s.authz.desired {
+		dirty = append(dirty, task{kind: kindAuthorization, authz: a})
 	}
 	if s.present != nil {
 		dirty = append(dirty, task{kind: kindMarkers})

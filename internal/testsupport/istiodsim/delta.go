@@ -17,7 +17,8 @@ import (
 // DeltaAggregatedResources serves one delta ADS stream of Istio's ambient
 // workload API: wildcard subscriptions to AddressType (a Service Address per
 // service, a Workload Address per endpoint, from the same snapshots SotW
-// serves) and AuthorizationType (always empty). Like Istiod, it answers a
+// serves) and AuthorizationType (the policies of Options.Authorizations,
+// PutAuthorization and DeleteAuthorization). Like Istiod, it answers a
 // subscription with everything the client lacks according to its
 // initial_resource_versions (and removes what the client holds that no
 // longer exists), then pushes only differences.
@@ -60,10 +61,12 @@ type deltaStream struct {
 	node string
 	// wake has capacity 1: a send means "state or malformed may have news".
 	wake chan struct{}
-	// subscribed are the types subscribed; sent is what the client holds of
-	// AddressType according to this stream, by name → version.
+	// subscribed are the types subscribed; sent and authzSent are what the
+	// client holds of AddressType and AuthorizationType according to this
+	// stream, by name → version.
 	subscribed map[string]bool
 	sent       map[string]string
+	authzSent  map[string]string
 	// at is the snapshot whose Address state the client holds (nil: none
 	// sent yet): the next push compares only the services that changed
 	// since.
@@ -129,13 +132,15 @@ func (st *deltaStream) handle(req *discoveryv3.DeltaDiscoveryRequest) error {
 	s.deltaSubs = append(s.deltaSubs, DeltaSubscription{Stream: st.id, Node: st.node, TypeURL: url,
 		InitialResourceVersions: maps.Clone(req.GetInitialResourceVersions())})
 	s.mu.Unlock()
+	sent := maps.Clone(req.GetInitialResourceVersions())
+	if sent == nil {
+		sent = map[string]string{}
+	}
 	if url == AuthorizationType {
-		return st.send(&discoveryv3.DeltaDiscoveryResponse{TypeUrl: AuthorizationType})
+		st.authzSent = sent
+		return st.pushAuthorizations(true)
 	}
-	st.sent = maps.Clone(req.GetInitialResourceVersions())
-	if st.sent == nil {
-		st.sent = map[string]string{}
-	}
+	st.sent = sent
 	return st.pushAddresses(true)
 }
 
@@ -152,10 +157,41 @@ func (st *deltaStream) drain() error {
 			return err
 		}
 	}
-	if !st.subscribed[AddressType] {
+	if st.subscribed[AddressType] {
+		if err := st.pushAddresses(false); err != nil {
+			return err
+		}
+	}
+	if st.subscribed[AuthorizationType] {
+		return st.pushAuthorizations(false)
+	}
+	return nil
+}
+
+// pushAuthorizations sends the policies whose version differs from what the
+// client holds and the names it holds that no longer exist; nothing when
+// there is no difference, unless always. Policies are few: every push
+// compares them all.
+func (st *deltaStream) pushAuthorizations(always bool) error {
+	state := st.sim.authorizations()
+	resp := &discoveryv3.DeltaDiscoveryResponse{TypeUrl: AuthorizationType}
+	for _, name := range slices.Sorted(maps.Keys(state)) {
+		r := state[name]
+		if v, ok := st.authzSent[name]; !ok || v != r.GetVersion() {
+			resp.Resources = append(resp.Resources, r)
+			st.authzSent[name] = r.GetVersion()
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(st.authzSent)) {
+		if _, ok := state[name]; !ok {
+			resp.RemovedResources = append(resp.RemovedResources, name)
+			delete(st.authzSent, name)
+		}
+	}
+	if len(resp.Resources) == 0 && len(resp.RemovedResources) == 0 && !always {
 		return nil
 	}
-	return st.pushAddresses(false)
+	return st.send(resp)
 }
 
 // pushAddresses sends the Address resources whose version differs from
@@ -260,12 +296,18 @@ func (s *Sim) PushMalformedAddress(m Malformation) error {
 	default:
 		return fmt.Errorf("push malformed address: unknown malformation %d", int(m))
 	}
+	s.queueMalformedDelta(AddressType, r, m)
+	return nil
+}
+
+// queueMalformedDelta queues a response of typeURL holding r alone on every
+// delta stream.
+func (s *Sim) queueMalformedDelta(typeURL string, r *discoveryv3.Resource, m Malformation) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for st := range s.deltas {
-		st.malformed = append(st.malformed, &discoveryv3.DeltaDiscoveryResponse{TypeUrl: AddressType, Resources: []*discoveryv3.Resource{r}})
+		st.malformed = append(st.malformed, &discoveryv3.DeltaDiscoveryResponse{TypeUrl: typeURL, Resources: []*discoveryv3.Resource{r}})
 		st.wakeUp()
 	}
-	s.log.Info("istiodsim malformed delta push", "malformation", m, "streams", len(s.deltas))
-	return nil
+	s.log.Info("istiodsim malformed delta push", "type", typeURL, "malformation", m, "streams", len(s.deltas))
 }

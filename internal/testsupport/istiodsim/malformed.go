@@ -21,6 +21,9 @@ const (
 	WrongType
 	// Nameless is a well-formed resource with an empty name.
 	Nameless
+	// Misnamed is a well-formed Authorization under a resource name that is
+	// not its "<namespace>/<name>" (PushMalformedAuthorization only).
+	Misnamed
 )
 
 func (m Malformation) String() string {
@@ -31,6 +34,8 @@ func (m Malformation) String() string {
 		return "wrong-type"
 	case Nameless:
 		return "nameless"
+	case Misnamed:
+		return "misnamed"
 	}
 	return fmt.Sprintf("Malformation(%d)", int(m))
 }

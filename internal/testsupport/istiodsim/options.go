@@ -22,6 +22,9 @@ const MaxServices = 65000
 type Options struct {
 	// Services is the number of services generated at New. Default 10.
 	Services int
+	// Authorizations is the number of authorization policies served over
+	// delta at New (GeneratedAuthorization 0 .. n-1). Default 0.
+	Authorizations int
 	// EndpointsPerService is the number of endpoints each service starts
 	// with. Default 3.
 	EndpointsPerService int

@@ -51,9 +51,12 @@ type Sim struct {
 	streams   map[*sotwStream]struct{}
 	deltas    map[*deltaStream]struct{}
 	deltaSubs []DeltaSubscription
-	nextID    uint64
-	nacks     []Nack
-	violated  []string
+	// authz are the authorization policies served over delta, by
+	// resource name; replaced on change, never modified.
+	authz    map[string]*discoveryv3.Resource
+	nextID   uint64
+	nacks    []Nack
+	violated []string
 
 	server   *grpc.Server
 	addr     string
@@ -96,6 +99,11 @@ func New(opts Options) (*Sim, error) {
 		s.services = append(s.services, svc)
 	}
 	buildAll(s.services, opts.SubsetClusters)
+	s.authz = map[string]*discoveryv3.Resource{}
+	for i := range opts.Authorizations {
+		a := GeneratedAuthorization(i, opts.Namespaces)
+		s.authz[AuthorizationName(a)] = newDeltaResource(AuthorizationName(a), a)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.newInstanceLocked()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	"istio.io/istio/pkg/workloadapi"
 )
@@ -107,10 +108,16 @@ func (w *wdsSource) appendTo(dst map[string]*discoveryv3.Resource) {
 // bytes, as Istiod versions WDS resources: equal content, equal version,
 // whatever the instance.
 func putAddress(dst map[string]*discoveryv3.Resource, name string, a *workloadapi.Address) {
-	any := mustAny(a)
+	dst[name] = newDeltaResource(name, a)
+}
+
+// newDeltaResource is m as a delta Resource named name, versioned by the
+// hash of its bytes.
+func newDeltaResource(name string, m proto.Message) *discoveryv3.Resource {
+	any := mustAny(m)
 	sum := xxhash.Sum64(any.GetValue())
 	v := hex.EncodeToString([]byte{byte(sum >> 56), byte(sum >> 48), byte(sum >> 40), byte(sum >> 32), byte(sum >> 24), byte(sum >> 16), byte(sum >> 8), byte(sum)})
-	dst[name] = &discoveryv3.Resource{Name: name, Version: v, Resource: any}
+	return &discoveryv3.Resource{Name: name, Version: v, Resource: any}
 }
 
 // wdsState returns every Address resource of sn by name, built once per

@@ -7,8 +7,8 @@
 // The package is pure: deterministic, no I/O, no goroutines, no clocks, no
 // logging. The relay imports it (fed by relay/xds/delta), and so does the
 // scale harness for its workload-API direct nodes; it imports
-// internal/keyspace, internal/model, the generated value schema and Istio's
-// published workloadapi types.
+// internal/keyspace, internal/model, the generated value schema, Istio's
+// published workloadapi types and protojson.
 //
 // # Services
 //
@@ -51,7 +51,14 @@
 //
 // Waypoints, network gateways, networks, tunnel protocols and authorization
 // policy names are not used yet: the datapath connects to workload addresses
-// directly. Authorization resources are not translated here.
+// directly.
+//
+// # Authorization policies
+//
+// Authorization resources (istio.security.Authorization) are not joined to
+// services: AuthorizationValue only encodes each one, as canonical protobuf
+// JSON, for the relay to store under authorizations/<namespace>/<name> for a
+// later policy feature (docs/contract.md, section 1).
 //
 // # Incrementality
 //

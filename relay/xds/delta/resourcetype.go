@@ -2,10 +2,13 @@ package delta
 
 import (
 	"errors"
+	"fmt"
 
 	"google.golang.org/protobuf/proto"
 	"istio.io/istio/pkg/workloadapi"
 	"istio.io/istio/pkg/workloadapi/security"
+
+	"github.com/meshrelay/meshrelay/internal/keyspace"
 )
 
 // Type URLs of the resources the client subscribes to.
@@ -20,8 +23,9 @@ type resourceType struct {
 	short string // for logs and errors
 	// newMessage returns an empty message of the type.
 	newMessage func() proto.Message
-	// check rejects a decoded message the consumer cannot use.
-	check func(m proto.Message) error
+	// check rejects a decoded message, named name, that the consumer
+	// cannot use.
+	check func(name string, m proto.Message) error
 }
 
 var (
@@ -33,7 +37,7 @@ var (
 	authorizationType = &resourceType{
 		url: AuthorizationType, short: "Authorization",
 		newMessage: func() proto.Message { return new(security.Authorization) },
-		check:      func(proto.Message) error { return nil },
+		check:      checkAuthorization,
 	}
 
 	// resourceTypes is the order of the first requests on a stream.
@@ -52,7 +56,7 @@ func typeByURL(url string) *resourceType {
 
 // checkAddress requires an Address to be a Service with a namespace and
 // hostname, or a Workload with a uid.
-func checkAddress(m proto.Message) error {
+func checkAddress(_ string, m proto.Message) error {
 	a := m.(*workloadapi.Address)
 	switch {
 	case a.GetService() != nil:
@@ -65,6 +69,22 @@ func checkAddress(m proto.Message) error {
 		}
 	default:
 		return errors.New("neither a service nor a workload")
+	}
+	return nil
+}
+
+// checkAuthorization requires an Authorization to have a namespace and a
+// name that make a key (keyspace.ParseAuthorization) and to be named as
+// Istiod names it, "<namespace>/<name>": the relay stores it under that
+// key (docs/contract.md, section 1).
+func checkAuthorization(name string, m proto.Message) error {
+	a := m.(*security.Authorization)
+	k, ok := keyspace.ParseAuthorization(a.GetNamespace() + "/" + a.GetName())
+	if !ok {
+		return fmt.Errorf("authorization namespace %q, name %q: want non-empty, without '/'", a.GetNamespace(), a.GetName())
+	}
+	if k.String() != name {
+		return fmt.Errorf("authorization %s under resource name %q: want %q", k, name, k)
 	}
 	return nil
 }

@@ -26,7 +26,7 @@ func decodeResource(typ *resourceType, i int, r *discoveryv3.Resource) (proto.Me
 	if err := proto.Unmarshal(a.GetValue(), m); err != nil {
 		return nil, fmt.Errorf("%s %q: unmarshal: %w", typ.short, r.GetName(), err)
 	}
-	if err := typ.check(m); err != nil {
+	if err := typ.check(r.GetName(), m); err != nil {
 		return nil, fmt.Errorf("%s %q: %w", typ.short, r.GetName(), err)
 	}
 	return m, nil
