@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 
+	"github.com/meshrelay/meshrelay/internal/etcddial"
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 	"github.com/meshrelay/meshrelay/nodeagent"
 	"github.com/meshrelay/meshrelay/nodeagent/datapath"
@@ -36,6 +37,10 @@ func runRelayNodesRole(ctx context.Context, raw []byte, ctl *control.Server, log
 		return err
 	}
 	p := newPool(cfg)
+	if p.prof, err = startPoolProfile(RelayNodes, log); err != nil {
+		return err
+	}
+	defer p.prof.stop()
 	agents := make([]*nodeagent.Agent, 0, len(cfg.Nodes))
 	var clients []*clientv3.Client
 	defer func() {
@@ -153,13 +158,15 @@ func dialEtcd(endpoints []string, bc *measure.ByteCounter) (*clientv3.Client, er
 		Endpoints:   endpoints,
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
-		DialOptions: []grpc.DialOption{
+		// The agent's main dials with etcddial, whose fixed flow-control
+		// windows this client has too.
+		DialOptions: append([]grpc.DialOption{
 			grpc.WithStatsHandler(bc),
 			grpc.WithConnectParams(grpc.ConnectParams{
 				Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
 				MinConnectTimeout: 5 * time.Second,
 			}),
-		},
+		}, etcddial.WindowOptions()...),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("etcd client %v: %w", endpoints, err)
