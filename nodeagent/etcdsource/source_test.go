@@ -589,3 +589,39 @@ func TestOnResponseReportsDeliveries(t *testing.T) {
 		t.Fatalf("OnResponse calls %v, want one for %s at revision %d", got, a, ev.Revision)
 	}
 }
+
+// TestListedReportsWhatTheListFound: Listed tells a service not read yet
+// from one read present, and one read absent from a synced shard (known
+// absent) from one read absent before its shard was synced (unknown).
+func TestListedReportsWhatTheListFound(t *testing.T) {
+	srv := testenv.StartEtcd(t, embedetcd.Options{})
+	writer := testenv.Client(t, srv.Endpoints())
+	put(t, writer, space.Generation(), "g1")
+	svcs := servicesInShards("ns", 3, keyspace.DefaultShards)
+	present, gone, early := svcs[0], svcs[1], svcs[2]
+	shard := func(s keyspace.Service) int { return keyspace.Shard(s, keyspace.DefaultShards) }
+	writeService(t, writer, service(present, 1, 0), 1, 0)
+	putMarker(t, writer, shard(present), "g1", 1)
+	putMarker(t, writer, shard(gone), "g1", 0)
+	putMarker(t, writer, shard(early), "g0", 0) // another generation's
+
+	src := runSource(t, testenv.Client(t, srv.Endpoints()), Options{})
+	if listed, absent := src.Listed(present); listed || absent {
+		t.Fatalf("unwatched service: listed %v absent %v", listed, absent)
+	}
+	for _, s := range svcs {
+		src.Watch(s)
+	}
+	listed := func(s keyspace.Service) bool { l, _ := src.Listed(s); return l }
+	testenv.EventuallyTrue(t, "every service listed", func() bool {
+		return listed(present) && listed(gone) && listed(early)
+	})
+	for _, c := range []struct {
+		svc  keyspace.Service
+		want bool
+	}{{present, false}, {gone, true}, {early, false}} {
+		if _, absent := src.Listed(c.svc); absent != c.want {
+			t.Errorf("%s: absent %v, want %v", c.svc, absent, c.want)
+		}
+	}
+}

@@ -21,6 +21,8 @@ type watch struct {
 	// Guarded by Source.mu.
 	cancel   context.CancelFunc // nil until Run starts the goroutine
 	deferred bool               // a removal waits for a synced marker
+	// lastList is what the latest list found (Source.Listed).
+	lastList listResult
 
 	// Owned by the goroutine.
 	held    held
@@ -32,6 +34,33 @@ type watch struct {
 
 func newWatch(svc keyspace.Service, shard int, lim limits) *watch {
 	return &watch{svc: svc, shard: shard, relist: make(chan struct{}, 1), held: held{lim: lim}}
+}
+
+// listResult is what the latest list of a service found.
+type listResult int
+
+const (
+	notListed             listResult = iota
+	listedPresent                    // a spec (valid or not)
+	listedAbsent                     // no spec, its shard not known synced in the current generation
+	listedAbsentConfirmed            // no spec, and its shard synced in the current generation
+)
+
+// Listed reports whether svc's watch has read svc from etcd at least once
+// (listed), and whether the latest read found no spec key while svc's
+// shard had a synced marker of the current generation in the same read
+// (absent: etcd is known not to hold svc, docs/contract.md). A service
+// listed without a spec whose shard was not synced is neither: only a
+// read against a completely synced etcd can tell (Complete, HasSpec).
+// Unwatched services are not listed.
+func (s *Source) Listed(svc keyspace.Service) (listed, absent bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w, ok := s.watches[svc]
+	if !ok {
+		return false, false
+	}
+	return w.lastList != notListed, w.lastList == listedAbsentConfirmed
 }
 
 // listing is what a list read besides the service's own keys.
@@ -102,6 +131,16 @@ func (s *Source) list(ctx context.Context, w *watch) (listing, error) {
 		}
 	}
 	s.reportInvalid(w, w.held.reset(s.space, resp.Responses[2].GetResponseRange().GetKvs(), l.rev))
+	res := listedPresent
+	if w.held.absent() {
+		res = listedAbsent
+		if l.confirmed() {
+			res = listedAbsentConfirmed
+		}
+	}
+	s.mu.Lock()
+	w.lastList = res
+	s.mu.Unlock()
 	s.noticeListing(l)
 	s.reconcile(w, &l)
 	return l, nil
