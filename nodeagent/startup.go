@@ -56,9 +56,13 @@ func (a *Agent) runStartup(ctx context.Context) error {
 
 	// Every declared service delivered, or absent from a synced etcd.
 	for !a.initialDone() {
-		if waiting := a.undeliveredInitial(); len(waiting) > 0 && canRead() {
-			if err := a.settleAbsent(ctx, waiting); err != nil && ctx.Err() == nil {
-				a.log.Debug("startup check", "err", err)
+		// canRead first: the list of waiting services is built at most
+		// once per startupRead, not at every poll.
+		if canRead() {
+			if waiting := a.undeliveredInitial(); len(waiting) > 0 {
+				if err := a.settleAbsent(ctx, waiting); err != nil && ctx.Err() == nil {
+					a.log.Debug("startup check", "err", err)
+				}
 			}
 		}
 		if !wait() {

@@ -160,19 +160,26 @@ func (s *Source) Run(ctx context.Context) error {
 }
 
 // startWatches starts the goroutines of the services registered since the
-// last call.
+// last call, with their first lists read together (readFirst).
 func (s *Source) startWatches(ctx context.Context, wg *sync.WaitGroup) {
 	s.mu.Lock()
+	ws := s.unstarted
+	s.unstarted = nil
+	s.mu.Unlock()
+	if len(ws) == 0 {
+		return
+	}
+	first := s.readFirst(ctx, ws)
+	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, w := range s.unstarted {
+	for i, w := range ws {
 		if s.watches[w.svc] != w {
 			continue // unwatched meanwhile
 		}
 		wctx, cancel := context.WithCancel(ctx)
 		w.cancel = cancel
-		wg.Go(func() { s.runWatch(wctx, w) })
+		wg.Go(func() { s.runWatch(wctx, w, first[i]) })
 	}
-	s.unstarted = nil
 }
 
 // Watch starts watching svc: its current state, once complete, is queued,

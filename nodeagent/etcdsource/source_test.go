@@ -2,9 +2,11 @@ package etcdsource
 
 import (
 	"context"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -623,5 +625,51 @@ func TestListedReportsWhatTheListFound(t *testing.T) {
 		if _, absent := src.Listed(c.svc); absent != c.want {
 			t.Errorf("%s: absent %v, want %v", c.svc, absent, c.want)
 		}
+	}
+}
+
+// txnCounter counts the transactions made through a client.
+type txnCounter struct {
+	*clientv3.Client
+	n atomic.Int64
+}
+
+func (c *txnCounter) Txn(ctx context.Context) clientv3.Txn {
+	c.n.Add(1)
+	return c.Client.Txn(ctx)
+}
+
+// TestFirstListsReadTogether: services watched before Run are listed with
+// one transaction (besides the control loop's), each as its own list
+// would, present or absent.
+func TestFirstListsReadTogether(t *testing.T) {
+	srv := testenv.StartEtcd(t, embedetcd.Options{})
+	writer := testenv.Client(t, srv.Endpoints())
+	put(t, writer, space.Generation(), "g1")
+	svcs := servicesInShards("ns", 10, keyspace.DefaultShards)
+	for _, s := range svcs[:9] {
+		writeService(t, writer, service(s, 2, 0), 1, 0)
+		putMarker(t, writer, keyspace.Shard(s, keyspace.DefaultShards), "g1", 1)
+	}
+	putMarker(t, writer, keyspace.Shard(svcs[9], keyspace.DefaultShards), "g1", 0)
+
+	tc := &txnCounter{Client: testenv.Client(t, srv.Endpoints())}
+	opts := Options{Cluster: testCluster, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))}
+	src := New(tc, opts)
+	for _, s := range svcs {
+		src.Watch(s)
+	}
+	run := testenv.Run(t, src.Run)
+	defer run.Stop()
+	rec := newRecorder(t, src)
+	for _, s := range svcs[:9] {
+		rec.waitFor(s, "initial state", hasHash(service(s, 2, 0)))
+	}
+	testenv.EventuallyTrue(t, "absent service listed", func() bool { _, absent := src.Listed(svcs[9]); return absent })
+	if st := src.Stats(); st.Lists != 10 || st.Relists != 0 {
+		t.Errorf("stats %+v: want 10 lists", st)
+	}
+	if n := tc.n.Load(); n != 2 {
+		t.Errorf("%d transactions; want 2 (the control loop's load, the first lists)", n)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/meshrelay/meshrelay/internal/keyspace"
@@ -77,11 +78,20 @@ func (l listing) confirmed() bool {
 }
 
 // runWatch lists and watches w until ctx is done (Unwatch or Run's end).
-func (s *Source) runWatch(ctx context.Context, w *watch) {
+// first, when not nil, is w's first list, read for several watches at once
+// (startWatches); it is applied instead of listing.
+func (s *Source) runWatch(ctx context.Context, w *watch, first *listRead) {
 	b := newRetry()
 	for {
 		start := time.Now()
-		l, err := s.list(ctx, w)
+		var l listing
+		var err error
+		if first != nil {
+			drain(w.relist) // the read answers every request made before it
+			l, first = s.applyList(w, *first), nil
+		} else {
+			l, err = s.list(ctx, w)
+		}
 		if err == nil {
 			err = s.follow(ctx, w, l.rev)
 		}
@@ -101,6 +111,15 @@ func (s *Source) runWatch(ctx context.Context, w *watch) {
 	}
 }
 
+// listRead is what one read returned for one service: the generation key,
+// its shard's synced marker and its own keys, at one revision.
+type listRead struct {
+	rev        int64
+	generation *mvccpb.KeyValue // nil when absent
+	marker     *mvccpb.KeyValue // nil when absent
+	kvs        []*mvccpb.KeyValue
+}
+
 // list reads the service's keys, the generation and the service's synced
 // marker in one read-only transaction (one revision), replaces what w held
 // (keys that vanished are swept) and queues what changed.
@@ -115,22 +134,35 @@ func (s *Source) list(ctx context.Context, w *watch) (listing, error) {
 	if err != nil {
 		return listing{}, fmt.Errorf("list %s: %w", prefix, err)
 	}
+	r := listRead{rev: resp.Header.Revision, kvs: resp.Responses[2].GetResponseRange().GetKvs()}
+	if kvs := resp.Responses[0].GetResponseRange().GetKvs(); len(kvs) > 0 {
+		r.generation = kvs[0]
+	}
+	if kvs := resp.Responses[1].GetResponseRange().GetKvs(); len(kvs) > 0 {
+		r.marker = kvs[0]
+	}
+	return s.applyList(w, r), nil
+}
+
+// applyList replaces what w held by a list read and queues what changed.
+func (s *Source) applyList(w *watch, r listRead) listing {
 	s.stats.lists.Add(1)
 	if w.listed {
 		s.stats.relists.Add(1)
 	}
 	w.listed = true
 
-	l := listing{rev: resp.Header.Revision}
-	if kvs := resp.Responses[0].GetResponseRange().GetKvs(); len(kvs) > 0 {
-		l.generation = string(kvs[0].Value)
+	l := listing{rev: r.rev}
+	if r.generation != nil {
+		l.generation = string(r.generation.Value)
 	}
-	if kvs := resp.Responses[1].GetResponseRange().GetKvs(); len(kvs) > 0 {
-		if l.marker, err = parseMarker(kvs[0]); err != nil {
+	if r.marker != nil {
+		var err error
+		if l.marker, err = parseMarker(r.marker); err != nil {
 			s.log.Warn("ignoring bad synced marker", "err", err)
 		}
 	}
-	s.reportInvalid(w, w.held.reset(s.space, resp.Responses[2].GetResponseRange().GetKvs(), l.rev))
+	s.reportInvalid(w, w.held.reset(s.space, r.kvs, l.rev))
 	res := listedPresent
 	if w.held.absent() {
 		res = listedAbsent
@@ -143,7 +175,7 @@ func (s *Source) list(ctx context.Context, w *watch) (listing, error) {
 	s.mu.Unlock()
 	s.noticeListing(l)
 	s.reconcile(w, &l)
-	return l, nil
+	return l
 }
 
 // follow watches the service from rev+1 and applies its events. It returns

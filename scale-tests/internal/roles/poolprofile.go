@@ -17,7 +17,7 @@ import (
 //	MESHRELAY_POOL_CPUPROFILE=DIR           write DIR/<pool>-sync.pprof (pool start → scenario
 //	                                        start) and DIR/<pool>-scenario.pprof (scenario start
 //	                                        → scenario start + the seconds below, or the pool's end)
-//	MESHRELAY_POOL_CPUPROFILE_SECONDS=60    length of the scenario profile (default 60)
+//	MESHRELAY_POOL_CPUPROFILE_SECONDS=60    longest length of each profile (default 60)
 //
 // The launcher passes the harness's environment on to every role.
 const (
@@ -58,6 +58,15 @@ func startPoolProfile(name string, log *slog.Logger) (*poolProfile, error) {
 	if err := pp.startLocked("sync"); err != nil {
 		return nil, err
 	}
+	// The same length bounds the sync profile, so that it is written
+	// even when the scenario never starts.
+	time.AfterFunc(pp.scenario, func() {
+		pp.mu.Lock()
+		defer pp.mu.Unlock()
+		if !pp.started {
+			pp.stopLocked()
+		}
+	})
 	return pp, nil
 }
 

@@ -77,26 +77,26 @@ func runRelayNodesRole(ctx context.Context, raw []byte, ctl *control.Server, log
 	p.totals = func(ps *PoolStats) {
 		var t results.AgentTotals
 		for _, a := range agents {
-			st := a.Stats()
+			st := a.Counts() // a fraction of Stats' cost, for 1,000 agents every second
 			if st.Ready {
 				t.Ready++
 			}
 			t.ServicesLoaded += int64(st.Services)
 			t.QueueDepth += int64(st.QueueDepth)
-			t.Events += int64(st.Events)
-			t.Coalesced += int64(st.Coalesced)
-			t.Flushes += int64(st.Flushes)
-			t.ApplyErrors += int64(st.ApplyErrors)
+			t.Events += st.Events
+			t.Coalesced += st.Coalesced
+			t.Flushes += st.Flushes
+			t.ApplyErrors += st.ApplyErrors
 			t.ThrottledSeconds += st.Throttled.Seconds()
-			t.MissesLoaded += int64(st.MissesLoaded)
-			t.MissesUnknown += int64(st.MissesUnknown)
+			t.MissesLoaded += st.MissesLoaded
+			t.MissesUnknown += st.MissesUnknown
 			src := st.Source
-			t.Watches += int64(src.WatchesOpen)
-			t.Lists += int64(src.Lists)
-			t.Relists += int64(src.Relists)
-			t.VIPGets += int64(src.Gets)
-			t.WatchEvents += int64(src.WatchEvents)
-			t.GenerationChanges += int64(src.GenerationChanges)
+			t.Watches += src.WatchesOpen
+			t.Lists += src.Lists
+			t.Relists += src.Relists
+			t.VIPGets += src.Gets
+			t.WatchEvents += src.WatchEvents
+			t.GenerationChanges += src.GenerationChanges
 		}
 		ps.Agents = &t
 	}
