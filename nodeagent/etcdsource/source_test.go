@@ -260,12 +260,10 @@ func TestCompactedWatchRelists(t *testing.T) {
 }
 
 func TestRemovalWaitsForSyncedMarker(t *testing.T) {
-	srv := testenv.StartEtcd(t, embedetcd.Options{})
-	writer := testenv.Client(t, srv.Endpoints())
-	put(t, writer, space.Generation(), "g1")
+	srv, writer := startG1(t)
 	svcs := servicesInShards("ns", 3, keyspace.DefaultShards)
 	a, b, c := svcs[0], svcs[1], svcs[2]
-	shard := func(s keyspace.Service) int { return keyspace.Shard(s, keyspace.DefaultShards) }
+	shard := shardOf
 	for _, s := range svcs {
 		writeService(t, writer, service(s, 2, 0), 1, 0)
 	}
@@ -596,16 +594,13 @@ func TestOnResponseReportsDeliveries(t *testing.T) {
 // from one read present, and one read absent from a synced shard (known
 // absent) from one read absent before its shard was synced (unknown).
 func TestListedReportsWhatTheListFound(t *testing.T) {
-	srv := testenv.StartEtcd(t, embedetcd.Options{})
-	writer := testenv.Client(t, srv.Endpoints())
-	put(t, writer, space.Generation(), "g1")
+	srv, writer := startG1(t)
 	svcs := servicesInShards("ns", 3, keyspace.DefaultShards)
 	present, gone, early := svcs[0], svcs[1], svcs[2]
-	shard := func(s keyspace.Service) int { return keyspace.Shard(s, keyspace.DefaultShards) }
 	writeService(t, writer, service(present, 1, 0), 1, 0)
-	putMarker(t, writer, shard(present), "g1", 1)
-	putMarker(t, writer, shard(gone), "g1", 0)
-	putMarker(t, writer, shard(early), "g0", 0) // another generation's
+	putMarker(t, writer, shardOf(present), "g1", 1)
+	putMarker(t, writer, shardOf(gone), "g1", 0)
+	putMarker(t, writer, shardOf(early), "g0", 0) // another generation's
 
 	src := runSource(t, testenv.Client(t, srv.Endpoints()), Options{})
 	if listed, absent := src.Listed(present); listed || absent {
@@ -643,15 +638,13 @@ func (c *txnCounter) Txn(ctx context.Context) clientv3.Txn {
 // one transaction (besides the control loop's), each as its own list
 // would, present or absent.
 func TestFirstListsReadTogether(t *testing.T) {
-	srv := testenv.StartEtcd(t, embedetcd.Options{})
-	writer := testenv.Client(t, srv.Endpoints())
-	put(t, writer, space.Generation(), "g1")
+	srv, writer := startG1(t)
 	svcs := servicesInShards("ns", 10, keyspace.DefaultShards)
 	for _, s := range svcs[:9] {
 		writeService(t, writer, service(s, 2, 0), 1, 0)
-		putMarker(t, writer, keyspace.Shard(s, keyspace.DefaultShards), "g1", 1)
+		putMarker(t, writer, shardOf(s), "g1", 1)
 	}
-	putMarker(t, writer, keyspace.Shard(svcs[9], keyspace.DefaultShards), "g1", 0)
+	putMarker(t, writer, shardOf(svcs[9]), "g1", 0)
 
 	tc := &txnCounter{Client: testenv.Client(t, srv.Endpoints())}
 	opts := Options{Cluster: testCluster, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))}
