@@ -8,40 +8,47 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// First lists of services started together are read together: one
-// read-only transaction per firstListBatch services holds the generation,
-// the synced markers of their shards and every service's keys, at one
-// revision, as each service's own list would (watch.go). An agent starting
-// with fifty services makes one read instead of fifty, and so does each
-// agent of a node pool starting against one etcd. A batch has at most
+// The first lists of services that start watching together are read
+// together: one read-only transaction per firstListBatch services holds the
+// generation, the synced markers of their shards and every service's keys,
+// at one revision, as each service's own list would (watch.go). An agent
+// starting with fifty services makes one read instead of fifty, and so does
+// each agent of a node pool starting against one etcd. A batch has at most
 // 1 + 2 × firstListBatch operations (generation, one marker per shard, one
-// prefix per service): at most etcd's default limit of 128 per
-// transaction. A failed batch (a smaller limit, a response too large)
-// leaves its services to list on their own.
+// prefix per service): within etcd's default limit of 128 per transaction.
+// A failed batch (a smaller limit, a response too large, no answer within
+// firstListTimeout) leaves its services to list on their own.
 const (
 	firstListBatch   = 63
-	firstListTimeout = 10 * time.Second
+	firstListTimeout = time.Minute
 )
 
-// readFirst reads the first lists of ws in batches. Entry i is w[i]'s
-// read, or nil when its batch failed (that watch lists on its own, with
-// its retries); a failure is only logged.
-func (s *Source) readFirst(ctx context.Context, ws []*watch) []*listRead {
-	out := make([]*listRead, len(ws))
-	for lo := 0; lo < len(ws); lo += firstListBatch {
-		hi := min(lo+firstListBatch, len(ws))
-		if err := s.readBatch(ctx, ws[lo:hi], out[lo:hi]); err != nil {
-			if ctx.Err() != nil {
-				return out
-			}
-			s.log.Debug("reading first lists together failed; each service lists on its own", "services", hi-lo, "err", err)
-		}
-	}
-	return out
+// firstList is the first lists of one batch of watches, being read.
+type firstList struct {
+	done  chan struct{} // closed when reads is set
+	reads []*listRead   // entry i: watch i's read; all nil when the read failed
 }
 
-// readBatch reads the first lists of ws into out in one transaction.
-func (s *Source) readBatch(ctx context.Context, ws []*watch, out []*listRead) error {
+func newFirstList(n int) *firstList {
+	return &firstList{done: make(chan struct{}), reads: make([]*listRead, n)}
+}
+
+// wait returns entry i once the batch was read (nil when the read failed);
+// ok is false when ctx ended first.
+func (fl *firstList) wait(ctx context.Context, i int) (r *listRead, ok bool) {
+	select {
+	case <-fl.done:
+		return fl.reads[i], true
+	case <-ctx.Done():
+		return nil, false
+	}
+}
+
+// readFirst reads the first lists of ws into fl in one transaction. A
+// failure is only logged: each watch then lists on its own, with its
+// retries.
+func (s *Source) readFirst(ctx context.Context, ws []*watch, fl *firstList) {
+	defer close(fl.done)
 	ctx, cancel := context.WithTimeout(ctx, firstListTimeout)
 	defer cancel()
 	ops := []clientv3.Op{clientv3.OpGet(s.space.Generation())}
@@ -58,7 +65,8 @@ func (s *Source) readBatch(ctx context.Context, ws []*watch, out []*listRead) er
 	}
 	resp, err := s.c.Txn(ctx).Then(ops...).Commit()
 	if err != nil {
-		return err
+		s.log.Debug("reading first lists together failed; each service lists on its own", "services", len(ws), "err", err)
+		return
 	}
 	first := func(i int) *mvccpb.KeyValue {
 		if kvs := resp.Responses[i].GetResponseRange().GetKvs(); len(kvs) > 0 {
@@ -68,10 +76,9 @@ func (s *Source) readBatch(ctx context.Context, ws []*watch, out []*listRead) er
 	}
 	gen := first(0)
 	for i, w := range ws {
-		out[i] = &listRead{
+		fl.reads[i] = &listRead{
 			rev: resp.Header.Revision, generation: gen, marker: first(markerOp[w.shard]),
 			kvs: resp.Responses[base+i].GetResponseRange().GetKvs(),
 		}
 	}
-	return nil
 }

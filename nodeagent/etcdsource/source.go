@@ -160,25 +160,27 @@ func (s *Source) Run(ctx context.Context) error {
 }
 
 // startWatches starts the goroutines of the services registered since the
-// last call, with their first lists read together (readFirst).
+// last call. Their first lists are read together (firstList), in
+// goroutines of their own: nothing here waits for etcd.
 func (s *Source) startWatches(ctx context.Context, wg *sync.WaitGroup) {
 	s.mu.Lock()
-	ws := s.unstarted
-	s.unstarted = nil
-	s.mu.Unlock()
-	if len(ws) == 0 {
-		return
-	}
-	first := s.readFirst(ctx, ws)
-	s.mu.Lock()
 	defer s.mu.Unlock()
-	for i, w := range ws {
-		if s.watches[w.svc] != w {
-			continue // unwatched meanwhile
+	var ws []*watch
+	for _, w := range s.unstarted {
+		if s.watches[w.svc] == w { // else unwatched meanwhile
+			ws = append(ws, w)
 		}
-		wctx, cancel := context.WithCancel(ctx)
-		w.cancel = cancel
-		wg.Go(func() { s.runWatch(wctx, w, first[i]) })
+	}
+	s.unstarted = nil
+	for lo := 0; lo < len(ws); lo += firstListBatch {
+		batch := ws[lo:min(lo+firstListBatch, len(ws))]
+		fl := newFirstList(len(batch))
+		wg.Go(func() { s.readFirst(ctx, batch, fl) })
+		for i, w := range batch {
+			wctx, cancel := context.WithCancel(ctx)
+			w.cancel = cancel
+			wg.Go(func() { s.runWatch(wctx, w, fl, i) })
+		}
 	}
 }
 

@@ -78,16 +78,21 @@ func (l listing) confirmed() bool {
 }
 
 // runWatch lists and watches w until ctx is done (Unwatch or Run's end).
-// first, when not nil, is w's first list, read for several watches at once
-// (startWatches); it is applied instead of listing.
-func (s *Source) runWatch(ctx context.Context, w *watch, first *listRead) {
+// Its first list is entry i of fl, read for several watches at once
+// (firstlist.go); when that read failed, w lists on its own.
+func (s *Source) runWatch(ctx context.Context, w *watch, fl *firstList, i int) {
+	first, ok := fl.wait(ctx, i)
+	if !ok {
+		return // ctx done
+	}
 	b := newRetry()
 	for {
 		start := time.Now()
 		var l listing
 		var err error
 		if first != nil {
-			drain(w.relist) // the read answers every request made before it
+			// No drain of w.relist: a request made after the batch was
+			// read is answered by a list of its own.
 			l, first = s.applyList(w, *first), nil
 		} else {
 			l, err = s.list(ctx, w)
