@@ -36,11 +36,13 @@ type Agent struct {
 	wake chan struct{} // capacity 1: the main loop has something to do
 
 	// Owned by the main loop (Run's goroutine).
-	w        *writer // set under mu (Healthy reads it)
-	park     parking
-	pace     flushPace
-	swept    bool
-	programs *datapath.Programs // nil when the datapath has none
+	w    *writer // set under mu (Healthy reads it)
+	park parking
+	pace flushPace
+	// paceTimer waits out the flush pace; one per agent, reused.
+	paceTimer *time.Timer
+	swept     bool
+	programs  *datapath.Programs // nil when the datapath has none
 
 	mu        sync.Mutex
 	running   bool
@@ -208,12 +210,16 @@ func (a *Agent) loop(ctx context.Context, g *errgroup.Group) error {
 func (a *Agent) step(ctx context.Context, g *errgroup.Group) error {
 	if a.queueDepth() > 0 {
 		if w := a.pace.wait(time.Now()); w > 0 {
-			t := time.NewTimer(w)
+			if a.paceTimer == nil {
+				a.paceTimer = time.NewTimer(w)
+			} else {
+				a.paceTimer.Reset(w) // stopped or fired and drained: no stale tick (Go 1.23 timers)
+			}
 			select {
 			case <-ctx.Done():
-				t.Stop()
+				a.paceTimer.Stop()
 				return ctx.Err()
-			case <-t.C:
+			case <-a.paceTimer.C:
 			}
 		}
 		if err := a.flush(ctx); err != nil {

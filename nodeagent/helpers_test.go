@@ -28,17 +28,23 @@ const testCluster = "test"
 
 var space = keyspace.New(testCluster)
 
-// env is one embedded etcd with a writer client, stopped by the test.
+// env is one etcd with a writer client: embedded (newEnv) or in a child
+// process (envAt), stopped by the test.
 type env struct {
-	t      *testing.T
-	srv    *embedetcd.Server
+	t      testing.TB
 	client *clientv3.Client
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	srv := testenv.StartEtcd(t, embedetcd.Options{})
-	e := &env{t: t, srv: srv, client: testenv.Client(t, srv.Endpoints())}
+	return envAt(t, srv.Endpoints())
+}
+
+// envAt is an env over the etcd at endpoints, with generation g1 written.
+func envAt(tb testing.TB, endpoints []string) *env {
+	tb.Helper()
+	e := &env{t: tb, client: testenv.Client(tb, endpoints)}
 	e.put(space.Generation(), "g1")
 	return e
 }

@@ -22,10 +22,12 @@ const (
 // alone, then returns:
 //
 //   - a declared service that etcd does not have is never delivered by
-//     the source. Once etcd is completely synced (every shard has a
-//     synced marker of the current generation), each declared service not
-//     delivered yet is checked with one count-only read of its spec key;
-//     when absent it counts as delivered (nothing to install).
+//     the source. When its watch's list found it absent from a shard
+//     synced in the current generation, it counts as delivered (nothing to
+//     install). When that list happened before the shard was synced, then
+//     once etcd is completely synced (every shard has a synced marker of
+//     the current generation) it is checked with one count-only read of
+//     its spec key (settleAbsent).
 //   - with on-demand loading, the VIPs of the orphan frontends found in the
 //     datapath at start are resolved once every declared service was
 //     delivered and etcd is completely synced, and the services found are
@@ -54,9 +56,13 @@ func (a *Agent) runStartup(ctx context.Context) error {
 
 	// Every declared service delivered, or absent from a synced etcd.
 	for !a.initialDone() {
-		if waiting := a.undeliveredInitial(); len(waiting) > 0 && canRead() {
-			if err := a.settleAbsent(ctx, waiting); err != nil && ctx.Err() == nil {
-				a.log.Debug("startup check", "err", err)
+		// canRead first: the list of waiting services is built at most
+		// once per startupRead, not at every poll.
+		if canRead() {
+			if waiting := a.undeliveredInitial(); len(waiting) > 0 {
+				if err := a.settleAbsent(ctx, waiting); err != nil && ctx.Err() == nil {
+					a.log.Debug("startup check", "err", err)
+				}
 			}
 		}
 		if !wait() {
@@ -102,8 +108,26 @@ func (a *Agent) runStartup(ctx context.Context) error {
 }
 
 // settleAbsent marks the services of waiting that a completely synced etcd
-// does not have as delivered.
+// does not have as delivered. A service its watch has not listed yet is
+// left to that list (which delivers it, or finds it absent); one whose list
+// found it absent from its synced shard is absent without a read; only the
+// others cost reads (the markers, and one count-only read each). So while
+// the watches' first lists are under way - thousands of them when a pool
+// of agents starts against a loaded etcd - nothing adds to them.
 func (a *Agent) settleAbsent(ctx context.Context, waiting []keyspace.Service) error {
+	var check []keyspace.Service
+	for _, svc := range waiting {
+		switch listed, absent := a.src.Listed(svc); {
+		case absent:
+			a.markAbsent(svc)
+		case listed:
+			check = append(check, svc)
+		}
+	}
+	if len(check) == 0 {
+		return nil
+	}
+	waiting = check
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	complete, why, err := a.src.Complete(ctx)

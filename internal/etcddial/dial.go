@@ -57,6 +57,23 @@ func CheckSecure(endpoints []string) error {
 	return nil
 }
 
+// Flow-control windows of every etcd client (WindowOptions).
+const (
+	streamWindow = 1 << 20
+	connWindow   = 4 << 20
+)
+
+// WindowOptions are the gRPC dial options that give a client fixed
+// flow-control windows. With gRPC's default (dynamic windows), the client
+// answers nearly every data frame it receives - every watch event - with
+// a bandwidth-delay probe: a ping and a window update, one more write and
+// read per event on both sides, which at one watch event per node per
+// change is most of a node agent's and much of etcd's network CPU. Fixed
+// windows of a MiB per stream send a window update per MiB received.
+func WindowOptions() []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithInitialWindowSize(streamWindow), grpc.WithInitialConnWindowSize(connWindow)}
+}
+
 // Dial returns a client. It does not wait for etcd to answer: clientv3
 // reconnects by itself, and callers retry their requests with backoff.
 func Dial(opts Options) (*clientv3.Client, error) {
@@ -71,10 +88,10 @@ func Dial(opts Options) (*clientv3.Client, error) {
 	}
 	// gRPC's default reconnect backoff grows to 2 minutes; an etcd that
 	// comes back must be used within a second.
-	dialOpts := []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+	dialOpts := append([]grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
 		Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
 		MinConnectTimeout: 5 * time.Second,
-	})}
+	})}, WindowOptions()...)
 	var tlsCfg *tls.Config
 	switch {
 	case opts.TLS():

@@ -26,7 +26,9 @@
 //
 // Each watched service is listed at a revision (one read-only Txn that also
 // reads generation and the service's synced/<shard> marker) and then watched
-// from that revision + 1. clientv3 resumes a broken watch by itself; events at
+// from that revision + 1. The first lists of services that start watching
+// together (an agent's declared services at start) are one Txn per 63
+// services, each service's part exactly what its own list reads. clientv3 resumes a broken watch by itself; events at
 // or below the revision already applied are ignored. A watch that fails with
 // ErrCompacted, or that must be re-checked, is replaced by a new list, whose
 // result replaces everything held for the service (mark and sweep).

@@ -135,6 +135,13 @@ func (h *held) refuse(kv *mvccpb.KeyValue, i sliceID, reason string, err error) 
 	return &InvalidValueError{Key: string(kv.Key), Reason: reason, Err: err}
 }
 
+// absent says whether no spec key is held: none was read, or it was deleted
+// (an invalid spec is a spec).
+func (h *held) absent() bool {
+	_, bad := h.bad[specKey]
+	return h.spec == nil && !bad
+}
+
 // assemble returns the service when it is complete. For an incomplete
 // service it also returns the first missing slice. It allocates by the
 // slices held, never by the count in the spec.

@@ -13,6 +13,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/meshrelay/meshrelay/internal/embedetcd"
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 	"github.com/meshrelay/meshrelay/internal/model"
 	"github.com/meshrelay/meshrelay/internal/testsupport/etcdcount"
@@ -173,6 +174,19 @@ func putMarker(t *testing.T, kv clientv3.KV, shard int, generation string, servi
 	})
 	put(t, kv, space.Synced(shard), string(b))
 }
+
+// startG1 starts an etcd holding generation g1 and returns it with a
+// writer client.
+func startG1(t *testing.T) (*embedetcd.Server, *clientv3.Client) {
+	t.Helper()
+	srv := testenv.StartEtcd(t, embedetcd.Options{})
+	writer := testenv.Client(t, srv.Endpoints())
+	put(t, writer, space.Generation(), "g1")
+	return srv, writer
+}
+
+// shardOf is svc's shard among keyspace.DefaultShards.
+func shardOf(svc keyspace.Service) int { return keyspace.Shard(svc, keyspace.DefaultShards) }
 
 // servicesInShards returns n services of namespace ns, each in a different
 // shard among shards.

@@ -160,19 +160,28 @@ func (s *Source) Run(ctx context.Context) error {
 }
 
 // startWatches starts the goroutines of the services registered since the
-// last call.
+// last call. Their first lists are read together (firstList), in
+// goroutines of their own: nothing here waits for etcd.
 func (s *Source) startWatches(ctx context.Context, wg *sync.WaitGroup) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var ws []*watch
 	for _, w := range s.unstarted {
-		if s.watches[w.svc] != w {
-			continue // unwatched meanwhile
+		if s.watches[w.svc] == w { // else unwatched meanwhile
+			ws = append(ws, w)
 		}
-		wctx, cancel := context.WithCancel(ctx)
-		w.cancel = cancel
-		wg.Go(func() { s.runWatch(wctx, w) })
 	}
 	s.unstarted = nil
+	for lo := 0; lo < len(ws); lo += firstListBatch {
+		batch := ws[lo:min(lo+firstListBatch, len(ws))]
+		fl := newFirstList(len(batch))
+		wg.Go(func() { s.readFirst(ctx, batch, fl) })
+		for i, w := range batch {
+			wctx, cancel := context.WithCancel(ctx)
+			w.cancel = cancel
+			wg.Go(func() { s.runWatch(wctx, w, fl, i) })
+		}
+	}
 }
 
 // Watch starts watching svc: its current state, once complete, is queued,

@@ -2,9 +2,11 @@ package etcdsource
 
 import (
 	"context"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -258,12 +260,10 @@ func TestCompactedWatchRelists(t *testing.T) {
 }
 
 func TestRemovalWaitsForSyncedMarker(t *testing.T) {
-	srv := testenv.StartEtcd(t, embedetcd.Options{})
-	writer := testenv.Client(t, srv.Endpoints())
-	put(t, writer, space.Generation(), "g1")
+	srv, writer := startG1(t)
 	svcs := servicesInShards("ns", 3, keyspace.DefaultShards)
 	a, b, c := svcs[0], svcs[1], svcs[2]
-	shard := func(s keyspace.Service) int { return keyspace.Shard(s, keyspace.DefaultShards) }
+	shard := shardOf
 	for _, s := range svcs {
 		writeService(t, writer, service(s, 2, 0), 1, 0)
 	}
@@ -587,5 +587,82 @@ func TestOnResponseReportsDeliveries(t *testing.T) {
 	defer mu.Unlock()
 	if len(got) != 1 || got[0] != (delivery{a, ev.Revision}) {
 		t.Fatalf("OnResponse calls %v, want one for %s at revision %d", got, a, ev.Revision)
+	}
+}
+
+// TestListedReportsWhatTheListFound: Listed tells a service not read yet
+// from one read present, and one read absent from a synced shard (known
+// absent) from one read absent before its shard was synced (unknown).
+func TestListedReportsWhatTheListFound(t *testing.T) {
+	srv, writer := startG1(t)
+	svcs := servicesInShards("ns", 3, keyspace.DefaultShards)
+	present, gone, early := svcs[0], svcs[1], svcs[2]
+	writeService(t, writer, service(present, 1, 0), 1, 0)
+	putMarker(t, writer, shardOf(present), "g1", 1)
+	putMarker(t, writer, shardOf(gone), "g1", 0)
+	putMarker(t, writer, shardOf(early), "g0", 0) // another generation's
+
+	src := runSource(t, testenv.Client(t, srv.Endpoints()), Options{})
+	if listed, absent := src.Listed(present); listed || absent {
+		t.Fatalf("unwatched service: listed %v absent %v", listed, absent)
+	}
+	for _, s := range svcs {
+		src.Watch(s)
+	}
+	listed := func(s keyspace.Service) bool { l, _ := src.Listed(s); return l }
+	testenv.EventuallyTrue(t, "every service listed", func() bool {
+		return listed(present) && listed(gone) && listed(early)
+	})
+	for _, c := range []struct {
+		svc  keyspace.Service
+		want bool
+	}{{present, false}, {gone, true}, {early, false}} {
+		if _, absent := src.Listed(c.svc); absent != c.want {
+			t.Errorf("%s: absent %v, want %v", c.svc, absent, c.want)
+		}
+	}
+}
+
+// txnCounter counts the transactions made through a client.
+type txnCounter struct {
+	*clientv3.Client
+	n atomic.Int64
+}
+
+func (c *txnCounter) Txn(ctx context.Context) clientv3.Txn {
+	c.n.Add(1)
+	return c.Client.Txn(ctx)
+}
+
+// TestFirstListsReadTogether: services watched before Run are listed with
+// one transaction (besides the control loop's), each as its own list
+// would, present or absent.
+func TestFirstListsReadTogether(t *testing.T) {
+	srv, writer := startG1(t)
+	svcs := servicesInShards("ns", 10, keyspace.DefaultShards)
+	for _, s := range svcs[:9] {
+		writeService(t, writer, service(s, 2, 0), 1, 0)
+		putMarker(t, writer, shardOf(s), "g1", 1)
+	}
+	putMarker(t, writer, shardOf(svcs[9]), "g1", 0)
+
+	tc := &txnCounter{Client: testenv.Client(t, srv.Endpoints())}
+	opts := Options{Cluster: testCluster, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))}
+	src := New(tc, opts)
+	for _, s := range svcs {
+		src.Watch(s)
+	}
+	run := testenv.Run(t, src.Run)
+	defer run.Stop()
+	rec := newRecorder(t, src)
+	for _, s := range svcs[:9] {
+		rec.waitFor(s, "initial state", hasHash(service(s, 2, 0)))
+	}
+	testenv.EventuallyTrue(t, "absent service listed", func() bool { _, absent := src.Listed(svcs[9]); return absent })
+	if st := src.Stats(); st.Lists != 10 || st.Relists != 0 {
+		t.Errorf("stats %+v: want 10 lists", st)
+	}
+	if n := tc.n.Load(); n != 2 {
+		t.Errorf("%d transactions; want 2 (the control loop's load, the first lists)", n)
 	}
 }

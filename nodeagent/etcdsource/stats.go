@@ -123,6 +123,28 @@ func (s *Source) Stats() Stats {
 	return st
 }
 
+// Counts are the figures of Stats that a poller of many sources sums, read
+// without the per-reason invalid counts and the walk over the watches.
+type Counts struct {
+	// Services counts the services watched.
+	Services int
+	// As in Stats.
+	WatchesOpen, Lists, Relists, Gets, WatchEvents, GenerationChanges int64
+}
+
+// Counts returns a snapshot of the source's Counts.
+func (s *Source) Counts() Counts {
+	c := &s.stats
+	out := Counts{
+		WatchesOpen: read(c.watchesOpen), Lists: read(c.lists), Relists: read(c.relists),
+		Gets: read(c.gets), WatchEvents: read(c.watchEvents), GenerationChanges: read(c.generationChanges),
+	}
+	s.mu.Lock()
+	out.Services = len(s.watches)
+	s.mu.Unlock()
+	return out
+}
+
 // read returns the value of a counter or gauge.
 func read(m prometheus.Metric) int64 {
 	var d dto.Metric

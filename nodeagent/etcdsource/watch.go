@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/meshrelay/meshrelay/internal/keyspace"
@@ -21,6 +22,8 @@ type watch struct {
 	// Guarded by Source.mu.
 	cancel   context.CancelFunc // nil until Run starts the goroutine
 	deferred bool               // a removal waits for a synced marker
+	// lastList is what the latest list found (Source.Listed).
+	lastList listResult
 
 	// Owned by the goroutine.
 	held    held
@@ -32,6 +35,33 @@ type watch struct {
 
 func newWatch(svc keyspace.Service, shard int, lim limits) *watch {
 	return &watch{svc: svc, shard: shard, relist: make(chan struct{}, 1), held: held{lim: lim}}
+}
+
+// listResult is what the latest list of a service found.
+type listResult int
+
+const (
+	notListed             listResult = iota
+	listedPresent                    // a spec (valid or not)
+	listedAbsent                     // no spec, its shard not known synced in the current generation
+	listedAbsentConfirmed            // no spec, and its shard synced in the current generation
+)
+
+// Listed reports whether svc's watch has read svc from etcd at least once
+// (listed), and whether the latest read found no spec key while svc's
+// shard had a synced marker of the current generation in the same read
+// (absent: etcd is known not to hold svc, docs/contract.md). A service
+// listed without a spec whose shard was not synced is neither: only a
+// read against a completely synced etcd can tell (Complete, HasSpec).
+// Unwatched services are not listed.
+func (s *Source) Listed(svc keyspace.Service) (listed, absent bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w, ok := s.watches[svc]
+	if !ok {
+		return false, false
+	}
+	return w.lastList != notListed, w.lastList == listedAbsentConfirmed
 }
 
 // listing is what a list read besides the service's own keys.
@@ -48,11 +78,25 @@ func (l listing) confirmed() bool {
 }
 
 // runWatch lists and watches w until ctx is done (Unwatch or Run's end).
-func (s *Source) runWatch(ctx context.Context, w *watch) {
+// Its first list is entry i of fl, read for several watches at once
+// (firstlist.go); when that read failed, w lists on its own.
+func (s *Source) runWatch(ctx context.Context, w *watch, fl *firstList, i int) {
+	first, ok := fl.wait(ctx, i)
+	if !ok {
+		return // ctx done
+	}
 	b := newRetry()
 	for {
 		start := time.Now()
-		l, err := s.list(ctx, w)
+		var l listing
+		var err error
+		if first != nil {
+			// No drain of w.relist: a request made after the batch was
+			// read is answered by a list of its own.
+			l, first = s.applyList(w, *first), nil
+		} else {
+			l, err = s.list(ctx, w)
+		}
 		if err == nil {
 			err = s.follow(ctx, w, l.rev)
 		}
@@ -72,6 +116,15 @@ func (s *Source) runWatch(ctx context.Context, w *watch) {
 	}
 }
 
+// listRead is what one read returned for one service: the generation key,
+// its shard's synced marker and its own keys, at one revision.
+type listRead struct {
+	rev        int64
+	generation *mvccpb.KeyValue // nil when absent
+	marker     *mvccpb.KeyValue // nil when absent
+	kvs        []*mvccpb.KeyValue
+}
+
 // list reads the service's keys, the generation and the service's synced
 // marker in one read-only transaction (one revision), replaces what w held
 // (keys that vanished are swept) and queues what changed.
@@ -86,25 +139,48 @@ func (s *Source) list(ctx context.Context, w *watch) (listing, error) {
 	if err != nil {
 		return listing{}, fmt.Errorf("list %s: %w", prefix, err)
 	}
+	r := listRead{rev: resp.Header.Revision, kvs: resp.Responses[2].GetResponseRange().GetKvs()}
+	if kvs := resp.Responses[0].GetResponseRange().GetKvs(); len(kvs) > 0 {
+		r.generation = kvs[0]
+	}
+	if kvs := resp.Responses[1].GetResponseRange().GetKvs(); len(kvs) > 0 {
+		r.marker = kvs[0]
+	}
+	return s.applyList(w, r), nil
+}
+
+// applyList replaces what w held by a list read and queues what changed.
+func (s *Source) applyList(w *watch, r listRead) listing {
 	s.stats.lists.Add(1)
 	if w.listed {
 		s.stats.relists.Add(1)
 	}
 	w.listed = true
 
-	l := listing{rev: resp.Header.Revision}
-	if kvs := resp.Responses[0].GetResponseRange().GetKvs(); len(kvs) > 0 {
-		l.generation = string(kvs[0].Value)
+	l := listing{rev: r.rev}
+	if r.generation != nil {
+		l.generation = string(r.generation.Value)
 	}
-	if kvs := resp.Responses[1].GetResponseRange().GetKvs(); len(kvs) > 0 {
-		if l.marker, err = parseMarker(kvs[0]); err != nil {
+	if r.marker != nil {
+		var err error
+		if l.marker, err = parseMarker(r.marker); err != nil {
 			s.log.Warn("ignoring bad synced marker", "err", err)
 		}
 	}
-	s.reportInvalid(w, w.held.reset(s.space, resp.Responses[2].GetResponseRange().GetKvs(), l.rev))
+	s.reportInvalid(w, w.held.reset(s.space, r.kvs, l.rev))
+	res := listedPresent
+	if w.held.absent() {
+		res = listedAbsent
+		if l.confirmed() {
+			res = listedAbsentConfirmed
+		}
+	}
+	s.mu.Lock()
+	w.lastList = res
+	s.mu.Unlock()
 	s.noticeListing(l)
 	s.reconcile(w, &l)
-	return l, nil
+	return l
 }
 
 // follow watches the service from rev+1 and applies its events. It returns

@@ -102,6 +102,9 @@ type pool struct {
 	bytes      measure.ByteCounter
 	// totals fills the mode's own counters into a PoolStats.
 	totals func(*PoolStats)
+	// prof writes CPU profiles when the environment asks (poolprofile.go);
+	// nil otherwise.
+	prof *poolProfile
 
 	mu   sync.Mutex
 	want map[int]gate.WantService
@@ -129,6 +132,9 @@ func (p *pool) register(ctl *control.Server) {
 		if req.Enable != nil {
 			p.samples.Enabled.Store(*req.Enable)
 			p.deliveries.Enabled.Store(*req.Enable)
+			if *req.Enable {
+				p.prof.scenarioStarted()
+			}
 		}
 		s, next := p.samples.From(req.From)
 		res := SamplesResult{Samples: s, Next: next}
