@@ -48,6 +48,10 @@ type Options struct {
 	// StartTimeout bounds how long Start waits for the member to become
 	// ready. Default 30 s.
 	StartTimeout time.Duration
+	// Pprof serves Go's profiles under /debug/pprof/ on the client URL
+	// (etcd's --enable-pprof), e.g. for a CPU profile of a scale test's
+	// etcd.
+	Pprof bool
 	// EtcdLogLevel is the lowest level of etcd's own logging that reaches
 	// Logger: "debug", "info", "warn" or "error". Default "error": etcd is
 	// chatty at info.
@@ -153,6 +157,7 @@ func etcdConfig(opts Options, dir string, clientURL, peerURL *url.URL, level zap
 		cfg.ClientTLSInfo = transport.TLSInfo{CertFile: t.CertFile, KeyFile: t.KeyFile, TrustedCAFile: t.CAFile, ClientCertAuth: t.ClientCertAuth}
 	}
 	cfg.UnsafeNoFsync = true
+	cfg.EnablePprof = opts.Pprof
 	// One member elects itself: short ticks make Start take milliseconds
 	// instead of about a second.
 	cfg.TickMs = 10
