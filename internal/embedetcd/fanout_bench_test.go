@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -32,20 +31,11 @@ func BenchmarkWatchFanout(b *testing.B) {
 	}
 }
 
-// coldWatches is the number of other keys each client watches.
-const coldWatches = 49
-
 func benchFanout(b *testing.B, n int) {
 	if testing.Short() && n > 100 {
 		b.Skip("-short: 1000 connections")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	s, err := Start(ctx, Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
+	s, ctx := startBench(b, 10*time.Minute)
 	writer, err := NewClient(s.Endpoints())
 	if err != nil {
 		b.Fatal(err)
@@ -54,7 +44,7 @@ func benchFanout(b *testing.B, n int) {
 
 	const hot = "fanout/hot"
 	value := strings.Repeat("v", 512)
-	// received[i] is when client i saw each revision of the hot key.
+	// received[rev] is when each client saw revision rev of the hot key.
 	var (
 		mu       sync.Mutex
 		received = map[int64][]time.Time{}
@@ -64,15 +54,7 @@ func benchFanout(b *testing.B, n int) {
 	wctx, stop := context.WithCancel(ctx)
 	defer func() { stop(); wg.Wait() }()
 	for i := range n {
-		c, err := NewClient(s.Endpoints())
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer c.Close()
-		for k := range coldWatches {
-			c.Watch(wctx, fmt.Sprintf("fanout/cold/%d/%d", i, k))
-		}
-		c.Watch(wctx, "fanout/synced/", clientv3.WithPrefix())
+		c := agentClient(b, s, wctx, "fanout/", i)
 		wc := c.Watch(wctx, hot, clientv3.WithCreatedNotify())
 		if r := <-wc; !r.Created {
 			b.Fatalf("client %d: watch not created: %v", i, r.Err())
@@ -126,22 +108,3 @@ func benchFanout(b *testing.B, n int) {
 	b.ReportMetric(ms(quantile(lat, 0.99)), "p99-ms")
 	b.ReportMetric(ms(quantile(spread, 0.5)), "spread-p50-ms")
 }
-
-func quantile(d []time.Duration, q float64) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	slices.Sort(d)
-	return d[min(int(q*float64(len(d))), len(d)-1)]
-}
-
-// processCPU is the CPU time (user + system) this process used so far.
-func processCPU(tb testing.TB) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		tb.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

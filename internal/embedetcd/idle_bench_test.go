@@ -6,8 +6,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // BenchmarkIdleCost measures what an embedded etcd costs the process per
@@ -33,27 +31,12 @@ const (
 )
 
 func benchIdle(b *testing.B, clients int, probe time.Duration) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	s, err := Start(ctx, Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
+	s, ctx := startBench(b, 5*time.Minute)
 	wctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { stop(); wg.Wait() }()
 	for i := range clients {
-		c, err := NewClient(s.Endpoints())
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer c.Close()
-		for k := range coldWatches {
-			c.Watch(wctx, fmt.Sprintf("idle/%d/%d", i, k))
-		}
-		wc := c.Watch(wctx, "idle/synced/", clientv3.WithPrefix(), clientv3.WithCreatedNotify())
-		<-wc
+		c := agentClient(b, s, wctx, "idle/", i)
 		if probe > 0 {
 			wg.Go(func() {
 				// Spread over the period, as independent agents are.

@@ -1,7 +1,6 @@
 package embedetcd
 
 import (
-	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -33,19 +32,15 @@ func BenchmarkProbeGet(b *testing.B) {
 const probeClients = 50
 
 func benchProbeGet(b *testing.B, opts []clientv3.OpOption) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	s, err := Start(ctx, Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
+	s, ctx := startBench(b, 5*time.Minute)
 	clients := make([]*clientv3.Client, probeClients)
 	for i := range clients {
-		if clients[i], err = NewClient(s.Endpoints()); err != nil {
+		c, err := NewClient(s.Endpoints())
+		if err != nil {
 			b.Fatal(err)
 		}
-		defer clients[i].Close()
+		defer c.Close()
+		clients[i] = c
 	}
 	if _, err := clients[0].Put(ctx, "probe/generation", "g1"); err != nil {
 		b.Fatal(err)
