@@ -43,11 +43,22 @@ type Options struct {
 	PeerURL string
 	// Name is the member name. Default "meshrelay".
 	Name string
+	// Tick is raft's heartbeat interval (etcd's --heartbeat-interval); the
+	// election timeout is ten ticks. Default DefaultTick: a member elects
+	// itself and serves within milliseconds of Start, which tests starting
+	// etcd again and again want, at about 13 ms of CPU per second of idle
+	// ticking (BenchmarkIdleCost). A long-running etcd takes LongTick,
+	// etcd's own default: 4 ms per second idle, a start up to a second longer.
+	Tick time.Duration
 	// QuotaBackendBytes is etcd's backend quota. 0 means etcd's default (2 GiB).
 	QuotaBackendBytes int64
 	// StartTimeout bounds how long Start waits for the member to become
 	// ready. Default 30 s.
 	StartTimeout time.Duration
+	// Pprof serves Go's profiles under /debug/pprof/ on the client URL
+	// (etcd's --enable-pprof), e.g. for a CPU profile of a scale test's
+	// etcd.
+	Pprof bool
 	// EtcdLogLevel is the lowest level of etcd's own logging that reaches
 	// Logger: "debug", "info", "warn" or "error". Default "error": etcd is
 	// chatty at info.
@@ -56,6 +67,12 @@ type Options struct {
 	// component=etcd). Default: discarded.
 	Logger *slog.Logger
 }
+
+// Tick values for Options.Tick.
+const (
+	DefaultTick = 10 * time.Millisecond
+	LongTick    = 100 * time.Millisecond
+)
 
 // TLS is the client-facing TLS of an embedded etcd.
 type TLS struct {
@@ -153,10 +170,15 @@ func etcdConfig(opts Options, dir string, clientURL, peerURL *url.URL, level zap
 		cfg.ClientTLSInfo = transport.TLSInfo{CertFile: t.CertFile, KeyFile: t.KeyFile, TrustedCAFile: t.CAFile, ClientCertAuth: t.ClientCertAuth}
 	}
 	cfg.UnsafeNoFsync = true
+	cfg.EnablePprof = opts.Pprof
 	// One member elects itself: short ticks make Start take milliseconds
-	// instead of about a second.
-	cfg.TickMs = 10
-	cfg.ElectionMs = 100
+	// instead of about a second (Options.Tick).
+	tick := opts.Tick
+	if tick <= 0 {
+		tick = DefaultTick
+	}
+	cfg.TickMs = uint(max(tick.Milliseconds(), 1))
+	cfg.ElectionMs = 10 * cfg.TickMs
 	cfg.GRPCAdditionalServerOptions = []grpc.ServerOption{grpc.ChainStreamInterceptor(streams.intercept)}
 	cfg.LogLevel = level.String()
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.New(&slogCore{logger: logger, level: level, closing: closing}))

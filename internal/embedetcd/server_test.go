@@ -156,3 +156,28 @@ func TestPortTaken(t *testing.T) {
 		t.Fatal("picksPort")
 	}
 }
+
+// TestTick: Options.Tick sets raft's heartbeat interval and an election
+// timeout of ten ticks, and the member still elects itself and serves.
+func TestTick(t *testing.T) {
+	for _, c := range []struct {
+		tick           time.Duration
+		wantMs, wantEl uint
+	}{{0, 10, 100}, {LongTick, 100, 1000}} {
+		s := start(t, Options{Tick: c.tick})
+		cfg := s.etcd.Config()
+		if cfg.TickMs != c.wantMs || cfg.ElectionMs != c.wantEl {
+			t.Errorf("Tick %v: heartbeat %d ms, election %d ms; want %d, %d", c.tick, cfg.TickMs, cfg.ElectionMs, c.wantMs, c.wantEl)
+		}
+		cl, err := NewClient(s.Endpoints())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if _, err := cl.Put(ctx, "k", "v"); err != nil {
+			t.Errorf("Tick %v: put: %v", c.tick, err)
+		}
+		cancel()
+		cl.Close()
+	}
+}

@@ -350,3 +350,25 @@ func TestUnwrittenFreesTheWindow(t *testing.T) {
 		}
 	})
 }
+
+// TestTrailingEdgeCountsFromRelease: a key marked again 90 ms after its
+// release within a 100 ms Window waits only the 10 ms left of that Window,
+// not a Window of its own.
+func TestTrailingEdgeCountsFromRelease(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const window = 100 * time.Millisecond
+		q := New[string](Options{Window: window, MaxDelay: time.Minute})
+		q.Mark("svc")
+		next(t, q)
+		released := time.Now()
+		time.Sleep(90 * time.Millisecond)
+		q.Mark("svc")
+		marked := time.Now()
+		if got := next(t, q); !slices.Equal(got, []string{"svc"}) {
+			t.Fatalf("released %v, want [svc]", got)
+		}
+		if waited, since := time.Since(marked), time.Since(released); waited != 10*time.Millisecond || since != window {
+			t.Errorf("released %v after the mark, %v after the previous release; want 10ms and %v", waited, since, window)
+		}
+	})
+}

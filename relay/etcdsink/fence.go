@@ -260,8 +260,9 @@ func (s *Sink) markerSynced(shard int) {
 	s.publishHeld()
 }
 
-// compareForWrite orders a batch: by shard first when fenced, so that
-// one transaction holds one shard's services.
+// compareForWrite orders a batch: by shard first when fenced, so that a
+// batch larger than one transaction splits along shards (fewer fences per
+// transaction).
 func (s *Sink) compareForWrite(a, b keyspace.Service) int {
 	if s.opts.Fencer != nil {
 		if c := keyspace.Shard(a, s.opts.Shards) - keyspace.Shard(b, s.opts.Shards); c != 0 {

@@ -269,3 +269,68 @@ func TestTakeoverWritesOnlyTheMarker(t *testing.T) {
 		t.Errorf("marker after takeover: %+v, %v", m, err)
 	}
 }
+
+// TestFencedSinkPacksShards: a batch of services of two led shards is one
+// transaction carrying both fences; once one shard's term ended, a batch
+// of both still writes the led shard's service, drops the other's and
+// steps down from that shard only.
+func TestFencedSinkPacksShards(t *testing.T) {
+	srv := testenv.StartEtcd(t, embedetcd.Options{})
+	c := testenv.Client(t, srv.Endpoints())
+	f := &fakeFencer{}
+	cmp1, _ := elect(t, c, 1, "relay-a")
+	cmp2, lease2 := elect(t, c, 2, "relay-a")
+	f.set(1, cmp1)
+	f.set(2, cmp2)
+	s := newFencedSink(c, "relay-a", f)
+	one, two := shardServices(1, 2), shardServices(2, 2)
+	all := append(slices.Clone(one), two...)
+	desired := generation(all, 0)
+	for _, svc := range all {
+		s.Set(svc, desired[svc], time.Now())
+	}
+	s.Complete(all)
+	testenv.Run(t, s.Run)
+	s.ShardsChanged()
+	waitShardSynced(t, s, 1)
+	waitShardSynced(t, s, 2)
+
+	rev := headerRevision(t, c)
+	txns := s.Stats().Txns
+	s.SetAll([]Desired{
+		{Service: one[0], State: withEndpointPort(desired[one[0]], 1, 9001)},
+		{Service: two[0], State: withEndpointPort(desired[two[0]], 1, 9002)},
+	})
+	testenv.EventuallyTrue(t, "both services written", func() bool { return headerRevision(t, c) >= rev+1 && s.Stats().Txns > txns })
+	time.Sleep(50 * time.Millisecond)
+	if got := headerRevision(t, c); got != rev+1 {
+		t.Errorf("etcd moved from %d to %d, want one transaction for both shards", rev, got)
+	}
+	if n := s.Stats().Txns - txns; n != 1 {
+		t.Errorf("%d transactions for a change of two shards, want 1", n)
+	}
+
+	// Shard 2's term ends; the fencer still offers it, as a paused
+	// process would.
+	revoke(t, c, lease2)
+	before := get(t, c, space.Slice(two[1], 0)).value
+	beforeOne := get(t, c, space.Slice(one[1], 0)).value
+	s.SetAll([]Desired{
+		{Service: one[1], State: withEndpointPort(desired[one[1]], 1, 9003)},
+		{Service: two[1], State: withEndpointPort(desired[two[1]], 1, 9004)},
+	})
+	testenv.EventuallyTrue(t, "shard 2 deposed", func() bool { return slices.Contains(f.deposedShards(), 2) })
+	testenv.EventuallyTrue(t, "the led shard's service written", func() bool {
+		return string(get(t, c, space.Slice(one[1], 0)).value) != string(beforeOne)
+	})
+	if got := get(t, c, space.Slice(two[1], 0)).value; string(got) != string(before) {
+		t.Errorf("%s: written through an ended term", two[1])
+	}
+	st := s.ShardStats()
+	if st.FencedOps == 0 || len(st.Held) != 1 || st.Held[0].Shard != 1 {
+		t.Errorf("shard stats %+v, want fenced ops counted and shard 1 still held", st)
+	}
+	if d := f.deposedShards(); !slices.Equal(d, []int{2}) {
+		t.Errorf("deposed %v, want [2]", d)
+	}
+}

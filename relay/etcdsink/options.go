@@ -98,8 +98,10 @@ type Options struct {
 	// fails is not applied and Run returns ErrFenced.
 	Fence func() []clientv3.Cmp
 	// Fencer, when set, makes the Sink write only the shards it leads:
-	// every transaction holds one shard's services and carries that
-	// shard's fence; a new shard is taken over (its keys read, only the
+	// every transaction carries the fence of each shard whose services it
+	// holds (the services one upstream push changed go out together
+	// whatever their shards; a transaction refused on a fence is retried
+	// shard by shard to find the refused one); a new shard is taken over (its keys read, only the
 	// differences written, then its marker); a refused transaction's
 	// writes are dropped and counted, and the Fencer told (Deposed). Call
 	// Sink.ShardsChanged when the Fencer's shards change.

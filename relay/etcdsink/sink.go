@@ -184,9 +184,13 @@ func (s *Sink) SetAll(batch []Desired) {
 		marked = append(marked, d)
 	}
 	s.mu.Unlock()
-	for _, d := range marked {
-		s.queue.Mark(task{svc: d.Service})
+	// One MarkAll: the whole batch is marked under one lock at one
+	// instant, however long it is.
+	tasks := make([]task, len(marked))
+	for i, d := range marked {
+		tasks[i] = task{svc: d.Service}
 	}
+	s.queue.MarkAll(tasks)
 }
 
 // Complete says upstream state is complete and present lists every service

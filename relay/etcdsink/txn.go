@@ -15,8 +15,9 @@ import (
 )
 
 // txnBuilder packs the plans of several services into one transaction.
+// With Options.Fencer the services may be of several shards: the
+// transaction then carries the fence of each (see commitPlans).
 type txnBuilder struct {
-	shard int // the shard of every plan, with Options.Fencer; else -1
 	plans []*plan
 	ops   int
 	bytes int
@@ -37,9 +38,6 @@ func (t *txnBuilder) fits(p *plan, o Options) bool {
 	if len(t.plans) == 0 {
 		return true
 	}
-	if o.Fencer != nil && keyspace.Shard(p.svc, o.Shards) != t.shard {
-		return false // one shard per transaction: one fence
-	}
 	if t.ops+len(p.ops) > o.MaxTxnOps || t.bytes+p.bytes > o.MaxTxnBytes {
 		return false
 	}
@@ -51,13 +49,7 @@ func (t *txnBuilder) fits(p *plan, o Options) bool {
 	return true
 }
 
-func (t *txnBuilder) add(p *plan, o Options) {
-	if len(t.plans) == 0 {
-		t.shard = -1
-		if o.Fencer != nil {
-			t.shard = keyspace.Shard(p.svc, o.Shards)
-		}
-	}
+func (t *txnBuilder) add(p *plan) {
 	t.plans = append(t.plans, p)
 	t.ops += len(p.ops)
 	t.bytes += p.bytes
@@ -84,30 +76,12 @@ func (s *Sink) writeServices(ctx context.Context, svcs []keyspace.Service) error
 	t := &txnBuilder{vips: make(map[string]vipChange)}
 	owner := s.owner(t)
 
-	// flush commits the packed plans; a lone service etcd finds too large
-	// is dropped as oversized instead of failing the batch.
+	// flush commits the packed plans.
 	flush := func(rest []keyspace.Service) error {
 		if len(t.plans) == 0 {
 			return nil
 		}
-		ops := make([]clientv3.Op, 0, t.ops)
-		for _, p := range t.plans {
-			ops = append(ops, p.ops...)
-		}
-		err := s.commit(ctx, ops, t.bytes, t.shard)
-		switch {
-		case errors.Is(err, errShardFenced):
-			// Dropped: the shard's new leader writes these services.
-		case err == nil:
-			for _, p := range t.plans {
-				s.apply(p)
-				s.setUnwritable(p.svc, false)
-			}
-			s.metrics.puts.Add(float64(sumPlans(t.plans, func(p *plan) int { return p.puts })))
-			s.metrics.deletes.Add(float64(sumPlans(t.plans, func(p *plan) int { return p.deletes })))
-		case len(t.plans) == 1 && tooLarge(err):
-			s.unwritable(t.plans[0].svc, t.ops, t.bytes, err)
-		default:
+		if err := s.commitPlans(ctx, t.plans); err != nil {
 			s.metrics.retries.Add(1)
 			dirty := make([]task, 0, len(t.plans)+len(rest))
 			for _, p := range t.plans {
@@ -180,16 +154,93 @@ func (s *Sink) writeServices(ctx context.Context, svcs []keyspace.Service) error
 				return err
 			}
 		}
-		t.add(p, s.opts)
+		t.add(p)
 	}
 	return flush(nil)
 }
 
+// commitPlans commits plans in one transaction and applies them to the
+// written cache. With Options.Fencer the transaction carries the fence of
+// every shard among plans (docs/contract.md, "Fenced writes"): the plans
+// of a shard no longer led are dropped (its new leader writes them), and
+// when etcd refuses a transaction of several shards on a fence, the plans
+// are committed again shard by shard, which finds the refused shard and
+// still writes the others. A lone plan etcd finds too large is recorded as
+// unwritable. Any other error is returned; the caller marks plans dirty
+// again (those already applied then plan to nothing and write nothing).
+func (s *Sink) commitPlans(ctx context.Context, plans []*plan) error {
+	shards := []int{-1}
+	if s.opts.Fencer != nil {
+		shards = shards[:0]
+		led := map[int]bool{}
+		kept := make([]*plan, 0, len(plans))
+		for _, p := range plans {
+			shard := keyspace.Shard(p.svc, s.opts.Shards)
+			ok, seen := led[shard]
+			if !seen {
+				_, ok = s.fence(shard)
+				led[shard] = ok
+				if ok {
+					shards = append(shards, shard)
+				}
+			}
+			if ok {
+				kept = append(kept, p)
+			}
+		}
+		plans = kept
+	}
+	if len(plans) == 0 {
+		return nil
+	}
+	var ops []clientv3.Op
+	bytes := 0
+	for _, p := range plans {
+		ops = append(ops, p.ops...)
+		bytes += p.bytes
+	}
+	err := s.commit(ctx, ops, bytes, shards...)
+	switch {
+	case errors.Is(err, errShardFenced):
+		// Dropped: the shard's new leader writes these services.
+	case errors.Is(err, errFencesRefused):
+		for _, shard := range shards {
+			var of []*plan
+			for _, p := range plans {
+				if keyspace.Shard(p.svc, s.opts.Shards) == shard {
+					of = append(of, p)
+				}
+			}
+			if err := s.commitPlans(ctx, of); err != nil {
+				return err
+			}
+		}
+	case err == nil:
+		for _, p := range plans {
+			s.apply(p)
+			s.setUnwritable(p.svc, false)
+		}
+		s.metrics.puts.Add(float64(sumPlans(plans, func(p *plan) int { return p.puts })))
+		s.metrics.deletes.Add(float64(sumPlans(plans, func(p *plan) int { return p.deletes })))
+	case len(plans) == 1 && tooLarge(err):
+		s.unwritable(plans[0].svc, len(ops), bytes, err)
+	default:
+		return err
+	}
+	return nil
+}
+
+// errFencesRefused reports a transaction of several shards refused on a
+// fence (or one of whose shards was lost before it was sent): commit
+// them shard by shard to find out which.
+var errFencesRefused = errors.New("a fence of a transaction of several shards refused it")
+
 // commit sends ops in one transaction guarded by the generation (and the
-// fence: Options.Fence, and with Options.Fencer the fence of shard, which
-// is -1 for no shard), after taking their tokens from the rate limiter.
-// A transaction refused by shard's fence returns errShardFenced.
-func (s *Sink) commit(ctx context.Context, ops []clientv3.Op, bytes, shard int) error {
+// fence: Options.Fence, and with Options.Fencer the fence of every shard
+// of shards, where -1 is no shard), after taking their tokens from the
+// rate limiter. A transaction of one shard refused by its fence returns
+// errShardFenced; one of several shards returns errFencesRefused.
+func (s *Sink) commit(ctx context.Context, ops []clientv3.Op, bytes int, shards ...int) error {
 	start := time.Now()
 	if err := s.limiter.WaitN(ctx, len(ops)); err != nil {
 		return fmt.Errorf("rate limiter: %w", err)
@@ -202,9 +253,20 @@ func (s *Sink) commit(ctx context.Context, ops []clientv3.Op, bytes, shard int) 
 	if s.opts.Fence != nil {
 		cmps = append(cmps, s.opts.Fence()...)
 	}
-	if s.opts.Fencer != nil && shard >= 0 {
+	var fenced []int
+	if s.opts.Fencer != nil {
+		for _, shard := range shards {
+			if shard >= 0 {
+				fenced = append(fenced, shard)
+			}
+		}
+	}
+	for _, shard := range fenced {
 		cmp, ok := s.fence(shard)
-		if !ok {
+		switch {
+		case !ok && len(fenced) > 1:
+			return fmt.Errorf("shard %d of %v no longer led: %w", shard, fenced, errFencesRefused)
+		case !ok:
 			return fmt.Errorf("shard %d no longer led: %w", shard, errShardFenced)
 		}
 		cmps = append(cmps, cmp)
@@ -225,9 +287,13 @@ func (s *Sink) commit(ctx context.Context, ops []clientv3.Op, bytes, shard int) 
 			s.generationChanged("transaction refused: generation differs")
 			return errGenerationChanged
 		}
-		if s.opts.Fencer != nil && shard >= 0 {
-			s.fenced(shard, len(ops))
-			return fmt.Errorf("txn of %d ops, shard %d: %w", len(ops), shard, errShardFenced)
+		switch len(fenced) {
+		case 0:
+		case 1:
+			s.fenced(fenced[0], len(ops))
+			return fmt.Errorf("txn of %d ops, shard %d: %w", len(ops), fenced[0], errShardFenced)
+		default:
+			return fmt.Errorf("txn of %d ops, shards %v: %w", len(ops), fenced, errFencesRefused)
 		}
 		s.metrics.fenceFailures.Add(1)
 		return fmt.Errorf("txn of %d ops: %w", len(ops), ErrFenced)

@@ -24,7 +24,10 @@ func runEtcdRole(ctx context.Context, raw []byte, ctl *control.Server, log *slog
 	if err != nil {
 		return err
 	}
-	srv, err := embedetcd.Start(ctx, embedetcd.Options{ClientURL: cfg.ClientURL, Dir: cfg.Dir, Logger: log})
+	// Pprof: a CPU profile of etcd under load is one curl away
+	// (<clientURL>/debug/pprof/profile); loopback only, idle unless asked.
+	srv, err := embedetcd.Start(ctx, embedetcd.Options{ClientURL: cfg.ClientURL, Dir: cfg.Dir, Logger: log, Pprof: true,
+		Tick: embedetcd.LongTick}) // idle ticking would be charged to the scenario
 	if err != nil {
 		return err
 	}
