@@ -38,6 +38,9 @@ type Sink struct {
 	// markersDue is when the markers became due while services were still
 	// pending in the queue (zero: not deferred). Owned by Run.
 	markersDue time.Time
+	// markersWaiting: a shard's marker waits for services not yet in
+	// etcd (writeMarkers); every batch tries the markers again. Owned by Run.
+	markersWaiting bool
 	limiter    *rate.Limiter
 
 	mu sync.Mutex // guards the fields below up to the blank line
@@ -304,7 +307,7 @@ func (s *Sink) process(ctx context.Context, tasks []task) error {
 	}
 
 	var svcs []keyspace.Service
-	markers := false
+	markers := s.markersWaiting
 	for _, t := range tasks {
 		switch t.kind {
 		case kindService:
