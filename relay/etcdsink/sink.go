@@ -41,7 +41,7 @@ type Sink struct {
 	// markersWaiting: a shard's marker waits for services not yet in
 	// etcd (writeMarkers); every batch tries the markers again. Owned by Run.
 	markersWaiting bool
-	limiter    *rate.Limiter
+	limiter        *rate.Limiter
 
 	mu sync.Mutex // guards the fields below up to the blank line
 	// desired is the latest desired state of every service; a nil svc
