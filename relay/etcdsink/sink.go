@@ -38,10 +38,11 @@ type Sink struct {
 	// markersDue is when the markers became due while services were still
 	// pending in the queue (zero: not deferred). Owned by Run.
 	markersDue time.Time
+	limiter    *rate.Limiter
+
 	// markersWaiting: a shard's marker waits for services not yet in
 	// etcd (writeMarkers); every batch tries the markers again. Owned by Run.
 	markersWaiting bool
-	limiter        *rate.Limiter
 
 	mu sync.Mutex // guards the fields below up to the blank line
 	// desired is the latest desired state of every service; a nil svc
@@ -347,12 +348,12 @@ func (s *Sink) process(ctx context.Context, tasks []task) error {
 	return nil
 }
 
-// deferMarkers says whether the synced markers must wait: services are
+// deferMarkers says whether the synced markers should wait: services are
 // still pending in the queue (a leading-edge release took the markers
 // with some services while others wait for their window's trailing edge).
-// A marker says every service dirty when it became due is in etcd; every
-// such service is released within MaxDelay of being marked, so the
-// markers wait at most that long even while new changes keep arriving.
+// It only packs marker writes, for at most MaxDelay even while new changes
+// keep arriving; what makes a marker true (every desired service of its
+// shard in etcd, however long that takes) is checked by writeMarkers.
 func (s *Sink) deferMarkers() bool {
 	now := time.Now()
 	if s.queue.Len() == 0 {
