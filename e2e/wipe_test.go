@@ -14,7 +14,6 @@ import (
 	"github.com/meshrelay/meshrelay/internal/testsupport/testenv"
 	"github.com/meshrelay/meshrelay/nodeagent"
 	"github.com/meshrelay/meshrelay/relay"
-	"github.com/meshrelay/meshrelay/relay/etcdsink"
 )
 
 // TestSlowEtcdRebuildDeletesNothing: etcd is replaced by an empty one
@@ -34,28 +33,14 @@ func TestSlowEtcdRebuildDeletesNothing(t *testing.T) {
 	w.client = testenv.Client(t, w.etcd.Endpoints())
 	proxy := startProxy(t, w.url)
 	rc := dialVia(t, proxy.URL())
-	r, err := relay.New(rc, relay.Options{
-		Istiod:      w.sim.Addr(),
-		Mode:        relay.ModeSotW,
-		RelayID:     "relay-e2e",
-		SyncTimeout: 2 * time.Second,
-		HA:          &relay.HA{Client: rc, LeaseTTL: 2 * time.Second, Pod: "relay-e2e"},
-		Sink: etcdsink.Options{
-			Window: 10 * time.Millisecond, MaxDelay: 100 * time.Millisecond, MaxTxnOps: 16,
-			RequestTimeout: 2 * time.Second, GenerationCheckInterval: 200 * time.Millisecond,
-		},
-		Logger: testenv.Logger(t, "c", "relay"),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.relay = r
-	testenv.Run(t, r.Run)
-	select {
-	case <-r.Synced():
-	case <-time.After(60 * time.Second):
-		t.Fatal("relay not synced within 60 s")
-	}
+	opts := relayOptions(w.sim.Addr(), relay.ModeSotW)
+	// Shard leadership, as deployed; small transactions, so that the
+	// rebuild takes many write rounds behind the slow link.
+	opts.HA = &relay.HA{Client: rc, LeaseTTL: 2 * time.Second, Pod: "relay-e2e"}
+	opts.Sink.MaxTxnOps = 16
+	opts.Sink.RequestTimeout = 2 * time.Second
+	w.runRelay(rc, opts)
+	r := w.relay
 
 	declared := make([]int, 0, services/3)
 	var keys []keyspace.Service
