@@ -73,10 +73,14 @@ func newSim(t *testing.T, so istiodsim.Options) *istiodsim.Sim {
 // startRelay runs a relay writing through c until the test ends, and
 // waits for its first complete sync.
 func (w *world) startRelay(c *clientv3.Client, mode relay.Mode) {
-	t := w.t
-	t.Helper()
-	r, err := relay.New(c, relay.Options{
-		Istiod:      w.sim.Addr(),
+	w.t.Helper()
+	w.runRelay(c, relayOptions(w.sim.Addr(), mode))
+}
+
+// relayOptions are the e2e relay's options: short windows and checks.
+func relayOptions(istiod string, mode relay.Mode) relay.Options {
+	return relay.Options{
+		Istiod:      istiod,
 		Mode:        mode,
 		RelayID:     "relay-e2e",
 		SyncTimeout: 2 * time.Second,
@@ -84,8 +88,16 @@ func (w *world) startRelay(c *clientv3.Client, mode relay.Mode) {
 			Window: 10 * time.Millisecond, MaxDelay: 100 * time.Millisecond,
 			RequestTimeout: time.Second, GenerationCheckInterval: 200 * time.Millisecond,
 		},
-		Logger: testenv.Logger(t, "c", "relay"),
-	})
+	}
+}
+
+// runRelay runs a relay with opts writing through c until the test ends,
+// and waits for its first complete sync.
+func (w *world) runRelay(c *clientv3.Client, opts relay.Options) {
+	t := w.t
+	t.Helper()
+	opts.Logger = testenv.Logger(t, "c", "relay")
+	r, err := relay.New(c, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

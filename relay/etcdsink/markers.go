@@ -13,14 +13,29 @@ import (
 )
 
 // writeMarkers writes synced/<shard> for every shard whose marker is not
-// already up to date, then closes Synced and leaves the bootstrap rate.
+// already up to date and whose every desired service is in etcd, then,
+// when no shard had to wait, closes Synced and leaves the bootstrap rate.
+//
+// A marker tells node agents that a service of its shard absent from etcd
+// is gone (docs/contract.md, section 2), so it waits, however long, while
+// any desired service of its shard has no spec in etcd: not written yet
+// after a wipe or a takeover, or its writes failing. The agents keep their
+// state meanwhile. A service etcd holds in an older version does not make
+// its shard wait (it is not absent). The shards that wait are recorded in
+// markersWaiting, so that the batches writing their services try again.
 func (s *Sink) writeMarkers(ctx context.Context) error {
 	counts := make([]int, s.opts.Shards)
 	held := make([]bool, s.opts.Shards)
+	missing := make([]int, s.opts.Shards)
 	s.mu.Lock()
 	for svc, d := range s.desired {
-		if d.svc != nil {
-			counts[keyspace.Shard(svc, s.opts.Shards)]++
+		if d.svc == nil {
+			continue
+		}
+		shard := keyspace.Shard(svc, s.opts.Shards)
+		counts[shard]++
+		if !s.inEtcd(svc) {
+			missing[shard]++
 		}
 	}
 	s.mu.Unlock()
@@ -61,8 +76,14 @@ func (s *Sink) writeMarkers(ctx context.Context) error {
 		ops, bytes, pending = ops[:0], 0, pending[:0]
 		return nil
 	}
+	waiting := 0
 	for shard, n := range counts {
 		if !s.owns(shard) {
+			continue
+		}
+		if missing[shard] > 0 {
+			waiting++
+			s.log.Debug("synced marker waits for services not yet in etcd", "shard", shard, "missing", missing[shard])
 			continue
 		}
 		m := keyspace.Marker{
@@ -91,6 +112,10 @@ func (s *Sink) writeMarkers(ctx context.Context) error {
 	if err := flush(); err != nil {
 		return err
 	}
+	s.markersWaiting = waiting > 0
+	if waiting > 0 {
+		return nil
+	}
 
 	if s.bootstrapping {
 		s.bootstrapping = false
@@ -101,4 +126,15 @@ func (s *Sink) writeMarkers(ctx context.Context) error {
 		s.syncedOnce.Do(func() { close(s.synced) })
 	}
 	return nil
+}
+
+// inEtcd reports whether etcd holds svc's spec (as written or loaded), or
+// svc is one etcd refuses for its size (reported, never written: it must
+// not hold up its shard for ever). Caller holds s.mu; Run goroutine.
+func (s *Sink) inEtcd(svc keyspace.Service) bool {
+	if w := s.written[svc]; w != nil && w.specHash != "" {
+		return true
+	}
+	_, unwritable := s.unwritableSet[svc]
+	return unwritable
 }

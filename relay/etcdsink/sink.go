@@ -40,6 +40,10 @@ type Sink struct {
 	markersDue time.Time
 	limiter    *rate.Limiter
 
+	// markersWaiting: a shard's marker waits for services not yet in
+	// etcd (writeMarkers); every batch tries the markers again. Owned by Run.
+	markersWaiting bool
+
 	mu sync.Mutex // guards the fields below up to the blank line
 	// desired is the latest desired state of every service; a nil svc
 	// means "delete", kept until the delete is written.
@@ -321,7 +325,7 @@ func (s *Sink) process(ctx context.Context, tasks []task) error {
 		svcs  []keyspace.Service
 		authz []keyspace.Authorization
 	)
-	markers := false
+	markers := s.markersWaiting
 	for _, t := range tasks {
 		switch t.kind {
 		case kindService:
@@ -373,12 +377,12 @@ func (s *Sink) process(ctx context.Context, tasks []task) error {
 	return nil
 }
 
-// deferMarkers says whether the synced markers must wait: services are
+// deferMarkers says whether the synced markers should wait: services are
 // still pending in the queue (a leading-edge release took the markers
 // with some services while others wait for their window's trailing edge).
-// A marker says every service dirty when it became due is in etcd; every
-// such service is released within MaxDelay of being marked, so the
-// markers wait at most that long even while new changes keep arriving.
+// It only packs marker writes, for at most MaxDelay even while new changes
+// keep arriving; what makes a marker true (every desired service of its
+// shard in etcd, however long that takes) is checked by writeMarkers.
 func (s *Sink) deferMarkers() bool {
 	now := time.Now()
 	if s.queue.Len() == 0 {

@@ -49,3 +49,14 @@ func (r *Recorder) DeletedFrontends() []string {
 	}
 	return out
 }
+
+// DeletedBackends is the number of backend entries deleted so far.
+func (r *Recorder) DeletedBackends() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, cs := range r.sets {
+		n += len(cs.DeleteBackends)
+	}
+	return n
+}
