@@ -10,7 +10,7 @@ import (
 const (
 	DefaultWindow   = 100 * time.Millisecond
 	DefaultMaxDelay = time.Second
-	DefaultPack     = 5 * time.Millisecond
+	DefaultPack     = 2 * time.Millisecond
 )
 
 // Options tune a Queue.
@@ -27,7 +27,7 @@ type Options struct {
 	// Pack is how long a key marked after a quiet period (the leading
 	// edge) waits for others, so that keys marked within a few
 	// milliseconds of each other are released together. Default
-	// DefaultPack (5 ms); negative: no wait.
+	// DefaultPack (2 ms); negative: no wait.
 	Pack time.Duration
 }
 

@@ -66,7 +66,7 @@ func Write(dir string, sum *results.Summary) error {
 	}
 
 	w("## Per node, relay vs direct\n\n")
-	w("Relay mode writes a change that arrives after quiet at once (the relay packs what arrives within 5 ms into one transaction, the agent what arrives within 2 ms into one flush); the changes that follow within the relay's 100 ms window, or the agent's 20 ms flush window, are merged and written at the window's end, so a storm writes each service at most once per window. Direct nodes apply each push as soon as they have decoded it, and pay for it in CPU.\n\n")
+	w("Relay mode writes a change that arrives after quiet at once (the relay packs what arrives within 2 ms into one transaction, and so does the agent into one flush); the changes that follow within the relay's 100 ms window, or the agent's 20 ms flush window, are merged and written at the window's end, so a storm writes each service at most once per window. Direct nodes apply each push as soon as they have decoded it, and pay for it in CPU.\n\n")
 	w("| | relay | direct | direct / relay |\n|---|---:|---:|---:|\n")
 	row := func(name string, f func(*results.Mode) float64, format func(float64) string) {
 		rv, dv := "–", "–"
