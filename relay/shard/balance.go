@@ -17,7 +17,8 @@ type view struct {
 	// counted as ready while they have not registered again: after an
 	// etcd wipe every replica joins anew at about the same time, and the
 	// first one back takes only its fair share instead of every vacant
-	// shard (which it would hand off again, one takeover read each).
+	// shard (which it would hand off again, one takeover read each;
+	// docs/contract.md, "Failure").
 	rejoining map[string]bool
 	// previous are the shards this replica led in its previous session,
 	// taken first when vacant: its upstream subscriptions for them are
