@@ -120,6 +120,7 @@ func benchmarkEtcdWiped(b *testing.B, replicas int) {
 		start := time.Now()
 		srv = testenv.StartEtcd(b, embedetcd.Options{ClientURL: url}) // empty
 		testenv.Eventually(b, "repopulated", func() error { return back(string(g.Kvs[0].Value)) })
+		b.Logf("repopulated in %v", time.Since(start).Round(time.Millisecond))
 		total += time.Since(start)
 	}
 	b.ReportMetric(total.Seconds()/float64(b.N), "s/repopulate")

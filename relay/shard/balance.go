@@ -24,6 +24,9 @@ type view struct {
 	// taken first when vacant: its upstream subscriptions for them are
 	// still there, and the peers take theirs back likewise.
 	previous map[int]bool
+	// reserved are the shards the rejoining peers led: left vacant for
+	// them, for the same reason.
+	reserved map[int]bool
 }
 
 // moves is what balance decides.
@@ -118,7 +121,7 @@ func balance(v view) moves {
 	shards := len(v.table.Lines)
 	start := offset(v.self, shards)
 	vacant := func(s int) bool {
-		return len(v.table.Lines[s]) == 0 && !v.held[s] && !v.queued[s] && !slices.Contains(mv.campaign, s)
+		return len(v.table.Lines[s]) == 0 && !v.held[s] && !v.queued[s] && !v.reserved[s] && !slices.Contains(mv.campaign, s)
 	}
 	// Vacant shards first: those led before a re-join, then from an
 	// offset of the replica's own, so that replicas starting together

@@ -93,7 +93,18 @@ func TestBalance(t *testing.T) {
 		if mv := balance(v); len(mv.campaign) != 6 || !slices.Contains(mv.campaign, 3) || !slices.Contains(mv.campaign, 9) {
 			t.Errorf("campaigns %v, want 6 with 3 and 9", mv.campaign)
 		}
-		v.previous = nil
+		// The shards b and c led are left to them: a takes its own and
+		// the unreserved 0..2, five of its six.
+		v.reserved = map[int]bool{}
+		for s := 4; s < 16; s++ {
+			v.reserved[s] = s != 9
+		}
+		mv := balance(v)
+		slices.Sort(mv.campaign)
+		if !slices.Equal(mv.campaign, []int{0, 1, 2, 3, 9}) {
+			t.Errorf("campaigns %v, want 0, 1, 2, 3, 9", mv.campaign)
+		}
+		v.previous, v.reserved = nil, nil
 		// b is back but not ready: it is not counted, c still is.
 		v.table.Members["b"] = Member{ID: "b"}
 		if mv := balance(v); len(mv.campaign) != 8 {

@@ -38,6 +38,9 @@ type Membership struct {
 	peers, expect map[string]bool
 	expectUntil   time.Time
 	previous      map[int]bool // shards led in the previous session
+	// peerLed are the shards peers led in that table; reserved, those of
+	// the previous session, left to them until expectUntil.
+	peerLed, reserved map[int]bool
 
 	mu      sync.Mutex
 	leaders map[int]*Leader
@@ -89,7 +92,7 @@ func (m *Membership) Run(ctx context.Context) error {
 		// The peers of the previous session had leases at least as
 		// long as this one: expect them back for a lease TTL before
 		// taking their share of vacant shards.
-		m.expect, m.expectUntil = m.peers, time.Now().Add(m.opts.LeaseTTL)
+		m.expect, m.reserved, m.expectUntil = m.peers, m.peerLed, time.Now().Add(m.opts.LeaseTTL)
 		m.log.Info("joined", "relay_id", m.opts.RelayID, "lease", fmt.Sprintf("%x", sess.Lease()), "ttl", m.opts.ttlSeconds(), "expected_peers", len(m.expect))
 		err = m.runSession(ctx, sess)
 		m.previous = map[int]bool{}
@@ -222,6 +225,12 @@ func (m *Membership) tick(ctx context.Context, sess *concurrency.Session, campai
 	}
 	if _, ok := table.Members[m.opts.RelayID]; ok {
 		m.peers = readyPeers(table, m.opts.RelayID)
+		m.peerLed = map[int]bool{}
+		for shard := range table.Lines {
+			if l := table.Leader(shard); m.peers[l] {
+				m.peerLed[shard] = true
+			}
+		}
 	}
 	m.mu.Lock()
 	m.members = len(table.Members)
@@ -257,7 +266,7 @@ func (m *Membership) tick(ctx context.Context, sess *concurrency.Session, campai
 
 	v := view{self: m.opts.RelayID, eligible: m.opts.Eligible(), table: table, held: map[int]bool{}, queued: map[int]bool{}}
 	if time.Now().Before(m.expectUntil) {
-		v.rejoining, v.previous = m.expect, m.previous
+		v.rejoining, v.previous, v.reserved = m.expect, m.previous, m.reserved
 	}
 	for shard, c := range campaigns {
 		switch {
