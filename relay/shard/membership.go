@@ -217,7 +217,9 @@ func (m *Membership) tick(ctx context.Context, sess *concurrency.Session, campai
 	if err != nil {
 		return err
 	}
-	m.log.Debug("table read", "members", len(table.Members), "revision", table.Revision, "took", time.Since(start).Round(time.Millisecond))
+	if took := time.Since(start); took > m.opts.Interval {
+		m.log.Debug("slow read of the election table", "members", len(table.Members), "revision", table.Revision, "took", took.Round(time.Millisecond))
+	}
 	if _, ok := table.Members[m.opts.RelayID]; !ok && *last != nil {
 		// Our record, on our lease, is gone: the lease expired or etcd
 		// was wiped. Do not wait for the keep-alive to notice.
