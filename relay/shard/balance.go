@@ -121,11 +121,12 @@ func balance(v view) moves {
 	shards := len(v.table.Lines)
 	start := offset(v.self, shards)
 	vacant := func(s int) bool {
-		return len(v.table.Lines[s]) == 0 && !v.held[s] && !v.queued[s] && !v.reserved[s] && !slices.Contains(mv.campaign, s)
+		return len(v.table.Lines[s]) == 0 && !v.held[s] && !v.queued[s] && !slices.Contains(mv.campaign, s)
 	}
-	// Vacant shards first: those led before a re-join, then from an
-	// offset of the replica's own, so that replicas starting together
-	// mostly pick different ones.
+	// Vacant shards first: those led before a re-join (even when a peer
+	// led them in an older table: this replica's own record is the
+	// later), then from an offset of the replica's own, so that replicas
+	// starting together mostly pick different ones.
 	for _, s := range sortedSet(v.previous) {
 		if budget > 0 && s < shards && vacant(s) {
 			mv.campaign = append(mv.campaign, s)
@@ -134,7 +135,7 @@ func balance(v view) moves {
 	}
 	for i := 0; i < shards && budget > 0; i++ {
 		s := (start + i) % shards
-		if vacant(s) {
+		if vacant(s) && !v.reserved[s] {
 			mv.campaign = append(mv.campaign, s)
 			budget--
 		}
