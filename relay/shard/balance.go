@@ -13,6 +13,20 @@ type view struct {
 	table    *Table
 	held     map[int]bool // shards this replica leads
 	queued   map[int]bool // shards this replica waits in line for
+	// rejoining are the ready peers of this replica's previous session,
+	// counted as ready while they have not registered again: after an
+	// etcd wipe every replica joins anew at about the same time, and the
+	// first one back takes only its fair share instead of every vacant
+	// shard (which it would hand off again, one takeover read each;
+	// docs/contract.md, "Failure").
+	rejoining map[string]bool
+	// previous are the shards this replica led in its previous session,
+	// taken first when vacant: its upstream subscriptions for them are
+	// still there, and the peers take theirs back likewise.
+	previous map[int]bool
+	// reserved are the shards the rejoining peers led: left vacant for
+	// them, for the same reason.
+	reserved map[int]bool
 }
 
 // moves is what balance decides.
@@ -23,11 +37,17 @@ type moves struct {
 }
 
 // target is the most shards a ready replica holds: ⌈shards/ready⌉, the
-// ready replicas counting this one when it is eligible.
+// ready replicas counting this one when it is eligible, and the rejoining
+// peers not yet registered again.
 func (v *view) target() int {
 	ready := 0
 	for id, m := range v.table.Members {
 		if m.Ready && id != v.self {
+			ready++
+		}
+	}
+	for id := range v.rejoining {
+		if _, ok := v.table.Members[id]; !ok && id != v.self {
 			ready++
 		}
 	}
@@ -100,11 +120,22 @@ func balance(v view) moves {
 	budget := t - held - queued
 	shards := len(v.table.Lines)
 	start := offset(v.self, shards)
-	// Vacant shards first, from an offset of the replica's own, so that
-	// replicas starting together mostly pick different ones.
+	vacant := func(s int) bool {
+		return len(v.table.Lines[s]) == 0 && !v.held[s] && !v.queued[s] && !slices.Contains(mv.campaign, s)
+	}
+	// Vacant shards first: those led before a re-join (even when a peer
+	// led them in an older table: this replica's own record is the
+	// later), then from an offset of the replica's own, so that replicas
+	// starting together mostly pick different ones.
+	for _, s := range sortedSet(v.previous) {
+		if budget > 0 && s < shards && vacant(s) {
+			mv.campaign = append(mv.campaign, s)
+			budget--
+		}
+	}
 	for i := 0; i < shards && budget > 0; i++ {
 		s := (start + i) % shards
-		if len(v.table.Lines[s]) == 0 && !v.held[s] && !v.queued[s] {
+		if vacant(s) && !v.reserved[s] {
 			mv.campaign = append(mv.campaign, s)
 			budget--
 		}

@@ -80,6 +80,43 @@ func TestBalance(t *testing.T) {
 			t.Errorf("%+v", mv)
 		}
 	})
+	t.Run("after a wipe the first back takes only its fair share, at once", func(t *testing.T) {
+		// etcd restarted empty: every shard vacant, only a registered
+		// again; b and c were ready in a's previous session.
+		v := view{self: "a", eligible: true, table: table(make([]string, 16), nil, "a"), held: map[int]bool{}, queued: map[int]bool{},
+			rejoining: map[string]bool{"a": true, "b": true, "c": true}}
+		if mv := balance(v); len(mv.campaign) != 6 || len(mv.resign)+len(mv.cancel) != 0 {
+			t.Errorf("%+v, want 6 campaigns (⌈16/3⌉) in one round", mv)
+		}
+		// The shards a led before come first.
+		v.previous = map[int]bool{3: true, 9: true}
+		if mv := balance(v); len(mv.campaign) != 6 || !slices.Contains(mv.campaign, 3) || !slices.Contains(mv.campaign, 9) {
+			t.Errorf("campaigns %v, want 6 with 3 and 9", mv.campaign)
+		}
+		// The shards b and c led are left to them: a takes its own (9
+		// too: it led 9 after the table that said b did) and the
+		// unreserved 0..2, five of its six.
+		v.reserved = map[int]bool{}
+		for s := 4; s < 16; s++ {
+			v.reserved[s] = true
+		}
+		mv := balance(v)
+		slices.Sort(mv.campaign)
+		if !slices.Equal(mv.campaign, []int{0, 1, 2, 3, 9}) {
+			t.Errorf("campaigns %v, want 0, 1, 2, 3, 9", mv.campaign)
+		}
+		v.previous, v.reserved = nil, nil
+		// b is back but not ready: it is not counted, c still is.
+		v.table.Members["b"] = Member{ID: "b"}
+		if mv := balance(v); len(mv.campaign) != 8 {
+			t.Errorf("campaigns %v, want 8 (⌈16/2⌉)", mv.campaign)
+		}
+		// Nobody expected any more (the wait ended): every vacant shard.
+		v.rejoining = nil
+		if mv := balance(v); len(mv.campaign) != 16 {
+			t.Errorf("campaigns %v, want 16", mv.campaign)
+		}
+	})
 	t.Run("lines up behind a leader that is not ready", func(t *testing.T) {
 		leaders := []string{"a", "a", "b", "b"}
 		mv := balance(view{self: "b", eligible: true, table: table(leaders, nil, "b"), held: shardsOf(leaders, "b"), queued: map[int]bool{}})

@@ -32,6 +32,16 @@ type Membership struct {
 	metrics *metrics
 	poke    chan struct{}
 
+	// Owned by Run. peers are the ready replicas, other than this one,
+	// of the latest table that held this replica's record; a new session
+	// expects them back (view.rejoining) until expectUntil.
+	peers, expect map[string]bool
+	expectUntil   time.Time
+	previous      map[int]bool // shards led in the previous session
+	// peerLed are the shards peers led in that table; reserved, those of
+	// the previous session, left to them until expectUntil.
+	peerLed, reserved map[int]bool
+
 	mu      sync.Mutex
 	leaders map[int]*Leader
 	members int // members in the latest table read
@@ -79,8 +89,16 @@ func (m *Membership) Run(ctx context.Context) error {
 			continue
 		}
 		retry.Reset()
-		m.log.Info("joined", "relay_id", m.opts.RelayID, "lease", fmt.Sprintf("%x", sess.Lease()), "ttl", m.opts.ttlSeconds())
+		// The peers of the previous session had leases at least as
+		// long as this one: expect them back for a lease TTL before
+		// taking their share of vacant shards.
+		m.expect, m.reserved, m.expectUntil = m.peers, m.peerLed, time.Now().Add(m.opts.LeaseTTL)
+		m.log.Info("joined", "relay_id", m.opts.RelayID, "lease", fmt.Sprintf("%x", sess.Lease()), "ttl", m.opts.ttlSeconds(), "expected_peers", len(m.expect))
 		err = m.runSession(ctx, sess)
+		m.previous = map[int]bool{}
+		for _, shard := range m.Held() {
+			m.previous[shard] = true
+		}
 		m.dropAll("session ended")
 		m.mu.Lock()
 		m.settled = false
@@ -143,25 +161,42 @@ func (m *Membership) runSession(ctx context.Context, sess *concurrency.Session) 
 		case <-sess.Done():
 			return errSessionLost
 		case r := <-results:
-			m.campaignDone(ctx, r, campaigns)
+			// Take up every election already decided before balancing
+			// again: campaigns started in one round end together (all
+			// vacant after an etcd wipe), and a tick per result would
+			// lead them one read of the table at a time.
+			won := m.campaignDone(ctx, r, campaigns)
+			for more := true; more; {
+				select {
+				case r := <-results:
+					won = m.campaignDone(ctx, r, campaigns) || won
+				default:
+					more = false
+				}
+			}
+			if won {
+				m.opts.OnChange()
+			}
 		case <-ticker.C:
 		case <-m.poke:
 		}
 	}
 }
 
-// campaignDone handles a finished Campaign: elected, or given up.
-func (m *Membership) campaignDone(ctx context.Context, r campaignResult, campaigns map[int]*campaign) {
+// campaignDone handles a finished Campaign: elected, or given up. It
+// reports whether this replica now leads the shard; the caller then tells
+// OnChange, once for every result at hand.
+func (m *Membership) campaignDone(ctx context.Context, r campaignResult, campaigns map[int]*campaign) bool {
 	c := campaigns[r.shard]
 	if c == nil {
-		return
+		return false
 	}
 	if r.err != nil || c.cancelled || ctx.Err() != nil {
 		delete(campaigns, r.shard)
 		if r.err == nil || !c.cancelled {
 			m.resign(ctx, c.e) // elected too late, or failed: leave the line
 		}
-		return
+		return false
 	}
 	c.leading = true
 	l := &Leader{Shard: r.shard, Key: c.e.Key(), Revision: c.e.Rev(), Since: time.Now(), done: make(chan struct{})}
@@ -170,21 +205,34 @@ func (m *Membership) campaignDone(ctx context.Context, r campaignResult, campaig
 	m.mu.Unlock()
 	m.metrics.changes.Inc()
 	m.log.Info("leading shard", "shard", r.shard, "key", l.Key, "revision", l.Revision)
-	m.opts.OnChange()
+	return true
 }
 
 // tick reads the table, notices lost shards, and applies balance's moves.
 func (m *Membership) tick(ctx context.Context, sess *concurrency.Session, campaigns map[int]*campaign, results chan<- campaignResult, wg *sync.WaitGroup, last *[]byte) error {
+	start := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, m.opts.LeaseTTL)
 	table, err := ReadTable(rctx, m.client, m.space, m.opts.Shards)
 	cancel()
 	if err != nil {
 		return err
 	}
+	if took := time.Since(start); took > m.opts.Interval {
+		m.log.Debug("slow read of the election table", "members", len(table.Members), "revision", table.Revision, "took", took.Round(time.Millisecond))
+	}
 	if _, ok := table.Members[m.opts.RelayID]; !ok && *last != nil {
 		// Our record, on our lease, is gone: the lease expired or etcd
 		// was wiped. Do not wait for the keep-alive to notice.
 		return fmt.Errorf("%s missing: %w", m.space.Relay(m.opts.RelayID), errSessionLost)
+	}
+	if _, ok := table.Members[m.opts.RelayID]; ok {
+		m.peers = readyPeers(table, m.opts.RelayID)
+		m.peerLed = map[int]bool{}
+		for shard := range table.Lines {
+			if l := table.Leader(shard); m.peers[l] {
+				m.peerLed[shard] = true
+			}
+		}
 	}
 	m.mu.Lock()
 	m.members = len(table.Members)
@@ -219,6 +267,9 @@ func (m *Membership) tick(ctx context.Context, sess *concurrency.Session, campai
 	}
 
 	v := view{self: m.opts.RelayID, eligible: m.opts.Eligible(), table: table, held: map[int]bool{}, queued: map[int]bool{}}
+	if time.Now().Before(m.expectUntil) {
+		v.rejoining, v.previous, v.reserved = m.expect, m.previous, m.reserved
+	}
 	for shard, c := range campaigns {
 		switch {
 		case !c.leading:
@@ -253,8 +304,10 @@ func (m *Membership) tick(ctx context.Context, sess *concurrency.Session, campai
 		e := concurrency.NewElection(sess, strings.TrimSuffix(m.space.ShardElection(shard), "/"))
 		c := &campaign{e: e, cancel: cancel}
 		campaigns[shard] = c
+		m.log.Debug("campaign started", "shard", shard)
 		wg.Go(func() {
 			err := c.e.Campaign(cctx, m.opts.RelayID)
+			m.log.Debug("campaign returned", "shard", shard, "err", err)
 			results <- campaignResult{shard: shard, err: err}
 		})
 	}
@@ -276,6 +329,17 @@ func (m *Membership) tick(ctx context.Context, sess *concurrency.Session, campai
 		*last = rec
 	}
 	return nil
+}
+
+// readyPeers returns the ready members of table other than self.
+func readyPeers(table *Table, self string) map[string]bool {
+	out := map[string]bool{}
+	for id, mb := range table.Members {
+		if mb.Ready && id != self {
+			out[id] = true
+		}
+	}
+	return out
 }
 
 // candidateKey is the key concurrency.Election gives this session in

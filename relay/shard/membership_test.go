@@ -244,3 +244,49 @@ func TestDeposedDropsShard(t *testing.T) {
 		}
 	}
 }
+
+// TestWipedEtcdEachRetakesItsShards: etcd restarted empty under three
+// settled replicas. Each joins again expecting the others, and wins back
+// exactly the shards it led, with no hand-off (docs/contract.md, "Failure").
+func TestWipedEtcdEachRetakesItsShards(t *testing.T) {
+	if testing.Short() {
+		t.Skip("restarts etcd under elections; skipped with -short")
+	}
+	srv := testenv.StartEtcd(t, embedetcd.Options{Dir: t.TempDir()})
+	url := srv.Endpoints()[0]
+	c := testenv.Client(t, srv.Endpoints())
+	var ms []*Membership
+	for i := range 3 {
+		opts := testOptions(t, fmt.Sprintf("relay-%d", i))
+		opts.LeaseTTL = 10 * time.Second // the wait for the peers outlasts a loaded re-join
+		m, _, _ := startMember(t, srv.Endpoints(), opts)
+		ms = append(ms, m)
+	}
+	testenv.Eventually(t, "16 shards split over 3 replicas", func() error { return settled(c, 16, 6, ms...) })
+	before := map[string][]int{}
+	for _, m := range ms {
+		before[m.opts.RelayID] = m.Held()
+	}
+
+	srv.Close()
+	srv = testenv.StartEtcd(t, embedetcd.Options{ClientURL: url}) // empty
+	c = testenv.Client(t, srv.Endpoints())
+	testenv.Eventually(t, "every replica joined again and every shard led", func() error {
+		table, err := ReadTable(context.Background(), c, keyspace.New(testCluster), 16)
+		if err != nil {
+			return err
+		}
+		if len(table.Members) != 3 {
+			return fmt.Errorf("%d members", len(table.Members))
+		}
+		return settled(c, 16, 6, ms...)
+	})
+	for _, m := range ms {
+		if got := m.Held(); !slices.Equal(got, before[m.opts.RelayID]) {
+			t.Errorf("%s leads %v after the wipe, %v before", m.opts.RelayID, got, before[m.opts.RelayID])
+		}
+		if m.Stats().Deposed != 0 {
+			t.Errorf("%s deposed", m.opts.RelayID)
+		}
+	}
+}
