@@ -106,6 +106,8 @@ func Register(fs *pflag.FlagSet) *Config {
 	fs.StringSliceVar(&c.EtcdEndpoints, "etcd-endpoints", nil, "use this etcd instead of starting one (loopback only; not for etcd-wipe)")
 	fs.StringSliceVar(&c.Modes, "modes", []string{ModeRelay, ModeDirect}, "modes to run, in order: relay, direct")
 	fs.StringVar(&c.XDSAPI, "xds-api", APISotW, "upstream xDS API of the relay and of direct nodes: sotw (CDS/EDS/LDS/RDS, relay --mode sotw) or workload (istio.workload.Address over delta ADS, relay --mode workload)")
+	// --mode is the same setting under the relay's own flag name.
+	fs.StringVar(&c.XDSAPI, "mode", APISotW, "same as --xds-api (the relay's --mode): sotw or workload")
 	fs.IntVar(&c.DirectNodes, "direct-nodes", 0, "nodes of direct mode; 0 = --nodes, capped by the memory a full xDS copy per node needs")
 	fs.StringVar(&c.DirectScope, "direct-scope", "used", "direct mode writes the services its node uses (used) or every service (all, as Kmesh does)")
 	fs.DurationVar(&c.Debounce, "debounce", 100*time.Millisecond, "Istiod simulator push debounce (Istiod's is 100 ms)")

@@ -49,6 +49,8 @@ func TestXDSAPIFlag(t *testing.T) {
 	}{
 		{args: nil, api: APISotW},
 		{args: []string{"--xds-api", "workload"}, api: APIWorkload},
+		{args: []string{"--mode", "workload"}, api: APIWorkload},
+		{args: []string{"--mode", "relay"}, invalid: true},
 		{args: []string{"--xds-api", "sotw"}, api: APISotW},
 		{args: []string{"--xds-api", "delta"}, invalid: true},
 	} {
