@@ -37,7 +37,6 @@ func TestEtcdRestoredKeepsWhatTheCopyLacks(t *testing.T) {
 	}
 
 	srv := testenv.StartEtcd(t, embedetcd.Options{})
-	url := srv.Endpoints()[0]
 	writer := testenv.Client(t, srv.Endpoints())
 	put(t, writer, space.Generation(), "g1")
 	for _, s := range svcs {
@@ -48,27 +47,11 @@ func TestEtcdRestoredKeepsWhatTheCopyLacks(t *testing.T) {
 		put(t, writer, space.Prefix()+"relays/r0", "x")
 	}
 
-	px := startProxy(t, url)
-	c, err := embedetcd.NewClient([]string{px.URL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	src := runSource(t, c, Options{ProbeInterval: 100 * time.Millisecond})
-	rec := newRecorder(t, src)
-	for _, s := range svcs {
-		src.Watch(s)
-		rec.waitFor(s, "initial state", hasHash(service(s, 3, 0)))
-	}
-	testenv.EventuallyTrue(t, "control loop loaded", func() bool { return src.Stats().WatchesOpen == int64(len(svcs)+2) })
+	src, px := runSourceVia(t, srv, Options{ProbeInterval: 100 * time.Millisecond})
+	rec := watchLoaded(t, src, svcs)
 
 	// Restore the older copy on the same address.
-	px.Cut()
-	if err := srv.Close(); err != nil {
-		t.Fatal(err)
-	}
-	writer = testenv.Client(t, testenv.StartEtcd(t, embedetcd.Options{ClientURL: url, Dir: oldDir}).Endpoints())
-	t.Cleanup(func() { px.Close() })
+	writer = replaceEtcd(t, srv, px, embedetcd.Options{Dir: oldDir})
 	testenv.EventuallyTrue(t, "restore detected and b's removal deferred", func() bool {
 		st := src.Stats()
 		return st.GenerationChanges >= 1 && st.Deferred == 1
@@ -100,7 +83,6 @@ func TestNamespaceAfterWipe(t *testing.T) {
 		t.Skip("restarts etcd")
 	}
 	srv, writer := startG1(t)
-	url := srv.Endpoints()[0]
 	a := keyspace.Service{Namespace: "ns", Name: "a"}
 	b := keyspace.Service{Namespace: "ns", Name: "b"}
 	writeService(t, writer, service(a, 1, 0), 1, 0)
@@ -108,13 +90,7 @@ func TestNamespaceAfterWipe(t *testing.T) {
 		put(t, writer, space.Prefix()+"relays/r0", "x")
 	}
 
-	px := startProxy(t, url)
-	c, err := embedetcd.NewClient([]string{px.URL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	src := runSource(t, c, Options{ProbeInterval: 100 * time.Millisecond})
+	src, px := runSourceVia(t, srv, Options{ProbeInterval: 100 * time.Millisecond})
 	var (
 		mu    sync.Mutex
 		found = map[keyspace.Service]bool{}
@@ -137,12 +113,7 @@ func TestNamespaceAfterWipe(t *testing.T) {
 	testenv.EventuallyTrue(t, "control loop loaded", func() bool { return src.Stats().WatchesOpen >= 2 })
 
 	// Wipe: a new, empty etcd on the same address.
-	px.Cut()
-	if err := srv.Close(); err != nil {
-		t.Fatal(err)
-	}
-	writer = testenv.Client(t, testenv.StartEtcd(t, embedetcd.Options{ClientURL: url}).Endpoints())
-	t.Cleanup(func() { px.Close() })
+	writer = replaceEtcd(t, srv, px, embedetcd.Options{})
 	put(t, writer, space.Generation(), "g2")
 	writeService(t, writer, service(b, 1, 0), 1, 0)
 	testenv.EventuallyTrue(t, "b found after the wipe", has(b))
