@@ -113,13 +113,17 @@ func (s *Sink) checkGeneration(ctx context.Context) {
 }
 
 // observeGeneration feeds one read of the generation key to the detector
-// and asks for a reload when it says etcd was rebuilt. A generation found
-// at a revision gone backwards is an older copy's (docs/contract.md,
-// "Generation and wiped etcd"): the reload replaces it. Caller holds genMu.
+// and asks for a reload when it says etcd was rebuilt. The generation it
+// had, found again at a revision gone backwards, is an older copy's
+// (docs/contract.md, "Generation and wiped etcd"): the reload replaces it.
+// (Another, at a revision gone backwards, is the one a relay created in a
+// wiped etcd, or an older copy's whose markers agents do not trust.)
+// Caller holds genMu.
 func (s *Sink) observeGeneration(gen string, present bool, rev int64) {
-	backwards := present && s.incarnation.Backwards(rev)
+	had, ok := s.incarnation.Generation()
+	restored := present && ok && had == gen && s.incarnation.Backwards(rev)
 	if rebuilt, why := s.incarnation.Observe(gen, present, rev); rebuilt {
-		if backwards {
+		if restored {
 			s.restoredGen = gen
 		}
 		s.generationChanged(why)
