@@ -63,10 +63,16 @@ func (in *Incarnation) Differs(generation string, present bool, revision int64) 
 		return true, "generation key created"
 	case generation != in.generation:
 		return true, "generation key replaced"
-	case revision > 0 && revision < in.revision:
+	case in.Backwards(revision):
 		return true, fmt.Sprintf("etcd revision went backwards from %d to %d", in.revision, revision)
 	}
 	return false, ""
+}
+
+// Backwards reports whether revision is below the highest revision seen:
+// etcd was replaced by an empty one or restored from an older copy.
+func (in *Incarnation) Backwards(revision int64) bool {
+	return in.known && revision > 0 && revision < in.revision
 }
 
 // Advance raises the highest revision seen (e.g. from a watch event),

@@ -3,6 +3,7 @@ package etcdsource
 import (
 	"context"
 	"fmt"
+	"maps"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -19,6 +20,19 @@ type control struct {
 	incarnation keyspace.Incarnation
 	generation  string // the generation loaded; "" when absent
 	markers     map[int]marker
+	// seen holds every generation loaded. When a load finds etcd's
+	// revision gone backwards (an etcd restored from an older copy),
+	// restoredAt is its revision and restoredGens the generations seen
+	// before it: a marker of one of them written at or below restoredAt
+	// is the older copy's and is not trusted (docs/contract.md,
+	// "Generation and wiped etcd").
+	seen         map[string]bool
+	restoredAt   int64
+	restoredGens map[string]bool
+	// recheck: a list held a removal back because it saw a generation or
+	// revision not loaded; the next probe that finds no rebuild re-lists
+	// the deferred watches.
+	recheck bool
 }
 
 // marker is what the source uses of one synced/<shard> marker.
@@ -155,7 +169,14 @@ func (s *Source) load(gen string, markers map[int]marker, rev int64) {
 	defer s.mu.Unlock()
 	c := &s.ctl
 	previous := c.incarnation.Revision()
+	backwards := c.incarnation.Backwards(rev)
 	changed, why := c.incarnation.Observe(gen, gen != "", rev)
+	if backwards {
+		c.restoredAt, c.restoredGens = rev, maps.Clone(c.seen)
+	}
+	if gen != "" {
+		c.seen[gen] = true
+	}
 	if changed {
 		s.stats.generationChanges.Add(1)
 		s.log.Info("etcd generation changed, re-listing every watched service", "why", why,
@@ -167,13 +188,24 @@ func (s *Source) load(gen string, markers map[int]marker, rev int64) {
 			kick(w.relist)
 		}
 	}
+	if changed {
+		for relist := range s.namespaces {
+			kick(relist)
+		}
+	}
 }
 
-// current says whether shard has a marker of the current generation.
-// Caller holds Source.mu.
+// current says whether shard has a trusted marker of the current
+// generation. Caller holds Source.mu.
 func (c *control) current(shard int) bool {
 	m, ok := c.markers[shard]
-	return ok && c.generation != "" && m.generation == c.generation
+	return ok && c.generation != "" && m.generation == c.generation && !c.restored(m)
+}
+
+// restored says whether m is a marker of an older copy of etcd, not
+// rewritten since the copy was restored. Caller holds Source.mu.
+func (c *control) restored(m marker) bool {
+	return m.rev <= c.restoredAt && c.restoredGens[m.generation]
 }
 
 // applyMarker applies one event under synced/ and re-lists the deferred
@@ -248,16 +280,30 @@ func (s *Source) rebuilt(ctx context.Context) bool {
 		return true
 	}
 	s.ctl.incarnation.Advance(resp.Header.Revision)
+	if s.ctl.recheck {
+		s.ctl.recheck = false
+		for _, w := range s.watches {
+			if w.deferred {
+				kick(w.relist)
+			}
+		}
+	}
 	return false
 }
 
 // noticeListing asks the control loop to probe now when a service list saw
 // a generation or revision it does not know: etcd may have been rebuilt.
-func (s *Source) noticeListing(l listing) {
+// It reports whether the list's marker cannot confirm a removal: etcd may
+// have been rebuilt since the control loop's load, or the marker is a
+// restored older copy's.
+func (s *Source) noticeListing(l listing) (suspect bool) {
 	s.mu.Lock()
 	stale, _ := s.ctl.incarnation.Differs(l.generation, l.generation != "", l.rev)
+	restored := s.ctl.restored(l.marker)
+	s.ctl.recheck = s.ctl.recheck || stale
 	s.mu.Unlock()
 	if stale {
 		kick(s.probe)
 	}
+	return stale || restored
 }

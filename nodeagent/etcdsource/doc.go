@@ -42,7 +42,10 @@
 // synced/<shard> marker of the current generation; before that the removal
 // is deferred, and re-checked when such a marker appears. A changed
 // generation, or an etcd whose revision went backwards (etcd was wiped and
-// rebuilt), re-lists every watched service; the datapath is never flushed.
+// rebuilt), re-lists every watched service and namespace; the datapath is
+// never flushed. After a revision gone backwards (etcd restored from an
+// older copy) the restored markers confirm no removal (docs/contract.md,
+// "Generation and wiped etcd").
 // Identical content (same content hashes at a new revision) emits nothing.
 //
 // Events are consumer-driven and latest-wins per service: Next returns the

@@ -265,3 +265,45 @@ func startProxy(t *testing.T, target string) *tcpproxy.Proxy {
 	t.Cleanup(func() { p.Close() })
 	return p
 }
+
+// runSourceVia starts a Source reaching the etcd srv through a proxy, to
+// break its connections when etcd goes (etcd's graceful stop would wait for
+// its streams): replaceEtcd.
+func runSourceVia(t *testing.T, srv *embedetcd.Server, opts Options) (*Source, *tcpproxy.Proxy) {
+	t.Helper()
+	px := startProxy(t, srv.Endpoints()[0])
+	c, err := embedetcd.NewClient([]string{px.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return runSource(t, c, opts), px
+}
+
+// replaceEtcd stops srv, reached through px, and starts another etcd on its
+// address with opts (empty, or from an older copy's Dir); it returns a
+// writer client of the new one.
+func replaceEtcd(t *testing.T, srv *embedetcd.Server, px *tcpproxy.Proxy, opts embedetcd.Options) *clientv3.Client {
+	t.Helper()
+	opts.ClientURL = srv.Endpoints()[0]
+	px.Cut()
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	writer := testenv.Client(t, testenv.StartEtcd(t, opts).Endpoints())
+	t.Cleanup(func() { px.Close() }) // before this etcd stops, so that it need not wait for the source's stream
+	return writer
+}
+
+// watchLoaded watches svcs, each written as service(svc, 3, 0), and waits
+// for their states and for the control loop's watches.
+func watchLoaded(t *testing.T, src *Source, svcs []keyspace.Service) *recorder {
+	t.Helper()
+	rec := newRecorder(t, src)
+	for _, s := range svcs {
+		src.Watch(s)
+		rec.waitFor(s, "initial state", hasHash(service(s, 3, 0)))
+	}
+	testenv.EventuallyTrue(t, "control loop loaded", func() bool { return src.Stats().WatchesOpen == int64(len(svcs)+2) })
+	return rec
+}

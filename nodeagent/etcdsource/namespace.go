@@ -26,13 +26,26 @@ type NamespaceHandler struct {
 // services/<ns>/ (keys only) and then watches that prefix for spec keys of
 // new services, until ctx is done; it then returns ctx.Err(). Removals come
 // from each service's own watch. After a compaction or an etcd error it
-// lists again (errors are logged and retried with backoff). The watch is
-// opened under the same gRPC metadata as the Source's.
+// lists again (errors are logged and retried with backoff), and so when
+// Run's control loop finds etcd rebuilt (a new generation, or its revision
+// gone backwards: a watch resumed at the old etcd's revision would miss the
+// new one's services). The watch is opened under the same gRPC metadata as
+// the Source's.
 func (s *Source) RunNamespace(ctx context.Context, ns string, h NamespaceHandler) error {
 	prefix := s.space.ServicesPrefix() + ns + "/"
 	retry := backoff.New(backoff.Options{Max: 5 * time.Second})
+	relist := make(chan struct{}, 1)
+	s.mu.Lock()
+	s.namespaces[relist] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.namespaces, relist)
+		s.mu.Unlock()
+	}()
 	listed := false
 	for {
+		drain(relist) // this list answers every request made so far
 		rev, err := s.listNamespace(ctx, prefix, !listed, h.Found)
 		if err == nil {
 			if !listed {
@@ -42,7 +55,7 @@ func (s *Source) RunNamespace(ctx context.Context, ns string, h NamespaceHandler
 				}
 			}
 			retry.Reset()
-			err = s.followNamespace(ctx, prefix, rev, h.Found)
+			err = s.followNamespace(ctx, prefix, rev, relist, h.Found)
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -72,8 +85,9 @@ func (s *Source) listNamespace(ctx context.Context, prefix string, initial bool,
 }
 
 // followNamespace watches prefix from rev+1 for new spec keys. It returns
-// nil when the prefix must be listed again (compaction).
-func (s *Source) followNamespace(ctx context.Context, prefix string, rev int64, found func(keyspace.Service, bool)) error {
+// nil when the prefix must be listed again (compaction, or relist: etcd
+// was rebuilt).
+func (s *Source) followNamespace(ctx context.Context, prefix string, rev int64, relist <-chan struct{}, found func(keyspace.Service, bool)) error {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	wch := s.c.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithFilterDelete())
@@ -81,6 +95,8 @@ func (s *Source) followNamespace(ctx context.Context, prefix string, rev int64, 
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-relist:
+			return nil
 		case resp, ok := <-wch:
 			if !ok {
 				return fmt.Errorf("watch %s: channel closed", prefix)

@@ -77,8 +77,11 @@ type Source struct {
 	running   bool
 	watches   map[keyspace.Service]*watch
 	unstarted []*watch // registered by Watch, goroutine not started yet
-	ctl       control
-	queue     queue
+	// namespaces: the relist signals of the running RunNamespace calls,
+	// kicked when etcd was rebuilt.
+	namespaces map[chan struct{}]struct{}
+	ctl        control
+	queue      queue
 
 	vips     vipCache
 	vipReads *rate.Limiter // reads of vips/ per second
@@ -115,19 +118,20 @@ func New(c Client, opts Options) *Source {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Source{
-		c:        c,
-		space:    keyspace.New(opts.Cluster),
-		opts:     opts,
-		log:      log,
-		now:      time.Now,
-		spawn:    make(chan struct{}, 1),
-		probe:    make(chan struct{}, 1),
-		watches:  map[keyspace.Service]*watch{},
-		ctl:      control{markers: map[int]marker{}},
-		queue:    newQueue(),
-		vips:     newVIPCache(opts.MaxVIPReads),
-		vipReads: rate.NewLimiter(rate.Limit(opts.MaxVIPReadsPerSecond), max(1, int(opts.MaxVIPReadsPerSecond/10))),
-		stats:    newCounters(),
+		c:          c,
+		space:      keyspace.New(opts.Cluster),
+		opts:       opts,
+		log:        log,
+		now:        time.Now,
+		spawn:      make(chan struct{}, 1),
+		probe:      make(chan struct{}, 1),
+		watches:    map[keyspace.Service]*watch{},
+		namespaces: map[chan struct{}]struct{}{},
+		ctl:        control{markers: map[int]marker{}, seen: map[string]bool{}},
+		queue:      newQueue(),
+		vips:       newVIPCache(opts.MaxVIPReads),
+		vipReads:   rate.NewLimiter(rate.Limit(opts.MaxVIPReadsPerSecond), max(1, int(opts.MaxVIPReadsPerSecond/10))),
+		stats:      newCounters(),
 	}
 }
 

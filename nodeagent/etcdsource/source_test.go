@@ -399,7 +399,6 @@ func TestGenerationChangeAfterWipe(t *testing.T) {
 		t.Skip("restarts etcd")
 	}
 	srv := testenv.StartEtcd(t, embedetcd.Options{})
-	url := srv.Endpoints()[0]
 	writer := testenv.Client(t, srv.Endpoints())
 	put(t, writer, space.Generation(), "g1")
 	svcs := servicesInShards("ns", 3, keyspace.DefaultShards)
@@ -414,30 +413,12 @@ func TestGenerationChangeAfterWipe(t *testing.T) {
 		put(t, writer, space.Prefix()+"relays/r0", strings.Repeat("x", i))
 	}
 
-	// The source reaches etcd through a proxy, to break its connections
-	// when etcd goes (etcd's graceful stop would wait for its streams).
-	px := startProxy(t, url)
-	c, err := embedetcd.NewClient([]string{px.URL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	src := runSource(t, c, Options{ProbeInterval: 100 * time.Millisecond})
-	rec := newRecorder(t, src)
-	for _, s := range svcs {
-		src.Watch(s)
-		rec.waitFor(s, "initial state", hasHash(service(s, 3, 0)))
-	}
-	testenv.EventuallyTrue(t, "control loop loaded", func() bool { return src.Stats().WatchesOpen == int64(len(svcs)+2) })
+	src, px := runSourceVia(t, srv, Options{ProbeInterval: 100 * time.Millisecond})
+	rec := watchLoaded(t, src, svcs)
 	events := src.Stats().Events
 
 	// Wipe: a new, empty etcd on the same address.
-	px.Cut()
-	if err := srv.Close(); err != nil {
-		t.Fatal(err)
-	}
-	writer = testenv.Client(t, testenv.StartEtcd(t, embedetcd.Options{ClientURL: url}).Endpoints())
-	t.Cleanup(func() { px.Close() }) // before this etcd stops, so that it need not wait for the source's stream
+	writer = replaceEtcd(t, srv, px, embedetcd.Options{})
 	put(t, writer, space.Generation(), "g2")
 	writeService(t, writer, service(a, 3, 0), 1, 0) // identical
 	c2 := service(cs, 4, 0)

@@ -69,12 +69,14 @@ type listing struct {
 	rev        int64
 	generation string // "" when etcd has no generation yet
 	marker     marker // the service's synced/<shard>; zero when absent
+	// suspect: the marker cannot confirm a removal (noticeListing).
+	suspect bool
 }
 
 // confirmed says whether the shard was completely synced in the current
 // generation, which is what makes a missing spec a real removal.
 func (l listing) confirmed() bool {
-	return l.generation != "" && l.marker.generation == l.generation
+	return !l.suspect && l.generation != "" && l.marker.generation == l.generation
 }
 
 // runWatch lists and watches w until ctx is done (Unwatch or Run's end).
@@ -167,6 +169,7 @@ func (s *Source) applyList(w *watch, r listRead) listing {
 			s.log.Warn("ignoring bad synced marker", "err", err)
 		}
 	}
+	l.suspect = s.noticeListing(l)
 	s.reportInvalid(w, w.held.reset(s.space, r.kvs, l.rev))
 	res := listedPresent
 	if w.held.absent() {
@@ -178,7 +181,6 @@ func (s *Source) applyList(w *watch, r listRead) listing {
 	s.mu.Lock()
 	w.lastList = res
 	s.mu.Unlock()
-	s.noticeListing(l)
 	s.reconcile(w, &l)
 	return l
 }

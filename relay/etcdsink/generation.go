@@ -13,25 +13,38 @@ import (
 // createGeneration puts a fresh random generation id unless another relay
 // created one first, and returns the id etcd holds.
 func (s *Sink) createGeneration(ctx context.Context) (string, error) {
+	return s.putGeneration(ctx, clientv3.Compare(clientv3.CreateRevision(s.space.Generation()), "=", 0))
+}
+
+// replaceGeneration puts a fresh random generation id in place of old (an
+// etcd restored from an older copy, whose synced markers name old) unless
+// another relay replaced it first, and returns the id etcd holds.
+func (s *Sink) replaceGeneration(ctx context.Context, old string) (string, error) {
+	return s.putGeneration(ctx, clientv3.Compare(clientv3.Value(s.space.Generation()), "=", old))
+}
+
+// putGeneration puts a fresh random generation id if cmp holds, and
+// returns the id etcd holds.
+func (s *Sink) putGeneration(ctx context.Context, cmp clientv3.Cmp) (string, error) {
 	id := keyspace.NewGeneration()
 	key := s.space.Generation()
 
 	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
 	defer cancel()
 	resp, err := s.client.Txn(rctx).
-		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		If(cmp).
 		Then(clientv3.OpPut(key, id)).
 		Else(clientv3.OpGet(key)).
 		Commit()
 	if err != nil {
-		return "", fmt.Errorf("create %s: %w", key, err)
+		return "", fmt.Errorf("put %s: %w", key, err)
 	}
 	if resp.Succeeded {
 		return id, nil
 	}
 	kvs := resp.Responses[0].GetResponseRange().GetKvs()
 	if len(kvs) == 0 {
-		return "", fmt.Errorf("create %s: lost a race with a delete", key)
+		return "", fmt.Errorf("put %s: lost a race with a delete", key)
 	}
 	return string(kvs[0].Value), nil
 }
@@ -100,9 +113,19 @@ func (s *Sink) checkGeneration(ctx context.Context) {
 }
 
 // observeGeneration feeds one read of the generation key to the detector
-// and asks for a reload when it says etcd was rebuilt. Caller holds genMu.
+// and asks for a reload when it says etcd was rebuilt. The generation it
+// had, found again at a revision gone backwards, is an older copy's
+// (docs/contract.md, "Generation and wiped etcd"): the reload replaces it.
+// (Another, at a revision gone backwards, is the one a relay created in a
+// wiped etcd, or an older copy's whose markers agents do not trust.)
+// Caller holds genMu.
 func (s *Sink) observeGeneration(gen string, present bool, rev int64) {
+	had, ok := s.incarnation.Generation()
+	restored := present && ok && had == gen && s.incarnation.Backwards(rev)
 	if rebuilt, why := s.incarnation.Observe(gen, present, rev); rebuilt {
+		if restored {
+			s.restoredGen = gen
+		}
 		s.generationChanged(why)
 	}
 }

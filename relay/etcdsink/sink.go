@@ -79,6 +79,7 @@ type Sink struct {
 	// so that a check never compares etcd's new generation with the old.
 	genMu           sync.Mutex
 	incarnation     keyspace.Incarnation // guarded by genMu
+	restoredGen     string               // generation of an etcd restored from an older copy, to replace; guarded by genMu
 	gen             atomic.Pointer[string]
 	running         atomic.Bool
 	reloadNeeded    atomic.Bool

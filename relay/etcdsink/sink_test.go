@@ -500,9 +500,10 @@ func TestEtcdWiped(t *testing.T) {
 }
 
 // TestEtcdRestoredFromOlderCopy: an etcd restored from an older copy of its
-// data keeps the generation id, but its revision is below what the sink
-// has seen; keyspace.Incarnation reports it and the sink rewrites what the
-// older copy lacks.
+// data keeps the generation id and the synced markers naming it, but its
+// revision is below what the sink has seen; keyspace.Incarnation reports it
+// and the sink replaces the generation (so the old markers count for
+// nothing), rewrites what the older copy lacks, and writes new markers.
 func TestEtcdRestoredFromOlderCopy(t *testing.T) {
 	const gen = "restored-generation"
 	putGen := func(c clientv3.KV) {
@@ -511,10 +512,20 @@ func TestEtcdRestoredFromOlderCopy(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// The older copy: the generation and nothing else, at revision 2.
+	// The older copy: the generation and a synced marker naming it, at
+	// revisions 2 and 3.
 	oldDir := shmDir(t)
 	older := testenv.StartEtcd(t, embedetcd.Options{Dir: oldDir})
-	putGen(testenv.Client(t, older.Endpoints()))
+	oc := testenv.Client(t, older.Endpoints())
+	putGen(oc)
+	m, err := keyspace.EncodeMarker(keyspace.Marker{Shard: 0, Shards: testOptions().Shards, Cluster: space.Cluster(),
+		Generation: gen, Relay: "relay-old", Time: keyspace.MarkerTime(time.Now())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := oc.Put(context.Background(), space.Synced(0), string(m)); err != nil {
+		t.Fatal(err)
+	}
 	older.Close()
 
 	srv := testenv.StartEtcd(t, embedetcd.Options{})
@@ -547,9 +558,28 @@ func TestEtcdRestoredFromOlderCopy(t *testing.T) {
 	srv.Close()
 	testenv.StartEtcd(t, embedetcd.Options{ClientURL: ep, Dir: oldDir})
 	testenv.EventuallyTrue(t, "rewrite after restore", func() bool { return countPrefix(t, c, space.ServicesPrefix()) == keys })
-	if st := s.Stats(); st.GenerationChanges == 0 || st.Generation != gen {
-		t.Errorf("stats after restore: %+v", st)
+	// The restored generation is replaced, so that the older copy's
+	// markers name an old one, and every marker is rewritten with the new.
+	g := get(t, c, space.Generation())
+	if g == nil || string(g.value) == gen {
+		t.Fatalf("generation after restore: %v, want a new one", g)
 	}
+	if st := s.Stats(); st.GenerationChanges == 0 || st.Generation != string(g.value) {
+		t.Errorf("stats after restore: %+v, want generation %s", st, g.value)
+	}
+	testenv.EventuallyTrue(t, "every marker names the new generation", func() bool {
+		for shard := range testOptions().Shards {
+			v := get(t, c, space.Synced(shard))
+			if v == nil {
+				return false
+			}
+			m, err := keyspace.ParseMarker(v.value)
+			if err != nil || m.Generation != string(g.value) {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // TestGenerationDeleted: deleting the generation key (etcdctl del) makes

@@ -210,7 +210,8 @@ func (s *Sink) rangePrefix(ctx context.Context, prefix string, rev int64, fn fun
 }
 
 // reload replaces the written cache by etcd's state, creating the
-// generation when etcd has none, and marks every desired service dirty so
+// generation when etcd has none (or replacing an older copy's, see
+// observeGeneration), and marks every desired service dirty so
 // that whatever etcd lacks is written.
 func (s *Sink) reload(ctx context.Context) error {
 	s.genMu.Lock()
@@ -231,9 +232,18 @@ func (s *Sink) reload(ctx context.Context) error {
 		} else {
 			s.log.Warn("etcd had no generation but holds meshrelay keys: created one", "generation", gen, "keys", st.keys)
 		}
+	} else if gen == s.restoredGen {
+		// Its synced markers are the older copy's: a new generation
+		// makes them count for nothing until rewritten.
+		if gen, err = s.replaceGeneration(ctx, gen); err != nil {
+			return err
+		}
+		s.log.Warn("etcd was restored from an older copy: replaced its generation", "old", s.restoredGen, "generation", gen,
+			"services", len(st.written), "keys", st.keys)
 	} else {
 		s.log.Info("loaded etcd state", "generation", gen, "services", len(st.written), "keys", st.keys)
 	}
+	s.restoredGen = ""
 	s.gen.Store(&gen)
 	s.incarnation.Reset()
 	s.incarnation.Observe(gen, true, st.rev)
