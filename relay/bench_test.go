@@ -13,10 +13,18 @@ import (
 // BenchmarkRelayInitialSync10k measures the whole relay path for 10,000
 // services × 5 endpoints: a fresh relay connects to the simulator, receives
 // CDS/LDS/EDS/RDS, translates, and writes every key into a fresh embedded
-// etcd until its synced/* markers are written. Target: ≤ 2 s.
+// etcd until its synced/* markers are written, in both upstream modes
+// (workload: the same services as Istio's ambient workload API over delta,
+// 10,000 Service and 50,000 Workload addresses). Target: ≤ 2 s.
 //
 //	go test -run '^$' -bench RelayInitialSync10k -benchtime 3x ./relay
 func BenchmarkRelayInitialSync10k(b *testing.B) {
+	for _, mode := range []Mode{ModeSotW, ModeWorkload} {
+		b.Run(string(mode), func(b *testing.B) { benchmarkInitialSync(b, mode) })
+	}
+}
+
+func benchmarkInitialSync(b *testing.B, mode Mode) {
 	sim, err := istiodsim.New(istiodsim.Options{Services: 10000, EndpointsPerService: 5, Namespaces: 10})
 	if err != nil {
 		b.Fatal(err)
@@ -36,7 +44,7 @@ func BenchmarkRelayInitialSync10k(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		r, err := New(client, Options{Istiod: sim.Addr(), RelayID: "bench"})
+		r, err := New(client, Options{Istiod: sim.Addr(), Mode: mode, RelayID: "bench"})
 		if err != nil {
 			b.Fatal(err)
 		}

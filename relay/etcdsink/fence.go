@@ -216,6 +216,7 @@ func (s *Sink) syncShards(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	s.queue.MarkAll(dirty)
+	s.bootstrap()
 	s.log.Info("taking over shards", "shards", len(acquired), "services", len(dirty), "read", time.Since(start).Round(time.Millisecond))
 	return nil
 }

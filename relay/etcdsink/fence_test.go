@@ -334,3 +334,40 @@ func TestFencedSinkPacksShards(t *testing.T) {
 		t.Errorf("deposed %v, want [2]", d)
 	}
 }
+
+// TestTakeoverWritesAtBootstrapRate: a replica that leads no shard yet
+// stays at the bootstrap rate, and a takeover rewrites its shards at that
+// rate, not at the steady rate meant for churn. With a steady rate of one
+// operation per 100 s, the shard's 40 services (more operations than one
+// burst) are written only if the takeover runs at the bootstrap rate; then
+// the steady rate applies again.
+func TestTakeoverWritesAtBootstrapRate(t *testing.T) {
+	srv := testenv.StartEtcd(t, embedetcd.Options{})
+	c := testenv.Client(t, srv.Endpoints())
+	f := &fakeFencer{}
+	opts := testOptions()
+	opts.RelayID, opts.Fencer = "relay-a", f
+	opts.OpsPerSecond, opts.Burst, opts.MaxTxnOps = 0.01, 1, 8
+	s := New(c, opts)
+	svcs := shardServices(1, 40)
+	for _, svc := range svcs {
+		s.Set(svc, newService(svc, nil, 2, 0), time.Now())
+	}
+	s.Complete(svcs)
+	testenv.Run(t, s.Run)
+	// Markers of no shard are due before any shard is led: the sink must
+	// not leave the bootstrap rate for them.
+	testenv.EventuallyTrue(t, "markers processed with no shard led", func() bool { return s.queue.Len() == 0 })
+	cmp, _ := elect(t, c, 1, "relay-a")
+	f.set(1, cmp)
+	s.ShardsChanged()
+	waitShardSynced(t, s, 1)
+	for _, svc := range svcs {
+		if get(t, c, space.Spec(svc)) == nil {
+			t.Errorf("%s not written by the takeover", svc)
+		}
+	}
+	testenv.EventuallyTrue(t, "steady rate after the takeover's markers", func() bool {
+		return s.ShardStats().Held[0].Synced && float64(s.limiter.Limit()) == opts.OpsPerSecond
+	})
+}

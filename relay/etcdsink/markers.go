@@ -117,7 +117,9 @@ func (s *Sink) writeMarkers(ctx context.Context) error {
 		return nil
 	}
 
-	if s.bootstrapping {
+	// A replica that leads no shard yet has written no marker of its own:
+	// it stays at the bootstrap rate for the takeovers to come.
+	if s.bootstrapping && (s.opts.Fencer == nil || len(s.owned) > 0) {
 		s.bootstrapping = false
 		s.limiter.SetLimit(rate.Limit(s.opts.OpsPerSecond))
 		s.log.Info("synced: every shard's marker is up to date", "shards", s.opts.Shards, "generation", s.generation())

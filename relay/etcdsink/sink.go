@@ -298,6 +298,15 @@ func (s *Sink) Run(ctx context.Context) error {
 	}
 }
 
+// bootstrap runs the token bucket at the bootstrap rate until the next
+// synced markers are all written: a reload after a wiped etcd and a shard
+// takeover rewrite whole shards, which must not wait at the steady rate
+// meant for churn.
+func (s *Sink) bootstrap() {
+	s.limiter.SetLimit(rate.Limit(s.opts.BootstrapOpsPerSecond))
+	s.bootstrapping = true
+}
+
 // process handles one batch from the queue. Whatever it could not write
 // is marked dirty again before it returns an error.
 func (s *Sink) process(ctx context.Context, tasks []task) error {
@@ -307,8 +316,7 @@ func (s *Sink) process(ctx context.Context, tasks []task) error {
 			s.reloadNeeded.Store(true)
 			return err
 		}
-		s.limiter.SetLimit(rate.Limit(s.opts.BootstrapOpsPerSecond))
-		s.bootstrapping = true
+		s.bootstrap()
 		return nil
 	}
 
