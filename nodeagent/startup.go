@@ -110,17 +110,20 @@ func (a *Agent) runStartup(ctx context.Context) error {
 // settleAbsent marks the services of waiting that a completely synced etcd
 // does not have as delivered. A service its watch has not listed yet is
 // left to that list (which delivers it, or finds it absent); one whose list
-// found it absent from its synced shard is absent without a read; only the
-// others cost reads (the markers, and one count-only read each). So while
-// the watches' first lists are under way - thousands of them when a pool
-// of agents starts against a loaded etcd - nothing adds to them.
+// found it absent from its synced shard is absent without a read; one whose
+// watch holds its spec is left to the watch, which delivers it (a read
+// could only find the spec too); only the others cost reads (the markers,
+// and one count-only read each). So while the watches' first lists are
+// under way, and while the states they found wait to be applied - thousands
+// of them when a pool of agents starts against a loaded etcd - nothing
+// adds to them.
 func (a *Agent) settleAbsent(ctx context.Context, waiting []keyspace.Service) error {
 	var check []keyspace.Service
 	for _, svc := range waiting {
 		switch listed, absent := a.src.Listed(svc); {
 		case absent:
 			a.markAbsent(svc)
-		case listed:
+		case listed && !a.src.Present(svc):
 			check = append(check, svc)
 		}
 	}

@@ -647,3 +647,42 @@ func TestFirstListsReadTogether(t *testing.T) {
 		t.Errorf("%d transactions; want 2 (the control loop's load, the first lists)", n)
 	}
 }
+
+// TestPresentFollowsTheSpec: Present is true for a service whose watch
+// holds its spec (listed, or written since) and false once a watch event
+// deleted it.
+func TestPresentFollowsTheSpec(t *testing.T) {
+	srv, writer := startG1(t)
+	svcs := servicesInShards("ns", 2, keyspace.DefaultShards)
+	listedPresent, later := svcs[0], svcs[1]
+	writeService(t, writer, service(listedPresent, 1, 0), 1, 0)
+	putMarker(t, writer, shardOf(listedPresent), "g1", 1)
+
+	src := runSource(t, testenv.Client(t, srv.Endpoints()), Options{})
+	if src.Present(listedPresent) {
+		t.Fatal("unwatched service present")
+	}
+	rec := newRecorder(t, src)
+	src.Watch(listedPresent)
+	src.Watch(later)
+	rec.waitFor(listedPresent, "initial state", hasHash(service(listedPresent, 1, 0)))
+	if !src.Present(listedPresent) {
+		t.Error("listed service with a spec not present")
+	}
+	testenv.EventuallyTrue(t, "later listed", func() bool { l, _ := src.Listed(later); return l })
+	if src.Present(later) {
+		t.Error("service without a spec present")
+	}
+
+	writeService(t, writer, service(later, 1, 10), 1, 0)
+	rec.waitFor(later, "state written after the list", hasHash(service(later, 1, 10)))
+	if !src.Present(later) {
+		t.Error("service written after its list not present")
+	}
+
+	deleteService(t, writer, listedPresent)
+	testenv.EventuallyTrue(t, "deleted service not present", func() bool { return !src.Present(listedPresent) })
+	if listed, _ := src.Listed(listedPresent); !listed {
+		t.Error("deleted by a watch event: not listed")
+	}
+}

@@ -22,7 +22,9 @@ type watch struct {
 	// Guarded by Source.mu.
 	cancel   context.CancelFunc // nil until Run starts the goroutine
 	deferred bool               // a removal waits for a synced marker
-	// lastList is what the latest list found (Source.Listed).
+	// lastList is what the latest list found, updated by watch events
+	// that write or delete the spec (Source.Listed, Source.Present).
+	// Written only by the goroutine, which may read it without mu.
 	lastList listResult
 
 	// Owned by the goroutine.
@@ -62,6 +64,19 @@ func (s *Source) Listed(svc keyspace.Service) (listed, absent bool) {
 		return false, false
 	}
 	return w.lastList != notListed, w.lastList == listedAbsentConfirmed
+}
+
+// Present reports whether svc's watch holds svc's spec key now: its
+// latest list found it, or a watch event wrote it since. The source
+// delivers such a service itself (its state once complete, or Invalid),
+// so a caller waiting for it needs no read of its own (nodeagent's
+// startup reads etcd only for services its watch holds no spec of).
+// A spec deleted after the list makes the service not present again.
+func (s *Source) Present(svc keyspace.Service) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w, ok := s.watches[svc]
+	return ok && w.lastList == listedPresent
 }
 
 // listing is what a list read besides the service's own keys.
@@ -241,10 +256,29 @@ func (s *Source) applyResponse(w *watch, resp clientv3.WatchResponse) (confirm b
 		return false
 	}
 	w.held.rev = last
+	s.noteHeld(w)
 	if s.opts.OnResponse != nil {
 		s.opts.OnResponse(w.svc, last, at)
 	}
 	return s.reconcile(w, nil)
+}
+
+// noteHeld records, after watch events, whether w holds a spec key
+// (Present). A spec deleted by an event makes the service listed absent
+// without a marker read: only a list or a completely synced etcd can
+// confirm it is gone. w.lastList is only written by w's goroutine, so it
+// is read here without the lock.
+func (s *Source) noteHeld(w *watch) {
+	res := listedPresent
+	if w.held.absent() {
+		res = listedAbsent
+	}
+	if w.lastList == res || (res == listedAbsent && w.lastList == listedAbsentConfirmed) {
+		return
+	}
+	s.mu.Lock()
+	w.lastList = res
+	s.mu.Unlock()
 }
 
 // reconcile queues the held state if it is complete and differs from what
