@@ -75,10 +75,19 @@ func (s *Source) readFirst(ctx context.Context, ws []*watch, fl *firstList) {
 		return nil
 	}
 	gen := first(0)
+	parsed := map[int]*parsedMarker{} // shard → its marker parsed once for the batch
 	for i, w := range ws {
-		fl.reads[i] = &listRead{
+		r := &listRead{
 			rev: resp.Header.Revision, generation: gen, marker: first(markerOp[w.shard]),
 			kvs: resp.Responses[base+i].GetResponseRange().GetKvs(),
 		}
+		if r.marker != nil {
+			if r.parsed = parsed[w.shard]; r.parsed == nil {
+				r.parsed = new(parsedMarker)
+				r.parsed.m, r.parsed.err = parseMarker(r.marker)
+				parsed[w.shard] = r.parsed
+			}
+		}
+		fl.reads[i] = r
 	}
 }

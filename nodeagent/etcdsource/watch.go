@@ -139,7 +139,16 @@ type listRead struct {
 	rev        int64
 	generation *mvccpb.KeyValue // nil when absent
 	marker     *mvccpb.KeyValue // nil when absent
-	kvs        []*mvccpb.KeyValue
+	// parsed is marker parsed, when the read that returned it for
+	// several services parsed it once for all (firstlist.go); nil: parse.
+	parsed *parsedMarker
+	kvs    []*mvccpb.KeyValue
+}
+
+// parsedMarker is a synced marker parsed, or why it did not parse.
+type parsedMarker struct {
+	m   marker
+	err error
 }
 
 // list reads the service's keys, the generation and the service's synced
@@ -179,9 +188,13 @@ func (s *Source) applyList(w *watch, r listRead) listing {
 		l.generation = string(r.generation.Value)
 	}
 	if r.marker != nil {
-		var err error
-		if l.marker, err = parseMarker(r.marker); err != nil {
-			s.log.Warn("ignoring bad synced marker", "err", err)
+		pm := r.parsed
+		if pm == nil {
+			pm = new(parsedMarker)
+			pm.m, pm.err = parseMarker(r.marker)
+		}
+		if l.marker = pm.m; pm.err != nil {
+			s.log.Warn("ignoring bad synced marker", "err", pm.err)
 		}
 	}
 	l.suspect = s.noticeListing(l)

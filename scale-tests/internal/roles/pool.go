@@ -108,6 +108,20 @@ type pool struct {
 
 	mu   sync.Mutex
 	want map[int]gate.WantService
+	// wantGen counts the expect calls: which want a node's match was for.
+	wantGen uint64
+
+	// checkMu serializes check, which owns matched.
+	checkMu sync.Mutex
+	// matched: per node, the want (wantGen) its datapath last matched and
+	// its probe's apply count read before that dump. A node whose count
+	// has not moved since holds the same state: check skips its dump.
+	matched []nodeMatch
+}
+
+// nodeMatch is what a node last matched (pool.matched).
+type nodeMatch struct {
+	wantGen, applies uint64
 }
 
 func newPool(cfg PoolConfig) *pool {
@@ -150,6 +164,7 @@ func (p *pool) register(ctl *control.Server) {
 		}
 		p.mu.Lock()
 		p.want = want
+		p.wantGen++
 		p.mu.Unlock()
 		return struct{}{}, nil
 	})
@@ -188,9 +203,15 @@ func (p *pool) stats() PoolStats {
 
 // check compares every node's datapath with the expected state of the
 // services it uses (every service, for direct nodes writing all of them).
+//
+// A node that matched this want before and applied nothing since is not
+// dumped again: its datapath changes only through its probe's Apply, whose
+// count is read before each dump (an apply under way then moves it).
 func (p *pool) check(ctx context.Context, maxDiffs int) (gate.Result, error) {
+	p.checkMu.Lock()
+	defer p.checkMu.Unlock()
 	p.mu.Lock()
-	want := p.want
+	want, gen := p.want, p.wantGen
 	p.mu.Unlock()
 	if want == nil {
 		return gate.Result{}, errors.New("check: no expected state (call expect first)")
@@ -199,9 +220,16 @@ func (p *pool) check(ctx context.Context, maxDiffs int) (gate.Result, error) {
 		maxDiffs = 20
 	}
 	res := gate.Result{Nodes: len(p.nodes)}
-	for _, n := range p.nodes {
+	if len(p.matched) != len(p.nodes) {
+		p.matched = make([]nodeMatch, len(p.nodes))
+	}
+	for i, n := range p.nodes {
 		if err := ctx.Err(); err != nil {
 			return res, err
+		}
+		applies := uint64(n.probe.Applies.Load())
+		if p.matched[i] == (nodeMatch{gen, applies}) {
+			continue
 		}
 		expected := map[string]gate.FrontendState{}
 		addService := func(ws gate.WantService) {
@@ -228,6 +256,9 @@ func (p *pool) check(ctx context.Context, maxDiffs int) (gate.Result, error) {
 		if bad > 0 {
 			res.Mismatched++
 			res.Diffs = append(res.Diffs, diffs...)
+			p.matched[i] = nodeMatch{}
+		} else {
+			p.matched[i] = nodeMatch{gen, applies}
 		}
 	}
 	return res, nil
