@@ -118,15 +118,17 @@ func (s *Sink) writeMarkers(ctx context.Context) error {
 	}
 
 	// A replica that leads no shard yet has written no marker of its own:
-	// it stays at the bootstrap rate for the takeovers to come.
-	if s.bootstrapping && (s.opts.Fencer == nil || len(s.owned) > 0) {
+	// it is not synced, and stays at the bootstrap rate for the takeovers
+	// to come.
+	if s.opts.Fencer != nil && len(s.owned) == 0 {
+		return nil
+	}
+	if s.bootstrapping {
 		s.bootstrapping = false
 		s.limiter.SetLimit(rate.Limit(s.opts.OpsPerSecond))
 		s.log.Info("synced: every shard's marker is up to date", "shards", s.opts.Shards, "generation", s.generation())
 	}
-	if s.opts.Fencer == nil || len(s.owned) > 0 {
-		s.syncedOnce.Do(func() { close(s.synced) })
-	}
+	s.syncedOnce.Do(func() { close(s.synced) })
 	return nil
 }
 
