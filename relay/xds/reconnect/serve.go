@@ -10,8 +10,8 @@ import (
 )
 
 // Serve runs one stream: it opens it with open, starts its Pump and the
-// stream's sync timer (firing after syncTimeout; the client may stop or
-// reset it), lets start queue the first requests, marks m connected, and
+// stream's sync timer (firing syncTimeout after start returned; the client
+// may stop or reset it), lets start queue the first requests, marks m connected, and
 // then hands every response to handle and every firing of the sync timer to
 // tick, and every receive from wake (nil: never) to woken, all from the
 // calling goroutine, until the stream fails or ctx is
@@ -43,6 +43,10 @@ func Serve[Req, Resp any](ctx context.Context, m *Metrics, h *Health, syncTimeou
 	sync := time.NewTimer(syncTimeout)
 	defer sync.Stop()
 	start(pump.Requests, sync)
+	// Armed again after start, which notes when the stream opened: the
+	// timer must not fire before that time + syncTimeout, or a tick that
+	// finds the timeout not yet passed would never come again.
+	sync.Reset(syncTimeout)
 	defer m.StreamOpened()()
 	h.SetConnected(true, time.Now())
 	defer func() { h.SetConnected(false, time.Now()) }()
