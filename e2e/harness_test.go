@@ -256,9 +256,8 @@ func startAgent(t *testing.T, c etcdClient, dp datapath.Datapath, opts nodeagent
 	if opts.Logger == nil {
 		opts.Logger = testenv.Logger(t, "c", "agent")
 	}
-	if opts.Source.ProbeInterval == 0 {
-		opts.Source.ProbeInterval = 200 * time.Millisecond
-	}
+	// Source.ProbeInterval keeps its default: a wiped etcd is found by the
+	// probe at reconnection, as in production.
 	a, err := nodeagent.New(c, dp, opts)
 	if err != nil {
 		t.Fatal(err)

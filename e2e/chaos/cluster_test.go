@@ -130,9 +130,8 @@ func (c *cluster) addAgent(declared []int, opts nodeagent.Options, mo datapath.M
 	rec := dpfake.NewRecorder(datapath.NewMemory(mo))
 	opts.Services = append(opts.Services, c.keys(declared)...)
 	opts.NodeName = fmt.Sprintf("node-%d", len(c.agents))
-	if opts.Source.ProbeInterval == 0 {
-		opts.Source.ProbeInterval = 200 * time.Millisecond
-	}
+	// Source.ProbeInterval keeps its default: a wiped etcd is found by the
+	// probe at reconnection, as in production.
 	if opts.Logger == nil {
 		opts.Logger = testenv.Logger(c.t, "c", opts.NodeName)
 	}

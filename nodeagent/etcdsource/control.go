@@ -12,6 +12,16 @@ import (
 	"github.com/meshrelay/meshrelay/internal/keyspace"
 )
 
+// Generation probes (rebuilt): every ProbeInterval, at once after the etcd
+// connection came back (reconnect.go), and probeRetry after one that failed.
+const (
+	// DefaultProbeInterval is Options.ProbeInterval's default: a backstop,
+	// since a reconnection asks for a probe at once.
+	DefaultProbeInterval = 30 * time.Second
+	probeRetry           = time.Second
+	probeTimeout         = 5 * time.Second
+)
+
 // control is what the control loop knows of generation and the synced
 // markers. Guarded by Source.mu.
 type control struct {
@@ -33,6 +43,11 @@ type control struct {
 	// revision not loaded; the next probe that finds no rebuild re-lists
 	// the deferred watches.
 	recheck bool
+	// epoch counts the rebuilds loaded. A service watch advances
+	// incarnation's revision with the revisions its responses carry only
+	// while the epoch of its latest list is current: a response of an etcd
+	// replaced since must not raise the new etcd's baseline.
+	epoch uint64
 }
 
 // marker is what the source uses of one synced/<shard> marker.
@@ -135,15 +150,32 @@ func (s *Source) followControl(ctx context.Context) error {
 				s.applyMarker(ev)
 			}
 		case <-tick.C:
-			if s.rebuilt(ctx) {
+			if s.probeGeneration(ctx, tick) {
 				return nil
 			}
 		case <-s.probe:
-			if s.rebuilt(ctx) {
+			if s.probeGeneration(ctx, tick) {
 				return nil
 			}
 		}
 	}
+}
+
+// probeGeneration probes once (rebuilt) and reports whether etcd was
+// rebuilt. It sets tick to the next probe: ProbeInterval after one that
+// answered, at most probeRetry after one that failed (etcd may be coming
+// back, and a reconnection asks only once).
+func (s *Source) probeGeneration(ctx context.Context, tick *time.Ticker) bool {
+	rebuilt, ok := s.rebuilt(ctx)
+	switch {
+	case rebuilt:
+		return true
+	case ok:
+		tick.Reset(s.opts.ProbeInterval)
+	default:
+		tick.Reset(min(s.opts.ProbeInterval, probeRetry))
+	}
+	return false
 }
 
 // controlResponse turns a closed or failed control watch into an error. A
@@ -178,6 +210,7 @@ func (s *Source) load(gen string, markers map[int]marker, rev int64) {
 		c.seen[gen] = true
 	}
 	if changed {
+		c.epoch++
 		s.stats.generationChanges.Add(1)
 		s.log.Info("etcd generation changed, re-listing every watched service", "why", why,
 			"from", c.generation, "to", gen, "revision", rev, "previous_revision", previous, "services", len(s.watches))
@@ -258,15 +291,16 @@ func (s *Source) markerOf(kv *mvccpb.KeyValue) (int, marker, error) {
 }
 
 // rebuilt reads generation once and reports whether it differs from the
-// loaded one or etcd's revision went backwards. Errors count as "no".
-func (s *Source) rebuilt(ctx context.Context) bool {
-	ctx, cancel := context.WithTimeout(ctx, max(s.opts.ProbeInterval, time.Second))
+// loaded one or etcd's revision went backwards, and whether etcd answered
+// (an error counts as not rebuilt).
+func (s *Source) rebuilt(ctx context.Context) (rebuilt, ok bool) {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
 	resp, err := s.c.Get(ctx, s.space.Generation())
 	s.stats.probes.Add(1)
 	if err != nil {
 		s.log.Debug("generation probe failed", "err", err)
-		return false
+		return false, false
 	}
 	gen := ""
 	if len(resp.Kvs) > 0 {
@@ -277,7 +311,7 @@ func (s *Source) rebuilt(ctx context.Context) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if rebuilt, _ := s.ctl.incarnation.Differs(gen, gen != "", resp.Header.Revision); rebuilt {
-		return true
+		return true, true
 	}
 	s.ctl.incarnation.Advance(resp.Header.Revision)
 	if s.ctl.recheck {
@@ -288,7 +322,7 @@ func (s *Source) rebuilt(ctx context.Context) bool {
 			}
 		}
 	}
-	return false
+	return false, true
 }
 
 // noticeListing asks the control loop to probe now when a service list saw
@@ -296,14 +330,36 @@ func (s *Source) rebuilt(ctx context.Context) bool {
 // It reports whether the list's marker cannot confirm a removal: etcd may
 // have been rebuilt since the control loop's load, or the marker is a
 // restored older copy's.
-func (s *Source) noticeListing(l listing) (suspect bool) {
+//
+// A list that is not stale raises the revision seen, and makes w's watch
+// responses raise it too (followed), until the next rebuild is loaded.
+func (s *Source) noticeListing(w *watch, l listing) (suspect bool) {
 	s.mu.Lock()
 	stale, _ := s.ctl.incarnation.Differs(l.generation, l.generation != "", l.rev)
 	restored := s.ctl.restored(l.marker)
 	s.ctl.recheck = s.ctl.recheck || stale
+	w.epoch, w.current = s.ctl.epoch, !stale
+	if !stale {
+		s.ctl.incarnation.Advance(l.rev)
+	}
 	s.mu.Unlock()
 	if stale {
 		kick(s.probe)
 	}
 	return stale || restored
+}
+
+// followed raises the revision seen with rev, the header revision of a
+// response of w's watch, when w's latest list was not stale and no rebuild
+// was loaded since. The revision seen is then as fresh as the newest
+// response of any watch, not only as the latest probe: an etcd restored
+// from a copy taken after the latest probe, but older than a change the
+// agent received, is seen going backwards (docs/contract.md, "Generation
+// and wiped etcd").
+func (s *Source) followed(w *watch, rev int64) {
+	s.mu.Lock()
+	if w.current && w.epoch == s.ctl.epoch {
+		s.ctl.incarnation.Advance(rev)
+	}
+	s.mu.Unlock()
 }

@@ -45,7 +45,10 @@
 // rebuilt), re-lists every watched service and namespace; the datapath is
 // never flushed. After a revision gone backwards (etcd restored from an
 // older copy) the restored markers confirm no removal (docs/contract.md,
-// "Generation and wiped etcd").
+// "Generation and wiped etcd"). The generation is probed when the client's
+// connection comes back (reconnect.go) and every ProbeInterval; the
+// revisions of every list and watch response keep the highest revision
+// seen fresh between probes.
 // Identical content (same content hashes at a new revision) emits nothing.
 //
 // Events are consumer-driven and latest-wins per service: Next returns the

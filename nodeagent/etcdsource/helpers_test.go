@@ -271,12 +271,42 @@ func startProxy(t *testing.T, target string) *tcpproxy.Proxy {
 // its streams): replaceEtcd.
 func runSourceVia(t *testing.T, srv *embedetcd.Server, opts Options) (*Source, *tcpproxy.Proxy) {
 	t.Helper()
+	return runSourceViaDetector(t, srv, opts, onReconnect)
+}
+
+// detector says how a test expects a rebuilt etcd to be found.
+type detector int
+
+const (
+	// onReconnect: the source's client tells its connection state and
+	// ProbeInterval is set far beyond the test: only the probe at
+	// reconnection can find the rebuild.
+	onReconnect detector = iota
+	// onTicks: the client hides its connection state (a proxy that keeps
+	// the agent's connection): only ProbeInterval's ticks can.
+	onTicks
+)
+
+func (d detector) String() string { return [...]string{"on reconnect", "on ticks"}[d] }
+
+// runSourceViaDetector runs a source reading srv through a proxy, set up
+// so that only d can detect a rebuilt etcd.
+func runSourceViaDetector(t *testing.T, srv *embedetcd.Server, opts Options, d detector) (*Source, *tcpproxy.Proxy) {
+	t.Helper()
 	px := startProxy(t, srv.Endpoints()[0])
 	c, err := embedetcd.NewClient([]string{px.URL()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
+	if d == onTicks {
+		opts.ProbeInterval = 100 * time.Millisecond
+		return runSource(t, struct {
+			clientv3.KV
+			clientv3.Watcher
+		}{c, c}, opts), px
+	}
+	opts.ProbeInterval = time.Hour
 	return runSource(t, c, opts), px
 }
 

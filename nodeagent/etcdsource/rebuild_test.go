@@ -4,7 +4,6 @@ import (
 	"context"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/meshrelay/meshrelay/internal/embedetcd"
 	"github.com/meshrelay/meshrelay/internal/keyspace"
@@ -47,7 +46,7 @@ func TestEtcdRestoredKeepsWhatTheCopyLacks(t *testing.T) {
 		put(t, writer, space.Prefix()+"relays/r0", "x")
 	}
 
-	src, px := runSourceVia(t, srv, Options{ProbeInterval: 100 * time.Millisecond})
+	src, px := runSourceVia(t, srv, Options{})
 	rec := watchLoaded(t, src, svcs)
 
 	// Restore the older copy on the same address.
@@ -90,7 +89,7 @@ func TestNamespaceAfterWipe(t *testing.T) {
 		put(t, writer, space.Prefix()+"relays/r0", "x")
 	}
 
-	src, px := runSourceVia(t, srv, Options{ProbeInterval: 100 * time.Millisecond})
+	src, px := runSourceVia(t, srv, Options{})
 	var (
 		mu    sync.Mutex
 		found = map[keyspace.Service]bool{}

@@ -50,7 +50,11 @@ type Options struct {
 	MaxFrontends int
 	// ProbeInterval is how often the generation key is read to detect an
 	// etcd that was wiped and rebuilt: its revisions restart, so watches
-	// resumed at old revisions go silent instead of failing. Default 5 s.
+	// resumed at old revisions go silent instead of failing. A client that
+	// tells its connection state (*clientv3.Client) is also probed at once
+	// each time its connection comes back (reconnect.go), which is how a
+	// wipe is normally found; the ticks are a backstop. Default 30 s; a
+	// failed probe is tried again after at most probeRetry.
 	ProbeInterval time.Duration
 	// Logger receives the Source's messages. Default: discarded.
 	Logger *slog.Logger
@@ -111,7 +115,7 @@ func New(c Client, opts Options) *Source {
 		opts.MaxFrontends = DefaultMaxFrontends
 	}
 	if opts.ProbeInterval <= 0 {
-		opts.ProbeInterval = 5 * time.Second
+		opts.ProbeInterval = DefaultProbeInterval
 	}
 	log := opts.Logger
 	if log == nil {
@@ -152,6 +156,7 @@ func (s *Source) Run(ctx context.Context) error {
 	ctx = clientv3.WithRequireLeader(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { s.runControl(ctx) })
+	wg.Go(func() { s.followConnection(ctx) })
 	for {
 		s.startWatches(ctx, &wg)
 		select {

@@ -394,10 +394,20 @@ func TestIncompleteServiceIsHeld(t *testing.T) {
 // TestGenerationChangeAfterWipe: etcd is wiped and rebuilt gradually by a
 // relay of a new generation. Nothing is removed before the new generation's
 // marker of the service's shard; what is rewritten identically queues nothing.
+//
+// The rebuild is found either by the probe made when the source's etcd
+// connection comes back (ticks an hour apart), or, for a client that hides
+// its connection state, by ProbeInterval's ticks.
 func TestGenerationChangeAfterWipe(t *testing.T) {
 	if testing.Short() {
 		t.Skip("restarts etcd")
 	}
+	for _, d := range []detector{onReconnect, onTicks} {
+		t.Run(d.String(), func(t *testing.T) { testGenerationChangeAfterWipe(t, d) })
+	}
+}
+
+func testGenerationChangeAfterWipe(t *testing.T, d detector) {
 	srv := testenv.StartEtcd(t, embedetcd.Options{})
 	writer := testenv.Client(t, srv.Endpoints())
 	put(t, writer, space.Generation(), "g1")
@@ -413,7 +423,7 @@ func TestGenerationChangeAfterWipe(t *testing.T) {
 		put(t, writer, space.Prefix()+"relays/r0", strings.Repeat("x", i))
 	}
 
-	src, px := runSourceVia(t, srv, Options{ProbeInterval: 100 * time.Millisecond})
+	src, px := runSourceViaDetector(t, srv, Options{}, d)
 	rec := watchLoaded(t, src, svcs)
 	events := src.Stats().Events
 
@@ -447,6 +457,9 @@ func TestGenerationChangeAfterWipe(t *testing.T) {
 	}
 	if st := src.Stats(); st.Events-events != 3 || st.Deferred != 0 {
 		t.Fatalf("stats %+v: want 3 events since the wipe, nothing deferred", st)
+	}
+	if st := src.Stats(); d == onReconnect && (st.Reconnects == 0 || st.Probes == 0) {
+		t.Fatalf("stats %+v: want the rebuild found by a probe at reconnection", st)
 	}
 }
 

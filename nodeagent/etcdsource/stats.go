@@ -25,6 +25,10 @@ type Stats struct {
 	Gets, NegativeHits int64
 	// Probes counts reads of generation made to detect a rebuilt etcd.
 	Probes int64
+	// Reconnects counts the client's connection becoming ready again after
+	// it was lost; each asks for a probe at once (ProbeInterval's ticks
+	// are only a backstop).
+	Reconnects int64
 	// WatchEvents counts etcd events applied from service watches.
 	WatchEvents int64
 	// Events counts events queued for the consumer; Coalesced counts those
@@ -48,7 +52,7 @@ type counters struct {
 	lists, relists, gets, negativeHits, probes prometheus.Counter
 	watchEvents, events, coalesced, delivered  prometheus.Counter
 	compactions, deferredDeletes               prometheus.Counter
-	generationChanges                          prometheus.Counter
+	generationChanges, reconnects              prometheus.Counter
 	invalid                                    *prometheus.CounterVec
 }
 
@@ -71,6 +75,7 @@ func newCounters() counters {
 		compactions:       c("etcd_compactions_total", "Service watches that failed with ErrCompacted."),
 		deferredDeletes:   c("etcd_deferred_removals_total", "Removals deferred for lack of a synced marker of the current generation."),
 		generationChanges: c("etcd_generation_changes_total", "Changed generations and rebuilt etcds seen."),
+		reconnects:        c("etcd_reconnects_total", "Times the etcd connection became ready again after it was lost (each asks for a generation probe)."),
 		invalid: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "meshrelay", Subsystem: "nodeagent",
 			Name: "invalid_values_total", Help: "Values under services/ refused (their service keeps its last good state), by reason."}, []string{"reason"}),
 	}
@@ -80,7 +85,7 @@ func newCounters() counters {
 func (s *Source) Register(r prometheus.Registerer) error {
 	c := &s.stats
 	for _, m := range []prometheus.Collector{c.watchesOpen, c.lists, c.relists, c.gets, c.negativeHits, c.probes,
-		c.watchEvents, c.events, c.coalesced, c.delivered, c.compactions, c.deferredDeletes, c.generationChanges, c.invalid} {
+		c.watchEvents, c.events, c.coalesced, c.delivered, c.compactions, c.deferredDeletes, c.generationChanges, c.reconnects, c.invalid} {
 		if err := r.Register(m); err != nil {
 			return err
 		}
@@ -105,6 +110,7 @@ func (s *Source) Stats() Stats {
 		Compactions:       read(c.compactions),
 		DeferredDeletes:   read(c.deferredDeletes),
 		GenerationChanges: read(c.generationChanges),
+		Reconnects:        read(c.reconnects),
 	}
 	st.Invalid = map[string]int64{}
 	for _, r := range invalidReasons {

@@ -27,6 +27,11 @@ type watch struct {
 	// Written only by the goroutine, which may read it without mu.
 	lastList listResult
 
+	// Guarded by Source.mu: the control epoch of w's latest list, and
+	// whether that list was current (not stale); see Source.followed.
+	epoch   uint64
+	current bool
+
 	// Owned by the goroutine.
 	held    held
 	emitted string // hash of the last queued state; "" when nothing, or a removal, was queued
@@ -197,7 +202,7 @@ func (s *Source) applyList(w *watch, r listRead) listing {
 			s.log.Warn("ignoring bad synced marker", "err", pm.err)
 		}
 	}
-	l.suspect = s.noticeListing(l)
+	l.suspect = s.noticeListing(w, l)
 	s.reportInvalid(w, w.held.reset(s.space, r.kvs, l.rev))
 	res := listedPresent
 	if w.held.absent() {
@@ -265,6 +270,7 @@ func (s *Source) applyResponse(w *watch, resp clientv3.WatchResponse) (confirm b
 		s.reportInvalid(w, w.held.apply(s.space, ev))
 		last = max(last, ev.Kv.ModRevision)
 	}
+	s.followed(w, resp.Header.Revision)
 	if last == from {
 		return false
 	}
