@@ -38,7 +38,7 @@ func (a *Agent) pull(ctx context.Context) error {
 			}
 			a.pending[ev.Service] = item{ev: ev}
 		}
-		a.m.events.Add(float64(len(evs)))
+		a.m.events.Add(int64(len(evs)))
 		a.mu.Unlock()
 		kick(a.wake)
 	}

@@ -6,21 +6,26 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/meshrelay/meshrelay/internal/promvalue"
 	"github.com/meshrelay/meshrelay/nodeagent/datapath"
 )
 
 // metrics are an agent's Prometheus metrics: the only storage of its
 // counts. Each agent has its own (many agents share one process in the
 // scale harness); Options.Registerer receives them, and Stats reads them.
+//
+// Those that Counts reads are promvalue types, read without allocating.
 type metrics struct {
-	events, coalesced, flushes, applies, applyErrors, removals prometheus.Counter
-	updates, deletes, syscalls, throttled                      prometheus.Counter
-	missesIgnored, missesKnown, missesUnknown                  prometheus.Counter
-	missesLoaded, missesRefused, missErrors, missesDropped     prometheus.Counter
-	refused, evictedIdle, evictedLRU                           prometheus.Counter
-	conflicts, translateProblems, parks                        prometheus.Counter
-	garbage, parked                                            prometheus.Gauge
-	lag, batch                                                 prometheus.Histogram
+	events, coalesced, flushes, applyErrors  *promvalue.Counter
+	missesLoaded, missesUnknown              *promvalue.Counter
+	applies, removals                        prometheus.Counter
+	updates, deletes, syscalls, throttled    prometheus.Counter
+	missesIgnored, missesKnown               prometheus.Counter
+	missesRefused, missErrors, missesDropped prometheus.Counter
+	refused, evictedIdle, evictedLRU         prometheus.Counter
+	conflicts, translateProblems, parks      prometheus.Counter
+	garbage, parked                          prometheus.Gauge
+	lag, batch                               prometheus.Histogram
 }
 
 // Bucket upper bounds of the agent's histograms.
@@ -30,11 +35,21 @@ var (
 )
 
 func newMetrics() *metrics {
-	c := func(name, help string, labels prometheus.Labels) prometheus.Counter {
-		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "meshrelay", Subsystem: "nodeagent", Name: name, Help: help, ConstLabels: labels})
+	opts := func(name, help string, labels prometheus.Labels) prometheus.CounterOpts {
+		return prometheus.CounterOpts{Namespace: "meshrelay", Subsystem: "nodeagent", Name: name, Help: help, ConstLabels: labels}
 	}
+	c := func(name, help string, labels prometheus.Labels) prometheus.Counter {
+		return prometheus.NewCounter(opts(name, help, labels))
+	}
+	fast := func(name, help string, labels prometheus.Labels) *promvalue.Counter {
+		return promvalue.NewCounter(opts(name, help, labels))
+	}
+	const missName, missHelp = "misses_total", "Connects to unknown service VIPs reported, by result."
 	miss := func(result string) prometheus.Counter {
-		return c("misses_total", "Connects to unknown service VIPs reported, by result.", prometheus.Labels{"result": result})
+		return c(missName, missHelp, prometheus.Labels{"result": result})
+	}
+	fastMiss := func(result string) *promvalue.Counter {
+		return fast(missName, missHelp, prometheus.Labels{"result": result})
 	}
 	entries := func(op string) prometheus.Counter {
 		return c("entries_written_total", "Map entries written, by operation.", prometheus.Labels{"op": op})
@@ -46,11 +61,11 @@ func newMetrics() *metrics {
 		return prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "meshrelay", Subsystem: "nodeagent", Name: name, Help: help, Buckets: buckets})
 	}
 	return &metrics{
-		events:            c("events_total", "Service states and removals taken from the etcd source.", nil),
-		coalesced:         c("events_coalesced_total", "Events that replaced a queued change of the same service.", nil),
-		flushes:           c("flushes_total", "Flushes of queued changes.", nil),
+		events:            fast("events_total", "Service states and removals taken from the etcd source.", nil),
+		coalesced:         fast("events_coalesced_total", "Events that replaced a queued change of the same service.", nil),
+		flushes:           fast("flushes_total", "Flushes of queued changes.", nil),
 		applies:           c("applies_total", "Change sets written to the datapath.", nil),
-		applyErrors:       c("apply_errors_total", "Change sets that failed (re-read and retried).", nil),
+		applyErrors:       fast("apply_errors_total", "Change sets that failed (re-read and retried).", nil),
 		removals:          c("removals_total", "Services removed after the source confirmed they are gone.", nil),
 		updates:           entries("update"),
 		deletes:           entries("delete"),
@@ -58,8 +73,8 @@ func newMetrics() *metrics {
 		throttled:         c("throttled_seconds_total", "Time spent waiting for the map-write token buckets.", nil),
 		missesIgnored:     miss("ignored"),
 		missesKnown:       miss("known"),
-		missesUnknown:     miss("unknown"),
-		missesLoaded:      miss("loaded"),
+		missesUnknown:     fastMiss("unknown"),
+		missesLoaded:      fastMiss("loaded"),
 		missesRefused:     miss("refused"),
 		missErrors:        miss("error"),
 		missesDropped:     miss("dropped"),

@@ -137,9 +137,9 @@ func (a *Agent) Counts() Counts {
 	a.mu.Lock()
 	c := Counts{Ready: a.ready, QueueDepth: len(a.pending)}
 	a.mu.Unlock()
-	c.Events, c.Coalesced = count(m.events), count(m.coalesced)
-	c.Flushes, c.ApplyErrors = count(m.flushes), count(m.applyErrors)
-	c.MissesLoaded, c.MissesUnknown = count(m.missesLoaded), count(m.missesUnknown)
+	c.Events, c.Coalesced = m.events.Load(), m.coalesced.Load()
+	c.Flushes, c.ApplyErrors = m.flushes.Load(), m.applyErrors.Load()
+	c.MissesLoaded, c.MissesUnknown = m.missesLoaded.Load(), m.missesUnknown.Load()
 	c.Throttled = time.Duration(value(m.throttled) * float64(time.Second))
 	c.Source = a.src.Counts()
 	c.Services = c.Source.Services

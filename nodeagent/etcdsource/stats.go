@@ -3,6 +3,8 @@ package etcdsource
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/meshrelay/meshrelay/internal/promvalue"
 )
 
 // Stats are the Source's counters since New, for tests and the scale
@@ -47,34 +49,39 @@ type Stats struct {
 }
 
 // counters are the Source's metrics: the only storage of its counts.
+//
+// Those that Counts reads are promvalue types, read without allocating.
 type counters struct {
-	watchesOpen                                prometheus.Gauge
-	lists, relists, gets, negativeHits, probes prometheus.Counter
-	watchEvents, events, coalesced, delivered  prometheus.Counter
-	compactions, deferredDeletes               prometheus.Counter
-	generationChanges, reconnects              prometheus.Counter
-	invalid                                    *prometheus.CounterVec
+	watchesOpen                             *promvalue.Gauge
+	lists, relists, gets, watchEvents       *promvalue.Counter
+	generationChanges                       *promvalue.Counter
+	negativeHits, probes, events, coalesced prometheus.Counter
+	delivered, compactions, deferredDeletes prometheus.Counter
+	reconnects                              prometheus.Counter
+	invalid                                 *prometheus.CounterVec
 }
 
 func newCounters() counters {
-	c := func(name, help string) prometheus.Counter {
-		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "meshrelay", Subsystem: "nodeagent", Name: name, Help: help})
+	opts := func(name, help string) prometheus.CounterOpts {
+		return prometheus.CounterOpts{Namespace: "meshrelay", Subsystem: "nodeagent", Name: name, Help: help}
 	}
+	c := func(name, help string) prometheus.Counter { return prometheus.NewCounter(opts(name, help)) }
+	fast := func(name, help string) *promvalue.Counter { return promvalue.NewCounter(opts(name, help)) }
 	return counters{
-		watchesOpen: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "meshrelay", Subsystem: "nodeagent",
+		watchesOpen: promvalue.NewGauge(prometheus.GaugeOpts{Namespace: "meshrelay", Subsystem: "nodeagent",
 			Name: "etcd_watches", Help: "etcd watches open."}),
-		lists:             c("etcd_lists_total", "Reads of a service's prefix."),
-		relists:           c("etcd_relists_total", "Reads of a service's prefix after its first (compaction, marker, generation change, removal check)."),
-		gets:              c("etcd_vip_gets_total", "Reads of vips/<ip> that reached etcd."),
+		lists:             fast("etcd_lists_total", "Reads of a service's prefix."),
+		relists:           fast("etcd_relists_total", "Reads of a service's prefix after its first (compaction, marker, generation change, removal check)."),
+		gets:              fast("etcd_vip_gets_total", "Reads of vips/<ip> that reached etcd."),
 		negativeHits:      c("etcd_vip_negative_hits_total", "VIP resolutions answered by the cache of unknown VIPs."),
 		probes:            c("etcd_generation_probes_total", "Reads of generation made to detect a rebuilt etcd."),
-		watchEvents:       c("etcd_watch_events_total", "etcd events applied from service watches."),
+		watchEvents:       fast("etcd_watch_events_total", "etcd events applied from service watches."),
 		events:            c("source_events_total", "Service states and removals queued by the etcd source."),
 		coalesced:         c("source_events_coalesced_total", "Source events that replaced a pending event of the same service."),
 		delivered:         c("source_events_delivered_total", "Source events taken by the agent."),
 		compactions:       c("etcd_compactions_total", "Service watches that failed with ErrCompacted."),
 		deferredDeletes:   c("etcd_deferred_removals_total", "Removals deferred for lack of a synced marker of the current generation."),
-		generationChanges: c("etcd_generation_changes_total", "Changed generations and rebuilt etcds seen."),
+		generationChanges: fast("etcd_generation_changes_total", "Changed generations and rebuilt etcds seen."),
 		reconnects:        c("etcd_reconnects_total", "Times the etcd connection became ready again after it was lost (each asks for a generation probe)."),
 		invalid: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "meshrelay", Subsystem: "nodeagent",
 			Name: "invalid_values_total", Help: "Values under services/ refused (their service keeps its last good state), by reason."}, []string{"reason"}),
@@ -142,8 +149,8 @@ type Counts struct {
 func (s *Source) Counts() Counts {
 	c := &s.stats
 	out := Counts{
-		WatchesOpen: read(c.watchesOpen), Lists: read(c.lists), Relists: read(c.relists),
-		Gets: read(c.gets), WatchEvents: read(c.watchEvents), GenerationChanges: read(c.generationChanges),
+		WatchesOpen: c.watchesOpen.Load(), Lists: c.lists.Load(), Relists: c.relists.Load(),
+		Gets: c.gets.Load(), WatchEvents: c.watchEvents.Load(), GenerationChanges: c.generationChanges.Load(),
 	}
 	s.mu.Lock()
 	out.Services = len(s.watches)
