@@ -18,8 +18,9 @@ import (
 type metrics struct {
 	events, coalesced, flushes, applyErrors  *promvalue.Counter
 	missesLoaded, missesUnknown              *promvalue.Counter
+	throttled                                *promvalue.Counter // nanoseconds
 	applies, removals                        prometheus.Counter
-	updates, deletes, syscalls, throttled    prometheus.Counter
+	updates, deletes, syscalls               prometheus.Counter
 	missesIgnored, missesKnown               prometheus.Counter
 	missesRefused, missErrors, missesDropped prometheus.Counter
 	refused, evictedIdle, evictedLRU         prometheus.Counter
@@ -70,7 +71,7 @@ func newMetrics() *metrics {
 		updates:           entries("update"),
 		deletes:           entries("delete"),
 		syscalls:          c("write_syscalls_total", "Map write syscalls.", nil),
-		throttled:         c("throttled_seconds_total", "Time spent waiting for the map-write token buckets.", nil),
+		throttled:         promvalue.NewSecondsCounter(opts("throttled_seconds_total", "Time spent waiting for the map-write token buckets.", nil)),
 		missesIgnored:     miss("ignored"),
 		missesKnown:       miss("known"),
 		missesUnknown:     fastMiss("unknown"),

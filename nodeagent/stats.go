@@ -85,7 +85,7 @@ func (a *Agent) Stats() Stats {
 	st.Events, st.Coalesced = count(m.events), count(m.coalesced)
 	st.Flushes, st.Applies, st.ApplyErrors = count(m.flushes), count(m.applies), count(m.applyErrors)
 	st.Updates, st.Deletes, st.Syscalls = count(m.updates), count(m.deletes), count(m.syscalls)
-	st.Throttled = time.Duration(value(m.throttled) * float64(time.Second))
+	st.Throttled = time.Duration(m.throttled.Load())
 	st.Removals = count(m.removals)
 	st.MissesIgnored, st.MissesKnown, st.MissesUnknown = count(m.missesIgnored), count(m.missesKnown), count(m.missesUnknown)
 	st.MissesLoaded, st.MissesRefused, st.MissErrors = count(m.missesLoaded), count(m.missesRefused), count(m.missErrors)
@@ -140,7 +140,7 @@ func (a *Agent) Counts() Counts {
 	c.Events, c.Coalesced = m.events.Load(), m.coalesced.Load()
 	c.Flushes, c.ApplyErrors = m.flushes.Load(), m.applyErrors.Load()
 	c.MissesLoaded, c.MissesUnknown = m.missesLoaded.Load(), m.missesUnknown.Load()
-	c.Throttled = time.Duration(value(m.throttled) * float64(time.Second))
+	c.Throttled = time.Duration(m.throttled.Load())
 	c.Source = a.src.Counts()
 	c.Services = c.Source.Services
 	return c

@@ -16,7 +16,7 @@ func TestCountsAgreeWithStats(t *testing.T) {
 	a.m.coalesced.Add(1)
 	a.m.flushes.Add(2)
 	a.m.missesUnknown.Add(4)
-	a.m.throttled.Add(0.5)
+	a.m.throttled.Add(int64(500 * time.Millisecond))
 	st, c := a.Stats(), a.Counts()
 	if c.Events != st.Events || c.Coalesced != st.Coalesced || c.Flushes != st.Flushes ||
 		c.MissesUnknown != st.MissesUnknown || c.Throttled != st.Throttled || c.Events != 3 || c.Throttled != 500*time.Millisecond {

@@ -153,7 +153,7 @@ func (w *writer) apply(ctx context.Context, cs datapath.ChangeSet, split bool) e
 	if err := w.applies.Wait(ctx); err != nil {
 		return ctxErr(ctx, err)
 	}
-	w.m.throttled.Add(time.Since(start).Seconds())
+	w.m.throttled.Add(int64(time.Since(start)))
 	st, err := w.dp.Apply(ctx, cs)
 	w.m.applies.Inc()
 	w.m.updates.Add(float64(st.Updates))

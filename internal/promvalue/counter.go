@@ -22,6 +22,14 @@ func NewCounter(opts prometheus.CounterOpts) *Counter {
 	return c
 }
 
+// NewSecondsCounter returns a Counter of nanoseconds (Add, Load) that
+// Prometheus reads in seconds, as its _seconds_total name says.
+func NewSecondsCounter(opts prometheus.CounterOpts) *Counter {
+	c := &Counter{}
+	c.CounterFunc = prometheus.NewCounterFunc(opts, func() float64 { return float64(c.n.Load()) / 1e9 })
+	return c
+}
+
 // Inc adds 1.
 func (c *Counter) Inc() { c.n.Add(1) }
 

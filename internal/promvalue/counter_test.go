@@ -34,3 +34,11 @@ func TestCounterAndGaugeReadBothWays(t *testing.T) {
 	}()
 	c.Add(-1)
 }
+
+func TestSecondsCounter(t *testing.T) {
+	c := NewSecondsCounter(prometheus.CounterOpts{Name: "s_seconds_total"})
+	c.Add(1500 * 1000 * 1000)
+	if c.Load() != 1.5e9 || Of(c) != 1.5 {
+		t.Errorf("Load %d, Of %v; want 1.5e9 ns, 1.5 s", c.Load(), Of(c))
+	}
+}

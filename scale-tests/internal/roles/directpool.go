@@ -28,6 +28,7 @@ func runDirectNodesRole(ctx context.Context, raw []byte, ctl *control.Server, lo
 		return err
 	}
 	p := newPool(cfg)
+	go emulateSeparateHeaps(ctx, len(cfg.Nodes), log)
 	var ctr directCounters
 	var clients []directClient
 	for i, spec := range cfg.Nodes {

@@ -16,7 +16,11 @@ import (
 //
 //	MESHRELAY_POOL_CPUPROFILE=DIR           write DIR/<pool>-sync.pprof (pool start → scenario
 //	                                        start) and DIR/<pool>-scenario.pprof (scenario start
-//	                                        → scenario start + the seconds below, or the pool's end)
+//	                                        → scenario start + the seconds below, or the pool's end),
+//	                                        and the allocations at each one's start and end,
+//	                                        DIR/<pool>-<phase>-allocs{0,1}.pprof (what a phase
+//	                                        allocated: go tool pprof -sample_index=alloc_space
+//	                                        -base ...-allocs0.pprof ...-allocs1.pprof)
 //	MESHRELAY_POOL_CPUPROFILE_SECONDS=60    longest length of each profile (default 60)
 //
 // The launcher passes the harness's environment on to every role.
@@ -34,6 +38,7 @@ type poolProfile struct {
 
 	mu      sync.Mutex
 	f       *os.File // the profile being written; nil when none
+	phase   string   // f's phase
 	started bool     // the scenario profile was started
 }
 
@@ -80,9 +85,26 @@ func (pp *poolProfile) startLocked(phase string) error {
 		f.Close()
 		return fmt.Errorf("cpu profile %s: %w", path, err)
 	}
-	pp.f = f
+	pp.f, pp.phase = f, phase
+	pp.writeAllocs("0")
 	pp.log.Info("writing a CPU profile", "path", path)
 	return nil
+}
+
+// writeAllocs writes the allocations so far (all since the process started)
+// to <pool>-<phase>-allocs<suffix>.pprof.
+func (pp *poolProfile) writeAllocs(suffix string) {
+	path := filepath.Join(pp.dir, pp.name+"-"+pp.phase+"-allocs"+suffix+".pprof")
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.Lookup("allocs").WriteTo(f, 0)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		pp.log.Warn("allocation profile", "path", path, "err", err)
+	}
 }
 
 func (pp *poolProfile) stopLocked() {
@@ -90,6 +112,7 @@ func (pp *poolProfile) stopLocked() {
 		return
 	}
 	pprof.StopCPUProfile()
+	pp.writeAllocs("1")
 	if err := pp.f.Close(); err != nil {
 		pp.log.Warn("closing the CPU profile", "err", err)
 	}

@@ -41,6 +41,7 @@ func runRelayNodesRole(ctx context.Context, raw []byte, ctl *control.Server, log
 		return err
 	}
 	defer p.prof.stop()
+	go emulateSeparateHeaps(ctx, len(cfg.Nodes), log)
 	agents := make([]*nodeagent.Agent, 0, len(cfg.Nodes))
 	var clients []*clientv3.Client
 	defer func() {
