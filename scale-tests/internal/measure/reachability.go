@@ -15,10 +15,15 @@ type reachability struct {
 	byID     map[uint32]uint32 // frontend id → slot count
 	idRefs   map[uint32]int    // backend id → reachable slots
 	addrRefs map[netip.Addr]int
+
+	// Scratch of apply, cleared and reused by every call.
+	touched map[datapath.SlotKey]struct{}
+	change  map[netip.Addr]int
 }
 
 func newReachability() *reachability {
-	return &reachability{state: datapath.NewState(), byID: map[uint32]uint32{}, idRefs: map[uint32]int{}, addrRefs: map[netip.Addr]int{}}
+	return &reachability{state: datapath.NewState(), byID: map[uint32]uint32{}, idRefs: map[uint32]int{}, addrRefs: map[netip.Addr]int{},
+		touched: map[datapath.SlotKey]struct{}{}, change: map[netip.Addr]int{}}
 }
 
 // reachable returns the backend id slot k points at, if a frontend reaches it.
@@ -63,7 +68,8 @@ func (r *reachability) addAddr(a netip.Addr, d int, change map[netip.Addr]int) {
 // those that stopped being reachable.
 func (r *reachability) apply(cs datapath.ChangeSet) (gained, lost []netip.Addr) {
 	// The slots whose reachability or target cs may change.
-	touched := map[datapath.SlotKey]struct{}{}
+	touched := r.touched
+	clear(touched)
 	frontend := func(id, count uint32) {
 		for i := uint32(0); i < count; i++ {
 			touched[datapath.SlotKey{FrontendId: id, Slot: i}] = struct{}{}
@@ -88,7 +94,8 @@ func (r *reachability) apply(cs datapath.ChangeSet) (gained, lost []netip.Addr) 
 	for _, sl := range cs.UpsertSlots {
 		touched[sl.Key] = struct{}{}
 	}
-	change := map[netip.Addr]int{}
+	change := r.change
+	clear(change)
 	for k := range touched {
 		if id, ok := r.reachable(k); ok {
 			r.ref(id, -1, change)
@@ -103,8 +110,11 @@ func (r *reachability) apply(cs datapath.ChangeSet) (gained, lost []netip.Addr) 
 			}
 		}
 	}
+	r.unindex(cs)
 	cs.ApplyTo(r.state)
-	r.byID = r.reindex(cs)
+	for _, f := range cs.UpsertFrontends {
+		r.byID[f.Value.FrontendId] = f.Value.SlotCount
+	}
 	for k := range touched {
 		if id, ok := r.reachable(k); ok {
 			r.ref(id, 1, change)
@@ -121,16 +131,20 @@ func (r *reachability) apply(cs datapath.ChangeSet) (gained, lost []netip.Addr) 
 	return gained, lost
 }
 
-// reindex updates the frontend id → slot count index after cs.
-func (r *reachability) reindex(cs datapath.ChangeSet) map[uint32]uint32 {
-	if len(cs.DeleteFrontends) == 0 && len(cs.UpsertFrontends) == 0 {
-		return r.byID
+// unindex removes from the frontend id → slot count index the frontends
+// cs deletes or replaces, before cs is applied; apply then adds those cs
+// writes. Frontend ids are unique per frontend key (nodemodel.IDs).
+func (r *reachability) unindex(cs datapath.ChangeSet) {
+	for _, k := range cs.DeleteFrontends {
+		if v, ok := r.state.Frontends[k]; ok {
+			delete(r.byID, v.FrontendId)
+		}
 	}
-	byID := make(map[uint32]uint32, len(r.state.Frontends))
-	for _, v := range r.state.Frontends {
-		byID[v.FrontendId] = v.SlotCount
+	for _, f := range cs.UpsertFrontends {
+		if v, ok := r.state.Frontends[f.Key]; ok {
+			delete(r.byID, v.FrontendId)
+		}
 	}
-	return byID
 }
 
 // reset replaces the mirror by st and reports the differences.
