@@ -317,3 +317,34 @@ func (w *world) generation() string {
 	}
 	return string(resp.Kvs[0].Value)
 }
+
+// TestSyncedMeansShardsReady: with shard leadership, Synced closes only
+// once the replica's shard readiness holds (every shard led, every shard
+// this replica leads written), for the first replica and for one joining
+// it: the sink's own Synced closes once the shards taken over so far are
+// written, which can be the first of several rounds of takeovers.
+func TestSyncedMeansShardsReady(t *testing.T) {
+	if testing.Short() {
+		t.Skip("two replicas with elections; skipped with -short")
+	}
+	w := newWorld(t, istiodsim.Options{Services: 80, EndpointsPerService: 3, Namespaces: 4}, true)
+	atSynced := func(r *replica) (ready bool, why string, led int) {
+		t.Helper()
+		select {
+		case <-r.Synced():
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s: Synced not closed after 30 s", r.id)
+		}
+		ready, why = r.haReady()
+		return ready, why, len(r.Membership().Held())
+	}
+	a := w.startReplica("relay-0")
+	if ready, why, led := atSynced(a); !ready || led != keyspace.DefaultShards {
+		t.Errorf("relay-0 synced leading %d shards, ready %v (%s); want all %d, ready", led, ready, why, keyspace.DefaultShards)
+	}
+	b := w.startReplica("relay-1")
+	if ready, why, led := atSynced(b); !ready || led == 0 {
+		t.Errorf("relay-1 synced leading %d shards, ready %v (%s); want some, ready", led, ready, why)
+	}
+	testenv.Eventually(t, "16 shards split over 2 replicas", func() error { return w.settledHA(a, b) })
+}

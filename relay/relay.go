@@ -172,6 +172,9 @@ type Relay struct {
 	// updating is when the OnUpdate in progress started (unix
 	// nanoseconds), 0 when none is: the main loop's liveness.
 	updating atomic.Int64
+
+	synced     chan struct{} // Synced; closed by waitSynced
+	syncedOnce sync.Once     // Run may be called again
 }
 
 // Validate reports the first invalid field. Zero fields are valid: they
@@ -234,6 +237,7 @@ func New(etcd etcdsink.Client, opts Options) (*Relay, error) {
 		gated:  map[keyspace.Service]time.Time{},
 		authz:  map[keyspace.Authorization][]byte{},
 		routes: newPendingRoutes(),
+		synced: make(chan struct{}),
 	}
 	so := opts.sinkOptions()
 	if opts.HA != nil {
@@ -318,7 +322,40 @@ func (r *Relay) Run(ctx context.Context) error {
 	g.Go(func() error { r.confirmHolds(ctx); return nil })
 	g.Go(func() error { r.routes.watch(ctx, r.opts.UpstreamLostTimeout, r.log); return nil })
 	g.Go(func() error { return r.runMembership(ctx) })
+	g.Go(func() error { r.waitSynced(ctx); return nil })
 	return g.Wait()
+}
+
+// syncedPoll is how often waitSynced checks a replica's shards.
+const syncedPoll = 20 * time.Millisecond
+
+// waitSynced closes r.synced once the sink's first markers are written
+// and, with Options.HA, once the replica's shard readiness first holds
+// (haReady: every shard has a leader, and every shard this replica leads is
+// written); it returns when ctx is done. The sink alone closes its Synced
+// as soon as the shards taken over so far are written, which with shard
+// leadership can be the first of several rounds of takeovers.
+func (r *Relay) waitSynced(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-r.sink.Synced():
+	}
+	if r.membership != nil {
+		t := time.NewTicker(syncedPoll)
+		defer t.Stop()
+		for {
+			if ok, _ := r.haReady(); ok {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}
+	r.syncedOnce.Do(func() { close(r.synced) })
 }
 
 // holdCheckInterval is how often the relay checks whether held deletions
@@ -355,8 +392,10 @@ func (r *Relay) sinkHoldTime() time.Duration {
 }
 
 // Synced is closed once the first complete upstream sync is in etcd,
-// synced/* markers included.
-func (r *Relay) Synced() <-chan struct{} { return r.sink.Synced() }
+// synced/* markers included; with Options.HA, once every shard has a
+// leader and every shard this replica leads is written (the shard part of
+// Ready). Run must be running for it to close. It stays closed.
+func (r *Relay) Synced() <-chan struct{} { return r.synced }
 
 // Ready reports readiness for /readyz: ready once the first complete sync
 // has been written, and not while Istiod has been unreachable for longer
