@@ -1,6 +1,7 @@
 package roles
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -51,7 +52,7 @@ func (p *pool) kernelMemlock(ctx context.Context, req MemlockRequest) (MemlockRe
 		if err != nil {
 			return res, fmt.Errorf("dump %s: %w", n.spec.Name, err)
 		}
-		memlock, err := replayMemlock(ctx, st)
+		memlock, err := replayMemlock(ctx, st, cmp.Or(p.memlockPins, datapath.BPFFSMount))
 		if err != nil {
 			if len(res.Nodes) == 0 {
 				return MemlockResult{Reason: err.Error()}, nil
@@ -64,13 +65,13 @@ func (p *pool) kernelMemlock(ctx context.Context, req MemlockRequest) (MemlockRe
 }
 
 // replayMemlock writes st into the maps of a fresh BPF datapath pinned in
-// a temporary directory on bpffs and returns the sum of the kernel's
-// memlock figures of all its maps. The maps are unpinned before it
-// returns.
-func replayMemlock(ctx context.Context, st datapath.State) (uint64, error) {
-	dir, err := os.MkdirTemp(datapath.BPFFSMount, "meshrelay-scale-memlock-")
+// a temporary directory under parent, on bpffs, and returns the sum of the
+// kernel's memlock figures of all its maps. The maps are unpinned before
+// it returns.
+func replayMemlock(ctx context.Context, st datapath.State, parent string) (uint64, error) {
+	dir, err := os.MkdirTemp(parent, "meshrelay-scale-memlock-")
 	if err != nil {
-		return 0, fmt.Errorf("create pin directory in %s: %w", datapath.BPFFSMount, err)
+		return 0, fmt.Errorf("create pin directory in %s: %w", parent, err)
 	}
 	defer os.RemoveAll(dir)
 	defer datapath.Uninstall(dir)

@@ -105,6 +105,9 @@ type pool struct {
 	// prof writes CPU profiles when the environment asks (poolprofile.go);
 	// nil otherwise.
 	prof *poolProfile
+	// memlockPins is the bpffs directory kernelMemlock pins its replays
+	// under; "" is datapath.BPFFSMount.
+	memlockPins string
 
 	mu   sync.Mutex
 	want map[int]gate.WantService
