@@ -20,11 +20,14 @@ import (
 //	go test -run '^$' -bench RelayInitialSync10k -benchtime 3x ./relay
 func BenchmarkRelayInitialSync10k(b *testing.B) {
 	for _, mode := range []Mode{ModeSotW, ModeWorkload} {
-		b.Run(string(mode), func(b *testing.B) { benchmarkInitialSync(b, mode) })
+		b.Run(string(mode), func(b *testing.B) { benchmarkInitialSync(b, mode, false) })
+		// As the relay runs by default and in the scale harness: shard
+		// leadership through etcd, EDS subscribed for the shards led.
+		b.Run(string(mode)+"-shards", func(b *testing.B) { benchmarkInitialSync(b, mode, true) })
 	}
 }
 
-func benchmarkInitialSync(b *testing.B, mode Mode) {
+func benchmarkInitialSync(b *testing.B, mode Mode, shards bool) {
 	sim, err := istiodsim.New(istiodsim.Options{Services: 10000, EndpointsPerService: 5, Namespaces: 10})
 	if err != nil {
 		b.Fatal(err)
@@ -44,7 +47,11 @@ func benchmarkInitialSync(b *testing.B, mode Mode) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		r, err := New(client, Options{Istiod: sim.Addr(), Mode: mode, RelayID: "bench"})
+		opts := Options{Istiod: sim.Addr(), Mode: mode, RelayID: "bench"}
+		if shards {
+			opts.HA = &HA{Client: client}
+		}
+		r, err := New(client, opts)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -502,6 +502,9 @@ func (r *Relay) OnUpdate(ctx context.Context, u sotw.Update) {
 	r.completes++
 	r.log.Info("upstream state complete", "services", len(present), "sync", r.completes)
 	r.sink.Complete(present)
+	if r.membership != nil {
+		r.membership.Poke() // eligible now: campaign without waiting for the next round
+	}
 }
 
 // flushGated hands the gated services to the sink, unless an RDS route

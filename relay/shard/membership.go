@@ -410,6 +410,13 @@ func (m *Membership) Deposed(shard int) {
 	if m.drop(shard, "deposed: a write was refused by the fence") {
 		m.metrics.deposed.Inc()
 	}
+	m.Poke()
+}
+
+// Poke asks for a balancing round now instead of at the next Interval, for
+// a change the Membership cannot see itself: Options.Eligible became true
+// (the replica's upstream just synced) or false. It does not block.
+func (m *Membership) Poke() {
 	select {
 	case m.poke <- struct{}{}:
 	default:

@@ -290,3 +290,26 @@ func TestWipedEtcdEachRetakesItsShards(t *testing.T) {
 		}
 	}
 }
+
+// TestPokeCampaignsAtOnce: a replica that becomes eligible and pokes its
+// Membership campaigns in that round, not at the next Interval (an hour
+// here).
+func TestPokeCampaignsAtOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs etcd elections; skipped with -short")
+	}
+	srv := testenv.StartEtcd(t, embedetcd.Options{})
+	c := testenv.Client(t, srv.Endpoints())
+	var ok atomic.Bool
+	o := testOptions(t, "relay-a")
+	o.Interval = time.Hour
+	o.Eligible = ok.Load
+	m, _, _ := startMember(t, srv.Endpoints(), o)
+	time.Sleep(200 * time.Millisecond) // its first round ran, not eligible
+	if h := m.Held(); len(h) != 0 {
+		t.Fatalf("ineligible replica leads %v", h)
+	}
+	ok.Store(true)
+	m.Poke()
+	testenv.Eventually(t, "all shards led after the poke", func() error { return settled(c, 16, 16, m) })
+}
