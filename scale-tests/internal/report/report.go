@@ -90,6 +90,7 @@ func Write(dir string, sum *results.Summary) error {
 	row("nodes simulated", func(m *results.Mode) float64 { return float64(m.Nodes) }, num("%.0f"))
 	row("CPU per node during the scenario (s)", func(m *results.Mode) float64 { return m.PerNode.CPUSeconds }, num("%.3f"))
 	row("CPU per node per endpoint change (ms)", func(m *results.Mode) float64 { return m.PerNode.CPUMsPerEvent }, num("%.4f"))
+	row("share of the node pool's scenario CPU spent in garbage collection (%; one heap for all nodes)", func(m *results.Mode) float64 { return 100 * m.PerNode.GCShare }, num("%.0f"))
 	row("bytes received per node during the scenario", func(m *results.Mode) float64 { return m.PerNode.BytesReceived }, bytesFmt)
 	row("map entries written per node (updates + deletes)", func(m *results.Mode) float64 { return m.PerNode.MapUpdates + m.PerNode.MapDeletes }, num("%.1f"))
 	row("map write syscalls per node", func(m *results.Mode) float64 { return m.PerNode.MapSyscalls }, num("%.1f"))

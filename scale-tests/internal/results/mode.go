@@ -104,6 +104,9 @@ type PerNode struct {
 	MemlockNote string `json:"memlockNote,omitempty"`
 	// PoolRSS is the node pool's largest RSS divided by its nodes.
 	PoolRSS float64 `json:"poolRssBytes"`
+	// GCShare is the share of the node pool's CPU in the scenario window
+	// that its garbage collector spent (one heap for every node).
+	GCShare float64 `json:"gcShare"`
 }
 
 // Writes follows one scenario's changes through the tiers.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/metrics"
 	"sync"
 
 	"github.com/meshrelay/meshrelay/nodeagent/datapath"
@@ -68,6 +69,10 @@ type PoolStats struct {
 
 	// DeletesByMap splits Deletes by map name.
 	DeletesByMap map[string]uint64 `json:"deletesByMap,omitempty"`
+
+	// GCCPUSeconds is the CPU the pool process's garbage collector has
+	// spent since it started (runtime/metrics, an estimate by the runtime).
+	GCCPUSeconds float64 `json:"gcCpuSeconds"`
 }
 
 type SamplesRequest struct {
@@ -200,6 +205,10 @@ func (p *pool) stats() PoolStats {
 	}
 	if p.totals != nil {
 		p.totals(&st)
+	}
+	gc := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}}
+	if metrics.Read(gc); gc[0].Value.Kind() == metrics.KindFloat64 {
+		st.GCCPUSeconds = gc[0].Value.Float64()
 	}
 	return st
 }

@@ -72,6 +72,9 @@ func (p *phase) collect(ctx context.Context, before, after phaseSnapshot) error 
 	dp := func(a, b uint64) float64 { return float64(a-b) / n }
 	r.Writes.MapWrites = (after.pool.Updates - before.pool.Updates) + (after.pool.Deletes - before.pool.Deletes)
 	r.PerNode.CPUSeconds = (after.cpu[results.CompNodes] - before.cpu[results.CompNodes]) / n
+	if pool := after.cpu[results.CompNodes] - before.cpu[results.CompNodes]; pool > 0 {
+		r.PerNode.GCShare = (after.pool.GCCPUSeconds - before.pool.GCCPUSeconds) / pool
+	}
 	r.PerNode.BytesReceived = float64(after.pool.BytesReceived-before.pool.BytesReceived) / n
 	r.PerNode.MapUpdates = dp(after.pool.Updates, before.pool.Updates)
 	r.PerNode.MapDeletes = dp(after.pool.Deletes, before.pool.Deletes)
