@@ -31,7 +31,7 @@ test: vet
 # FUZZRETRIES times; a failing input ("Failing input written to ...") or any
 # other failure stops make at once.
 FUZZTIME ?= 10s
-FUZZRETRIES ?= 2
+FUZZRETRIES ?= 4
 fuzz:
 	@set -e; mkdir -p bin; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' relay nodeagent internal); do \
 		d=$$(dirname $$f); \
