@@ -16,17 +16,16 @@ type Counter struct {
 }
 
 // NewCounter returns a Counter described by opts.
-func NewCounter(opts prometheus.CounterOpts) *Counter {
-	c := &Counter{}
-	c.CounterFunc = prometheus.NewCounterFunc(opts, func() float64 { return float64(c.n.Load()) })
-	return c
-}
+func NewCounter(opts prometheus.CounterOpts) *Counter { return newCounter(opts, 1) }
 
 // NewSecondsCounter returns a Counter of nanoseconds (Add, Load) that
 // Prometheus reads in seconds, as its _seconds_total name says.
-func NewSecondsCounter(opts prometheus.CounterOpts) *Counter {
+func NewSecondsCounter(opts prometheus.CounterOpts) *Counter { return newCounter(opts, 1e-9) }
+
+// newCounter returns a Counter that Prometheus reads as its count × unit.
+func newCounter(opts prometheus.CounterOpts, unit float64) *Counter {
 	c := &Counter{}
-	c.CounterFunc = prometheus.NewCounterFunc(opts, func() float64 { return float64(c.n.Load()) / 1e9 })
+	c.CounterFunc = prometheus.NewCounterFunc(opts, func() float64 { return float64(c.n.Load()) * unit })
 	return c
 }
 

@@ -6,7 +6,6 @@ import (
 	"slices"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"google.golang.org/protobuf/types/known/anypb"
 	"istio.io/istio/pkg/workloadapi/security"
 )
 
@@ -90,19 +89,12 @@ func (s *Sim) authorizations() map[string]*discoveryv3.Resource {
 // that is not its "<namespace>/<name>". A correct client NACKs it and keeps
 // its last good state. The Sim's state does not change.
 func (s *Sim) PushMalformedAuthorization(m Malformation) error {
-	var r *discoveryv3.Resource
-	switch m {
-	case Undecodable:
-		r = &discoveryv3.Resource{Name: "ns/malformed", Version: "bad",
-			Resource: &anypb.Any{TypeUrl: AuthorizationType, Value: []byte{0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f}}}
-	case WrongType:
-		r = &discoveryv3.Resource{Name: "ns/malformed", Version: "bad", Resource: mustAny(&security.Match{})}
-	case Nameless:
-		r = &discoveryv3.Resource{Version: "bad", Resource: mustAny(&security.Authorization{})}
-	case Misnamed:
+	r := malformedDelta(AuthorizationType, "ns/malformed", m, &security.Match{}, &security.Authorization{})
+	if m == Misnamed {
 		r = &discoveryv3.Resource{Name: "ns/malformed", Version: "bad",
 			Resource: mustAny(&security.Authorization{Namespace: "ns", Name: "other"})}
-	default:
+	}
+	if r == nil {
 		return fmt.Errorf("push malformed authorization: unknown malformation %d", int(m))
 	}
 	s.queueMalformedDelta(AuthorizationType, r, m)

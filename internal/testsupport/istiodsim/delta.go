@@ -10,7 +10,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
 	"istio.io/istio/pkg/workloadapi"
 )
 
@@ -284,19 +283,28 @@ func (st *deltaStream) send(resp *discoveryv3.DeltaDiscoveryResponse) error {
 // A correct client NACKs it and keeps its last good state. The Sim's state
 // does not change.
 func (s *Sim) PushMalformedAddress(m Malformation) error {
-	var r *discoveryv3.Resource
-	switch m {
-	case Undecodable:
-		r = &discoveryv3.Resource{Name: "malformed", Version: "bad",
-			Resource: &anypb.Any{TypeUrl: AddressType, Value: []byte{0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f}}}
-	case WrongType:
-		r = &discoveryv3.Resource{Name: "malformed", Version: "bad", Resource: mustAny(&workloadapi.Workload{Uid: "malformed"})}
-	case Nameless:
-		r = &discoveryv3.Resource{Version: "bad", Resource: mustAny(&workloadapi.Address{})}
-	default:
+	r := malformedDelta(AddressType, "malformed", m, &workloadapi.Workload{Uid: "malformed"}, &workloadapi.Address{})
+	if r == nil {
 		return fmt.Errorf("push malformed address: unknown malformation %d", int(m))
 	}
 	s.queueMalformedDelta(AddressType, r, m)
+	return nil
+}
+
+// malformedDelta returns the invalid delta resource of typeURL for the
+// malformations every type has, nil for the others: Undecodable (bytes that
+// are no protobuf message) named name, WrongType (wrongType, a message of
+// another type) named name, Nameless (empty, a valid message without a
+// resource name).
+func malformedDelta(typeURL, name string, m Malformation, wrongType, empty proto.Message) *discoveryv3.Resource {
+	switch m {
+	case Undecodable:
+		return &discoveryv3.Resource{Name: name, Version: "bad", Resource: undecodable(typeURL)}
+	case WrongType:
+		return &discoveryv3.Resource{Name: name, Version: "bad", Resource: mustAny(wrongType)}
+	case Nameless:
+		return &discoveryv3.Resource{Version: "bad", Resource: mustAny(empty)}
+	}
 	return nil
 }
 

@@ -84,8 +84,7 @@ func (s *Sim) PushMalformed(typeURL string, m Malformation) error {
 func malformedResource(t xdsType, m Malformation) (*anypb.Any, error) {
 	switch m {
 	case Undecodable:
-		// Field 1, length-delimited, claiming 2^32-1 bytes that are not there.
-		return &anypb.Any{TypeUrl: t.url(), Value: []byte{0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f}}, nil
+		return undecodable(t.url()), nil
 	case WrongType:
 		if t == cdsType {
 			return mustAny(&listenerv3.Listener{Name: "malformed"}), nil
@@ -106,6 +105,12 @@ func malformedResource(t xdsType, m Malformation) (*anypb.Any, error) {
 		return mustAny(msg), nil
 	}
 	return nil, fmt.Errorf("unknown malformation %d", int(m))
+}
+
+// undecodable is a resource of typeURL whose bytes decode as no message:
+// field 1, length-delimited, claiming 2^32-1 bytes that are not there.
+func undecodable(typeURL string) *anypb.Any {
+	return &anypb.Any{TypeUrl: typeURL, Value: []byte{0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f}}
 }
 
 // sendMalformed sends m if the stream watches its type.
