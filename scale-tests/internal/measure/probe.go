@@ -3,6 +3,7 @@ package measure
 import (
 	"context"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +19,11 @@ import (
 // entry, is what connections see: an unreferenced entry deleted later is
 // no longer a destination. Both modes use it, so its small cost is the
 // same in both.
+//
+// While samples are recorded (a scenario), Apply only notes each change
+// set with its time; Settle computes their samples later, so that the
+// harness's own bookkeeping is not counted as the node's CPU during the
+// scenario. Outside recording, Apply updates the mirror at once.
 type Probe struct {
 	// Inner is the datapath the probe wraps.
 	Inner datapath.Datapath
@@ -28,6 +34,9 @@ type Probe struct {
 	// reach mirrors the node's maps and counts reachable slots per
 	// backend address.
 	reach *reachability
+	// pending are the change sets applied while recording and not yet
+	// mirrored, oldest first (Settle).
+	pending []pendingApply
 
 	Applies   atomic.Int64
 	LastApply atomic.Int64
@@ -78,26 +87,76 @@ func (p *Probe) Apply(ctx context.Context, cs datapath.ChangeSet) (datapath.Appl
 	}
 	p.Applies.Add(1)
 	p.LastApply.Store(now)
-	var samples []ApplySample
-	record := p.log.Enabled.Load()
-	p.mu.Lock()
-	var gained, lost []netip.Addr
+	pa := pendingApply{at: now, record: p.log.Enabled.Load()}
 	if err == nil {
-		gained, lost = p.reach.apply(cs)
+		pa.cs = cloneChangeSet(cs) // the caller may reuse cs's slices
 	} else if dump, derr := p.Inner.Dump(ctx); derr == nil {
-		gained, lost = p.reach.reset(dump) // a partial apply: mirror what the maps hold
+		pa.reset = &dump // a partial apply: mirror what the maps hold
+	} else {
+		return st, err
 	}
-	if record {
-		for _, addr := range gained {
-			samples = append(samples, ApplySample{Node: p.node, addr: addr, Added: true, At: now})
-		}
-		for _, addr := range lost {
-			samples = append(samples, ApplySample{Node: p.node, addr: addr, At: now})
-		}
+	p.mu.Lock()
+	p.pending = append(p.pending, pa)
+	if !pa.record {
+		p.settleLocked()
 	}
 	p.mu.Unlock()
-	p.log.add(samples)
 	return st, err
+}
+
+// pendingApply is one change set applied (or, after a failed apply, the
+// maps' whole state) not yet mirrored.
+type pendingApply struct {
+	at     int64
+	record bool // samples are wanted
+	cs     datapath.ChangeSet
+	reset  *datapath.State
+}
+
+// Settle mirrors the change sets noted while recording, in order, and
+// adds their samples to the log.
+func (p *Probe) Settle() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.settleLocked()
+}
+
+func (p *Probe) settleLocked() {
+	var samples []ApplySample
+	for _, pa := range p.pending {
+		var gained, lost []netip.Addr
+		if pa.reset != nil {
+			gained, lost = p.reach.reset(*pa.reset)
+		} else {
+			gained, lost = p.reach.apply(pa.cs)
+		}
+		if !pa.record {
+			continue
+		}
+		for _, addr := range gained {
+			samples = append(samples, ApplySample{Node: p.node, addr: addr, Added: true, At: pa.at})
+		}
+		for _, addr := range lost {
+			samples = append(samples, ApplySample{Node: p.node, addr: addr, At: pa.at})
+		}
+	}
+	clear(p.pending)
+	p.pending = p.pending[:0]
+	p.log.addRecorded(samples)
+}
+
+// cloneChangeSet copies cs's slices.
+func cloneChangeSet(cs datapath.ChangeSet) datapath.ChangeSet {
+	return datapath.ChangeSet{
+		DeleteFrontends: slices.Clone(cs.DeleteFrontends),
+		DeleteSlots:     slices.Clone(cs.DeleteSlots),
+		DeleteBackends:  slices.Clone(cs.DeleteBackends),
+		UpsertBackends:  slices.Clone(cs.UpsertBackends),
+		UpsertSlots:     slices.Clone(cs.UpsertSlots),
+		UpsertFrontends: slices.Clone(cs.UpsertFrontends),
+		TrimSlots:       slices.Clone(cs.TrimSlots),
+		TrimBackends:    slices.Clone(cs.TrimBackends),
+	}
 }
 
 // Dump implements datapath.Datapath.

@@ -25,8 +25,9 @@ type SampleLog struct {
 	samples []ApplySample
 }
 
-func (l *SampleLog) add(s []ApplySample) {
-	if len(s) == 0 || !l.Enabled.Load() {
+// addRecorded adds samples of writes made while recording was enabled.
+func (l *SampleLog) addRecorded(s []ApplySample) {
+	if len(s) == 0 {
 		return
 	}
 	l.mu.Lock()
@@ -34,7 +35,8 @@ func (l *SampleLog) add(s []ApplySample) {
 	l.mu.Unlock()
 }
 
-// From returns the samples from index from on, with their addresses
+// From returns the samples from index from on (call each probe's Settle
+// first), with their addresses
 // formatted, and the index to ask from next.
 func (l *SampleLog) From(from int) ([]ApplySample, int) {
 	l.mu.Lock()

@@ -104,6 +104,7 @@ func Write(dir string, sum *results.Summary) error {
 	row("initial sync: CPU per node (s)", func(m *results.Mode) float64 { return m.PerNode.BootstrapCPUSeconds }, num("%.3f"))
 	row("initial sync: bytes per node", func(m *results.Mode) float64 { return m.PerNode.BootstrapBytes }, bytesFmt)
 	row("initial sync: time to all nodes in sync (s)", func(m *results.Mode) float64 { return m.NodesSyncSeconds }, num("%.2f"))
+	row("initial sync: then until every component is quiet (s; its CPU counts as the sync's, not the scenario's)", func(m *results.Mode) float64 { return m.QuietSeconds }, num("%.1f"))
 	row("map entries held per node", func(m *results.Mode) float64 { return m.PerNode.Entries }, num("%.0f"))
 	row(memlockRowName(relay, direct), func(m *results.Mode) float64 { return m.PerNode.MemlockBytes }, bytesFmt)
 	row("node pool RSS per node (max)", func(m *results.Mode) float64 { return m.PerNode.PoolRSS }, bytesFmt)

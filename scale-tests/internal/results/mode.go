@@ -21,6 +21,11 @@ type Mode struct {
 	// first complete datapath (from pool start to a passing gate).
 	RelaySyncSeconds float64 `json:"relaySyncSeconds,omitempty"`
 	NodesSyncSeconds float64 `json:"nodesSyncSeconds"`
+	// QuietSeconds is how long the components kept working after the
+	// nodes were in sync (etcd syncing the watches created behind its
+	// head, garbage collection), before the scenario started; their CPU
+	// then counts as the initial sync's.
+	QuietSeconds float64 `json:"quietSeconds,omitempty"`
 
 	// Scenario window: from its first change to convergence.
 	ScenarioSeconds    float64 `json:"scenarioSeconds"`

@@ -94,12 +94,17 @@ type poolNode struct {
 	spec  workload.Node
 	probe *measure.Probe
 	mem   *datapath.Memory
+	// maps is the node's map counters as stats last read them, after
+	// mapsApplies applies (pool.stats; guarded by pool.statsMu).
+	maps        []datapath.MapStats
+	mapsApplies int64
 }
 
 // pool is the shared part of both pool roles.
 type pool struct {
 	cfg     PoolConfig
 	nodes   []*poolNode
+	statsMu sync.Mutex // serialises stats, for the nodes' maps fields
 	samples measure.SampleLog
 	// deliveries are the agents' watch deliveries (relay mode), recorded
 	// while samples are.
@@ -158,6 +163,9 @@ func (p *pool) register(ctl *control.Server) {
 				p.prof.scenarioStarted()
 			}
 		}
+		for _, n := range p.nodes {
+			n.probe.Settle()
+		}
 		s, next := p.samples.From(req.From)
 		res := SamplesResult{Samples: s, Next: next}
 		if req.From == 0 {
@@ -185,15 +193,24 @@ func (p *pool) register(ctl *control.Server) {
 }
 
 func (p *pool) stats() PoolStats {
+	p.statsMu.Lock()
+	defer p.statsMu.Unlock()
 	st := PoolStats{Nodes: len(p.nodes), BytesReceived: p.bytes.Received.Load(), DeletesByMap: map[string]uint64{}}
 	for _, n := range p.nodes {
-		st.Applies += n.probe.Applies.Load()
+		applies := n.probe.Applies.Load()
+		st.Applies += applies
 		st.Failures += n.probe.Failures.Load()
 		st.LastApply = max(st.LastApply, n.probe.LastApply.Load())
 		for i := range st.PerMapHist {
 			st.PerMapHist[i] += n.probe.PerMapHist[i].Load()
 		}
-		for _, m := range n.mem.Stats().Maps {
+		// A node's maps change only through its probe's Apply, which
+		// counts after writing: the same count, the same maps (the
+		// harness polls 1,000 nodes every second; most applied nothing).
+		if n.maps == nil || n.mapsApplies != applies {
+			n.maps, n.mapsApplies = n.mem.Stats().Maps, applies
+		}
+		for _, m := range n.maps {
 			st.Updates += m.Updates
 			st.Deletes += m.Deletes
 			st.DeletesByMap[m.Name] += m.Deletes

@@ -3,9 +3,12 @@ package scenario
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/meshrelay/meshrelay/scale-tests/internal/gate"
+	"github.com/meshrelay/meshrelay/scale-tests/internal/results"
 	"github.com/meshrelay/meshrelay/scale-tests/internal/roles"
 )
 
@@ -131,4 +134,60 @@ func (p *phase) settle(ctx context.Context, d time.Duration) (phaseSnapshot, err
 		return phaseSnapshot{}, err
 	}
 	return p.snapshot(ctx)
+}
+
+// Thresholds of waitQuietCPU.
+const (
+	// quietRate is the CPU a component may use per second and count as
+	// quiet: 5 % of a core (1,000 idle agents use under 1 %).
+	quietRate = 0.05
+	// quietTimeout bounds the wait.
+	quietTimeout = 30 * time.Second
+)
+
+// waitQuietCPU waits, after the initial sync, until every component but
+// the simulator used less than quietRate of a core over the last second,
+// or quietTimeout passed, and returns how long it waited. The initial
+// sync's work does not end with the nodes' last datapath write: etcd still
+// syncs the watches created at revisions behind its head, and processes
+// collect their garbage. That work is the initial sync's, and must not be
+// counted as the scenario's (in either mode).
+func (p *phase) waitQuietCPU(ctx context.Context) (time.Duration, error) {
+	start := time.Now()
+	usage := func() map[string]float64 {
+		u := map[string]float64{}
+		for _, name := range p.smp.Names() {
+			if name != results.CompSim {
+				u[name], _ = p.smp.Usage(name)
+			}
+		}
+		return u
+	}
+	prev, at := usage(), time.Now()
+	for {
+		if err := sleep(ctx, time.Second); err != nil {
+			return 0, err
+		}
+		now, nowAt := usage(), time.Now()
+		secs := nowAt.Sub(at).Seconds()
+		var busy []string
+		for name, c := range now {
+			if r := (c - prev[name]) / secs; r > quietRate {
+				busy = append(busy, fmt.Sprintf("%s %.2f", name, r))
+			}
+		}
+		waited := time.Since(start)
+		if len(busy) == 0 {
+			if waited > 1500*time.Millisecond {
+				p.progress("%s: components quiet %.1fs after the initial sync (that CPU counts as the sync's)", p.mode, waited.Seconds())
+			}
+			return waited, nil
+		}
+		if waited >= quietTimeout {
+			slices.Sort(busy)
+			p.progress("%s: still busy %.0fs after the initial sync (CPU s per s: %s); starting the scenario anyway", p.mode, waited.Seconds(), strings.Join(busy, ", "))
+			return waited, nil
+		}
+		prev, at = now, nowAt
+	}
 }

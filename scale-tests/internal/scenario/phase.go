@@ -347,6 +347,11 @@ func (p *phase) startNodes(ctx context.Context) error {
 		return err
 	}
 	p.res.NodesSyncSeconds = max(0, time.Unix(0, st.LastApply).Sub(start).Seconds())
+	quiet, err := p.waitQuietCPU(ctx)
+	if err != nil {
+		return err
+	}
+	p.res.QuietSeconds = quiet.Seconds()
 	cpu, _ := p.smp.Usage(results.CompNodes)
 	n := float64(len(p.nodes))
 	p.res.PerNode.BootstrapCPUSeconds = cpu / n
