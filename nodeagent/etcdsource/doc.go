@@ -20,15 +20,19 @@
 // an IPv6 vips/<ip>), whose answer is cached for Options.NegativeTTL, under
 // an in-flight bound and a global read rate limit. RunNamespace adds a keys-only list and a watch of
 // services/<ns>/ per loaded namespace; HasSpec a count-only read of one
-// spec key. Nothing else under services/ is ever read. All
-// watches are opened with contexts that carry the same gRPC metadata, so
-// clientv3 multiplexes them on a single watch stream of the one connection.
+// spec key. Nothing else under services/ is ever read. All watches share
+// one etcd watch stream of the one connection: the Source's own
+// (stream.go), which hands each response to its watch from the goroutine
+// that receives it, when the client is a *clientv3.Client; otherwise the
+// client's Watcher, with contexts that carry the same gRPC metadata.
 //
 // Each watched service is listed at a revision (one read-only Txn that also
 // reads generation and the service's synced/<shard> marker) and then watched
 // from that revision + 1. The first lists of services that start watching
 // together (an agent's declared services at start) are one Txn per 63
-// services, each service's part exactly what its own list reads. clientv3 resumes a broken watch by itself; events at
+// services, each service's part exactly what its own list reads. A broken
+// stream is opened again and its watches resume after their last event (as
+// clientv3 does); events at
 // or below the revision already applied are ignored. A watch that fails with
 // ErrCompacted, or that must be re-checked, is replaced by a new list, whose
 // result replaces everything held for the service (mark and sweep).
@@ -46,7 +50,8 @@
 // never flushed. After a revision gone backwards (etcd restored from an
 // older copy) the restored markers confirm no removal (docs/contract.md,
 // "Generation and wiped etcd"). The generation is probed when the client's
-// connection comes back (reconnect.go) and every ProbeInterval; the
+// connection comes back (reconnect.go), when the watch stream is opened
+// again (stream.go) and every ProbeInterval (jittered); the
 // revisions of every list and watch response keep the highest revision
 // seen fresh between probes.
 // Identical content (same content hashes at a new revision) emits nothing.

@@ -90,7 +90,7 @@ func (s *Source) listNamespace(ctx context.Context, prefix string, initial bool,
 func (s *Source) followNamespace(ctx context.Context, prefix string, rev int64, relist <-chan struct{}, found func(keyspace.Service, bool)) error {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	wch := s.c.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithFilterDelete())
+	wch := s.watchKeys(wctx, prefix, clientv3.GetPrefixRangeEnd(prefix), rev+1, true)
 	for {
 		select {
 		case <-ctx.Done():

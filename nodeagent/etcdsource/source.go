@@ -53,8 +53,11 @@ type Options struct {
 	// resumed at old revisions go silent instead of failing. A client that
 	// tells its connection state (*clientv3.Client) is also probed at once
 	// each time its connection comes back (reconnect.go), which is how a
-	// wipe is normally found; the ticks are a backstop. Default 30 s; a
-	// failed probe is tried again after at most probeRetry.
+	// wipe is normally found, and so is the Source's watch stream each
+	// time it is opened again (stream.go); the ticks, spread over
+	// [ProbeInterval/2, ProbeInterval], are a backstop. Default
+	// DefaultProbeInterval (5 min); a failed probe is tried again after at
+	// most probeRetry.
 	ProbeInterval time.Duration
 	// Logger receives the Source's messages. Default: discarded.
 	Logger *slog.Logger
@@ -73,6 +76,10 @@ type Source struct {
 	opts  Options
 	log   *slog.Logger
 	now   func() time.Time // replaced by tests
+
+	// stream carries the watches when the client has a gRPC connection
+	// (stream.go); nil: the client's Watcher does (watchKeys).
+	stream *watchStream
 
 	spawn chan struct{} // capacity 1: Watch registered a service for Run to start
 	probe chan struct{} // capacity 1: a list saw a generation or revision the control loop does not know
@@ -121,7 +128,7 @@ func New(c Client, opts Options) *Source {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Source{
+	s := &Source{
 		c:          c,
 		space:      keyspace.New(opts.Cluster),
 		opts:       opts,
@@ -137,6 +144,32 @@ func New(c Client, opts Options) *Source {
 		vipReads:   rate.NewLimiter(rate.Limit(opts.MaxVIPReadsPerSecond), max(1, int(opts.MaxVIPReadsPerSecond/10))),
 		stats:      newCounters(),
 	}
+	if cc, ok := c.(connClient); ok {
+		if conn := cc.ActiveConnection(); conn != nil {
+			s.stream = newWatchStream(conn, log)
+			// A stream broken and opened again may reach another etcd
+			// (behind a gRPC proxy that kept the connection).
+			s.stream.reopened = func() { kick(s.probe) }
+		}
+	}
+	return s
+}
+
+// watchKeys watches the keys in [key, end) (key alone when end is empty)
+// from rev, without deletions when noDelete: on the Source's own stream
+// when it has one (Run opens it), else through the client's Watcher.
+func (s *Source) watchKeys(ctx context.Context, key, end string, rev int64, noDelete bool) clientv3.WatchChan {
+	if s.stream != nil {
+		return s.stream.Watch(ctx, key, end, rev, noDelete)
+	}
+	opts := []clientv3.OpOption{clientv3.WithRev(rev), clientv3.WithFragment()}
+	if end != "" {
+		opts = append(opts, clientv3.WithRange(end))
+	}
+	if noDelete {
+		opts = append(opts, clientv3.WithFilterDelete())
+	}
+	return s.c.Watch(ctx, key, opts...)
 }
 
 // Run watches generation and the synced/ markers, and every service asked
@@ -155,6 +188,9 @@ func (s *Source) Run(ctx context.Context) error {
 	// without new metadata), so clientv3 puts them all on one gRPC stream.
 	ctx = clientv3.WithRequireLeader(ctx)
 	var wg sync.WaitGroup
+	if s.stream != nil {
+		wg.Go(func() { s.stream.run(ctx) })
+	}
 	wg.Go(func() { s.runControl(ctx) })
 	wg.Go(func() { s.followConnection(ctx) })
 	for {

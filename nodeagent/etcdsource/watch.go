@@ -227,7 +227,7 @@ func (s *Source) follow(ctx context.Context, w *watch, rev int64) error {
 	defer cancel()
 	s.stats.watchesOpen.Add(1)
 	defer s.stats.watchesOpen.Add(-1)
-	wch := s.c.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithFragment())
+	wch := s.watchKeys(wctx, prefix, clientv3.GetPrefixRangeEnd(prefix), rev+1, false)
 	for {
 		select {
 		case <-ctx.Done():
