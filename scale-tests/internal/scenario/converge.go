@@ -56,17 +56,13 @@ func (e *gateError) Error() string {
 
 // converge waits until every node matches the final truth. It returns the
 // time from the scenario's last push to the last datapath write, and the
-// counters as they were just before the successful check: the gate dumps
-// every node, work that must not count as the scenario's.
+// counters as they were just before the successful check: handing the
+// pool the final truth (decoded there) and the gate's dumps of every node
+// are the harness's work, which must not count as the scenario's.
 func (p *phase) converge(ctx context.Context) (float64, phaseSnapshot, error) {
-	if err := p.refreshTruth(ctx); err != nil {
-		return 0, phaseSnapshot{}, err
-	}
-	if err := p.pool.Control.CallTimeout(ctx, time.Minute, "expect", p.truth, nil); err != nil {
-		return 0, phaseSnapshot{}, err
-	}
 	deadline := time.Now().Add(p.cfg.ConvergeTimeout)
 	last := time.Now()
+	expected := false
 	for {
 		if err := p.waitQuiet(ctx, 1500*time.Millisecond, time.Until(deadline)); err != nil {
 			return 0, phaseSnapshot{}, err
@@ -74,6 +70,16 @@ func (p *phase) converge(ctx context.Context) (float64, phaseSnapshot, error) {
 		snap, err := p.snapshot(ctx)
 		if err != nil {
 			return 0, snap, err
+		}
+		if !expected {
+			// The scenario's changes have all been made: the truth is final.
+			if err := p.refreshTruth(ctx); err != nil {
+				return 0, snap, err
+			}
+			if err := p.pool.Control.CallTimeout(ctx, time.Minute, "expect", p.truth, nil); err != nil {
+				return 0, snap, err
+			}
+			expected = true
 		}
 		var res gate.Result
 		if err := p.pool.Control.CallTimeout(ctx, 2*time.Minute, "check", struct {
