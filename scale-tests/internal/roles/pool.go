@@ -154,7 +154,7 @@ func (p *pool) addNode(i int, spec workload.Node, opts datapath.MemoryOptions) *
 
 // register adds the control verbs every pool serves.
 func (p *pool) register(ctl *control.Server) {
-	control.Handle(ctl, "stats", func(ctx context.Context, _ struct{}) (PoolStats, error) { return p.stats(), nil })
+	control.Handle(ctl, "stats", func(ctx context.Context, req PoolStatsRequest) (PoolStats, error) { return p.stats(req.Light), nil })
 	control.Handle(ctl, "samples", func(ctx context.Context, req SamplesRequest) (SamplesResult, error) {
 		if req.Enable != nil {
 			p.samples.Enabled.Store(*req.Enable)
@@ -192,10 +192,21 @@ func (p *pool) register(ctl *control.Server) {
 	})
 }
 
-func (p *pool) stats() PoolStats {
+// PoolStatsRequest is the "stats" verb's request.
+type PoolStatsRequest struct {
+	// Light leaves out the nodes' own counters (Agents, Direct) and the
+	// deletes by map: what a progress line or a wait for quiet reads, asked
+	// every second or faster while the pool's CPU is measured.
+	Light bool `json:"light,omitempty"`
+}
+
+func (p *pool) stats(light bool) PoolStats {
 	p.statsMu.Lock()
 	defer p.statsMu.Unlock()
-	st := PoolStats{Nodes: len(p.nodes), BytesReceived: p.bytes.Received.Load(), DeletesByMap: map[string]uint64{}}
+	st := PoolStats{Nodes: len(p.nodes), BytesReceived: p.bytes.Received.Load()}
+	if !light {
+		st.DeletesByMap = map[string]uint64{}
+	}
 	for _, n := range p.nodes {
 		applies := n.probe.Applies.Load()
 		st.Applies += applies
@@ -213,14 +224,16 @@ func (p *pool) stats() PoolStats {
 		for _, m := range n.maps {
 			st.Updates += m.Updates
 			st.Deletes += m.Deletes
-			st.DeletesByMap[m.Name] += m.Deletes
+			if !light {
+				st.DeletesByMap[m.Name] += m.Deletes
+			}
 			st.Syscalls += m.Syscalls
 			st.Batches += m.Batches
 			st.Entries += int64(m.Entries)
 			st.MemlockBytes += m.MemlockBytes
 		}
 	}
-	if p.totals != nil {
+	if p.totals != nil && !light {
 		p.totals(&st)
 	}
 	gc := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}}

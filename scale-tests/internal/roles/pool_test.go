@@ -60,3 +60,33 @@ func TestCheckSeesEveryApply(t *testing.T) {
 	expect(datapath.NewState())
 	check("new expected state, no apply", 1)
 }
+
+// TestStatsFollowApplies: the pool's stats reuse a node's map counters only
+// while it applied nothing (a write after a read is counted), and light
+// stats leave the nodes' own counters out.
+func TestStatsFollowApplies(t *testing.T) {
+	ctx := context.Background()
+	p := newPool(PoolConfig{})
+	n := p.addNode(0, workload.Node{Name: "node-a"}, datapath.MemoryOptions{})
+	totals := 0
+	p.totals = func(*PoolStats) { totals++ }
+	be := func(i byte) datapath.ChangeSet {
+		st := datapath.NewState()
+		st.PutBackend(uint32(i), netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 90, 0, i}), 8080))
+		return datapath.DiffStates(datapath.NewState(), st)
+	}
+	if st := p.stats(false); st.Updates != 0 || totals != 1 {
+		t.Fatalf("before any apply: %d updates, totals asked %d times; want 0 and 1", st.Updates, totals)
+	}
+	for i := byte(1); i <= 3; i++ {
+		if _, err := n.probe.Apply(ctx, be(i)); err != nil {
+			t.Fatal(err)
+		}
+		if st := p.stats(true); st.Updates != uint64(i) || st.Entries != int64(i) {
+			t.Fatalf("after %d applies: %d updates, %d entries", i, st.Updates, st.Entries)
+		}
+	}
+	if totals != 1 || p.stats(true).DeletesByMap != nil {
+		t.Fatalf("light stats asked the nodes' totals (%d times) or split deletes by map", totals-1)
+	}
+}

@@ -12,11 +12,17 @@ import (
 
 // snapshot reads every counter of the phase.
 func (p *phase) snapshot(ctx context.Context) (phaseSnapshot, error) {
+	return p.snapshotOf(ctx, roles.PoolStatsRequest{})
+}
+
+// snapshotOf is snapshot with the pool's stats as req asks (a progress
+// line asks for Light ones).
+func (p *phase) snapshotOf(ctx context.Context, req roles.PoolStatsRequest) (phaseSnapshot, error) {
 	s := phaseSnapshot{at: time.Now(), cpu: map[string]float64{}}
 	if err := p.sim.Control.CallTimeout(ctx, 10*time.Second, "stats", nil, &s.sim); err != nil {
 		return s, err
 	}
-	if err := p.pool.Control.CallTimeout(ctx, 10*time.Second, "stats", nil, &s.pool); err != nil {
+	if err := p.pool.Control.CallTimeout(ctx, 10*time.Second, "stats", req, &s.pool); err != nil {
 		return s, err
 	}
 	for _, r := range p.relays {

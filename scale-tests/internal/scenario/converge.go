@@ -116,7 +116,7 @@ func (p *phase) waitQuiet(ctx context.Context, quiet, timeout time.Duration) err
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		var st roles.PoolStats
-		if err := p.pool.Control.Call(ctx, "stats", nil, &st); err != nil {
+		if err := p.pool.Control.Call(ctx, "stats", roles.PoolStatsRequest{Light: true}, &st); err != nil {
 			return err
 		}
 		if time.Since(time.Unix(0, st.LastApply)) >= quiet {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/meshrelay/meshrelay/scale-tests/internal/report"
+	"github.com/meshrelay/meshrelay/scale-tests/internal/roles"
 )
 
 // showProgress prints one line per second about the running scenario
@@ -27,7 +28,7 @@ func (p *phase) showProgress(ctx context.Context, before phaseSnapshot) (stop fu
 				return
 			case <-t.C:
 			}
-			s, err := p.snapshot(ctx)
+			s, err := p.snapshotOf(ctx, roles.PoolStatsRequest{Light: true})
 			if err != nil {
 				continue
 			}
