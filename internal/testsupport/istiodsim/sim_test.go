@@ -126,3 +126,34 @@ func TestGenerates10kServices(t *testing.T) {
 		t.Errorf("svc-9999 has %d endpoints", n)
 	}
 }
+
+// TestTruthOf: the truth of chosen services is theirs in Truth, in the
+// order asked; deleted and unknown indexes are left out.
+func TestTruthOf(t *testing.T) {
+	sim, err := New(Options{Services: 6, EndpointsPerService: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.DeleteService(2); err != nil {
+		t.Fatal(err)
+	}
+	all := map[int]ServiceTruth{}
+	for _, st := range sim.Truth() {
+		all[st.Index] = st
+	}
+	got := sim.TruthOf([]int{4, 2, 0, 17, -1})
+	if len(got) != 2 || got[0].Index != 4 || got[1].Index != 0 {
+		t.Fatalf("TruthOf(4, 2, 0, 17, -1) gave %d services, want 4 and 0 (2 deleted, 17 and -1 unknown)", len(got))
+	}
+	for _, st := range got {
+		want := all[st.Index]
+		if st.Name != want.Name || len(st.Endpoints) != len(want.Endpoints) {
+			t.Fatalf("service %d: %s with %d endpoints, Truth has %s with %d", st.Index, st.Name, len(st.Endpoints), want.Name, len(want.Endpoints))
+		}
+		for i := range st.Endpoints {
+			if st.Endpoints[i].Address != want.Endpoints[i].Address {
+				t.Fatalf("service %d endpoint %d: %s, Truth has %s", st.Index, i, st.Endpoints[i].Address, want.Endpoints[i].Address)
+			}
+		}
+	}
+}

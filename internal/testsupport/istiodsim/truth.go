@@ -45,34 +45,53 @@ func (s *Sim) Truth() []ServiceTruth {
 	defer s.mu.Unlock()
 	out := make([]ServiceTruth, 0, len(s.services))
 	for _, svc := range s.services {
-		if svc.deleted {
-			continue
+		if !svc.deleted {
+			out = append(out, svc.truth())
 		}
-		targets := make(map[uint32]uint32, len(svc.ports))
-		for _, p := range svc.ports {
-			targets[p.Port] = p.TargetPort
-		}
-		t := ServiceTruth{
-			Index:     svc.index,
-			Namespace: svc.namespace,
-			Name:      svc.name,
-			Hostname:  svc.hostname,
-			VIPs:      []string{svc.vip},
-			Ports:     slices.Clone(svc.ports),
-			Endpoints: make([]EndpointTruth, 0, len(svc.endpoints)),
-		}
-		for _, ep := range svc.endpoints {
-			t.Endpoints = append(t.Endpoints, EndpointTruth{
-				Address:     ep.address,
-				Port:        svc.ports[0].TargetPort,
-				TargetPorts: targets,
-				Weight:      ep.weight,
-				Region:      ep.region,
-				Zone:        ep.zone,
-				Health:      v1.Health_HEALTHY,
-			})
-		}
-		out = append(out, t)
 	}
 	return out
+}
+
+// TruthOf is Truth for the services of the given indexes only (those live),
+// in the order given: what a caller that knows which services changed
+// needs, without copying the whole mesh.
+func (s *Sim) TruthOf(indexes []int) []ServiceTruth {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]ServiceTruth, 0, len(indexes))
+	for _, i := range indexes {
+		if i >= 0 && i < len(s.services) && !s.services[i].deleted {
+			out = append(out, s.services[i].truth())
+		}
+	}
+	return out
+}
+
+// truth returns svc's state; the Sim's lock is held.
+func (svc *service) truth() ServiceTruth {
+	targets := make(map[uint32]uint32, len(svc.ports))
+	for _, p := range svc.ports {
+		targets[p.Port] = p.TargetPort
+	}
+	t := ServiceTruth{
+		Index:     svc.index,
+		Namespace: svc.namespace,
+		Name:      svc.name,
+		Hostname:  svc.hostname,
+		VIPs:      []string{svc.vip},
+		Ports:     slices.Clone(svc.ports),
+		Endpoints: make([]EndpointTruth, 0, len(svc.endpoints)),
+	}
+	for _, ep := range svc.endpoints {
+		t.Endpoints = append(t.Endpoints, EndpointTruth{
+			Address:     ep.address,
+			Port:        svc.ports[0].TargetPort,
+			TargetPorts: targets,
+			Weight:      ep.weight,
+			Region:      ep.region,
+			Zone:        ep.zone,
+			Health:      v1.Health_HEALTHY,
+		})
+	}
+	return t
 }

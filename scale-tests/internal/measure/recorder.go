@@ -1,6 +1,7 @@
 package measure
 
 import (
+	"maps"
 	"slices"
 	"sync"
 
@@ -119,8 +120,9 @@ func (r *Recorder) Mark() uint64 {
 // Record compares the simulator's truth of the services in marks with
 // what it last recorded, and logs every endpoint that appeared or left,
 // stamped with the first push of its service after the service's mark
-// (taken with mark just before the service was mutated). Truth costs a
-// copy of the whole mesh, so callers batch several mutations per call.
+// (taken with mark just before the service was mutated). It reads the
+// truth of the marked services only; callers batch several mutations per
+// call.
 func (r *Recorder) Record(marks map[int]uint64) {
 	r.diff(marks, 0, false)
 }
@@ -131,7 +133,14 @@ func (r *Recorder) RecordAll(after uint64) {
 }
 
 func (r *Recorder) diff(marks map[int]uint64, after uint64, all bool) {
-	truth := r.sim.Truth()
+	var truth []istiodsim.ServiceTruth
+	if all {
+		truth = r.sim.Truth()
+	} else {
+		// Only the marked services: a copy of the whole mesh twice a
+		// second took CPU the scenario's components compete for.
+		truth = r.sim.TruthOf(slices.Collect(maps.Keys(marks)))
+	}
 	byIndex := make(map[int]istiodsim.ServiceTruth, len(truth))
 	for _, t := range truth {
 		byIndex[t.Index] = t
