@@ -14,7 +14,7 @@ import (
 	"github.com/meshrelay/meshrelay/internal/backoff"
 )
 
-// watchStream carries the Source's service watches over one etcd Watch RPC
+// watchStream carries the Source's watches over one etcd Watch RPC
 // and hands each response to its watch's channel from the goroutine that
 // receives it.
 //

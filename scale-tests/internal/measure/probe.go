@@ -89,7 +89,10 @@ func (p *Probe) Apply(ctx context.Context, cs datapath.ChangeSet) (datapath.Appl
 	p.LastApply.Store(now)
 	pa := pendingApply{at: now, record: p.log.Enabled.Load()}
 	if err == nil {
-		pa.cs = cloneChangeSet(cs) // the caller may reuse cs's slices
+		pa.cs = cs // mirrored below, before Apply returns
+		if pa.record {
+			pa.cs = cloneChangeSet(cs) // mirrored later: the caller may reuse cs's slices
+		}
 	} else if dump, derr := p.Inner.Dump(ctx); derr == nil {
 		pa.reset = &dump // a partial apply: mirror what the maps hold
 	} else {

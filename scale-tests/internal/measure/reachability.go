@@ -75,15 +75,8 @@ func (r *reachability) apply(cs datapath.ChangeSet) (gained, lost []netip.Addr) 
 			touched[datapath.SlotKey{FrontendId: id, Slot: i}] = struct{}{}
 		}
 	}
-	for _, k := range cs.DeleteFrontends {
-		if v, ok := r.state.Frontends[k]; ok {
-			frontend(v.FrontendId, v.SlotCount)
-		}
-	}
+	r.replaced(cs, func(v datapath.FrontendValue) { frontend(v.FrontendId, v.SlotCount) })
 	for _, f := range cs.UpsertFrontends {
-		if v, ok := r.state.Frontends[f.Key]; ok {
-			frontend(v.FrontendId, v.SlotCount)
-		}
 		frontend(f.Value.FrontendId, f.Value.SlotCount)
 	}
 	for _, ks := range [][]datapath.SlotKey{cs.DeleteSlots, cs.TrimSlots} {
@@ -131,20 +124,26 @@ func (r *reachability) apply(cs datapath.ChangeSet) (gained, lost []netip.Addr) 
 	return gained, lost
 }
 
-// unindex removes from the frontend id → slot count index the frontends
-// cs deletes or replaces, before cs is applied; apply then adds those cs
-// writes. Frontend ids are unique per frontend key (nodemodel.IDs).
-func (r *reachability) unindex(cs datapath.ChangeSet) {
+// replaced calls fn with the value held now of every frontend cs deletes
+// or replaces (before cs is applied).
+func (r *reachability) replaced(cs datapath.ChangeSet, fn func(datapath.FrontendValue)) {
 	for _, k := range cs.DeleteFrontends {
 		if v, ok := r.state.Frontends[k]; ok {
-			delete(r.byID, v.FrontendId)
+			fn(v)
 		}
 	}
 	for _, f := range cs.UpsertFrontends {
 		if v, ok := r.state.Frontends[f.Key]; ok {
-			delete(r.byID, v.FrontendId)
+			fn(v)
 		}
 	}
+}
+
+// unindex removes from the frontend id → slot count index the frontends
+// cs deletes or replaces, before cs is applied; apply then adds those cs
+// writes. Frontend ids are unique per frontend key (nodemodel.IDs).
+func (r *reachability) unindex(cs datapath.ChangeSet) {
+	r.replaced(cs, func(v datapath.FrontendValue) { delete(r.byID, v.FrontendId) })
 }
 
 // reset replaces the mirror by st and reports the differences.

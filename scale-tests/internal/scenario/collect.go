@@ -18,7 +18,7 @@ func (p *phase) snapshot(ctx context.Context) (phaseSnapshot, error) {
 // snapshotOf is snapshot with the pool's stats as req asks (a progress
 // line asks for Light ones).
 func (p *phase) snapshotOf(ctx context.Context, req roles.PoolStatsRequest) (phaseSnapshot, error) {
-	s := phaseSnapshot{at: time.Now(), cpu: map[string]float64{}}
+	s := phaseSnapshot{at: time.Now()}
 	if err := p.sim.Control.CallTimeout(ctx, 10*time.Second, "stats", nil, &s.sim); err != nil {
 		return s, err
 	}
@@ -41,10 +41,17 @@ func (p *phase) snapshotOf(ctx context.Context, req roles.PoolStatsRequest) (pha
 		}
 		s.relays = append(s.relays, st)
 	}
-	for _, name := range p.smp.Names() {
-		s.cpu[name], _ = p.smp.Usage(name)
-	}
+	s.cpu = p.cpuNow()
 	return s, nil
+}
+
+// cpuNow reads every sampled component's CPU seconds since it started.
+func (p *phase) cpuNow() map[string]float64 {
+	cpu := map[string]float64{}
+	for _, name := range p.smp.Names() {
+		cpu[name], _ = p.smp.Usage(name)
+	}
+	return cpu
 }
 
 // collectBootstrapOnly fills the result of a mode the scenario does not

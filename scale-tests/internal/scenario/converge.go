@@ -160,25 +160,16 @@ const (
 // counted as the scenario's (in either mode).
 func (p *phase) waitQuietCPU(ctx context.Context) (time.Duration, error) {
 	start := time.Now()
-	usage := func() map[string]float64 {
-		u := map[string]float64{}
-		for _, name := range p.smp.Names() {
-			if name != results.CompSim {
-				u[name], _ = p.smp.Usage(name)
-			}
-		}
-		return u
-	}
-	prev, at := usage(), time.Now()
+	prev, at := p.cpuNow(), time.Now()
 	for {
 		if err := sleep(ctx, time.Second); err != nil {
 			return 0, err
 		}
-		now, nowAt := usage(), time.Now()
+		now, nowAt := p.cpuNow(), time.Now()
 		secs := nowAt.Sub(at).Seconds()
 		var busy []string
 		for name, c := range now {
-			if r := (c - prev[name]) / secs; r > quietRate {
+			if r := (c - prev[name]) / secs; name != results.CompSim && r > quietRate {
 				busy = append(busy, fmt.Sprintf("%s %.2f", name, r))
 			}
 		}
