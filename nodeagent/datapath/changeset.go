@@ -154,11 +154,14 @@ func DiffStates(have, want State) ChangeSet {
 		}
 	}
 
-	cs.sort()
+	cs.Sort()
 	return cs
 }
 
-func (cs *ChangeSet) sort() {
+// Sort orders the keys of each step of cs as DiffStates does, for
+// reproducible output; a diff computed another way (nodemodel's
+// incremental one) sorts with it.
+func (cs *ChangeSet) Sort() {
 	slices.SortFunc(cs.DeleteFrontends, compareFrontendKeys)
 	slices.SortFunc(cs.DeleteSlots, compareSlotKeys)
 	slices.SortFunc(cs.DeleteBackends, compareBackendKeys)

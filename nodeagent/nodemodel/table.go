@@ -37,6 +37,7 @@ type Table struct {
 	touchedBackends  map[uint32]struct{}
 	weight           int  // estimate of the entries Pending writes
 	full             bool // Applied is unreliable: Pending diffs everything
+	diff             pendingDiff
 }
 
 // NewTable returns a table whose Applied and Want are st (a dump of the
@@ -168,53 +169,118 @@ func (t *Table) Pending() datapath.ChangeSet {
 	if t.full {
 		return datapath.DiffStates(t.applied, t.want)
 	}
-	have, want := datapath.NewState(), datapath.NewState()
-	backends := make(map[uint32]struct{}, len(t.touchedBackends))
-	for id := range t.touchedBackends {
-		backends[id] = struct{}{}
-	}
-	copySlot := func(sk datapath.SlotKey) {
-		if v, ok := t.applied.Slots[sk]; ok {
-			have.Slots[sk] = v
-			backends[v.BackendId] = struct{}{}
-		}
-		if v, ok := t.want.Slots[sk]; ok {
-			want.Slots[sk] = v
-			backends[v.BackendId] = struct{}{}
-		}
-	}
-	slotsOf := func(v datapath.FrontendValue, ok bool) {
-		for i := uint32(0); ok && i < v.SlotCount; i++ {
-			copySlot(datapath.SlotKey{FrontendId: v.FrontendId, Slot: i})
-		}
-	}
+	// DiffStates(have, want) of the two states restricted to the touched
+	// keys, computed in place: the touched frontends, their slots (in
+	// Applied, and in Want when the frontend changed), the stray touched
+	// slots, the touched backends and those the slots reference.
+	var cs datapath.ChangeSet
+	d := &t.diff
+	d.reset()
 	for k := range t.touchedFrontends {
 		av, aok := t.applied.Frontends[k]
 		wv, wok := t.want.Frontends[k]
+		switch {
+		case aok && !wok:
+			cs.DeleteFrontends = append(cs.DeleteFrontends, k)
+		case aok:
+			d.surviving[av.FrontendId] = max(d.surviving[av.FrontendId], av.SlotCount)
+		}
+		if wok && (!aok || wv != av) {
+			cs.UpsertFrontends = append(cs.UpsertFrontends, datapath.Frontend{Key: k, Value: wv})
+		}
 		if aok {
-			have.Frontends[k] = av
+			d.addSlots(av)
 		}
-		if wok {
-			want.Frontends[k] = wv
-		}
-		slotsOf(av, aok)
-		if !aok || wv != av {
-			slotsOf(wv, wok) // the same slot keys when the value did not change
+		if wok && (!aok || wv != av) {
+			d.addSlots(wv) // the same slot keys when the value did not change
 		}
 	}
 	for sk := range t.touchedSlots {
-		copySlot(sk)
+		d.slots[sk] = struct{}{}
 	}
-	for id := range backends {
+	for id := range t.touchedBackends {
+		d.backends[id] = false
+	}
+	// Slots: removed ones are early when no surviving frontend reaches
+	// them; a backend stays referenced by every old slot not removed early.
+	for sk := range d.slots {
+		v, aok := t.applied.Slots[sk]
+		nv, wok := t.want.Slots[sk]
+		if wok {
+			d.reference(nv.BackendId, false)
+		}
+		switch {
+		case aok && wok:
+			d.reference(v.BackendId, true)
+			if nv != v {
+				cs.UpsertSlots = append(cs.UpsertSlots, datapath.Slot{Key: sk, Value: nv})
+			}
+		case aok && sk.Slot >= d.surviving[sk.FrontendId]:
+			d.reference(v.BackendId, false)
+			cs.DeleteSlots = append(cs.DeleteSlots, sk)
+		case aok:
+			d.reference(v.BackendId, true)
+			cs.TrimSlots = append(cs.TrimSlots, sk)
+		case wok:
+			cs.UpsertSlots = append(cs.UpsertSlots, datapath.Slot{Key: sk, Value: nv})
+		}
+	}
+	for id, used := range d.backends {
 		bk := datapath.BackendKey{BackendId: id}
-		if v, ok := t.applied.Backends[bk]; ok {
-			have.Backends[bk] = v
-		}
-		if v, ok := t.want.Backends[bk]; ok {
-			want.Backends[bk] = v
+		v, aok := t.applied.Backends[bk]
+		nv, wok := t.want.Backends[bk]
+		switch {
+		case wok && (!aok || nv != v):
+			cs.UpsertBackends = append(cs.UpsertBackends, datapath.Backend{Key: bk, Value: nv})
+		case aok && !wok && used:
+			cs.TrimBackends = append(cs.TrimBackends, bk)
+		case aok && !wok:
+			cs.DeleteBackends = append(cs.DeleteBackends, bk)
 		}
 	}
-	return datapath.DiffStates(have, want)
+	cs.Sort()
+	return cs
+}
+
+// pendingDiff is the scratch space of Table.Pending, kept between calls so
+// that a small change allocates no maps.
+type pendingDiff struct {
+	slots     map[datapath.SlotKey]struct{}
+	backends  map[uint32]bool   // backend id → an old slot not removed early still references it
+	surviving map[uint32]uint32 // frontend id → slot count of a frontend in both states
+}
+
+// reset empties the scratch maps; maps that grew beyond a few dozen keys
+// are replaced, as in resetTouched.
+func (d *pendingDiff) reset() {
+	const small = 64
+	if d.slots == nil || len(d.slots) > small {
+		d.slots = map[datapath.SlotKey]struct{}{}
+	} else {
+		clear(d.slots)
+	}
+	if d.backends == nil || len(d.backends) > small {
+		d.backends = map[uint32]bool{}
+	} else {
+		clear(d.backends)
+	}
+	if d.surviving == nil || len(d.surviving) > small {
+		d.surviving = map[uint32]uint32{}
+	} else {
+		clear(d.surviving)
+	}
+}
+
+// addSlots adds the slot keys of a frontend's value.
+func (d *pendingDiff) addSlots(v datapath.FrontendValue) {
+	for i := range v.SlotCount {
+		d.slots[datapath.SlotKey{FrontendId: v.FrontendId, Slot: i}] = struct{}{}
+	}
+}
+
+// reference adds backend id to the diff, still used when used.
+func (d *pendingDiff) reference(id uint32, used bool) {
+	d.backends[id] = d.backends[id] || used
 }
 
 // Retain keeps the keys of cs in the next Pending: a caller that applied
@@ -353,11 +419,12 @@ func (t *Table) releaseBackend(id uint32) {
 	}
 }
 
-// resetTouched forgets the touched keys. Maps that grew large (a restart,
-// a big flush) are replaced rather than cleared: iterating a cleared map
-// still costs its former size.
+// resetTouched forgets the touched keys. Maps that grew beyond a few dozen
+// keys (a restart, a big flush) are replaced rather than cleared:
+// iterating a cleared map still costs its former size, and every Pending
+// iterates them.
 func (t *Table) resetTouched() {
-	const small = 1024
+	const small = 64
 	if len(t.touchedFrontends) > small {
 		t.touchedFrontends = map[datapath.FrontendKey]struct{}{}
 	} else {

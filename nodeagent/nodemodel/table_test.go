@@ -27,6 +27,9 @@ func frontend(k int, bs ...int) Frontend {
 func commit(t *testing.T, tb *Table, kernel datapath.State) datapath.ChangeSet {
 	t.Helper()
 	cs := tb.Pending()
+	if full := datapath.DiffStates(tb.Applied(), tb.Want()); fmt.Sprint(full) != fmt.Sprint(cs) {
+		t.Fatalf("Pending differs from the full diff:\n%+v\nfull\n%+v", cs, full)
+	}
 	checkIDReuse(t, tb.Applied(), cs)
 	cs.ApplyTo(kernel)
 	tb.Commit(cs)
