@@ -2,6 +2,9 @@ package scenario
 
 import (
 	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
 	"time"
 
 	"github.com/meshrelay/meshrelay/scale-tests/internal/config"
@@ -158,6 +161,9 @@ func (p *phase) collect(ctx context.Context, before, after phaseSnapshot) error 
 			}
 			commits = append(commits, cr.Commits...)
 		}
+		if f := os.Getenv(envStagesDump); f != "" {
+			dumpStages(p.log, f, evs.Events, commits, samples.Deliveries, samples.Samples)
+		}
 		r.Lag.Stages, r.Lag.StagesByHolders, r.Lag.StageSamples = measure.ComputeStages(evs.Events, commits, samples.Deliveries, samples.Samples, holdersOf)
 	}
 	p.fillStatic(ctx, after)
@@ -207,4 +213,21 @@ func (p *phase) component(name string) *results.Component {
 		p.res.Components[name] = c
 	}
 	return c
+}
+
+// envStagesDump names a file that gets the raw timestamps the stage
+// breakdown is computed from (JSON: events, commits, deliveries, samples),
+// for analyses the report does not make, such as one fan-out's spread.
+const envStagesDump = "MESHRELAY_STAGES_DUMP"
+
+// dumpStages writes the stage breakdown's inputs to file; a failure is
+// logged, not fatal: the dump is a debugging aid.
+func dumpStages(log *slog.Logger, file string, events []measure.UpstreamEvent, commits []measure.Commit, deliveries []measure.Delivery, samples []measure.ApplySample) {
+	b, err := json.Marshal(map[string]any{"events": events, "commits": commits, "deliveries": deliveries, "samples": samples})
+	if err == nil {
+		err = os.WriteFile(file, b, 0o644)
+	}
+	if err != nil {
+		log.Warn("stage dump not written", "file", file, "err", err)
+	}
 }
