@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/meshrelay/meshrelay/internal/keyspace"
 	"github.com/meshrelay/meshrelay/internal/model"
 	"github.com/meshrelay/meshrelay/nodeagent/datapath"
 	v1 "github.com/meshrelay/meshrelay/proto/meshrelay/v1"
@@ -92,4 +93,62 @@ func BenchmarkTableRestart10k(b *testing.B) {
 			b.Fatalf("restart writes %d entries", cs.Len())
 		}
 	}
+}
+
+// BenchmarkTableRollingRestart is a node's share of a rolling restart:
+// a table of 50 services of 5 weighted endpoints (weights 1-10, so about
+// 27 slots a service) in which each op replaces every endpoint of one
+// service, written as the agent's writer does: the upserts, then the
+// deletes of the old backends in a change set of their own.
+func BenchmarkTableRollingRestart(b *testing.B) {
+	const services = 50
+	weighted := func(i, gen int) *model.Service {
+		spec := &v1.ServiceSpec{
+			Namespace: "ns", Name: fmt.Sprintf("svc-%d", i),
+			Vips:  []string{netip.AddrFrom4([4]byte{127, 77, 0, byte(i)}).String()},
+			Ports: []*v1.ServicePort{{Port: 80, TargetPort: 8080}},
+		}
+		eps := make([]*v1.Endpoint, 5)
+		for j := range eps {
+			eps[j] = &v1.Endpoint{
+				Address: netip.AddrFrom4([4]byte{127, 1 + byte(gen%200), byte(i), byte(j)}).String(),
+				Port:    8080, Weight: uint32(1 + (i+j*3)%10),
+			}
+		}
+		return model.NewService(spec, eps)
+	}
+	tb := NewTable(datapath.NewState())
+	keys := make([]keyspace.Service, services)
+	for i := range services {
+		m := weighted(i, 0)
+		f, err := Translate(m)
+		if err != nil {
+			b.Fatal(err)
+		}
+		keys[i] = m.Key
+		tb.Set(m.Key, f)
+	}
+	tb.Commit(tb.Pending())
+	versions := make([][]Frontend, 2*services) // built outside the loop: the table's cost only
+	for i := range versions {
+		f, err := Translate(weighted(i%services, 1+i/services))
+		if err != nil {
+			b.Fatal(err)
+		}
+		versions[i] = f
+	}
+	entries, i := 0, 0
+	b.ReportAllocs()
+	for b.Loop() {
+		v := i % len(versions)
+		tb.Set(keys[v%services], versions[v])
+		now, garbage := datapath.SplitGarbage(tb.Pending())
+		tb.Commit(now)
+		tb.Retain(garbage)
+		rest := tb.Pending()
+		tb.Commit(rest)
+		entries += now.Len() + rest.Len()
+		i++
+	}
+	b.ReportMetric(float64(entries)/float64(i), "entries/op")
 }

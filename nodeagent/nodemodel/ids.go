@@ -281,8 +281,18 @@ func distinct(table []uint32) []uint32 {
 	if len(table) == 0 {
 		return nil
 	}
-	seen := make(map[uint32]struct{}, len(table))
 	out := make([]uint32, 0, len(table))
+	if len(table) <= 64 {
+		// A slot table repeats a handful of backends: a scan of out
+		// beats a map.
+		for _, id := range table {
+			if !slices.Contains(out, id) {
+				out = append(out, id)
+			}
+		}
+		return out
+	}
+	seen := make(map[uint32]struct{}, len(table))
 	for _, id := range table {
 		if _, ok := seen[id]; !ok {
 			seen[id] = struct{}{}

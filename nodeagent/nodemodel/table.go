@@ -189,40 +189,23 @@ func (t *Table) Pending() datapath.ChangeSet {
 			cs.UpsertFrontends = append(cs.UpsertFrontends, datapath.Frontend{Key: k, Value: wv})
 		}
 		if aok {
-			d.addSlots(av)
+			d.cover(av)
 		}
 		if wok && (!aok || wv != av) {
-			d.addSlots(wv) // the same slot keys when the value did not change
+			d.cover(wv) // the same slot keys when the value did not change
 		}
-	}
-	for sk := range t.touchedSlots {
-		d.slots[sk] = struct{}{}
 	}
 	for id := range t.touchedBackends {
 		d.backends[id] = false
 	}
-	// Slots: removed ones are early when no surviving frontend reaches
-	// them; a backend stays referenced by every old slot not removed early.
-	for sk := range d.slots {
-		v, aok := t.applied.Slots[sk]
-		nv, wok := t.want.Slots[sk]
-		if wok {
-			d.reference(nv.BackendId, false)
+	for fid, n := range d.covered {
+		for i := range n {
+			t.diffSlot(&cs, datapath.SlotKey{FrontendId: fid, Slot: i})
 		}
-		switch {
-		case aok && wok:
-			d.reference(v.BackendId, true)
-			if nv != v {
-				cs.UpsertSlots = append(cs.UpsertSlots, datapath.Slot{Key: sk, Value: nv})
-			}
-		case aok && sk.Slot >= d.surviving[sk.FrontendId]:
-			d.reference(v.BackendId, false)
-			cs.DeleteSlots = append(cs.DeleteSlots, sk)
-		case aok:
-			d.reference(v.BackendId, true)
-			cs.TrimSlots = append(cs.TrimSlots, sk)
-		case wok:
-			cs.UpsertSlots = append(cs.UpsertSlots, datapath.Slot{Key: sk, Value: nv})
+	}
+	for sk := range t.touchedSlots {
+		if sk.Slot >= d.covered[sk.FrontendId] {
+			t.diffSlot(&cs, sk)
 		}
 	}
 	for id, used := range d.backends {
@@ -242,10 +225,40 @@ func (t *Table) Pending() datapath.ChangeSet {
 	return cs
 }
 
+// diffSlot adds slot sk's step to cs, as DiffStates does: removed slots
+// are early when no surviving frontend reaches them, and a backend stays
+// referenced by every old slot not removed early.
+func (t *Table) diffSlot(cs *datapath.ChangeSet, sk datapath.SlotKey) {
+	d := &t.diff
+	v, aok := t.applied.Slots[sk]
+	nv, wok := t.want.Slots[sk]
+	if wok {
+		d.reference(nv.BackendId, false)
+	}
+	switch {
+	case aok && wok:
+		d.reference(v.BackendId, true)
+		if nv != v {
+			cs.UpsertSlots = append(cs.UpsertSlots, datapath.Slot{Key: sk, Value: nv})
+		}
+	case aok && sk.Slot >= d.surviving[sk.FrontendId]:
+		d.reference(v.BackendId, false)
+		cs.DeleteSlots = append(cs.DeleteSlots, sk)
+	case aok:
+		d.reference(v.BackendId, true)
+		cs.TrimSlots = append(cs.TrimSlots, sk)
+	case wok:
+		cs.UpsertSlots = append(cs.UpsertSlots, datapath.Slot{Key: sk, Value: nv})
+	}
+}
+
 // pendingDiff is the scratch space of Table.Pending, kept between calls so
 // that a small change allocates no maps.
 type pendingDiff struct {
-	slots     map[datapath.SlotKey]struct{}
+	// covered holds, per frontend id, the slots [0, n) the touched
+	// frontends' values span (both tables of a frontend start at slot 0,
+	// so their union is the longer one).
+	covered   map[uint32]uint32
 	backends  map[uint32]bool   // backend id → an old slot not removed early still references it
 	surviving map[uint32]uint32 // frontend id → slot count of a frontend in both states
 }
@@ -254,10 +267,10 @@ type pendingDiff struct {
 // are replaced, as in resetTouched.
 func (d *pendingDiff) reset() {
 	const small = 64
-	if d.slots == nil || len(d.slots) > small {
-		d.slots = map[datapath.SlotKey]struct{}{}
+	if d.covered == nil || len(d.covered) > small {
+		d.covered = map[uint32]uint32{}
 	} else {
-		clear(d.slots)
+		clear(d.covered)
 	}
 	if d.backends == nil || len(d.backends) > small {
 		d.backends = map[uint32]bool{}
@@ -271,16 +284,20 @@ func (d *pendingDiff) reset() {
 	}
 }
 
-// addSlots adds the slot keys of a frontend's value.
-func (d *pendingDiff) addSlots(v datapath.FrontendValue) {
-	for i := range v.SlotCount {
-		d.slots[datapath.SlotKey{FrontendId: v.FrontendId, Slot: i}] = struct{}{}
+// cover adds the slots of a frontend's value.
+func (d *pendingDiff) cover(v datapath.FrontendValue) {
+	if v.SlotCount > d.covered[v.FrontendId] {
+		d.covered[v.FrontendId] = v.SlotCount
 	}
 }
 
 // reference adds backend id to the diff, still used when used.
 func (d *pendingDiff) reference(id uint32, used bool) {
-	d.backends[id] = d.backends[id] || used
+	if used {
+		d.backends[id] = true
+	} else if _, ok := d.backends[id]; !ok {
+		d.backends[id] = false
+	}
 }
 
 // Retain keeps the keys of cs in the next Pending: a caller that applied
