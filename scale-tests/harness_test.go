@@ -105,6 +105,11 @@ func TestSmoke(t *testing.T) {
 				if len(relay.Lag.Stages) != 5 || relay.Lag.StageSamples == 0 || relay.Lag.StageSamples > relay.Lag.Samples {
 					t.Errorf("relay mode: %d lag stages over %d of %d samples, want 5 over some", len(relay.Lag.Stages), relay.Lag.StageSamples, relay.Lag.Samples)
 				}
+				if f := relay.Lag.Fanout; f == nil || f.Nodes == 0 || f.Last < f.First || f.CPUMs[results.CompNodes] < 0 {
+					t.Errorf("relay mode: largest fan-out %+v, want one with deliveries and CPU", f)
+				} else if _, ok := f.CPUMs[results.CompEtcd]; !ok {
+					t.Errorf("relay mode: largest fan-out without etcd's CPU: %+v", f)
+				}
 				direct := sum.Modes[1]
 				if direct.Istiod.Streams != 6 || direct.Lag.Samples == 0 {
 					t.Errorf("direct mode: %d streams (want 6), %d lag samples", direct.Istiod.Streams, direct.Lag.Samples)

@@ -39,6 +39,8 @@ type Lag struct {
 	Stages          []Stage       `json:"stages,omitempty"`
 	StagesByHolders []StageBucket `json:"stagesByHolders,omitempty"`
 	StageSamples    int           `json:"stageSamples,omitempty"`
+	// Fanout is the largest fan-out of relay mode and the CPU it cost.
+	Fanout *Fanout `json:"fanout,omitempty"`
 }
 
 // LagBucket is the lag of the changes of services held by Min..Max nodes.

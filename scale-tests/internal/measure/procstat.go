@@ -25,27 +25,11 @@ type procUsage struct {
 // its resident memory from /proc/<pid>/status (VmRSS).
 func readProc(pid int) (procUsage, error) {
 	var u procUsage
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	cpu, err := readProcCPU(pid)
 	if err != nil {
 		return u, err
 	}
-	// The command name (field 2) is in parentheses and may hold spaces:
-	// count fields after the last ')'. utime and stime are fields 14 and 15.
-	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 {
-		return u, fmt.Errorf("/proc/%d/stat: no ')'", pid)
-	}
-	fields := strings.Fields(string(stat[i+1:]))
-	if len(fields) < 13 {
-		return u, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(fields))
-	}
-	utime, err1 := strconv.ParseUint(fields[11], 10, 64)
-	stime, err2 := strconv.ParseUint(fields[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return u, fmt.Errorf("/proc/%d/stat: utime %q stime %q", pid, fields[11], fields[12])
-	}
-	u.CPU = float64(utime+stime) / clockTicks
-
+	u.CPU = cpu
 	status, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return u, err
@@ -67,4 +51,29 @@ func readProc(pid int) (procUsage, error) {
 		}
 	}
 	return u, sc.Err()
+}
+
+// readProcCPU reads pid's CPU seconds from /proc/<pid>/stat (utime +
+// stime, over all its threads).
+func readProcCPU(pid int) (float64, error) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) is in parentheses and may hold spaces:
+	// count fields after the last ')'. utime and stime are fields 14 and 15.
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: no ')'", pid)
+	}
+	fields := strings.Fields(string(stat[i+1:]))
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(fields))
+	}
+	utime, err1 := strconv.ParseUint(fields[11], 10, 64)
+	stime, err2 := strconv.ParseUint(fields[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: utime %q stime %q", pid, fields[11], fields[12])
+	}
+	return float64(utime+stime) / clockTicks, nil
 }

@@ -1,7 +1,9 @@
 package measure
 
 import (
+	"cmp"
 	"context"
+	"slices"
 	"sync"
 	"time"
 )
@@ -39,6 +41,15 @@ type sampledProc struct {
 	maxRSS  int64
 	points  []SamplePoint
 	running bool
+	// trace are Trace's readings.
+	trace []cpuPoint
+}
+
+// cpuPoint is one of Trace's readings: cumulative CPU seconds at a Unix
+// time in nanoseconds.
+type cpuPoint struct {
+	at  int64
+	cpu float64
 }
 
 func NewSampler() *Sampler {
@@ -113,6 +124,60 @@ func (s *Sampler) readLocked(name string, p *sampledProc) {
 	p.last = u
 	p.maxRSS = max(p.maxRSS, u.RSS)
 	p.points = append(p.points, SamplePoint{T: time.Since(s.start).Seconds(), CPU: p.base + u.CPU, RSS: u.RSS, Services: s.services})
+}
+
+// Trace reads every running component's CPU every interval until ctx is
+// done, for CPUBetween: finer than Run's readings, and cheaper (one read
+// of /proc/<pid>/stat per component). At 5 ms it costs the harness about
+// 1 % of a core with five components.
+func (s *Sampler) Trace(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		for _, p := range s.procs {
+			if !p.running {
+				continue
+			}
+			if cpu, err := readProcCPU(p.pid); err == nil {
+				p.trace = append(p.trace, cpuPoint{at: time.Now().UnixNano(), cpu: p.base + cpu})
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+// CPUBetween returns a component's CPU seconds between from and to (Unix
+// nanoseconds), from the Trace readings around them (linear between two
+// readings). The kernel accounts CPU time in ticks, so a window of a
+// few tens of milliseconds is known to about 10 ms per component. It
+// returns false when the readings do not cover the window.
+func (s *Sampler) CPUBetween(name string, from, to int64) (float64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.procs[name]
+	if p == nil || len(p.trace) < 2 || from < p.trace[0].at || to > p.trace[len(p.trace)-1].at || to < from {
+		return 0, false
+	}
+	return cpuAt(p.trace, to) - cpuAt(p.trace, from), true
+}
+
+// cpuAt interpolates the cumulative CPU of trace at t, which trace covers.
+func cpuAt(trace []cpuPoint, t int64) float64 {
+	i, _ := slices.BinarySearchFunc(trace, t, func(p cpuPoint, t int64) int { return cmp.Compare(p.at, t) })
+	if i == 0 {
+		return trace[0].cpu
+	}
+	a, b := trace[i-1], trace[min(i, len(trace)-1)]
+	if b.at == a.at {
+		return b.cpu
+	}
+	return a.cpu + (b.cpu-a.cpu)*float64(t-a.at)/float64(b.at-a.at)
 }
 
 // Usage returns a component's cumulative CPU seconds and its largest RSS

@@ -165,6 +165,15 @@ func (p *phase) collect(ctx context.Context, before, after phaseSnapshot) error 
 			dumpStages(p.log, f, evs.Events, commits, samples.Deliveries, samples.Samples)
 		}
 		r.Lag.Stages, r.Lag.StagesByHolders, r.Lag.StageSamples = measure.ComputeStages(evs.Events, commits, samples.Deliveries, samples.Samples, holdersOf)
+		if f, ok := measure.LargestFanout(commits, samples.Deliveries); ok {
+			f.CPUMs = map[string]float64{}
+			for _, name := range p.smp.Names() {
+				if cpu, ok := p.smp.CPUBetween(name, f.Sent, f.Last); ok {
+					f.CPUMs[name] = cpu * 1000
+				}
+			}
+			r.Lag.Fanout = &f
+		}
 	}
 	p.fillStatic(ctx, after)
 	return nil

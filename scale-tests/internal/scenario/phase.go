@@ -142,11 +142,15 @@ func (p *phase) steps(ctx context.Context) error {
 	}
 	p.res.ScenarioStart = p.smp.Elapsed()
 	stopProgress := p.showProgress(ctx, before)
+	traceCtx, stopTrace := context.WithCancel(ctx)
+	go p.smp.Trace(traceCtx, cpuTraceInterval)
 	if err := p.runScenario(ctx, before); err != nil {
+		stopTrace()
 		stopProgress()
 		return fmt.Errorf("scenario %s: %w", p.cfg.Scenario, err)
 	}
 	conv, after, err := p.converge(ctx)
+	stopTrace()
 	stopProgress()
 	var ge *gateError
 	if err != nil && !errors.As(err, &ge) {
@@ -161,6 +165,10 @@ func (p *phase) steps(ctx context.Context) error {
 	}
 	return err
 }
+
+// cpuTraceInterval is how often the components' CPU is read during the
+// scenario, for the CPU of the largest fan-out (measure.Fanout).
+const cpuTraceInterval = 5 * time.Millisecond
 
 // start launches a component and samples its process.
 func (p *phase) startComponent(ctx context.Context, name, role string, cfg any, env ...string) (*launch.Component, error) {
