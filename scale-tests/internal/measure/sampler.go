@@ -91,15 +91,18 @@ func (s *Sampler) SetServices(n int) {
 }
 
 // Run samples every second until ctx is done.
-func (s *Sampler) Run(ctx context.Context) {
-	t := time.NewTicker(time.Second)
+func (s *Sampler) Run(ctx context.Context) { every(ctx, time.Second, s.sample) }
+
+// every calls f every interval until ctx is done.
+func every(ctx context.Context, interval time.Duration, f func()) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			s.sample()
+			f()
 		}
 	}
 }
@@ -130,25 +133,19 @@ func (s *Sampler) readLocked(name string, p *sampledProc) {
 // done, for CPUBetween: finer than Run's readings, and cheaper (one read
 // of /proc/<pid>/stat per component). At 5 ms it costs the harness about
 // 1 % of a core with five components.
-func (s *Sampler) Trace(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+func (s *Sampler) Trace(ctx context.Context, interval time.Duration) { every(ctx, interval, s.traceOnce) }
+
+// traceOnce reads every running component's CPU for Trace.
+func (s *Sampler) traceOnce() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range s.procs {
+		if !p.running {
+			continue
 		}
-		s.mu.Lock()
-		for _, p := range s.procs {
-			if !p.running {
-				continue
-			}
-			if cpu, err := readProcCPU(p.pid); err == nil {
-				p.trace = append(p.trace, cpuPoint{at: time.Now().UnixNano(), cpu: p.base + cpu})
-			}
+		if cpu, err := readProcCPU(p.pid); err == nil {
+			p.trace = append(p.trace, cpuPoint{at: time.Now().UnixNano(), cpu: p.base + cpu})
 		}
-		s.mu.Unlock()
 	}
 }
 
