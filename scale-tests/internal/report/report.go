@@ -350,8 +350,12 @@ func fanoutText(f measure.Fanout, cores int) string {
 		parts = append(parts, fmt.Sprintf("%s %.0f ms", name, f.CPUMs[name]))
 	}
 	offered := window * float64(cores)
-	text += fmt.Sprintf(" CPU meanwhile (each process's /proc/<pid>/stat read every 5 ms, known to about 10 ms): %s; %.0f ms of the %.0f ms the machine's %d cores offer in that time (%.0f %%).",
-		strings.Join(parts, ", "), f.TotalCPUMs(), offered, cores, 100*f.TotalCPUMs()/offered)
+	share := fmt.Sprintf("%.0f %%", 100*f.TotalCPUMs()/offered)
+	if f.TotalCPUMs() > offered {
+		share += ", more than all of it within the readings' precision: the cores were busy throughout"
+	}
+	text += fmt.Sprintf(" CPU meanwhile (each process's /proc/<pid>/stat read every 5 ms, known to about 10 ms): %s; %.0f ms of the %.0f ms the machine's %d cores offer in that time (%s).",
+		strings.Join(parts, ", "), f.TotalCPUMs(), offered, cores, share)
 	if nodes, ok := f.CPUMs[results.CompNodes]; ok {
 		text += fmt.Sprintf(" Per delivery: nodes %.0f µs", 1000*nodes/float64(f.Nodes))
 		if e, ok := f.CPUMs[results.CompEtcd]; ok {
