@@ -133,7 +133,9 @@ func (s *Sampler) readLocked(name string, p *sampledProc) {
 // done, for CPUBetween: finer than Run's readings, and cheaper (one read
 // of /proc/<pid>/stat per component). At 5 ms it costs the harness about
 // 1 % of a core with five components.
-func (s *Sampler) Trace(ctx context.Context, interval time.Duration) { every(ctx, interval, s.traceOnce) }
+func (s *Sampler) Trace(ctx context.Context, interval time.Duration) {
+	every(ctx, interval, s.traceOnce)
+}
 
 // traceOnce reads every running component's CPU for Trace.
 func (s *Sampler) traceOnce() {
