@@ -66,13 +66,29 @@ func TestTraceReadsOwnProcess(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { s.Trace(ctx, 5*time.Millisecond); close(done) }()
-	time.Sleep(20 * time.Millisecond) // readings before the window
-	from := time.Now().UnixNano()
+	// lastReading waits (at most 10 s, for a loaded machine) for a
+	// reading taken after t, and returns the time of the latest one.
+	lastReading := func(after int64) int64 {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			s.mu.Lock()
+			tr := s.procs["self"].trace
+			s.mu.Unlock()
+			if len(tr) > 0 && tr[len(tr)-1].at > after {
+				return tr[len(tr)-1].at
+			}
+		}
+		t.Fatal("no trace reading in 10 s")
+		return 0
+	}
+	// The window runs from a reading before the burn to one after it,
+	// so that CPUBetween's answer is the difference of two readings
+	// however sparse they are on a loaded machine.
+	from := lastReading(0)
 	// Burn 60 ms of CPU (by the process's own account, not the clock).
 	for start := selfCPU(t); selfCPU(t)-start < 60*time.Millisecond; {
 	}
-	to := time.Now().UnixNano()
-	time.Sleep(20 * time.Millisecond) // readings after it
+	to := lastReading(time.Now().UnixNano())
 	cancel()
 	<-done
 	cpu, ok := s.CPUBetween("self", from, to)
