@@ -185,14 +185,12 @@ func (t *Table) Pending() datapath.ChangeSet {
 		case aok:
 			d.surviving[av.FrontendId] = max(d.surviving[av.FrontendId], av.SlotCount)
 		}
-		if wok && (!aok || wv != av) {
-			cs.UpsertFrontends = append(cs.UpsertFrontends, datapath.Frontend{Key: k, Value: wv})
-		}
 		if aok {
 			d.cover(av)
 		}
-		if wok && (!aok || wv != av) {
-			d.cover(wv) // the same slot keys when the value did not change
+		if wok && (!aok || wv != av) { // unchanged: the same slot keys
+			cs.UpsertFrontends = append(cs.UpsertFrontends, datapath.Frontend{Key: k, Value: wv})
+			d.cover(wv)
 		}
 	}
 	for id := range t.touchedBackends {
@@ -263,25 +261,11 @@ type pendingDiff struct {
 	surviving map[uint32]uint32 // frontend id → slot count of a frontend in both states
 }
 
-// reset empties the scratch maps; maps that grew beyond a few dozen keys
-// are replaced, as in resetTouched.
+// reset empties the scratch maps.
 func (d *pendingDiff) reset() {
-	const small = 64
-	if d.covered == nil || len(d.covered) > small {
-		d.covered = map[uint32]uint32{}
-	} else {
-		clear(d.covered)
-	}
-	if d.backends == nil || len(d.backends) > small {
-		d.backends = map[uint32]bool{}
-	} else {
-		clear(d.backends)
-	}
-	if d.surviving == nil || len(d.surviving) > small {
-		d.surviving = map[uint32]uint32{}
-	} else {
-		clear(d.surviving)
-	}
+	d.covered = emptied(d.covered)
+	d.backends = emptied(d.backends)
+	d.surviving = emptied(d.surviving)
 }
 
 // cover adds the slots of a frontend's value.
@@ -436,27 +420,22 @@ func (t *Table) releaseBackend(id uint32) {
 	}
 }
 
-// resetTouched forgets the touched keys. Maps that grew beyond a few dozen
-// keys (a restart, a big flush) are replaced rather than cleared:
-// iterating a cleared map still costs its former size, and every Pending
-// iterates them.
+// resetTouched forgets the touched keys.
 func (t *Table) resetTouched() {
-	const small = 64
-	if len(t.touchedFrontends) > small {
-		t.touchedFrontends = map[datapath.FrontendKey]struct{}{}
-	} else {
-		clear(t.touchedFrontends)
+	t.touchedFrontends = emptied(t.touchedFrontends)
+	t.touchedSlots = emptied(t.touchedSlots)
+	t.touchedBackends = emptied(t.touchedBackends)
+}
+
+// emptied returns m cleared, or a new map when m is nil or grew beyond a
+// few dozen keys (a restart, a big flush): iterating a cleared map still
+// costs its former size, and every Pending iterates these maps.
+func emptied[K comparable, V any](m map[K]V) map[K]V {
+	if m == nil || len(m) > 64 {
+		return map[K]V{}
 	}
-	if len(t.touchedSlots) > small {
-		t.touchedSlots = map[datapath.SlotKey]struct{}{}
-	} else {
-		clear(t.touchedSlots)
-	}
-	if len(t.touchedBackends) > small {
-		t.touchedBackends = map[uint32]struct{}{}
-	} else {
-		clear(t.touchedBackends)
-	}
+	clear(m)
+	return m
 }
 
 func (t *Table) touchFrontend(k datapath.FrontendKey, old datapath.FrontendValue, had bool) {
