@@ -145,7 +145,6 @@ func (a *Agent) Run(ctx context.Context) error {
 	for _, ns := range a.opts.Namespaces {
 		g.Go(func() error { return a.runNamespace(gctx, ns) })
 	}
-	g.Go(func() error { return a.pull(gctx) })
 	g.Go(func() error { return a.runStartup(gctx) })
 	g.Go(func() error { return a.loop(gctx, g) })
 	a.log.Info("node agent running", "node", a.opts.NodeName, "services", len(a.opts.Services),
@@ -190,6 +189,7 @@ func (a *Agent) loop(ctx context.Context, g *errgroup.Group) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-a.wake:
+		case <-a.src.Ready():
 		case <-idle:
 			a.evictIdle()
 		case <-gc.C:
@@ -208,6 +208,7 @@ func (a *Agent) loop(ctx context.Context, g *errgroup.Group) error {
 // quiet, else at the end of the window of the latest flush), and then does
 // what the new state allows: programs and readiness, the orphan sweep.
 func (a *Agent) step(ctx context.Context, g *errgroup.Group) error {
+	a.drain()
 	if a.queueDepth() > 0 {
 		if w := a.pace.wait(time.Now()); w > 0 {
 			if a.paceTimer == nil {

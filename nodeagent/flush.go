@@ -19,41 +19,43 @@ type item struct {
 // removal says whether it removes the service's entries.
 func (it item) removal() bool { return it.drop || (it.ev.State == nil && !it.ev.Invalid) }
 
-// pull moves the source's events into the agent's queue until ctx is done.
-// The queue holds one item per service (latest wins), so it is bounded by
-// the number of services however far the writer is behind.
-func (a *Agent) pull(ctx context.Context) error {
-	for {
-		evs, err := a.src.Next(ctx, 0)
-		if err != nil {
-			return nil // ctx done
-		}
-		a.mu.Lock()
-		for _, ev := range evs {
-			if !a.load.watching(ev.Service) {
-				continue // unloaded since the source queued it
-			}
-			if _, ok := a.pending[ev.Service]; ok {
-				a.m.coalesced.Inc()
-			}
-			a.pending[ev.Service] = item{ev: ev}
-		}
-		a.m.events.Add(int64(len(evs)))
-		a.mu.Unlock()
-		kick(a.wake)
+// drain moves the source's queued events into the agent's queue. The
+// queue holds one item per service (latest wins), so it is bounded by the
+// number of services however far the writer is behind.
+func (a *Agent) drain() {
+	evs := a.src.Take(0)
+	if len(evs) == 0 {
+		return
 	}
+	a.mu.Lock()
+	for _, ev := range evs {
+		if !a.load.watching(ev.Service) {
+			continue // unloaded since the source queued it
+		}
+		if _, ok := a.pending[ev.Service]; ok {
+			a.m.coalesced.Inc()
+		}
+		a.pending[ev.Service] = item{ev: ev}
+	}
+	a.m.events.Add(int64(len(evs)))
+	a.mu.Unlock()
 }
 
-// queueDepth returns the number of services with a queued change.
+// queueDepth returns the number of services with a queued change, in
+// the agent's queue or still in the source's (a service can be in both).
+// Callers may hold a.mu (queuedLocked).
 func (a *Agent) queueDepth() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return len(a.pending)
+	return a.queuedLocked()
 }
+
+func (a *Agent) queuedLocked() int { return len(a.pending) + a.src.Queued() }
 
 // flush applies every queued change: in chunks of about Options.Burst
 // entries, each written as one change set.
 func (a *Agent) flush(ctx context.Context) error {
+	a.drain() // what arrived while the flush waited for its pace
 	a.mu.Lock()
 	items := make([]item, 0, len(a.pending))
 	for _, it := range a.pending {

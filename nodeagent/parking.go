@@ -246,7 +246,7 @@ func (a *Agent) publishParked() {
 // restart writes nothing when nothing changed.
 func (a *Agent) Healthy() (bool, string) {
 	a.mu.Lock()
-	queued, parkedN := len(a.pending), len(a.parkedNames)
+	queued, parkedN := a.queuedLocked(), len(a.parkedNames)
 	w := a.w
 	a.mu.Unlock()
 	if w == nil || (queued == 0 && parkedN == 0) {

@@ -106,7 +106,7 @@ func (a *Agent) gauges() Stats {
 	c := a.load.counts()
 	return Stats{
 		Ready:      a.ready,
-		QueueDepth: len(a.pending),
+		QueueDepth: a.queuedLocked(),
 		Services:   c.services, Declared: c.declared, Namespaced: c.namespaced, OnDemand: c.onDemand,
 		Held: a.snapshot.services, Orphans: a.snapshot.orphans,
 		Frontends: a.snapshot.frontends, Slots: a.snapshot.slots, Backends: a.snapshot.backends,
@@ -135,7 +135,7 @@ type Counts struct {
 func (a *Agent) Counts() Counts {
 	m := a.m
 	a.mu.Lock()
-	c := Counts{Ready: a.ready, QueueDepth: len(a.pending)}
+	c := Counts{Ready: a.ready, QueueDepth: a.queuedLocked()}
 	a.mu.Unlock()
 	c.Events, c.Coalesced = m.events.Load(), m.coalesced.Load()
 	c.Flushes, c.ApplyErrors = m.flushes.Load(), m.applyErrors.Load()

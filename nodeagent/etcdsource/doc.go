@@ -57,8 +57,10 @@
 // Identical content (same content hashes at a new revision) emits nothing.
 //
 // Events are consumer-driven and latest-wins per service: Next returns the
-// pending events, and a service that changes again before Next takes it has
-// its pending event replaced. Memory is bounded by the number of watched
+// pending events (waiting for one), Take returns them without waiting to a
+// consumer that waits on Ready in a loop of its own (the agent's main
+// loop), and a service that changes again before it is taken has its
+// pending event replaced. Memory is bounded by the number of watched
 // services, however slow the consumer.
 //
 // # Reaching etcd without the VIPs it translates

@@ -80,15 +80,7 @@ func (q *queue) take(max int) []Event {
 // state. Next is meant for one consumer goroutine.
 func (s *Source) Next(ctx context.Context, max int) ([]Event, error) {
 	for {
-		s.mu.Lock()
-		evs := s.queue.take(max)
-		more := len(s.queue.pending) > 0
-		s.mu.Unlock()
-		if more {
-			s.kickQueue()
-		}
-		if len(evs) > 0 {
-			s.stats.delivered.Add(float64(len(evs)))
+		if evs := s.Take(max); len(evs) > 0 {
 			return evs, nil
 		}
 		select {
@@ -98,6 +90,38 @@ func (s *Source) Next(ctx context.Context, max int) ([]Event, error) {
 		}
 	}
 }
+
+// Take returns up to max pending events (all of them when max <= 0),
+// oldest service first, without waiting: none when none is pending. A
+// consumer that waits on Ready calls Take after each receive (and before
+// its first wait).
+func (s *Source) Take(max int) []Event {
+	s.mu.Lock()
+	evs := s.queue.take(max)
+	more := len(s.queue.pending) > 0
+	s.mu.Unlock()
+	if more {
+		s.kickQueue()
+	}
+	if len(evs) > 0 {
+		s.stats.delivered.Add(float64(len(evs)))
+	}
+	return evs
+}
+
+// Queued returns the number of services with an event waiting for Take
+// or Next.
+func (s *Source) Queued() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.queue.pending)
+}
+
+// Ready returns a channel that receives after events were queued: the
+// signal for a consumer that drains them with Take in a loop of its own.
+// One receive may stand for many events, and may come when Take finds none
+// (they were taken first); a consumer of Ready must not also use Next.
+func (s *Source) Ready() <-chan struct{} { return s.queue.ready }
 
 func (s *Source) kickQueue() {
 	select {

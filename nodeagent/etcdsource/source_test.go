@@ -547,6 +547,46 @@ func TestNextCoalescesPerService(t *testing.T) {
 	}
 }
 
+// TestTakeAndReady: Take returns what Next would without waiting, Ready
+// signals after an event is queued, and Queued counts the services
+// waiting.
+func TestTakeAndReady(t *testing.T) {
+	s := New(nil, Options{})
+	a, b := keyspace.Service{Namespace: "ns", Name: "a"}, keyspace.Service{Namespace: "ns", Name: "b"}
+	wa, wb := newWatch(a, 0, limits{}), newWatch(b, 0, limits{})
+	s.watches[a], s.watches[b] = wa, wb
+	if evs := s.Take(0); len(evs) != 0 || s.Queued() != 0 {
+		t.Fatalf("Take on an empty queue = %v, Queued %d", evs, s.Queued())
+	}
+	s.emit(wa, Event{Service: a, Revision: 1})
+	s.emit(wb, Event{Service: b, Revision: 2})
+	s.emit(wa, Event{Service: a, Revision: 3})
+	select {
+	case <-s.Ready():
+	default:
+		t.Fatal("Ready did not signal after events were queued")
+	}
+	if n := s.Queued(); n != 2 {
+		t.Fatalf("Queued = %d, want 2 (latest wins per service)", n)
+	}
+	evs := s.Take(1)
+	if len(evs) != 1 || evs[0].Service != a || evs[0].Revision != 3 {
+		t.Fatalf("Take(1) = %v, want a at 3", evs)
+	}
+	// One left: Take signals Ready again so that a consumer comes back.
+	select {
+	case <-s.Ready():
+	default:
+		t.Fatal("Ready did not signal with an event left")
+	}
+	if evs := s.Take(0); len(evs) != 1 || evs[0].Service != b || s.Queued() != 0 {
+		t.Fatalf("Take(0) = %v, Queued %d; want b, then none", evs, s.Queued())
+	}
+	if st := s.Stats(); st.Delivered != 2 {
+		t.Fatalf("stats %+v: want 2 delivered", st)
+	}
+}
+
 // TestOnResponseReportsDeliveries: Options.OnResponse sees every watch
 // response that brings a watched service new events, with the revision of
 // the event the Source then emits, and no response for the initial list.

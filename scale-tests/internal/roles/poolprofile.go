@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"sync"
@@ -22,11 +23,14 @@ import (
 //	                                        allocated: go tool pprof -sample_index=alloc_space
 //	                                        -base ...-allocs0.pprof ...-allocs1.pprof)
 //	MESHRELAY_POOL_CPUPROFILE_SECONDS=60    longest length of each profile (default 60)
+//	MESHRELAY_POOL_CPUPROFILE_HZ=1000       samples per second (default 100, Go's: too few for
+//	                                        the short fan-outs of one change)
 //
 // The launcher passes the harness's environment on to every role.
 const (
 	envPoolProfile        = "MESHRELAY_POOL_CPUPROFILE"
 	envPoolProfileSeconds = "MESHRELAY_POOL_CPUPROFILE_SECONDS"
+	envPoolProfileHz      = "MESHRELAY_POOL_CPUPROFILE_HZ"
 )
 
 // poolProfile writes a node pool's CPU profiles when envPoolProfile is set;
@@ -34,6 +38,7 @@ const (
 type poolProfile struct {
 	dir, name string
 	scenario  time.Duration
+	hz        int // sampling rate; 0: Go's default
 	log       *slog.Logger
 
 	mu      sync.Mutex
@@ -57,7 +62,15 @@ func startPoolProfile(name string, log *slog.Logger) (*poolProfile, error) {
 		}
 		secs = s
 	}
-	pp := &poolProfile{dir: dir, name: name, scenario: time.Duration(secs * float64(time.Second)), log: log}
+	hz := 0
+	if v := os.Getenv(envPoolProfileHz); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 || n > 10000 {
+			return nil, fmt.Errorf("%s=%q: want samples per second in 1..10000", envPoolProfileHz, v)
+		}
+		hz = n
+	}
+	pp := &poolProfile{dir: dir, name: name, scenario: time.Duration(secs * float64(time.Second)), hz: hz, log: log}
 	pp.mu.Lock()
 	defer pp.mu.Unlock()
 	if err := pp.startLocked("sync"); err != nil {
@@ -80,6 +93,11 @@ func (pp *poolProfile) startLocked(phase string) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return fmt.Errorf("cpu profile %s: %w", path, err)
+	}
+	if pp.hz > 0 {
+		// Set before StartCPUProfile, which keeps it (and says on stderr
+		// that it cannot set its own 100 Hz).
+		runtime.SetCPUProfileRate(pp.hz)
 	}
 	if err := pprof.StartCPUProfile(f); err != nil {
 		f.Close()
