@@ -22,8 +22,9 @@
 // services/<ns>/ per loaded namespace; HasSpec a count-only read of one
 // spec key. Nothing else under services/ is ever read. All watches share
 // one etcd watch stream of the one connection: the Source's own
-// (stream.go), which hands each response to its watch from the goroutine
-// that receives it, when the client is a *clientv3.Client; otherwise the
+// (stream.go), whose receiving goroutine hands each response to its watch
+// (and applies those of service watches itself, WatchFunc) when the client
+// is a *clientv3.Client; otherwise the
 // client's Watcher, with contexts that carry the same gRPC metadata.
 //
 // Each watched service is listed at a revision (one read-only Txn that also

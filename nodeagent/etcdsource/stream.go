@@ -15,8 +15,8 @@ import (
 )
 
 // watchStream carries the Source's watches over one etcd Watch RPC
-// and hands each response to its watch's channel from the goroutine that
-// receives it.
+// and hands each response to its watch's channel, or function (WatchFunc),
+// from the goroutine that receives it.
 //
 // clientv3's Watcher passes every response through three goroutines of its
 // own (its receiver, its dispatcher and one per watch) before the watch's
@@ -62,7 +62,10 @@ type streamWatch struct {
 	// next is the revision to create the watch from: its start, then the
 	// one after the last event of its last complete response.
 	next int64
+	// Each response goes to ch, or, for a watch made by WatchFunc, to fn
+	// on the stream's receiving goroutine.
 	ch   chan clientv3.WatchResponse
+	fn   func(resp clientv3.WatchResponse, ok bool)
 	done <-chan struct{} // the watch's context
 	// frag holds the events of a fragmented response until its last part.
 	frag []*mvccpb.Event
@@ -83,6 +86,27 @@ func newWatchStream(conn grpc.ClientConnInterface, log *slog.Logger) *watchStrea
 func (m *watchStream) Watch(ctx context.Context, key, end string, rev int64, noDelete bool) clientv3.WatchChan {
 	w := &streamWatch{key: key, end: end, noDelete: noDelete, next: rev,
 		ch: make(chan clientv3.WatchResponse, streamWatchBuffer), done: ctx.Done()}
+	m.add(ctx, w)
+	return w.ch
+}
+
+// WatchFunc is Watch with a function instead of a channel: the stream's
+// receiving goroutine calls fn(resp, true) with each response the channel
+// would carry, in order, and fn(zero, false) where the channel would be
+// closed without a last response (the stream's run ended). It is never
+// called after ctx is done and a call in progress returned; fn must not
+// block for long, as it holds up every watch of the stream (the stream
+// waits for fn as it waits for a full channel).
+//
+// It saves the hand-off to the watch's goroutine: a change of a service
+// reaches the agent's queue from the goroutine that received it.
+func (m *watchStream) WatchFunc(ctx context.Context, key, end string, rev int64, noDelete bool, fn func(resp clientv3.WatchResponse, ok bool)) {
+	m.add(ctx, &streamWatch{key: key, end: end, noDelete: noDelete, next: rev, fn: fn, done: ctx.Done()})
+}
+
+// add registers w, creates it on the stream when one is open, and cancels
+// it when ctx is done.
+func (m *watchStream) add(ctx context.Context, w *streamWatch) {
 	m.mu.Lock()
 	w.id = m.nextID
 	m.nextID++
@@ -92,7 +116,6 @@ func (m *watchStream) Watch(ctx context.Context, key, end string, rev int64, noD
 	}
 	m.mu.Unlock()
 	context.AfterFunc(ctx, func() { m.cancel(w) })
-	return w.ch
 }
 
 // cancel forgets w and cancels it on etcd.
@@ -226,6 +249,14 @@ func (m *watchStream) handle(resp *pb.WatchResponse) {
 		}
 	}
 	m.mu.Unlock()
+	if w.fn != nil {
+		select {
+		case <-w.done:
+		default:
+			w.fn(out, true)
+		}
+		return
+	}
 	select {
 	case w.ch <- out:
 	case <-w.done:
@@ -235,12 +266,21 @@ func (m *watchStream) handle(resp *pb.WatchResponse) {
 	}
 }
 
-// closeAll closes the channels of the watches left when run ends.
+// closeAll closes the channels of the watches left when run ends (and
+// tells the functions of those made by WatchFunc, after unlocking).
 func (m *watchStream) closeAll() {
+	var fns []func(clientv3.WatchResponse, bool)
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	for id, w := range m.watches {
 		delete(m.watches, id)
+		if w.fn != nil {
+			fns = append(fns, w.fn)
+			continue
+		}
 		close(w.ch)
+	}
+	m.mu.Unlock()
+	for _, fn := range fns {
+		fn(clientv3.WatchResponse{}, false)
 	}
 }

@@ -189,6 +189,82 @@ func TestStreamCancelsOnContext(t *testing.T) {
 	}
 }
 
+// TestStreamWatchFunc: a watch made by WatchFunc gets the responses a
+// channel would carry, in order, from the stream's goroutine, alongside a
+// channel watch of the same keys; none after its context ends; and
+// ok == false once when the stream's run ends.
+func TestStreamWatchFunc(t *testing.T) {
+	srv := testenv.StartEtcd(t, embedetcd.Options{})
+	c := testenv.Client(t, srv.Endpoints())
+	m := newWatchStream(c.ActiveConnection(), slog.New(slog.NewTextHandler(t.Output(), nil)))
+	runCtx, stopRun := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() { defer close(ran); m.run(runCtx) }()
+	defer func() { stopRun(); <-ran }()
+
+	r, err := c.Put(ctxT(t), "/f/a", "0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type call struct {
+		keys []string
+		ok   bool
+	}
+	calls := make(chan call, 64)
+	record := func(resp clientv3.WatchResponse, ok bool) { calls <- call{keysOf(resp), ok} }
+	fctx, cancelF := context.WithCancel(ctxT(t))
+	m.WatchFunc(fctx, "/f/", clientv3.GetPrefixRangeEnd("/f/"), r.Header.Revision+1, false, record)
+	ended := make(chan call, 4)
+	m.WatchFunc(ctxT(t), "/g", "", r.Header.Revision+1, false, func(resp clientv3.WatchResponse, ok bool) {
+		ended <- call{keysOf(resp), ok}
+	})
+	wch := m.Watch(ctxT(t), "/f/", clientv3.GetPrefixRangeEnd("/f/"), r.Header.Revision+1, false)
+
+	for _, k := range []string{"/f/a", "/f/b", "/f/c"} {
+		if _, err := c.Put(ctxT(t), k, "1"); err != nil {
+			t.Fatal(err)
+		}
+		resp, _ := next(t, wch) // the channel watch got it: so did the function, first or soon
+		select {
+		case got := <-calls:
+			if !got.ok || len(got.keys) != 1 || got.keys[0] != k || keysOf(resp)[0] != k {
+				t.Fatalf("put %s: function got %+v, channel %v", k, got, keysOf(resp))
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("put %s: the function was not called", k)
+		}
+	}
+	cancelF()
+	testenv.EventuallyTrue(t, "the cancelled watch gone from the stream", func() bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return len(m.watches) == 2
+	})
+	if _, err := c.Put(ctxT(t), "/f/d", "1"); err != nil {
+		t.Fatal(err)
+	}
+	next(t, wch)
+	select {
+	case got := <-calls:
+		t.Fatalf("called after its context ended: %+v", got)
+	default:
+	}
+
+	stopRun()
+	<-ran
+	select {
+	case got := <-ended:
+		if got.ok || len(got.keys) != 0 {
+			t.Fatalf("at the stream's end: %+v, want ok == false and no response", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the function was not told that the stream ended")
+	}
+	if len(ended) != 0 {
+		t.Fatalf("told %d more times", len(ended))
+	}
+}
+
 // TestProbeJitter: periodic probes fall in [d/2, d] and do spread.
 func TestProbeJitter(t *testing.T) {
 	const d = 5 * time.Minute

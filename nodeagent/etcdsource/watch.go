@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -221,36 +222,88 @@ func (s *Source) applyList(w *watch, r listRead) listing {
 // follow watches the service from rev+1 and applies its events. It returns
 // nil when the service must be listed again (compaction, a request on
 // w.relist, a removal to confirm) and an error when the watch failed.
+//
+// On the Source's own stream the responses are applied by the stream's
+// receiving goroutine (WatchFunc) while this one waits; a follower makes
+// sure none is applied once follow returns, so that w stays the
+// goroutine's own again.
 func (s *Source) follow(ctx context.Context, w *watch, rev int64) error {
 	prefix := s.space.ServicePrefix(w.svc)
 	wctx, cancel := context.WithCancel(ctx) // same metadata: same gRPC stream
 	defer cancel()
 	s.stats.watchesOpen.Add(1)
 	defer s.stats.watchesOpen.Add(-1)
-	wch := s.watchKeys(wctx, prefix, clientv3.GetPrefixRangeEnd(prefix), rev+1, false)
+	end := clientv3.GetPrefixRangeEnd(prefix)
+	f := &follower{ended: make(chan error, 1)}
+	defer f.stop()
+	respond := func(resp clientv3.WatchResponse, ok bool) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if !f.stopped {
+			if end, err := s.followResponse(w, prefix, resp, ok); end {
+				f.end(err)
+			}
+		}
+	}
+	// On the stream, wch stays nil (never ready); with the client's
+	// Watcher, this goroutine reads its channel.
+	var wch clientv3.WatchChan
+	if s.stream != nil {
+		s.stream.WatchFunc(wctx, prefix, end, rev+1, false, respond)
+	} else {
+		wch = s.watchKeys(wctx, prefix, end, rev+1, false)
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-w.relist:
 			return nil
+		case err := <-f.ended:
+			return err
 		case resp, ok := <-wch:
-			if !ok {
-				return fmt.Errorf("watch %s: channel closed", prefix)
-			}
-			if resp.CompactRevision != 0 {
-				s.stats.compactions.Add(1)
-				s.log.Info("watch compacted, re-listing", "service", w.svc, "from", w.held.rev+1, "compacted", resp.CompactRevision)
-				return nil
-			}
-			if err := resp.Err(); err != nil {
-				return fmt.Errorf("watch %s: %w", prefix, err)
-			}
-			if s.applyResponse(w, resp) {
-				return nil
-			}
+			respond(resp, ok)
 		}
 	}
+}
+
+// follower is the state of one follow shared with the goroutine that
+// applies its responses.
+type follower struct {
+	mu      sync.Mutex // held while a response is applied
+	stopped bool       // no response is applied any more
+	ended   chan error // capacity 1: the watch ended, with why
+}
+
+// end stops f from within a response, and tells follow why (nil: list
+// again). Called with mu held.
+func (f *follower) end(err error) {
+	f.stopped = true
+	f.ended <- err
+}
+
+// stop waits for a response being applied, and makes sure no other is.
+func (f *follower) stop() {
+	f.mu.Lock()
+	f.stopped = true
+	f.mu.Unlock()
+}
+
+// followResponse applies one response of w's watch (ok false: the watch
+// ended without one). It reports whether the watch ends, with an error
+// when it failed (nil: list again).
+func (s *Source) followResponse(w *watch, prefix string, resp clientv3.WatchResponse, ok bool) (end bool, err error) {
+	switch {
+	case !ok:
+		return true, fmt.Errorf("watch %s: channel closed", prefix)
+	case resp.CompactRevision != 0:
+		s.stats.compactions.Add(1)
+		s.log.Info("watch compacted, re-listing", "service", w.svc, "from", w.held.rev+1, "compacted", resp.CompactRevision)
+		return true, nil
+	case resp.Err() != nil:
+		return true, fmt.Errorf("watch %s: %w", prefix, resp.Err())
+	}
+	return s.applyResponse(w, resp), nil
 }
 
 // applyResponse applies one watch response and queues what changed. It
