@@ -97,7 +97,11 @@ func Translate(svc *model.Service) ([]Frontend, error) {
 		addr netip.Addr
 		ep   *v1.Endpoint
 	}
-	var eps []endpoint
+	n := 0
+	for _, sl := range svc.Slices {
+		n += len(sl.GetEndpoints())
+	}
+	eps := make([]endpoint, 0, n)
 	badAddrs := 0
 	for _, sl := range svc.Slices {
 		for _, ep := range sl.GetEndpoints() {
@@ -121,7 +125,7 @@ func Translate(svc *model.Service) ([]Frontend, error) {
 
 	// Backends per port and address family, shared by the VIPs of that family.
 	backendsOf := func(p port, v4 bool) []Backend {
-		var out []Backend
+		out := make([]Backend, 0, len(eps))
 		for _, e := range eps {
 			if e.addr.Is4() != v4 {
 				continue

@@ -26,7 +26,7 @@ type IDs struct {
 	keyOf   map[uint32]datapath.FrontendKey
 	stray   map[uint32]struct{} // frontend ids in use by slots of no frontend (from a dump)
 	byAddr  map[netip.AddrPort]uint32
-	backend map[uint32]*backendRef
+	backend map[uint32]backendRef // by value: one lookup, no pointer to chase
 }
 
 // backendRef is one backend id in use.
@@ -44,7 +44,7 @@ func NewIDs() *IDs {
 		keyOf:     map[uint32]datapath.FrontendKey{},
 		stray:     map[uint32]struct{}{},
 		byAddr:    map[netip.AddrPort]uint32{},
-		backend:   map[uint32]*backendRef{},
+		backend:   map[uint32]backendRef{},
 	}
 }
 
@@ -73,7 +73,7 @@ func RebuildIDs(st datapath.State) *IDs {
 	}
 	for k, v := range st.Backends {
 		addr := v.AddrPort()
-		a.backend[k.BackendId] = &backendRef{addr: addr}
+		a.backend[k.BackendId] = backendRef{addr: addr}
 		if cur, ok := a.byAddr[addr]; !ok || k.BackendId < cur {
 			a.byAddr[addr] = k.BackendId
 		}
@@ -81,8 +81,9 @@ func RebuildIDs(st datapath.State) *IDs {
 	}
 	for k := range st.Frontends {
 		for _, id := range distinct(st.SlotTable(k)) {
-			if r := a.backend[id]; r != nil {
+			if r, ok := a.backend[id]; ok {
 				r.refs++
+				a.backend[id] = r
 			}
 		}
 	}
@@ -148,13 +149,16 @@ func (a *IDs) ReleaseStray() {
 // AcquireBackend returns the id of addr, handing out a new one if addr has
 // none, and adds a reference to it.
 func (a *IDs) AcquireBackend(addr netip.AddrPort) uint32 {
+	r := backendRef{addr: addr}
 	id, ok := a.byAddr[addr]
-	if !ok {
+	if ok {
+		r = a.backend[id]
+	} else {
 		id = a.backends.get()
 		a.byAddr[addr] = id
-		a.backend[id] = &backendRef{addr: addr}
 	}
-	a.backend[id].refs++
+	r.refs++
+	a.backend[id] = r
 	return id
 }
 
@@ -162,17 +166,18 @@ func (a *IDs) AcquireBackend(addr netip.AddrPort) uint32 {
 // was the last one: the id is then released (reused after Recycle) and the
 // caller deletes the backend's entry.
 func (a *IDs) ReleaseBackend(id uint32) (last bool) {
-	r := a.backend[id]
-	if r == nil {
+	r, ok := a.backend[id]
+	if !ok {
 		return false
 	}
 	if r.refs > 0 {
 		r.refs--
 	}
 	if r.refs > 0 {
+		a.backend[id] = r
 		return false
 	}
-	a.dropBackend(id, r)
+	a.dropBackend(id, r.addr)
 	return true
 }
 
@@ -187,23 +192,23 @@ func (a *IDs) DropUnreferenced() []uint32 {
 	}
 	slices.Sort(out)
 	for _, id := range out {
-		a.dropBackend(id, a.backend[id])
+		a.dropBackend(id, a.backend[id].addr)
 	}
 	return out
 }
 
-func (a *IDs) dropBackend(id uint32, r *backendRef) {
+func (a *IDs) dropBackend(id uint32, addr netip.AddrPort) {
 	delete(a.backend, id)
-	if a.byAddr[r.addr] == id {
-		delete(a.byAddr, r.addr)
+	if a.byAddr[addr] == id {
+		delete(a.byAddr, addr)
 	}
 	a.backends.put(id)
 }
 
 // Backend returns the address of backend id and its number of references.
 func (a *IDs) Backend(id uint32) (addr netip.AddrPort, refs int, ok bool) {
-	r := a.backend[id]
-	if r == nil {
+	r, ok := a.backend[id]
+	if !ok {
 		return netip.AddrPort{}, 0, false
 	}
 	return r.addr, r.refs, true
