@@ -100,7 +100,24 @@ func BenchmarkTableRestart10k(b *testing.B) {
 // 27 slots a service) in which each op replaces every endpoint of one
 // service, written as the agent's writer does: the upserts, then the
 // deletes of the old backends in a change set of their own.
+//
+// With tables=1 the table stays in the CPU's caches. With tables=1000,
+// as in a node pool of the scale test (1,000 agents in one process),
+// each op changes the next of 1,000 such tables, which the other 999 ops
+// have pushed out of the caches since: what a change costs an agent that
+// was idle.
+//
+//	go test ./nodeagent/nodemodel -run '^$' -bench RollingRestart
 func BenchmarkTableRollingRestart(b *testing.B) {
+	for _, n := range []int{1, 1000} {
+		b.Run(fmt.Sprintf("tables=%d", n), func(b *testing.B) { benchRollingRestart(b, n) })
+	}
+}
+
+func benchRollingRestart(b *testing.B, tables int) {
+	if testing.Short() && tables > 1 {
+		b.Skip("-short: 1,000 tables")
+	}
 	const services = 50
 	weighted := func(i, gen int) *model.Service {
 		spec := &v1.ServiceSpec{
@@ -117,18 +134,24 @@ func BenchmarkTableRollingRestart(b *testing.B) {
 		}
 		return model.NewService(spec, eps)
 	}
-	tb := NewTable(datapath.NewState())
 	keys := make([]keyspace.Service, services)
+	first := make([][]Frontend, services)
 	for i := range services {
 		m := weighted(i, 0)
 		f, err := Translate(m)
 		if err != nil {
 			b.Fatal(err)
 		}
-		keys[i] = m.Key
-		tb.Set(m.Key, f)
+		keys[i], first[i] = m.Key, f
 	}
-	tb.Commit(tb.Pending())
+	tbs := make([]*Table, tables)
+	for t := range tbs {
+		tbs[t] = NewTable(datapath.NewState())
+		for i := range services {
+			tbs[t].Set(keys[i], first[i])
+		}
+		tbs[t].Commit(tbs[t].Pending())
+	}
 	versions := make([][]Frontend, 2*services) // built outside the loop: the table's cost only
 	for i := range versions {
 		f, err := Translate(weighted(i%services, 1+i/services))
@@ -140,7 +163,8 @@ func BenchmarkTableRollingRestart(b *testing.B) {
 	entries, i := 0, 0
 	b.ReportAllocs()
 	for b.Loop() {
-		v := i % len(versions)
+		// Every table goes through the versions in order, one op at a time.
+		tb, v := tbs[i%tables], (i/tables)%len(versions)
 		tb.Set(keys[v%services], versions[v])
 		now, garbage := datapath.SplitGarbage(tb.Pending())
 		tb.Commit(now)
