@@ -368,6 +368,48 @@ func wantArgs(t *testing.T, id, got string, want ...string) {
 	}
 }
 
+// checkEtcdGC checks etcd's Go garbage collector settings: unset by
+// default; with the custom values, GOGC set and the GOMEMLIMIT soft limit
+// below the container's memory limit minus its in-memory data volume,
+// which counts against the same limit.
+func checkEtcdGC(t *testing.T, p profile, c corev1.Container, data *corev1.Volume) {
+	t.Helper()
+	env := map[string]string{}
+	for _, e := range c.Env {
+		env[e.Name] = e.Value
+	}
+	if p.name != "custom" {
+		if _, ok := env["GOGC"]; ok {
+			t.Errorf("etcd: GOGC %q set by default", env["GOGC"])
+		}
+		if _, ok := env["GOMEMLIMIT"]; ok {
+			t.Errorf("etcd: GOMEMLIMIT %q set by default", env["GOMEMLIMIT"])
+		}
+		return
+	}
+	if env["GOGC"] != "400" {
+		t.Errorf("etcd: GOGC %q, want the custom values' 400", env["GOGC"])
+	}
+	limit, ok := c.Resources.Limits[corev1.ResourceMemory]
+	if env["GOMEMLIMIT"] == "" || !ok || data == nil || data.EmptyDir == nil || data.EmptyDir.SizeLimit == nil {
+		t.Errorf("etcd: GOMEMLIMIT %q with memory limit %v and data volume %+v", env["GOMEMLIMIT"], limit, data)
+		return
+	}
+	var n int64
+	var unit string
+	if _, err := fmt.Sscanf(env["GOMEMLIMIT"], "%d%s", &n, &unit); err != nil {
+		t.Fatalf("etcd: GOMEMLIMIT %q: %v", env["GOMEMLIMIT"], err)
+	}
+	shift := map[string]uint{"B": 0, "KiB": 10, "MiB": 20, "GiB": 30}
+	sh, known := shift[unit]
+	if !known {
+		t.Fatalf("etcd: GOMEMLIMIT %q: unit %q", env["GOMEMLIMIT"], unit)
+	}
+	if room := limit.Value() - data.EmptyDir.SizeLimit.Value(); n<<sh >= room {
+		t.Errorf("etcd: GOMEMLIMIT %s is not below the memory limit %s minus the data volume's %s", env["GOMEMLIMIT"], limit.String(), data.EmptyDir.SizeLimit.String())
+	}
+}
+
 func checkEtcd(t *testing.T, p profile, sts *appsv1.StatefulSet) {
 	t.Helper()
 	if *sts.Spec.Replicas != p.etcdReplicas {
@@ -382,6 +424,7 @@ func checkEtcd(t *testing.T, p profile, sts *appsv1.StatefulSet) {
 	if data == nil || data.EmptyDir == nil || data.EmptyDir.Medium != corev1.StorageMediumMemory || data.EmptyDir.SizeLimit == nil {
 		t.Errorf("etcd data volume is not a size-limited in-memory emptyDir: %+v", data)
 	}
+	checkEtcdGC(t, p, container(t, sts.Spec.Template.Spec, "etcd"), data)
 	etcd := args(container(t, sts.Spec.Template.Spec, "etcd"))
 	wantArgs(t, "etcd", etcd, "--client-cert-auth", "--peer-client-cert-auth", "--trusted-ca-file=", "--peer-trusted-ca-file=",
 		"--listen-client-urls=https://", "--listen-peer-urls=https://", "--auto-compaction-mode=", "--quota-backend-bytes=",

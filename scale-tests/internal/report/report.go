@@ -38,7 +38,7 @@ func Write(dir string, sum *results.Summary) error {
 	w("```sh\n%s\n```\n\n", sum.Command)
 	w("%s\n\n", apiText(c.API()))
 	m := sum.Machine
-	w("Machine: %s, %d cores, %.1f GiB, Linux %s, %s (%s). All components are processes on this machine, on loopback; each node pool is one process whose garbage collector is set to collect as often as its nodes would as separate processes (scale-tests/internal/roles/poolgc.go).\n\n",
+	w("Machine: %s, %d cores, %.1f GiB, Linux %s, %s (%s). All components are processes on this machine, on loopback; each node pool is one process whose garbage collector is set to collect as often as its nodes would as separate processes (scale-tests/internal/roles/poolgc.go); etcd runs with the garbage collector settings docs/operations.md recommends at 1,000 nodes, a GOGC and a soft memory limit (scale-tests/internal/roles/etcd.go).\n\n",
 		m.CPUModel, m.Cores, m.MemoryGiB, m.Kernel, m.GoVersion, m.OS)
 	weights := "equal weights"
 	if c.Weights {

@@ -226,7 +226,8 @@ func (p *phase) startEtcd(ctx context.Context) error {
 	// the same address.
 	p.etcdGen++
 	p.etcdDir = filepath.Join(p.tmp, fmt.Sprintf("etcd-%s-%d", p.mode, p.etcdGen))
-	c, err := p.startComponent(ctx, results.CompEtcd, roles.Etcd, roles.EtcdConfig{ClientURL: p.etcdURL, Dir: p.etcdDir})
+	c, err := p.startComponent(ctx, results.CompEtcd, roles.Etcd, roles.EtcdConfig{ClientURL: p.etcdURL, Dir: p.etcdDir,
+		GOGC: roles.EtcdGOGC, MemoryLimit: roles.EtcdMemoryLimit})
 	if err != nil {
 		return err
 	}
