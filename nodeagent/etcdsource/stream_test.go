@@ -2,6 +2,7 @@ package etcdsource
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/meshrelay/meshrelay/internal/embedetcd"
+	"github.com/meshrelay/meshrelay/internal/keyspace"
 	"github.com/meshrelay/meshrelay/internal/testsupport/testenv"
 )
 
@@ -278,5 +280,33 @@ func TestProbeJitter(t *testing.T) {
 	}
 	if hi-lo < d/4 {
 		t.Fatalf("1,000 draws within %v of each other: not spread", hi-lo)
+	}
+}
+
+// TestFollowStreamEndIsNotAFailure: when the watch stream's run ends (the
+// Source's context is done, the watch's own may not look done yet), follow
+// returns errWatchClosed, which runWatch does not report as a failed
+// watch to re-list.
+func TestFollowStreamEndIsNotAFailure(t *testing.T) {
+	s := New(nil, Options{})
+	s.stream = newWatchStream(nil, slog.New(slog.DiscardHandler)) // never run: nothing is sent
+	svc := keyspace.Service{Namespace: "ns", Name: "a"}
+	w := newWatch(svc, 0, limits{})
+	s.watches[svc] = w
+	done := make(chan error, 1)
+	go func() { done <- s.follow(ctxT(t), w, 1) }()
+	testenv.EventuallyTrue(t, "the watch registered on the stream", func() bool {
+		s.stream.mu.Lock()
+		defer s.stream.mu.Unlock()
+		return len(s.stream.watches) == 1
+	})
+	s.stream.closeAll()
+	select {
+	case err := <-done:
+		if !errors.Is(err, errWatchClosed) {
+			t.Fatalf("follow returned %v, want errWatchClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("follow did not return when the stream ended")
 	}
 }

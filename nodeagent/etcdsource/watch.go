@@ -126,6 +126,13 @@ func (s *Source) runWatch(ctx context.Context, w *watch, fl *firstList, i int) {
 		if ctx.Err() != nil {
 			return
 		}
+		if errors.Is(err, errWatchClosed) {
+			// Only the Source's end closes a watch without a last
+			// response (or a closed client, which no retry mends): the
+			// Source's context is done, and w's follows it in a moment.
+			<-ctx.Done()
+			return
+		}
 		if err == nil {
 			continue // a re-list was asked for
 		}
@@ -267,6 +274,13 @@ func (s *Source) follow(ctx context.Context, w *watch, rev int64) error {
 	}
 }
 
+// errWatchClosed is follow's error when its watch ended without a last
+// response: the watch stream's run (or the client's Watcher) ended, which
+// happens when the Source's context is done. That context's Done closes
+// before the contexts derived from it are cancelled, so a watch can see
+// its stream end while its own context still looks alive.
+var errWatchClosed = errors.New("watch closed without a last response")
+
 // follower is the state of one follow shared with the goroutine that
 // applies its responses.
 type follower struct {
@@ -295,7 +309,7 @@ func (f *follower) stop() {
 func (s *Source) followResponse(w *watch, prefix string, resp clientv3.WatchResponse, ok bool) (end bool, err error) {
 	switch {
 	case !ok:
-		return true, fmt.Errorf("watch %s: channel closed", prefix)
+		return true, fmt.Errorf("watch %s: %w", prefix, errWatchClosed)
 	case resp.CompactRevision != 0:
 		s.stats.compactions.Add(1)
 		s.log.Info("watch compacted, re-listing", "service", w.svc, "from", w.held.rev+1, "compacted", resp.CompactRevision)
