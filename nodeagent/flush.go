@@ -43,7 +43,7 @@ func (a *Agent) drain() {
 
 // queueDepth returns the number of services with a queued change, in
 // the agent's queue or still in the source's (a service can be in both).
-// Callers may hold a.mu (queuedLocked).
+// Callers that hold a.mu use queuedLocked.
 func (a *Agent) queueDepth() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
